@@ -1,0 +1,1 @@
+"""Command-line glue, one module per subcommand; see ``softlines_attr.cli``."""

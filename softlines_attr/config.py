@@ -1,0 +1,433 @@
+"""Configuration: TOML files parsed once into frozen, typed dataclasses.
+
+The defaults live in the repository's ``conf/`` folder (installed under ``share/softlines-attr/conf``
+by the wheel). A user's ``--conf FILE`` is laid over ``conf/pipeline.toml`` key by key, so it only
+needs the keys it changes; ``--taxonomy FILE`` replaces the attribute taxonomy whole. Every key is
+checked: an unknown key, a value of the wrong type or a missing file raises :class:`ConfigError`
+naming the file, the key and what was expected.
+
+``parse_dataclass`` is the one strict parser; other modules (EMR specs, ...) reuse it for their own
+dataclasses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import re
+import sys
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from softlines_attr.errors import ConfigError, UnknownAttributeError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+CONF_DIR_ENV = "SOFTLINES_ATTR_CONF_DIR"
+_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+# --------------------------------------------------------------------------------------------
+# Dataclasses
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LabelsConfig:
+    """Title-word vocabulary and weak-label settings (the label job)."""
+
+    vocab_sizes: tuple[int, ...]
+    min_doc_freq: int
+    count_by_parent: bool
+    val_fraction: float
+    min_token_length: int
+    stop_words: tuple[str, ...]
+    size_tokens: tuple[str, ...]
+    shuffle_partitions: int
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    """How images are stored in shards and fed to the network."""
+
+    store_size: int
+    input_size: int
+    resize_mode: Literal["shorter_side", "pad_square"]
+    jpeg_quality: int
+    max_pixels: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+
+@dataclass(frozen=True)
+class ShardConfig:
+    """RecordIO shard writing (the shard job)."""
+
+    max_shard_bytes: int
+    records_per_shard: int
+    fetch_threads: int
+    fetch_timeout_s: float
+    fetch_retries: int
+
+
+@dataclass(frozen=True)
+class CatalogGenConfig:
+    """The generated demo/test catalog (``make-catalog``)."""
+
+    n: int
+    non_dress_share: float
+    wrong_tag_share: float
+    spam_share: float
+    bad_row_share: float
+    tag_share: float
+    min_size: tuple[int, int]
+    max_size: tuple[int, int]
+    workers: int
+
+
+@dataclass(frozen=True)
+class SparkProfile:
+    """A named set of Spark settings: ``master`` is used only outside spark-submit."""
+
+    name: str
+    master: str
+    conf: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Attribute:
+    """One visual attribute and its classes, in index order."""
+
+    name: str
+    classes: tuple[str, ...]
+    region: Literal["full", "upper"] = "full"
+
+    def index(self, label: str) -> int:
+        """Return the class index of ``label``; raise ``UnknownAttributeError`` if absent."""
+        try:
+            return self.classes.index(label)
+        except ValueError:
+            raise UnknownAttributeError(
+                f"attribute {self.name!r} has no class {label!r}; expected one of {list(self.classes)}"
+            ) from None
+
+
+@dataclass(frozen=True)
+class Taxonomy:
+    """The attributes to tag, in order, with their classes."""
+
+    attributes: tuple[Attribute, ...]
+    source: str = "<defaults>"
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(a.name for a in self.attributes)
+
+    def attribute(self, name: str) -> Attribute:
+        """Return the attribute called ``name``; raise ``UnknownAttributeError`` naming the choices."""
+        for attr in self.attributes:
+            if attr.name == name:
+                return attr
+        raise UnknownAttributeError(
+            f"taxonomy {self.source} has no attribute {name!r}; expected one of {list(self.names)}"
+        )
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Everything a job needs, parsed once at start-up and passed down explicitly."""
+
+    seed: int
+    spark_profile: str
+    labels: LabelsConfig
+    images: ImageConfig
+    shard: ShardConfig
+    catalog: CatalogGenConfig
+    taxonomy: Taxonomy = field(default_factory=lambda: Taxonomy(attributes=()))
+    spark: SparkProfile = field(default_factory=lambda: SparkProfile("local", "local[*]", {}))
+    sources: tuple[str, ...] = ()
+
+
+# --------------------------------------------------------------------------------------------
+# Strict parsing
+# --------------------------------------------------------------------------------------------
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (list, tuple):
+        args = [a for a in typing.get_args(tp) if a is not Ellipsis]
+        return f"a list of {_type_name(args[0])}" if len(set(args)) == 1 else f"a list of {len(args)} values"
+    if origin is dict:
+        return f"a table of {_type_name(typing.get_args(tp)[1])}"
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if dataclasses.is_dataclass(tp):
+        return "a table"
+    if tp is type(None):
+        return "nothing"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(tp, str(tp))
+
+
+def _convert(value: Any, tp: Any, *, source: str, key: str) -> Any:
+    def fail() -> ConfigError:
+        return ConfigError(f"{source}: key {key!r}: expected {_type_name(tp)}, found {value!r}")
+
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            raise fail()
+        return value
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            try:
+                return _convert(value, arg, source=source, key=key)
+            except ConfigError:
+                continue
+        raise fail()
+    if tp is type(None):
+        if value is not None:
+            raise fail()
+        return None
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, Mapping):
+            raise fail()
+        return parse_dataclass(tp, value, source=source, prefix=f"{key}.")
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise fail()
+        args = typing.get_args(tp)
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(value) != len(args):
+                raise fail()
+            items = [_convert(v, a, source=source, key=f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args))]
+        else:
+            item_tp = args[0] if args else Any
+            items = [_convert(v, item_tp, source=source, key=f"{key}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise fail()
+        val_tp = typing.get_args(tp)[1]
+        return {str(k): _convert(v, val_tp, source=source, key=f"{key}.{k}") for k, v in value.items()}
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise fail()
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise fail()
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise fail()
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise fail()
+        return value
+    raise ConfigError(f"{source}: key {key!r}: no parser for type {tp!r}")  # pragma: no cover
+
+
+def parse_dataclass(cls: type[T], data: Mapping[str, Any], *, source: str, prefix: str = "") -> T:
+    """Build dataclass ``cls`` from ``data``, refusing unknown keys, missing keys and wrong types.
+
+    Args:
+        cls: A dataclass type whose fields carry type hints.
+        data: The parsed TOML (or JSON) table.
+        source: The file name used in error messages.
+        prefix: The dotted key prefix of ``data`` inside the file, for error messages.
+
+    Returns:
+        An instance of ``cls``.
+
+    Raises:
+        ConfigError: naming the file, the key and what was expected.
+    """
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown key {prefix}{unknown[0]!r}; expected one of {sorted(prefix + k for k in fields)}"
+        )
+    kwargs: dict[str, Any] = {}
+    for name, f in fields.items():
+        if name in data:
+            kwargs[name] = _convert(data[name], hints[name], source=source, key=f"{prefix}{name}")
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{source}: missing key {prefix + name!r}; expected {_type_name(hints[name])}")
+    return cls(**kwargs)
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Read a TOML file, turning a missing file or a syntax error into ``ConfigError``."""
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist; expected a TOML file")
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+
+
+def _deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _check_keys_known(user: Mapping[str, Any], default: Mapping[str, Any], *, source: str, prefix: str = "") -> None:
+    """An override file may only name keys the defaults define (so typos are caught with their file)."""
+    for key, value in user.items():
+        if key not in default:
+            raise ConfigError(f"{source}: unknown key {prefix + key!r}; expected one of {sorted(prefix + k for k in default)}")
+        if isinstance(value, Mapping) and isinstance(default[key], Mapping) and key != "conf":
+            _check_keys_known(value, default[key], source=source, prefix=f"{prefix}{key}.")
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------------
+
+
+def default_conf_dir() -> Path:
+    """Where the default ``conf/`` lives: ``$SOFTLINES_ATTR_CONF_DIR``, the source tree, or the wheel's data."""
+    candidates = []
+    if os.environ.get(CONF_DIR_ENV):
+        candidates.append(Path(os.environ[CONF_DIR_ENV]))
+    candidates.append(Path(__file__).resolve().parent.parent / "conf")
+    candidates.append(Path(sys.prefix) / "share" / "softlines-attr" / "conf")
+    for cand in candidates:
+        if (cand / "pipeline.toml").is_file():
+            return cand
+    raise ConfigError(f"no default conf/pipeline.toml found; looked in {[str(c) for c in candidates]}")
+
+
+def load_taxonomy(path: Path | None = None) -> Taxonomy:
+    """Parse a taxonomy file (``[attributes.NAME] classes = [...]``); default ``conf/taxonomy.toml``."""
+    path = Path(path) if path is not None else default_conf_dir() / "taxonomy.toml"
+    data = read_toml(path)
+    source = str(path)
+    if set(data) != {"attributes"}:
+        extra = sorted(set(data) - {"attributes"})
+        raise ConfigError(
+            f"{source}: expected exactly one top-level table 'attributes', found "
+            + (f"unknown key {extra[0]!r}" if extra else "none")
+        )
+    table = data["attributes"]
+    if not isinstance(table, Mapping) or not table:
+        raise ConfigError(f"{source}: key 'attributes': expected a table of at least one attribute, found {table!r}")
+    attrs = []
+    for name, spec in table.items():
+        if not _NAME_RE.match(name):
+            raise ConfigError(f"{source}: attribute name {name!r}: expected lower_snake_case")
+        if not isinstance(spec, Mapping):
+            raise ConfigError(f"{source}: key 'attributes.{name}': expected a table, found {spec!r}")
+        attr = parse_dataclass(Attribute, {"name": name, **spec}, source=source, prefix=f"attributes.{name}.")
+        if len(attr.classes) < 2:
+            raise ConfigError(f"{source}: key 'attributes.{name}.classes': expected at least 2 classes, found {list(attr.classes)}")
+        if len(set(attr.classes)) != len(attr.classes):
+            raise ConfigError(f"{source}: key 'attributes.{name}.classes': expected unique classes, found {list(attr.classes)}")
+        for cls_name in attr.classes:
+            if not _NAME_RE.match(cls_name):
+                raise ConfigError(f"{source}: class {cls_name!r} of {name!r}: expected lower_snake_case")
+        attrs.append(attr)
+    return Taxonomy(attributes=tuple(attrs), source=source)
+
+
+def load_spark_profile(name_or_path: str, conf_dir: Path | None = None) -> SparkProfile:
+    """Load a Spark profile by name (``conf/spark/NAME.toml``) or by file path."""
+    conf_dir = conf_dir or default_conf_dir()
+    path = Path(name_or_path)
+    if path.suffix != ".toml":
+        path = conf_dir / "spark" / f"{name_or_path}.toml"
+        if not path.is_file():
+            known = sorted(p.stem for p in (conf_dir / "spark").glob("*.toml"))
+            raise ConfigError(f"spark profile {name_or_path!r} not found; expected one of {known} or a .toml path")
+    data = read_toml(path)
+    data = {"name": path.stem, **data}
+    profile = parse_dataclass(SparkProfile, data, source=str(path))
+    return profile
+
+
+def _validate(conf: PipelineConfig, source: str) -> None:
+    lab = conf.labels
+    if not lab.vocab_sizes or any(v < 0 for v in lab.vocab_sizes) or len(set(lab.vocab_sizes)) != len(lab.vocab_sizes):
+        raise ConfigError(f"{source}: key 'labels.vocab_sizes': expected distinct sizes >= 0 (0 = all words), found {list(lab.vocab_sizes)}")
+    if not 0.0 <= lab.val_fraction < 1.0:
+        raise ConfigError(f"{source}: key 'labels.val_fraction': expected 0 <= value < 1, found {lab.val_fraction}")
+    if lab.min_doc_freq < 1:
+        raise ConfigError(f"{source}: key 'labels.min_doc_freq': expected >= 1, found {lab.min_doc_freq}")
+    img = conf.images
+    if not 1 <= img.jpeg_quality <= 100:
+        raise ConfigError(f"{source}: key 'images.jpeg_quality': expected 1..100, found {img.jpeg_quality}")
+    if img.input_size > img.store_size:
+        raise ConfigError(f"{source}: key 'images.input_size': expected <= images.store_size ({img.store_size}), found {img.input_size}")
+
+
+def load_config(
+    conf_path: Path | str | None = None,
+    taxonomy_path: Path | str | None = None,
+    spark_profile: str | None = None,
+) -> PipelineConfig:
+    """Load the pipeline configuration once.
+
+    Args:
+        conf_path: A user's TOML laid over ``conf/pipeline.toml`` (only the keys it changes).
+        taxonomy_path: A taxonomy file replacing ``conf/taxonomy.toml``.
+        spark_profile: A profile name (``local``, ``emr_gpu``) or a ``.toml`` path; defaults to the
+            conf's ``spark_profile``.
+
+    Returns:
+        The frozen :class:`PipelineConfig`.
+
+    Raises:
+        ConfigError: for a missing file, unknown key, wrong type or out-of-range value.
+    """
+    conf_dir = default_conf_dir()
+    default_path = conf_dir / "pipeline.toml"
+    data = read_toml(default_path)
+    sources = [str(default_path)]
+    source = str(default_path)
+    if conf_path is not None:
+        user_path = Path(conf_path)
+        user = read_toml(user_path)
+        _check_keys_known(user, data, source=str(user_path))
+        data = _deep_merge(data, user)
+        sources.append(str(user_path))
+        source = str(user_path)
+    base = parse_dataclass(PipelineConfig, data, source=source)
+    taxonomy = load_taxonomy(Path(taxonomy_path) if taxonomy_path is not None else conf_dir / "taxonomy.toml")
+    spark = load_spark_profile(spark_profile or base.spark_profile, conf_dir)
+    conf = dataclasses.replace(base, taxonomy=taxonomy, spark=spark, sources=tuple(sources))
+    _validate(conf, source)
+    log.debug("loaded config from %s (taxonomy %s, spark profile %s)", sources, taxonomy.source, spark.name)
+    return conf
+
+
+def config_to_dict(conf: Any) -> Any:
+    """A JSON-ready view of a config dataclass (for run summaries and model manifests)."""
+    if dataclasses.is_dataclass(conf):
+        return {f.name: config_to_dict(getattr(conf, f.name)) for f in dataclasses.fields(conf)}
+    if isinstance(conf, (list, tuple)):
+        return [config_to_dict(v) for v in conf]
+    if isinstance(conf, dict):
+        return {k: config_to_dict(v) for k, v in conf.items()}
+    return conf
