@@ -73,9 +73,13 @@ class ShardConfig:
 
     max_shard_bytes: int
     records_per_shard: int
+    min_shards: int
+    label_width: int
     fetch_threads: int
     fetch_timeout_s: float
     fetch_retries: int
+    max_image_bytes: int
+    multipart_chunk_bytes: int
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,51 @@
+"""``softlines-attr shard``: images -> MXNet RecordIO shards (base-model or refine data)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+
+from softlines_attr.commands.common import add_config_arguments, add_spark_arguments, config_from_args
+
+log = logging.getLogger(__name__)
+
+HELP = (
+    "Fetch, decode, resize and re-encode product images into MXNet RecordIO shards (.rec + .idx), with a "
+    "shard manifest, a record index and a rejects table. Base shards: --labels DIR --vocab-size N; "
+    "refine shards: --labels DIR --tags PATH --attribute NAME."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The shard command's arguments."""
+    parser.add_argument("--labels", required=True, help="the label job's output folder (labels/, vocabulary/)")
+    parser.add_argument("--out", required=True, help="output folder, a local path or s3://bucket/prefix")
+    parser.add_argument("--vocab-size", type=int, default=None, help="base-model shards: the vocabulary (500, 2000, 0 = all words)")
+    parser.add_argument("--tags", default=None, help="refine shards: the human tags table (asin, attribute, label)")
+    parser.add_argument("--attribute", default=None, help="refine shards: the taxonomy attribute to shard (e.g. neck_style)")
+    parser.add_argument("--run-id", default=None, help="run id for the summary and the staging folder (default: a new one)")
+    add_config_arguments(parser)
+    add_spark_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the shard job; exit 0 unless the job as a whole failed (bad images are rejects, not failures)."""
+    from softlines_attr.shard import FAIL_PARTITION_ENV, ShardJob, run_shard_job
+    from softlines_attr.spark import build_session
+
+    # Local runs: the Python workers must be this interpreter (the venv), not whatever python3 is on PATH.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    job = ShardJob(labels_dir=args.labels, out_dir=args.out, vocab_size=args.vocab_size, tags_path=args.tags, attribute=args.attribute)
+    job.validate()
+    conf = config_from_args(args)
+    fail = os.environ.get(FAIL_PARTITION_ENV)
+    spark = build_session(conf.spark, app_name="softlines-attr-shard", master=args.master)
+    try:
+        summary = run_shard_job(spark, conf, job, run_id=args.run_id, fail_partition=int(fail) if fail else None)
+    finally:
+        spark.stop()
+    print(json.dumps({k: summary[k] for k in ("run_id", "rows_in", "records_written", "rows_rejected", "shards", "rejects_by_reason", "out")}, sort_keys=True))
+    return 0

@@ -1,0 +1,211 @@
+"""The shard job's inputs as DataFrames: candidate rows to shard, and input-level rejects.
+
+Candidates have ``asin, parent_asin, image_uri, split, labels (array<int>)``; a refine candidate's
+``labels`` holds its one class index. Rejects have :data:`REJECT_COLUMNS`. Every input row ends in
+exactly one of the two.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from pyspark import StorageLevel
+from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+from pyspark.sql.types import ArrayType, IntegralType
+
+from softlines_attr.config import Attribute
+from softlines_attr.io.tables import join_path, read_table, require_columns
+from softlines_attr.shard.errors import ShardInputError
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val")
+REJECT_COLUMNS = ("asin", "image_uri", "split", "stage", "reason", "message")
+REJECT_DDL = "asin string, image_uri string, split string, stage string, reason string, message string"
+CANDIDATE_COLUMNS = ("asin", "parent_asin", "image_uri", "split", "labels")
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What the job shards.
+
+    Attributes:
+        candidates: Rows that passed the input checks (columns :data:`CANDIDATE_COLUMNS`).
+        rejects: Rows refused before any fetch (columns :data:`REJECT_COLUMNS`).
+        rows_in: Input rows counted (labels rows, or tag rows of the attribute).
+        num_classes: Vocabulary size (base) or number of classes (refine).
+        extra: Mode-specific facts for the run summary.
+        cached: The persisted DataFrame behind both (unpersist when done).
+    """
+
+    candidates: DataFrame
+    rejects: DataFrame
+    rows_in: int
+    num_classes: int
+    extra: dict
+    cached: DataFrame
+
+
+def labels_column(vocab_size: int) -> str:
+    """The labels-table column for a vocabulary size: ``labels_<N>``, or ``labels_all`` for 0."""
+    return "labels_all" if vocab_size == 0 else f"labels_{vocab_size}"
+
+
+def _blank(col: Column) -> Column:
+    return col.isNull() | (F.trim(col) == "")
+
+
+def _triage(df: DataFrame, checks: list[tuple[Column, str, Column]], stage: str) -> tuple[DataFrame, DataFrame, DataFrame]:
+    """Split ``df`` by the first failing check: (passing rows, reject rows, the persisted tagged rows)."""
+    reason: Column = F.lit(None).cast("string")
+    message: Column = F.lit(None).cast("string")
+    for cond, code, text in reversed(checks):
+        reason = F.when(cond, F.lit(code)).otherwise(reason)
+        message = F.when(cond, text).otherwise(message)
+    # persisted: counted, split into candidates and rejects, and read again by the writers
+    tagged = df.withColumn("_reason", reason).withColumn("_message", message).persist(StorageLevel.MEMORY_AND_DISK)
+    good = tagged.filter(F.col("_reason").isNull()).drop("_reason", "_message")
+    bad = tagged.filter(F.col("_reason").isNotNull()).select(
+        F.col("asin"),
+        F.col("image_uri"),
+        F.col("split"),
+        F.lit(stage).alias("stage"),
+        F.col("_reason").alias("reason"),
+        F.col("_message").alias("message"),
+    )
+    return good, bad, tagged
+
+
+def read_labels(spark: SparkSession, labels_dir: str, label_col: str | None) -> DataFrame:
+    """The labels table with the columns the shard job uses (``labels`` = ``label_col`` if given).
+
+    Raises:
+        InputSchemaError: when a required column is missing or of the wrong type.
+    """
+    path = join_path(labels_dir, "labels")
+    raw = read_table(spark, path)
+    cols = {"asin": "string", "parent_asin": "string", "image_uri": "string", "split": "string"}
+    df = require_columns(raw, cols, source=path)
+    if label_col is None:
+        return df
+    fields = {f.name: f.dataType for f in raw.schema.fields}
+    found = fields.get(label_col)
+    if found is None:
+        have = sorted(c for c in fields if c.startswith("labels_"))
+        raise ShardInputError(f"{path}: expected a column {label_col!r} of array<int> label indices, found label columns {have}")
+    if not (isinstance(found, ArrayType) and isinstance(found.elementType, IntegralType)):
+        raise ShardInputError(f"{path}: column {label_col!r}: expected array<int>, found {found.simpleString()}")
+    return require_columns(raw.withColumn("labels", F.col(label_col).cast("array<int>")), {**cols, "labels": "array<int>"}, source=path)
+
+
+def vocabulary_classes(spark: SparkSession, labels_dir: str, vocab_size: int) -> int:
+    """The number of label indices of vocabulary ``vocab_size`` (max label_index + 1).
+
+    Raises:
+        ShardInputError: when the vocabulary table has no rows for ``vocab_size``.
+    """
+    path = join_path(labels_dir, "vocabulary")
+    vocab = require_columns(read_table(spark, path), {"vocab_size": "int", "label_index": "int"}, source=path)
+    row = vocab.filter(F.col("vocab_size") == vocab_size).agg(F.count("*").alias("n"), F.max("label_index").alias("top")).first()
+    if row is None or not row["n"]:
+        sizes = sorted(r[0] for r in vocab.select("vocab_size").distinct().collect())
+        raise ShardInputError(f"{path}: expected words for vocab_size {vocab_size}, found vocab sizes {sizes}")
+    return int(row["top"]) + 1
+
+
+def base_inputs(spark: SparkSession, labels_dir: str, vocab_size: int, label_width: int) -> Inputs:
+    """Candidates and rejects for base-model shards (title-word label arrays).
+
+    Rejects: ``no_asin``, ``duplicate_asin`` (all but the first row of an asin), ``no_image_uri``,
+    ``bad_split``, ``no_labels`` (empty for this vocabulary), ``bad_label`` (an index outside the
+    vocabulary) and ``too_many_labels`` (more than a fixed ``label_width``).
+    """
+    col = labels_column(vocab_size)
+    num_classes = vocabulary_classes(spark, labels_dir, vocab_size)
+    df = read_labels(spark, labels_dir, col)
+    rank = F.row_number().over(Window.partitionBy("asin").orderBy(F.col("image_uri").asc_nulls_last(), "split", "parent_asin"))
+    df = df.withColumn("_rank", rank)
+    checks: list[tuple[Column, str, Column]] = [
+        (_blank(F.col("asin")), "no_asin", F.lit("expected an asin, found none")),
+        (F.col("_rank") > 1, "duplicate_asin", F.format_string("expected one row per asin, found another row for %s", F.col("asin"))),
+        (_blank(F.col("image_uri")), "no_image_uri", F.lit("expected an image_uri, found none")),
+        (~F.coalesce(F.col("split").isin(*SPLITS), F.lit(False)), "bad_split", F.format_string("expected split train or val, found %s", F.coalesce(F.col("split"), F.lit("null")))),
+        (F.coalesce(F.size("labels"), F.lit(-1)) <= 0, "no_labels", F.lit(f"expected at least one label in {col}, found none (no title word in this vocabulary)")),
+        (F.exists("labels", lambda x: x.isNull() | (x < 0) | (x >= num_classes)), "bad_label", F.format_string(f"expected label indices in [0, {num_classes}), found %s", F.array_join(F.col("labels").cast("array<string>"), ",", "null"))),
+    ]
+    if label_width > 0:
+        checks.append((F.size("labels") > label_width, "too_many_labels", F.format_string(f"expected at most {label_width} labels (shard.label_width), found %d", F.size("labels"))))
+    good, bad, cached = _triage(df, checks, stage="labels")
+    rows_in = good.count() + bad.count()
+    return Inputs(good.select(*CANDIDATE_COLUMNS), bad, rows_in, num_classes, {"vocab_size": vocab_size, "label_column": col}, cached)
+
+
+def _hash_split(key: Column, seed: int, val_fraction: float) -> Column:
+    bucket = F.pmod(F.xxhash64(F.lit(seed), key), F.lit(1_000_000)) / F.lit(1_000_000.0)
+    return F.when(bucket < F.lit(val_fraction), F.lit("val")).otherwise(F.lit("train"))
+
+
+def refine_inputs(spark: SparkSession, labels_dir: str, tags_path: str, attribute: Attribute, *, seed: int, val_fraction: float) -> Inputs:
+    """Candidates and rejects for refine shards of one attribute (single class labels).
+
+    The image and split come from the labels table by asin; an asin not there takes the split of
+    its parent in the labels table, else a hash of its parent (or itself) with ``val_fraction``, so
+    colour variants stay together. A tags table may carry its own ``image_uri`` (and ``parent_asin``).
+
+    Rejects: ``no_asin``, ``conflicting_labels`` (an asin tagged with different classes: all its
+    rows), ``duplicate_tag`` (the same class again), ``unknown_label`` (not a class of the
+    attribute), ``no_image_uri``.
+
+    Raises:
+        ShardInputError: when the tags table has no row for the attribute.
+    """
+    raw = read_table(spark, tags_path)
+    tags = require_columns(
+        raw,
+        {"asin": "string", "attribute": "string", "label": "string", "image_uri": "string", "parent_asin": "string"},
+        source=tags_path,
+        optional=frozenset({"image_uri", "parent_asin"}),
+    )
+    tags = tags.filter(F.col("attribute") == attribute.name)
+    if tags.isEmpty():
+        found = sorted(r[0] for r in raw.select("attribute").distinct().limit(100).collect() if r[0] is not None)
+        raise ShardInputError(f"{tags_path}: expected tags for attribute {attribute.name!r}, found none; attributes present: {found}")
+    labels = read_labels(spark, labels_dir, None)
+    by_asin = labels.groupBy("asin").agg(F.min(F.struct("image_uri", "parent_asin", "split")).alias("_l"))
+    by_parent = labels.filter(F.col("split").isin(*SPLITS)).groupBy(F.col("parent_asin").alias("_p")).agg(F.min("split").alias("_p_split"))
+    classes = F.array(*[F.lit(c) for c in attribute.classes])
+    w = Window.partitionBy("asin")
+    df = (
+        tags.withColumn("_index", F.array_position(classes, F.col("label")).cast("int") - 1)
+        .withColumn("_n_labels", F.size(F.collect_set("label").over(w)))
+        .withColumn("_rank", F.row_number().over(w.orderBy(F.col("label").asc_nulls_last())))
+        .join(by_asin, "asin", "left")
+        .withColumn("parent_asin", F.coalesce(F.nullif(F.col("parent_asin"), F.lit("")), F.col("_l.parent_asin"), F.col("asin")))
+        .join(by_parent, F.col("parent_asin") == F.col("_p"), "left")
+        .withColumn(
+            "split_source",
+            F.when(F.col("_l.split").isin(*SPLITS), F.lit("labels")).when(F.col("_p_split").isNotNull(), F.lit("parent")).otherwise(F.lit("hash")),
+        )
+        .withColumn(
+            "split",
+            F.when(F.col("split_source") == "labels", F.col("_l.split"))
+            .when(F.col("split_source") == "parent", F.col("_p_split"))
+            .otherwise(_hash_split(F.col("parent_asin"), seed, val_fraction)),
+        )
+        .withColumn("image_uri", F.coalesce(F.nullif(F.trim(F.col("image_uri")), F.lit("")), F.col("_l.image_uri")))
+        .withColumn("labels", F.array(F.col("_index")))
+    )
+    checks: list[tuple[Column, str, Column]] = [
+        (_blank(F.col("asin")), "no_asin", F.lit("expected an asin, found none")),
+        (F.col("_n_labels") > 1, "conflicting_labels", F.format_string(f"expected one {attribute.name} class per asin, found %d different ones", F.col("_n_labels"))),
+        (F.col("_rank") > 1, "duplicate_tag", F.format_string(f"expected one {attribute.name} tag per asin, found %s again", F.col("label"))),
+        (F.col("_index") < 0, "unknown_label", F.format_string(f"expected one of {list(attribute.classes)}, found %s", F.coalesce(F.col("label"), F.lit("null")))),
+        (_blank(F.col("image_uri")), "no_image_uri", F.lit("expected an image_uri (in the tags or the labels table), found none")),
+    ]
+    good, bad, cached = _triage(df, checks, stage="tags")
+    rows_in = good.count() + bad.count()
+    sources = {r["split_source"]: r["count"] for r in good.groupBy("split_source").count().collect()}
+    extra = {"attribute": attribute.name, "classes": list(attribute.classes), "split_source": sources}
+    return Inputs(good.select(*CANDIDATE_COLUMNS), bad, rows_in, len(attribute.classes), extra, cached)

@@ -1,0 +1,363 @@
+"""The shard job's driver: inputs -> balanced partitions -> shards -> manifest, record index, rejects.
+
+Output layout under ``--out`` (local path or s3://)::
+
+    shards/<split>/<split>-<part>-<seq>.rec   MXNet RecordIO shards (with .idx beside each)
+    shards/_manifest.json                     the manifest as JSON, for readers without Parquet
+    manifest/                                 Parquet, one row per shard (:data:`MANIFEST_DDL`)
+    record_index/                             Parquet, one row per record (:data:`INDEX_DDL`)
+    rejects/                                  Parquet, one row per rejected input row (:data:`REJECT_DDL`)
+    _summary.json                             the run summary, written last
+
+Everything is staged under ``<out>/_staging/<run_id>/`` and committed together at the end; local
+outputs go through :class:`softlines_attr.io.tables.StagedOutput` (tables written by Spark), S3
+outputs through :class:`softlines_attr.io.storage.S3StagedOutput` (tables written with pyarrow).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import io
+import json
+import logging
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from softlines_attr.config import PipelineConfig, config_to_dict
+from softlines_attr.io.storage import S3StagedOutput, join_uri, parse_uri, storage_for
+from softlines_attr.io.tables import StagedOutput, new_run_id
+from softlines_attr.shard.errors import ShardAccountingError, ShardCommitError, ShardInputError
+from softlines_attr.shard.inputs import REJECT_DDL, Inputs, base_inputs, refine_inputs
+from softlines_attr.shard.plan import plan_parts, route_rows
+from softlines_attr.shard.recordio import LABEL_PAD
+from softlines_attr.shard.task import TaskSpec, shard_partition
+
+log = logging.getLogger(__name__)
+
+INDEX_DDL = "asin string, split string, shard string, record_id long, offset long, width int, height int, passed_through boolean"
+TASK_SHARD_DDL = (
+    "shard string, idx string, split string, part int, seq int, records long, bytes long, sha256 string, "
+    "idx_bytes long, idx_sha256 string, first_record_id long, last_record_id long"
+)
+MANIFEST_DDL = TASK_SHARD_DDL + ", label_width int, label_pad float, image_size int, resize_mode string, mode string, num_classes int"
+FAIL_PARTITION_ENV = "SOFTLINES_ATTR_SHARD_FAIL_PARTITION"
+
+
+@dataclass(frozen=True)
+class ShardJob:
+    """What to shard.
+
+    Attributes:
+        labels_dir: The label job's output folder (``labels/``, ``vocabulary/``).
+        out_dir: Output folder, local or s3://.
+        vocab_size: Base-model shards of this vocabulary (0 = all words).
+        tags_path: Refine shards: the human tags table.
+        attribute: Refine shards: the taxonomy attribute.
+    """
+
+    labels_dir: str
+    out_dir: str
+    vocab_size: int | None = None
+    tags_path: str | None = None
+    attribute: str | None = None
+
+    @property
+    def mode(self) -> str:
+        """``base`` or ``refine``."""
+        return "refine" if self.tags_path is not None else "base"
+
+    def validate(self) -> None:
+        """Exactly one of base (vocab size) or refine (tags + attribute).
+
+        Raises:
+            ShardInputError: naming what was given.
+        """
+        base = self.vocab_size is not None
+        refine = self.tags_path is not None or self.attribute is not None
+        if base == refine or (refine and (self.tags_path is None or self.attribute is None)):
+            raise ShardInputError(
+                "expected either --vocab-size N (base shards) or --tags PATH with --attribute NAME (refine shards), "
+                f"found vocab_size={self.vocab_size}, tags={self.tags_path}, attribute={self.attribute}"
+            )
+        if base and self.vocab_size is not None and self.vocab_size < 0:
+            raise ShardInputError(f"expected --vocab-size >= 0 (0 = all words), found {self.vocab_size}")
+        parse_uri(self.out_dir)  # an unknown scheme is a clear, job-level error
+
+
+def _schema_names(ddl: str) -> list[str]:
+    return [part.strip().split(" ")[0] for part in ddl.split(",")]
+
+
+def _to_arrow_parquet(rows: list[tuple], ddl: str) -> bytes:
+    """Rows as a Parquet file (pyarrow), with the types of ``ddl``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    types = {"string": pa.string(), "long": pa.int64(), "int": pa.int32(), "boolean": pa.bool_(), "float": pa.float32()}
+    fields = [pa.field(name, types[kind]) for name, kind in (p.strip().split(" ") for p in ddl.split(","))]
+    schema = pa.schema(fields)
+    columns = list(zip(*rows)) if rows else [[] for _ in fields]
+    table = pa.Table.from_arrays([pa.array(list(col), type=f.type) for col, f in zip(columns, fields)], schema=schema)
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    return buf.getvalue()
+
+
+def _inputs(spark: SparkSession, conf: PipelineConfig, job: ShardJob) -> Inputs:
+    if job.mode == "base":
+        assert job.vocab_size is not None
+        return base_inputs(spark, job.labels_dir, job.vocab_size, conf.shard.label_width)
+    assert job.tags_path is not None and job.attribute is not None
+    attribute = conf.taxonomy.attribute(job.attribute)
+    return refine_inputs(spark, job.labels_dir, job.tags_path, attribute, seed=conf.seed, val_fraction=conf.labels.val_fraction)
+
+
+def _label_width(inputs: Inputs, conf: PipelineConfig, mode: str) -> int:
+    if mode == "refine":
+        return 0
+    if conf.shard.label_width > 0:
+        return conf.shard.label_width
+    top = inputs.candidates.agg(F.max(F.size("labels"))).first()[0]
+    return int(top or 1)
+
+
+def _write_table(spark: SparkSession, staged: StagedOutput | S3StagedOutput, name: str, rows_df: DataFrame | None, rows: list[tuple] | None, ddl: str, order: list[str]) -> None:
+    """Stage table ``name``: with Spark for local outputs, with pyarrow (collected rows) for S3."""
+    path = staged.table_path(name)
+    if isinstance(staged, StagedOutput):
+        df = rows_df if rows_df is not None else spark.createDataFrame(rows or [], ddl)
+        df.coalesce(1).sortWithinPartitions(*order).write.mode("overwrite").parquet(path)
+        return
+    if rows is None:
+        assert rows_df is not None
+        rows = [tuple(r) for r in rows_df.orderBy(*order).collect()]
+    else:
+        idx = [_schema_names(ddl).index(c) for c in order]
+        rows = sorted(rows, key=lambda r: tuple("" if r[i] is None else r[i] for i in idx))
+    staged.storage.write_bytes(join_uri(path, "part-00000.parquet"), _to_arrow_parquet(rows, ddl))
+
+
+def run_shard_job(
+    spark: SparkSession,
+    conf: PipelineConfig,
+    job: ShardJob,
+    *,
+    run_id: str | None = None,
+    fail_partition: int | None = None,
+) -> dict:
+    """Run the shard job and commit its outputs; returns the run summary.
+
+    Args:
+        spark: The active session.
+        conf: The pipeline config (``images``, ``shard``, ``seed``, ``labels.val_fraction``, taxonomy).
+        job: What to shard and where.
+        run_id: The run id (default: a new one).
+        fail_partition: Test hook: the first attempt of this partition's task dies half-way.
+
+    Returns:
+        The summary written to ``<out>/_summary.json``.
+
+    Raises:
+        ShardInputError, InputSchemaError, InputFormatError, UnknownAttributeError: bad inputs.
+        ShardAccountingError: rows in != records written + rows rejected (nothing is committed).
+        ShardCommitError: a reported shard is missing from staging.
+    """
+    job.validate()
+    started = time.monotonic()
+    started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    run_id = run_id or new_run_id()
+    out_dir = job.out_dir if parse_uri(job.out_dir).scheme == "s3" else os.path.abspath(parse_uri(job.out_dir).key)
+    s3_out = parse_uri(out_dir).scheme == "s3"
+    log.info("shard run %s: %s shards from %s to %s", run_id, job.mode, job.labels_dir, out_dir)
+
+    inputs = _inputs(spark, conf, job)
+    candidates = inputs.candidates
+    split_counts = {r["split"]: int(r["count"]) for r in candidates.groupBy("split").count().collect()}
+    label_width = _label_width(inputs, conf, job.mode) if split_counts else max(conf.shard.label_width, 1) * (job.mode == "base")
+    min_shards = conf.shard.min_shards or 2 * spark.sparkContext.defaultParallelism
+    parts = plan_parts(split_counts, conf.shard.records_per_shard, min_shards)
+    log.info("%d candidate rows %s -> %d parts; label width %d", sum(split_counts.values()), split_counts, len(parts), label_width)
+
+    shard_threads = conf.shard.fetch_threads
+    storage = storage_for(out_dir, threads=shard_threads, retries=conf.shard.fetch_retries, timeout_s=conf.shard.fetch_timeout_s, multipart_chunk_bytes=conf.shard.multipart_chunk_bytes)
+    staged: StagedOutput | S3StagedOutput = S3StagedOutput(storage, out_dir, run_id) if s3_out else StagedOutput(spark, out_dir, run_id)
+    shards_uri = staged.table_path("shards")
+    if not s3_out:
+        os.makedirs(shards_uri, exist_ok=True)
+    spec = TaskSpec(
+        mode=job.mode,
+        label_width=label_width,
+        shards_uri=shards_uri,
+        parts=tuple(parts),
+        images=conf.images,
+        shard=conf.shard,
+        endpoint_url=os.environ.get("AWS_ENDPOINT_URL_S3") or None,
+        fail_partition=fail_partition,
+    )
+    try:
+        if parts:
+            results = route_rows(candidates, parts, split_counts, conf.seed).mapPartitionsWithIndex(functools.partial(shard_partition, spec))
+        else:
+            results = spark.sparkContext.emptyRDD()
+        results = results.persist(StorageLevel.MEMORY_AND_DISK)
+        tally = results.map(lambda r: (r[0], r[1][4] if r[0] == "reject" else "")).countByValue()  # runs the tasks
+        kinds: Counter = Counter()
+        reject_reasons: Counter = Counter()
+        for (kind, reason), n in tally.items():
+            kinds[kind] += n
+            if kind == "reject":
+                reject_reasons[reason] += n
+        small = results.filter(lambda r: r[0] in ("shard", "stats")).collect()
+        shard_rows = sorted(r[1] for r in small if r[0] == "shard")
+        stats = [r[1] for r in small if r[0] == "stats"]
+        input_reasons = Counter({r["reason"]: int(r["count"]) for r in inputs.rejects.groupBy("reason").count().collect()})
+
+        manifest = _verify_shards(storage, shards_uri, shard_rows)
+        extra = (label_width, LABEL_PAD, conf.images.store_size, conf.images.resize_mode, job.mode, inputs.num_classes)
+        manifest_rows = [tuple(r) + extra for r in shard_rows]
+        storage.write_bytes(join_uri(shards_uri, "_manifest.json"), _manifest_json(manifest_rows, run_id).encode())
+
+        records_written = sum(r[5] for r in shard_rows)
+        rejected = sum(reject_reasons.values()) + sum(input_reasons.values())
+        if kinds.get("index", 0) != records_written or inputs.rows_in != records_written + rejected:
+            raise ShardAccountingError(
+                f"expected rows in ({inputs.rows_in}) = records written ({records_written}) + rows rejected ({rejected}); "
+                f"index rows {kinds.get('index', 0)}; nothing was committed"
+            )
+
+        index_rdd = results.filter(lambda r: r[0] == "index").map(lambda r: r[1])
+        task_rejects_rdd = results.filter(lambda r: r[0] == "reject").map(lambda r: r[1])
+        if s3_out:
+            _write_table(spark, staged, "manifest", None, manifest_rows, MANIFEST_DDL, ["shard"])
+            _write_table(spark, staged, "record_index", None, index_rdd.collect(), INDEX_DDL, ["record_id"])
+            all_rejects = task_rejects_rdd.collect() + [tuple(r) for r in inputs.rejects.collect()]
+            _write_table(spark, staged, "rejects", None, all_rejects, REJECT_DDL, ["asin", "stage", "reason", "image_uri"])
+        else:
+            _write_table(spark, staged, "manifest", None, manifest_rows, MANIFEST_DDL, ["shard"])
+            _write_table(spark, staged, "record_index", spark.createDataFrame(index_rdd, INDEX_DDL), None, INDEX_DDL, ["record_id"])
+            rejects_df = spark.createDataFrame(task_rejects_rdd, REJECT_DDL).unionByName(inputs.rejects)
+            _write_table(spark, staged, "rejects", rejects_df, None, REJECT_DDL, ["asin", "stage", "reason", "image_uri"])
+
+        summary = _summary(
+            run_id=run_id, job=job, conf=conf, out_dir=out_dir, inputs=inputs, split_counts=split_counts, parts=parts,
+            shard_rows=shard_rows, stats=stats, reasons=reject_reasons + input_reasons, label_width=label_width,
+            records_written=records_written, rejected=rejected, started_at=started_at, seconds=time.monotonic() - started,
+        )
+        staged.commit(summary)
+        results.unpersist()
+    except BaseException:
+        staged.abort()
+        raise
+    finally:
+        inputs.cached.unpersist()
+    log.info(
+        "shard run %s: %d rows in = %d records written + %d rejected, %d shards",
+        run_id, inputs.rows_in, summary["records_written"], summary["rows_rejected"], len(shard_rows),
+    )
+    return summary
+
+
+def _verify_shards(storage: object, shards_uri: str, shard_rows: list[tuple]) -> dict[str, int]:
+    """Check every reported shard is staged with its size; delete anything else (dead attempts' temp files).
+
+    Raises:
+        ShardCommitError: when a reported file is missing or has another size.
+    """
+    found = storage.list_files(shards_uri)  # type: ignore[attr-defined]
+    expected: dict[str, int] = {}
+    for row in shard_rows:
+        expected[row[0].removeprefix("shards/")] = row[6]
+        expected[row[1].removeprefix("shards/")] = row[8]
+    for rel, size in expected.items():
+        if found.get(rel) != size:
+            raise ShardCommitError(f"expected staged shard file {rel} of {size} bytes in {shards_uri}, found {found.get(rel)}")
+    strays = sorted(set(found) - set(expected) - {"_manifest.json"})
+    for rel in strays:
+        log.warning("removing %s from staging: not written by a successful task attempt", rel)
+        storage.delete_tree(join_uri(shards_uri, rel))  # type: ignore[attr-defined]
+    return expected
+
+
+def _manifest_json(manifest_rows: list[tuple], run_id: str) -> str:
+    names = _schema_names(MANIFEST_DDL)
+    shards = [dict(zip(names, row)) for row in manifest_rows]
+    for shard in shards:  # paths relative to the shards folder, where this file lives
+        shard["shard"] = shard["shard"].removeprefix("shards/")
+        shard["idx"] = shard["idx"].removeprefix("shards/")
+    return json.dumps({"run_id": run_id, "shards": shards}, indent=1, sort_keys=True) + "\n"
+
+
+def _summary(
+    *,
+    run_id: str,
+    job: ShardJob,
+    conf: PipelineConfig,
+    out_dir: str,
+    inputs: Inputs,
+    split_counts: dict[str, int],
+    parts: list,
+    shard_rows: list[tuple],
+    stats: list[tuple],
+    reasons: Counter,
+    label_width: int,
+    records_written: int,
+    rejected: int,
+    started_at: str,
+    seconds: float,
+) -> dict:
+    splits: dict[str, dict] = {}
+    for split in sorted(split_counts):
+        rows = [r for r in shard_rows if r[2] == split]
+        per_part: Counter = Counter()
+        for r in rows:
+            per_part[r[3]] += r[5]
+        counts = list(per_part.values()) or [0]
+        splits[split] = {
+            "candidates": split_counts[split],
+            "records": sum(r[5] for r in rows),
+            "shards": len(rows),
+            "parts": sum(1 for p in parts if p.split == split),
+            "records_per_part_min": min(counts),
+            "records_per_part_max": max(counts),
+            "bytes": sum(r[6] for r in rows),
+        }
+    attempts = [s[4] for s in stats]
+    return {
+        "job": "shard",
+        "run_id": run_id,
+        "mode": job.mode,
+        "labels": job.labels_dir,
+        "tags": job.tags_path,
+        "attribute": job.attribute,
+        "vocab_size": job.vocab_size,
+        "out": out_dir,
+        "rows_in": inputs.rows_in,
+        "records_written": records_written,
+        "rows_rejected": rejected,
+        "rejects_by_reason": dict(sorted(reasons.items())),
+        "rows_in_equals_written_plus_rejected": inputs.rows_in == records_written + rejected,
+        "splits": splits,
+        "shards": len(shard_rows),
+        "bytes": sum(r[6] for r in shard_rows),
+        "label_width": label_width,
+        "label_pad": LABEL_PAD,
+        "num_classes": inputs.num_classes,
+        "image_size": conf.images.store_size,
+        "resize_mode": conf.images.resize_mode,
+        "inputs": inputs.extra,
+        "tasks": len(stats),
+        "task_retries_seen": sum(1 for a in attempts if a > 0),
+        "peak_task_rss_mb": round(max((s[3] for s in stats), default=0) / 1024, 1),
+        "task_seconds_max": max((s[2] for s in stats), default=0.0),
+        "tables": {"manifest": "manifest", "record_index": "record_index", "rejects": "rejects", "shards": "shards"},
+        "config": {"images": config_to_dict(conf.images), "shard": config_to_dict(conf.shard), "seed": conf.seed},
+        "started_at": started_at,
+        "seconds": round(seconds, 3),
+    }
