@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 COMMANDS: dict[str, str] = {
     "make-catalog": "make_catalog",
     "labels": "labels",
+    "emr": "emr",
 }
 
 

@@ -1,0 +1,117 @@
+"""The EMR spec (conf/emr.toml): strict parsing and the checks a type cannot express."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from softlines_attr.emr.spec import (
+    JOBS,
+    load_emr_spec,
+    parse_job_args,
+    parse_s3_uri,
+    placeholders,
+    require_no_placeholders,
+)
+from softlines_attr.errors import ConfigError
+
+REPO = Path(__file__).resolve().parent.parent
+SHIPPED = (REPO / "conf" / "emr.toml").read_text(encoding="utf-8")
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "emr.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_shipped_spec_loads_with_every_job_and_gpu_nodes() -> None:
+    spec = load_emr_spec()
+    assert spec.source.endswith("conf/emr.toml")
+    assert [s.job for s in spec.steps] == ["build_labels", "shard_images", "score"]
+    assert spec.instances.core.instance_types[0].startswith(("g4dn", "g5"))
+    assert spec.transient and spec.idle_timeout_minutes > 0
+    assert spec.instances.task is not None and spec.instances.task.market == "SPOT"
+
+
+def test_shipped_spec_holds_placeholders_and_refuses_real_calls() -> None:
+    spec = load_emr_spec()
+    keys = placeholders(spec)
+    assert {"account_id", "log_uri", "release_prefix", "network.subnet_ids[0]"} <= set(keys)
+    with pytest.raises(ConfigError, match=r"still hold the example values"):
+        require_no_placeholders(spec)
+
+
+def test_spec_without_placeholders_passes(tmp_path: Path) -> None:
+    text = (
+        SHIPPED.replace("change-me-softlines-attr", "acme-attr")
+        .replace("change-me-images", "acme-images")
+        .replace("subnet-change-me", "subnet-0abc")
+        .replace('"change-me"', '"ml"')
+        .replace('"000000000000"', '"123456789012"')
+    )
+    spec = load_emr_spec(_write(tmp_path, text))
+    assert placeholders(spec) == []
+    require_no_placeholders(spec)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ('region = "us-east-1"', 'region = "us-east-1"\nregoin = "x"', r"unknown key 'regoin'"),
+        ("count = 2", 'count = "2"', r"key 'instances.core.count': expected an integer"),
+        ('instance_types = ["g4dn.2xlarge"]       #', 'instance_types = ["m5.2xlarge"]  #', r"instances.core.instance_types.*GPU instance types.*m5.2xlarge"),
+        ('instance_types = ["g4dn.2xlarge"]       #', 'instance_types = ["g4dn.2xlarge", "g5.2xlarge"]  #', r"exactly one type for instance groups"),
+        ('account_id = "000000000000"', 'account_id = "12345"', r"key 'account_id': expected a 12-digit"),
+        ('log_uri = "s3://change-me-softlines-attr/emr/logs/"', 'log_uri = "/tmp/logs"', r"key 'log_uri': expected an s3://"),
+        ('release_label = "emr-7.11.0"', 'release_label = "emr-5.36.0"', r"emr-6.x or later"),
+        ('expression = "cron(0 3 ? * SUN *)"', 'expression = "0 3 * * 0"', r"schedule.expression.*cron"),
+        ('"--vocab-size", "2000"]', '"--vocab-size", "lots"]', r"--vocab-size N"),
+        ('"--vocab-size", "2000"]', '"--vocab-size", "2000", "--tags", "s3://b/t/"]', r"--tags and --attribute together"),
+        ('"--out", "s3://change-me-softlines-attr/attributes/"]', '"--outt", "s3://x/"]', r"flags of jobs/score.py.*--outt"),
+        ('"--out", "s3://change-me-softlines-attr/labels/"]', '"--out", "s3://b/l/", "--conf", "x.toml"]', r"no --conf"),
+        ('"--out", "s3://change-me-softlines-attr/labels/"]', '"--spark-profile", "local"]', r"no --spark-profile"),
+        ('"--catalog", "s3://change-me-softlines-attr/catalog/latest/",\n        "--out", "s3://change-me-softlines-attr/labels/"]', '"--catalog", "s3://b/c/"]', r"missing --out"),
+        ('name = "shard-images"', 'name = "build-labels"', r"steps\[1\].name.*unique"),
+        ('kind = "groups"', 'kind = "pools"', r"key 'instances.kind': expected one of 'groups', 'fleets'"),
+    ],
+)
+def test_bad_specs_name_the_file_key_and_expectation(tmp_path: Path, old: str, new: str, message: str) -> None:
+    assert old in SHIPPED, old
+    path = _write(tmp_path, SHIPPED.replace(old, new, 1))
+    with pytest.raises(ConfigError, match=message) as info:
+        load_emr_spec(path)
+    assert str(path) in str(info.value)
+
+
+def test_missing_spec_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"does not exist"):
+        load_emr_spec(tmp_path / "nope.toml")
+
+
+def test_fleets_allow_several_types_and_subnets(tmp_path: Path) -> None:
+    text = SHIPPED.replace('kind = "groups"', 'kind = "fleets"').replace(
+        'instance_types = ["g4dn.2xlarge"]       #', 'instance_types = ["g4dn.2xlarge", "g5.2xlarge"]  #'
+    ).replace('subnet_ids = ["subnet-change-me"]', 'subnet_ids = ["subnet-a", "subnet-b"]')
+    spec = load_emr_spec(_write(tmp_path, text))
+    assert spec.instances.core.instance_types == ("g4dn.2xlarge", "g5.2xlarge")
+    assert spec.network.subnet_ids == ("subnet-a", "subnet-b")
+
+
+def test_job_arg_parsing() -> None:
+    assert parse_job_args(["--models", "a", "b", "--out=x"]) == {"--models": ["a", "b"], "--out": ["x"]}
+    with pytest.raises(ValueError, match="twice"):
+        parse_job_args(["--out", "a", "--out", "b"])
+    with pytest.raises(ValueError, match="before any flag"):
+        parse_job_args(["a"])
+    assert set(JOBS) == {"build_labels", "shard_images", "score"}
+    assert all(re.fullmatch(r"jobs/\w+\.py", j.script) for j in JOBS.values())
+
+
+def test_parse_s3_uri() -> None:
+    assert parse_s3_uri("s3://b/k/x") == ("b", "k/x")
+    assert parse_s3_uri("s3n://b/logs/") == ("b", "logs/")
+    with pytest.raises(ConfigError):
+        parse_s3_uri("/local/path")
