@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "make-catalog": "make_catalog",
     "labels": "labels",
     "emr": "emr",
+    "shard": "shard",
 }
 
 
