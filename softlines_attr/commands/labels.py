@@ -1,0 +1,38 @@
+"""``softlines-attr labels``: build title-word vocabularies and weak labels from a catalog."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from softlines_attr.commands.common import add_config_arguments, add_spark_arguments, config_from_args
+
+HELP = "Build the title-word vocabularies (top 500 / 2000 / all) and per-ASIN weak labels from a catalog (Spark)."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of the label job."""
+    parser.add_argument("--catalog", required=True, help="catalog: Parquet (file or folder), JSON Lines or CSV; local path or URI")
+    parser.add_argument("--out", required=True, help="output folder: labels/, vocabulary/, rejects/ and _summary.json are replaced whole")
+    parser.add_argument("--input-format", choices=["parquet", "jsonl", "csv"], default=None, help="override the format detected from the suffix")
+    add_config_arguments(parser)
+    add_spark_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load conf, build the session, run the label job, stop."""
+    from softlines_attr.labels.job import run_label_job
+    from softlines_attr.spark import build_session
+
+    conf = config_from_args(args)
+    spark = build_session(conf.spark, app_name="softlines-attr-labels", master=args.master)
+    try:
+        result = run_label_job(spark, conf, catalog_path=args.catalog, out_dir=args.out, input_format=args.input_format)
+    finally:
+        spark.stop()
+    s = result.summary
+    print(f"labels written to {result.out_dir}/labels, vocabulary to {result.out_dir}/vocabulary, rejects to {result.out_dir}/rejects")
+    print(f"rows in {s['rows_in']} = labelled {s['rows_labelled']} + rejected {s['rows_rejected']}")
+    print("rejects by reason: " + json.dumps({k: v for k, v in s["rejects_by_reason"].items() if v}))
+    print("vocabulary words per size: " + json.dumps(s["vocabulary_words"]) + f"; summary: {result.out_dir}/_summary.json")
+    return 0

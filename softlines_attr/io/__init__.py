@@ -1,0 +1,1 @@
+"""Input and output: reading tables, committing outputs, storage and fetching."""

@@ -1,0 +1,1 @@
+"""The label job: title-word vocabularies and weak multi-labels per ASIN."""

@@ -1,0 +1,334 @@
+"""The label job: catalog -> title-word vocabularies -> weak multi-labels per ASIN, with rejects.
+
+Data flow (one shuffle of the catalog by ASIN; everything per ASIN after it is partition-local)::
+
+    catalog --clean--> repartition(asin) --dedupe, tokens, reject reasons--> rows (persisted)
+    rows[ok] --explode distinct words--> doc_freq per word --rank--> vocabulary (every size)
+    rows[ok] --explode + broadcast join on word--> group by ASIN --> labels_<size> arrays
+    labels, vocabulary, rejects --StagedOutput--> <out>/{labels,vocabulary,rejects}, _summary.json
+
+Nothing is collected to the driver but counts. Every input row ends in exactly one of ``labels``
+or ``rejects``; the summary checks rows in = rows labelled + rows rejected.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from pyspark import StorageLevel
+from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+
+from softlines_attr import __version__
+from softlines_attr.config import LabelsConfig, PipelineConfig, config_to_dict
+from softlines_attr.errors import SoftlinesAttrError
+from softlines_attr.io.tables import StagedOutput, new_run_id, read_table, require_columns
+from softlines_attr.labels.tokenize import title_tokens
+
+log = logging.getLogger(__name__)
+
+STAGE = "labels"
+CATALOG_COLUMNS = {
+    "asin": "string",
+    "parent_asin": "string",
+    "title": "string",
+    "image_uri": "string",
+    "product_type": "string",
+}
+OPTIONAL_CATALOG_COLUMNS = frozenset({"parent_asin", "product_type"})
+
+# Reject reason codes of this stage, in the order they are checked (a row gets the first that applies).
+REASONS = (
+    "missing_asin",
+    "duplicate_asin",
+    "empty_title",
+    "missing_image_uri",
+    "no_title_words",
+    "no_vocab_words",
+)
+
+
+class AccountingError(SoftlinesAttrError):
+    """Rows in != rows labelled + rows rejected: a bug, never a data problem."""
+
+
+@dataclass(frozen=True)
+class LabelJobResult:
+    """What a label run produced: the output folder and its summary."""
+
+    out_dir: str
+    summary: dict[str, Any]
+
+
+def labels_column(vocab_size: int) -> str:
+    """The labels-table column of a vocabulary size: ``labels_500``, ``labels_all`` for 0."""
+    return "labels_all" if vocab_size == 0 else f"labels_{vocab_size}"
+
+
+def _blank(col: Column) -> Column:
+    return col.isNull() | (F.trim(col) == "")
+
+
+def clean_catalog(catalog: DataFrame, *, source: str = "catalog") -> DataFrame:
+    """Select and type the catalog columns; trim keys; a null/blank parent_asin becomes the asin.
+
+    Raises:
+        InputSchemaError: when ``asin``, ``title`` or ``image_uri`` is missing.
+    """
+    df = require_columns(catalog, CATALOG_COLUMNS, source=source, optional=OPTIONAL_CATALOG_COLUMNS)
+    asin = F.trim(F.col("asin"))
+    return df.select(
+        asin.alias("asin"),
+        F.when(_blank(F.col("parent_asin")), asin).otherwise(F.trim(F.col("parent_asin"))).alias("parent_asin"),
+        F.col("title"),
+        F.trim(F.col("image_uri")).alias("image_uri"),
+        F.col("product_type"),
+    )
+
+
+def assign_split(parent_asin: Column, val_fraction: float, seed: int) -> Column:
+    """``'val'`` for a ``val_fraction`` share of parents by a seeded hash, else ``'train'``.
+
+    Every variant of a parent gets the same split, so colour variants never straddle it.
+    """
+    bucket = F.pmod(F.xxhash64(F.lit(seed), parent_asin), F.lit(1_000_000))
+    return F.when(bucket < F.lit(int(round(val_fraction * 1_000_000))), F.lit("val")).otherwise(F.lit("train"))
+
+
+def tokenize_catalog(catalog: DataFrame, conf: LabelsConfig, *, seed: int, partitions: int) -> DataFrame:
+    """Clean rows -> one row per input row with ``tokens``, ``split`` and a reject ``reason`` (or null).
+
+    The catalog is hash-partitioned by ASIN once here; the duplicate check and every later per-ASIN
+    step reuse that partitioning without another shuffle.
+    """
+    by_asin = Window.partitionBy("asin")
+    # the kept duplicate is the most usable row, then the first by image_uri/title/parent: deterministic
+    order = Window.partitionBy("asin").orderBy(
+        _blank(F.col("title")).asc(),
+        _blank(F.col("image_uri")).asc(),
+        F.col("image_uri").asc_nulls_last(),
+        F.col("title").asc_nulls_last(),
+        F.col("parent_asin").asc_nulls_last(),
+    )
+    df = (
+        catalog.repartition(partitions, "asin")
+        .withColumn("_dup_rank", F.row_number().over(order))
+        .withColumn("_dup_count", F.count(F.lit(1)).over(by_asin))
+        .withColumn("tokens", title_tokens(F.col("title"), conf))
+        .withColumn("split", assign_split(F.col("parent_asin"), conf.val_fraction, seed))
+    )
+    reason = (
+        F.when(_blank(F.col("asin")), F.lit("missing_asin"))
+        .when(F.col("_dup_rank") > 1, F.lit("duplicate_asin"))
+        .when(_blank(F.col("title")), F.lit("empty_title"))
+        .when(_blank(F.col("image_uri")), F.lit("missing_image_uri"))
+        .when(F.size("tokens") == 0, F.lit("no_title_words"))
+    )
+    message = (
+        F.when(_blank(F.col("asin")), F.lit("asin is null or blank; expected a product id"))
+        .when(
+            F.col("_dup_rank") > 1,
+            F.format_string("asin %s appears %d times in the catalog; one row is kept", F.col("asin"), F.col("_dup_count")),
+        )
+        .when(_blank(F.col("title")), F.lit("title is null or blank; expected the product title"))
+        .when(_blank(F.col("image_uri")), F.lit("image_uri is null or blank; expected s3://bucket/key or a file path"))
+        .when(
+            F.size("tokens") == 0,
+            F.format_string("title %s has no label word after tokenisation (only numbers, sizes or stop words)", F.to_json(F.array(F.col("title")))),
+        )
+    )
+    return df.withColumn("reason", reason).withColumn("message", message).drop("_dup_rank", "_dup_count")
+
+
+def document_frequency(rows: DataFrame, *, count_by_parent: bool) -> DataFrame:
+    """``word``, ``doc_freq``: in how many ASINs (or parent ASINs) each word appears."""
+    words = rows.select("parent_asin", F.explode("tokens").alias("word"))
+    if count_by_parent:
+        words = words.distinct()
+    return words.groupBy("word").agg(F.count(F.lit(1)).alias("doc_freq"))
+
+
+def rank_words(doc_freq: DataFrame, *, min_doc_freq: int) -> DataFrame:
+    """``word``, ``doc_freq``, ``rank`` (1-based) by doc_freq descending, then word ascending.
+
+    Ranking runs on the (small) set of distinct words above ``min_doc_freq``, on one executor.
+    """
+    order = Window.orderBy(F.col("doc_freq").desc(), F.col("word").asc())
+    return doc_freq.filter(F.col("doc_freq") >= min_doc_freq).withColumn("rank", F.row_number().over(order))
+
+
+def vocabularies(ranked: DataFrame, vocab_sizes: tuple[int, ...]) -> DataFrame:
+    """The vocabulary table: ``vocab_size``, ``word``, ``doc_freq``, ``rank``, ``label_index`` for every size."""
+    parts = []
+    for size in vocab_sizes:
+        part = ranked if size == 0 else ranked.filter(F.col("rank") <= size)
+        parts.append(
+            part.select(
+                F.lit(size).alias("vocab_size"),
+                "word",
+                "doc_freq",
+                F.col("rank").cast("int").alias("rank"),
+                (F.col("rank") - 1).cast("int").alias("label_index"),
+            )
+        )
+    out = parts[0]
+    for part in parts[1:]:
+        out = out.unionByName(part)
+    return out
+
+
+def assign_labels(rows: DataFrame, ranked: DataFrame, vocab_sizes: tuple[int, ...]) -> DataFrame:
+    """One row per ASIN with an ``array<int>`` of sorted label indices per vocabulary size.
+
+    ``rows`` must be partitioned by ``asin`` (as :func:`tokenize_catalog` leaves it): the broadcast
+    join keeps that partitioning, so the group-by needs no shuffle.
+    """
+    needed = ranked if 0 in vocab_sizes else ranked.filter(F.col("rank") <= max(vocab_sizes))
+    keys = ["asin", "parent_asin", "title", "image_uri", "product_type", "split"]
+    exploded = rows.select(*keys, F.explode_outer("tokens").alias("word"))
+    joined = exploded.join(F.broadcast(needed.select("word", "rank")), on="word", how="left")
+    aggs = []
+    for size in vocab_sizes:
+        hit = F.col("rank").isNotNull() if size == 0 else F.col("rank") <= size
+        aggs.append(F.array_sort(F.collect_list(F.when(hit, (F.col("rank") - 1).cast("int")))).alias(labels_column(size)))
+    return joined.groupBy(*keys).agg(*aggs)
+
+
+def _rejects_frame(df: DataFrame) -> DataFrame:
+    return df.select(
+        "asin",
+        "parent_asin",
+        "title",
+        "image_uri",
+        "product_type",
+        F.lit(STAGE).alias("stage"),
+        "reason",
+        "message",
+    )
+
+
+@dataclass(frozen=True)
+class LabelFrames:
+    """The label job's output frames, plus the persisted intermediates to release after writing."""
+
+    labels: DataFrame
+    vocabulary: DataFrame
+    rejects: DataFrame
+    rows: DataFrame
+    cached: tuple[DataFrame, ...]
+
+    def unpersist(self) -> None:
+        for df in self.cached:
+            df.unpersist()
+
+
+def build_labels(catalog: DataFrame, conf: PipelineConfig, *, partitions: int) -> LabelFrames:
+    """The label job's logic without I/O.
+
+    ``rows`` holds every input row, tokenised, with its reject reason (null when kept).
+    """
+    lab = conf.labels
+    rows = tokenize_catalog(clean_catalog(catalog), lab, seed=conf.seed, partitions=partitions)
+    rows = rows.persist(StorageLevel.MEMORY_AND_DISK)
+    ok = rows.filter(F.col("reason").isNull())
+    ranked = rank_words(document_frequency(ok, count_by_parent=lab.count_by_parent), min_doc_freq=lab.min_doc_freq)
+    ranked = ranked.persist(StorageLevel.MEMORY_AND_DISK)
+    vocab = vocabularies(ranked, lab.vocab_sizes)
+
+    labelled = assign_labels(ok, ranked, lab.vocab_sizes)
+    widest = labels_column(0 if 0 in lab.vocab_sizes else max(lab.vocab_sizes))
+    no_words = F.size(widest) == 0
+    label_cols = [labels_column(s) for s in lab.vocab_sizes]
+    labels = labelled.filter(~no_words).select("asin", "parent_asin", "image_uri", "product_type", "split", *label_cols)
+    unlabelled = labelled.filter(no_words).select(
+        "asin",
+        "parent_asin",
+        "title",
+        "image_uri",
+        "product_type",
+        F.lit("no_vocab_words").alias("reason"),
+        F.format_string(
+            "no word of title %s is in the vocabulary (doc_freq >= %d)", F.to_json(F.array(F.col("title"))), F.lit(lab.min_doc_freq)
+        ).alias("message"),
+    )
+    rejects = _rejects_frame(rows.filter(F.col("reason").isNotNull())).unionByName(_rejects_frame(unlabelled))
+    return LabelFrames(labels=labels, vocabulary=vocab, rejects=rejects, rows=rows, cached=(rows, ranked))
+
+
+def run_label_job(spark: SparkSession, conf: PipelineConfig, *, catalog_path: str, out_dir: str, input_format: str | None = None) -> LabelJobResult:
+    """Read the catalog, build vocabularies, labels and rejects, and commit them to ``out_dir``.
+
+    Args:
+        spark: The active session.
+        conf: The pipeline configuration (``labels``, ``seed``).
+        catalog_path: Parquet, JSON Lines or CSV catalog.
+        out_dir: Output folder; ``labels/``, ``vocabulary/``, ``rejects/`` and ``_summary.json``
+            are replaced whole.
+        input_format: Overrides the format detected from the path's suffix.
+
+    Returns:
+        The output folder and the run summary.
+
+    Raises:
+        InputSchemaError, InputFormatError: for an unreadable catalog (a job-level failure).
+        AccountingError: if rows in != rows labelled + rows rejected (a bug).
+    """
+    started = time.time()
+    run_id = new_run_id()
+    lab = conf.labels
+    partitions = lab.shuffle_partitions or int(spark.conf.get("spark.sql.shuffle.partitions"))
+    catalog = read_table(spark, catalog_path, input_format)
+    frames = build_labels(catalog, conf, partitions=partitions)
+    labels, vocab, rejects, rows = frames.labels, frames.vocabulary, frames.rejects, frames.rows
+
+    staged = StagedOutput(spark, out_dir, run_id)
+    try:
+        vocab.orderBy("vocab_size", "rank").coalesce(1).write.mode("overwrite").parquet(staged.table_path("vocabulary"))
+        labels.sortWithinPartitions("asin").write.mode("overwrite").parquet(staged.table_path("labels"))
+        rejects.sortWithinPartitions("reason", "asin").write.mode("overwrite").parquet(staged.table_path("rejects"))
+
+        written_labels = spark.read.parquet(staged.table_path("labels"))
+        written_rejects = spark.read.parquet(staged.table_path("rejects"))
+        written_vocab = spark.read.parquet(staged.table_path("vocabulary"))
+        rows_in = rows.count()
+        n_labelled = written_labels.count()
+        by_reason = {r["reason"]: r["n"] for r in written_rejects.groupBy("reason").agg(F.count(F.lit(1)).alias("n")).collect()}
+        n_rejected = sum(by_reason.values())
+        if rows_in != n_labelled + n_rejected:
+            raise AccountingError(f"rows in {rows_in} != labelled {n_labelled} + rejected {n_rejected}; expected equality")
+        by_split = {r["split"]: r["n"] for r in written_labels.groupBy("split").agg(F.count(F.lit(1)).alias("n")).collect()}
+        vocab_words = {int(r["vocab_size"]): r["n"] for r in written_vocab.groupBy("vocab_size").agg(F.count(F.lit(1)).alias("n")).collect()}
+        empty_per_size = written_labels.agg(
+            *[F.sum(F.when(F.size(labels_column(s)) == 0, 1).otherwise(0)).alias(labels_column(s)) for s in lab.vocab_sizes]
+        ).first()
+        summary = {
+            "stage": STAGE,
+            "run_id": run_id,
+            "version": __version__,
+            "catalog": catalog_path,
+            "out": out_dir,
+            "rows_in": rows_in,
+            "rows_labelled": n_labelled,
+            "rows_rejected": n_rejected,
+            "rejects_by_reason": {r: by_reason.get(r, 0) for r in REASONS},
+            "labelled_by_split": by_split,
+            "vocabulary_words": {str(k): v for k, v in sorted(vocab_words.items())},
+            "labelled_without_labels": {k: int(v or 0) for k, v in empty_per_size.asDict().items()},
+            "label_columns": {str(s): labels_column(s) for s in lab.vocab_sizes},
+            "parameters": {"seed": conf.seed, "labels": config_to_dict(lab), "partitions": partitions},
+            "seconds": round(time.time() - started, 2),
+        }
+        staged.commit(summary)
+    except BaseException:
+        staged.abort()
+        raise
+    finally:
+        frames.unpersist()
+    log.info(
+        "labels: %d rows in = %d labelled + %d rejected (%s)", summary["rows_in"], n_labelled, n_rejected,
+        {k: v for k, v in summary["rejects_by_reason"].items() if v},
+    )
+    return LabelJobResult(out_dir=out_dir, summary=summary)
