@@ -219,7 +219,7 @@ def run_shard_job(
         stats = [r[1] for r in small if r[0] == "stats"]
         input_reasons = Counter({r["reason"]: int(r["count"]) for r in inputs.rejects.groupBy("reason").count().collect()})
 
-        manifest = _verify_shards(storage, shards_uri, shard_rows)
+        strays = _verify_shards(storage, shards_uri, shard_rows)
         extra = (label_width, LABEL_PAD, conf.images.store_size, conf.images.resize_mode, job.mode, inputs.num_classes)
         manifest_rows = [tuple(r) + extra for r in shard_rows]
         storage.write_bytes(join_uri(shards_uri, "_manifest.json"), _manifest_json(manifest_rows, run_id).encode())
@@ -247,7 +247,7 @@ def run_shard_job(
 
         summary = _summary(
             run_id=run_id, job=job, conf=conf, out_dir=out_dir, inputs=inputs, split_counts=split_counts, parts=parts,
-            shard_rows=shard_rows, stats=stats, reasons=reject_reasons + input_reasons, label_width=label_width,
+            shard_rows=shard_rows, stats=stats, strays=strays, reasons=reject_reasons + input_reasons, label_width=label_width,
             records_written=records_written, rejected=rejected, started_at=started_at, seconds=time.monotonic() - started,
         )
         staged.commit(summary)
@@ -264,8 +264,11 @@ def run_shard_job(
     return summary
 
 
-def _verify_shards(storage: object, shards_uri: str, shard_rows: list[tuple]) -> dict[str, int]:
+def _verify_shards(storage: object, shards_uri: str, shard_rows: list[tuple]) -> list[str]:
     """Check every reported shard is staged with its size; delete anything else (dead attempts' temp files).
+
+    Returns:
+        The stray files removed.
 
     Raises:
         ShardCommitError: when a reported file is missing or has another size.
@@ -282,7 +285,7 @@ def _verify_shards(storage: object, shards_uri: str, shard_rows: list[tuple]) ->
     for rel in strays:
         log.warning("removing %s from staging: not written by a successful task attempt", rel)
         storage.delete_tree(join_uri(shards_uri, rel))  # type: ignore[attr-defined]
-    return expected
+    return strays
 
 
 def _manifest_json(manifest_rows: list[tuple], run_id: str) -> str:
@@ -305,6 +308,7 @@ def _summary(
     parts: list,
     shard_rows: list[tuple],
     stats: list[tuple],
+    strays: list[str],
     reasons: Counter,
     label_width: int,
     records_written: int,
@@ -354,6 +358,7 @@ def _summary(
         "inputs": inputs.extra,
         "tasks": len(stats),
         "task_retries_seen": sum(1 for a in attempts if a > 0),
+        "stray_files_removed": strays,
         "peak_task_rss_mb": round(max((s[3] for s in stats), default=0) / 1024, 1),
         "task_seconds_max": max((s[2] for s in stats), default=0.0),
         "tables": {"manifest": "manifest", "record_index": "record_index", "rejects": "rejects", "shards": "shards"},

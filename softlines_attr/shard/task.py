@@ -202,7 +202,7 @@ def shard_partition(spec: TaskSpec, partition: int, rows: Iterable[tuple[int, tu
     sink = _ShardSink(spec, part, attempt, s3)
     cpu_slots = threading.Semaphore(_task_cpus())
     images = spec.images
-    fail_at = len(items) // 2 if spec.fail_partition == partition and attempt == 0 else -1
+    fail_at = max(1, len(items) // 2) if spec.fail_partition == partition and attempt == 0 else -1
 
     def work(item: tuple) -> object:
         data = fetcher.fetch(item[2])
