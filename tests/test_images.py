@@ -80,6 +80,9 @@ def test_jpeg_draft_decodes_smaller() -> None:
     assert small.size == (500, 667)  # DCT scale 1/2: both sides still >= the 256 x 341 target
     out = load_image(data, size=256, mode="shorter_side", max_pixels=10**7)
     assert out.size == (256, 341)
+    # a DCT-scaled decode still gives the shape of a full decode (im2rec's): 1097x1333 -> 256x311, not 310
+    odd = prepare_for_shard(jpeg_bytes(product_image(1097, 1333, 8)), ImageConfig(**{**CONF.__dict__, "store_size": 256}))
+    assert (odd.width, odd.height) == fit_size(1097, 1333, 256, "shorter_side") == (256, 311)
 
 
 @pytest.mark.parametrize(

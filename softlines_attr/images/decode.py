@@ -160,7 +160,11 @@ def decode_image(data: bytes, *, max_pixels: int, target: int | None = None, mod
     Raises:
         ImageError: with the reason code of what is wrong.
     """
-    img = _open(data, max_pixels)
+    return decode_opened(_open(data, max_pixels), target=target, mode=mode)
+
+
+def decode_opened(img: Image.Image, *, target: int | None = None, mode: ResizeMode = "shorter_side") -> Image.Image:
+    """:func:`decode_image` for an image already opened (header read and checked), not yet decoded."""
     orientation = _orientation(img)
     if target is not None and img.format == "JPEG":
         width, height = img.size
@@ -177,9 +181,23 @@ def decode_image(data: bytes, *, max_pixels: int, target: int | None = None, mod
     return rgb
 
 
-def resize_to_store(img: Image.Image, size: int, mode: ResizeMode) -> Image.Image:
-    """Resize an RGB image to ``size`` (shorter side, or a white-padded square)."""
-    tw, th = fit_size(img.width, img.height, size, mode)
+def upright_size(img: Image.Image) -> tuple[int, int]:
+    """The (width, height) of an opened image once its EXIF orientation is applied (before any draft)."""
+    width, height = img.size
+    return (height, width) if _orientation(img) >= 5 else (width, height)
+
+
+def resize_to_store(img: Image.Image, size: int, mode: ResizeMode, source_size: tuple[int, int] | None = None) -> Image.Image:
+    """Resize an RGB image to ``size`` (shorter side, or a white-padded square).
+
+    Args:
+        img: The decoded, upright image (possibly DCT-scaled).
+        size: The store size.
+        mode: ``shorter_side`` or ``pad_square``.
+        source_size: The upright size of the original file: the output size is computed from it, so
+            a DCT-scaled decode gives exactly the shape a full decode would (im2rec's shape).
+    """
+    tw, th = fit_size(*(source_size or img.size), size, mode)
     if (tw, th) != img.size:
         img = img.resize((tw, th), Image.Resampling.BILINEAR, reducing_gap=2.0)
     if mode == "pad_square" and (tw, th) != (size, size):
@@ -201,4 +219,6 @@ def load_image(data: bytes, *, size: int, mode: ResizeMode, max_pixels: int) -> 
     Returns:
         The RGB image at store size.
     """
-    return resize_to_store(decode_image(data, max_pixels=max_pixels, target=size, mode=mode), size, mode)
+    opened = _open(data, max_pixels)
+    source = upright_size(opened)
+    return resize_to_store(decode_opened(opened, target=size, mode=mode), size, mode, source)

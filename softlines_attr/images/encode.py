@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from PIL import Image
 
 from softlines_attr.config import ImageConfig
-from softlines_attr.images.decode import ImageError, _load, _open, _orientation, decode_image, fit_size, resize_to_store
+from softlines_attr.images.decode import ImageError, _load, _open, _orientation, decode_opened, fit_size, resize_to_store, upright_size
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +41,8 @@ def encode_jpeg(img: Image.Image, quality: int) -> bytes:
     return buf.getvalue()
 
 
-def _fits_as_is(data: bytes, conf: ImageConfig) -> PreparedImage | None:
-    """The original bytes, when they are an upright RGB JPEG already at the stored size."""
-    img = _open(data, conf.max_pixels)
+def _fits_as_is(img: Image.Image, data: bytes, conf: ImageConfig) -> PreparedImage | None:
+    """The original bytes, when ``img`` (opened, not decoded) is an upright RGB JPEG already at the stored size."""
     if img.format != "JPEG" or img.mode != "RGB" or _orientation(img) != 1:
         return None
     width, height = img.size
@@ -67,9 +66,11 @@ def prepare_for_shard(data: bytes, conf: ImageConfig) -> PreparedImage:
     Raises:
         ImageError: with the reject reason code.
     """
-    same = _fits_as_is(data, conf)
+    opened = _open(data, conf.max_pixels)
+    same = _fits_as_is(opened, data, conf)
     if same is not None:
         return same
-    img = decode_image(data, max_pixels=conf.max_pixels, target=conf.store_size, mode=conf.resize_mode)
-    img = resize_to_store(img, conf.store_size, conf.resize_mode)
+    source = upright_size(opened)
+    img = decode_opened(opened, target=conf.store_size, mode=conf.resize_mode)
+    img = resize_to_store(img, conf.store_size, conf.resize_mode, source)
     return PreparedImage(data=encode_jpeg(img, conf.jpeg_quality), width=img.width, height=img.height, passed_through=False)

@@ -1,8 +1,8 @@
-"""The shard job's inputs as DataFrames: candidate rows to shard, and input-level rejects.
+"""The shard job's inputs as one tagged DataFrame: every input row, with a reject reason or none.
 
-Candidates have ``asin, parent_asin, image_uri, split, labels (array<int>)``; a refine candidate's
-``labels`` holds its one class index. Rejects have :data:`REJECT_COLUMNS`. Every input row ends in
-exactly one of the two.
+Candidates (reason null) have ``asin, parent_asin, image_uri, split, labels (array<int>)``; a refine
+candidate's ``labels`` holds its one class index. Rejects have :data:`REJECT_COLUMNS`. Every input
+row is exactly one of the two; nothing is counted here (the job counts everything in one pass).
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, IntegralType
@@ -25,27 +24,33 @@ SPLITS = ("train", "val")
 REJECT_COLUMNS = ("asin", "image_uri", "split", "stage", "reason", "message")
 REJECT_DDL = "asin string, image_uri string, split string, stage string, reason string, message string"
 CANDIDATE_COLUMNS = ("asin", "parent_asin", "image_uri", "split", "labels")
+TAGGED_COLUMNS = (*CANDIDATE_COLUMNS, "split_source", "stage", "reason", "message")
 
 
 @dataclass(frozen=True)
 class Inputs:
-    """What the job shards.
+    """What the job shards: every input row once, tagged with its reject reason (null = a candidate).
 
     Attributes:
-        candidates: Rows that passed the input checks (columns :data:`CANDIDATE_COLUMNS`).
-        rejects: Rows refused before any fetch (columns :data:`REJECT_COLUMNS`).
-        rows_in: Input rows counted (labels rows, or tag rows of the attribute).
+        tagged: Columns :data:`TAGGED_COLUMNS`: the candidate columns plus ``split_source``
+            (labels / parent / hash), ``stage``, ``reason`` and ``message`` (null reason = a candidate).
         num_classes: Vocabulary size (base) or number of classes (refine).
         extra: Mode-specific facts for the run summary.
-        cached: The persisted DataFrame behind both (unpersist when done).
     """
 
-    candidates: DataFrame
-    rejects: DataFrame
-    rows_in: int
+    tagged: DataFrame
     num_classes: int
     extra: dict
-    cached: DataFrame
+
+
+def candidates_of(tagged: DataFrame) -> DataFrame:
+    """The rows to shard: those without a reject reason."""
+    return tagged.filter(F.col("reason").isNull())
+
+
+def rejects_of(tagged: DataFrame) -> DataFrame:
+    """The input-level reject rows (columns :data:`REJECT_COLUMNS`)."""
+    return tagged.filter(F.col("reason").isNotNull()).select(*REJECT_COLUMNS)
 
 
 def labels_column(vocab_size: int) -> str:
@@ -57,25 +62,20 @@ def _blank(col: Column) -> Column:
     return col.isNull() | (F.trim(col) == "")
 
 
-def _triage(df: DataFrame, checks: list[tuple[Column, str, Column]], stage: str) -> tuple[DataFrame, DataFrame, DataFrame]:
-    """Split ``df`` by the first failing check: (passing rows, reject rows, the persisted tagged rows)."""
+def _triage(df: DataFrame, checks: list[tuple[Column, str, Column]], stage: str, split_source: Column) -> DataFrame:
+    """Tag each row with the first failing check's reason and message (null when all pass)."""
     reason: Column = F.lit(None).cast("string")
     message: Column = F.lit(None).cast("string")
     for cond, code, text in reversed(checks):
         reason = F.when(cond, F.lit(code)).otherwise(reason)
         message = F.when(cond, text).otherwise(message)
-    # persisted: counted, split into candidates and rejects, and read again by the writers
-    tagged = df.withColumn("_reason", reason).withColumn("_message", message).persist(StorageLevel.MEMORY_AND_DISK)
-    good = tagged.filter(F.col("_reason").isNull()).drop("_reason", "_message")
-    bad = tagged.filter(F.col("_reason").isNotNull()).select(
-        F.col("asin"),
-        F.col("image_uri"),
-        F.col("split"),
+    return df.select(
+        *CANDIDATE_COLUMNS,
+        split_source.alias("split_source"),
         F.lit(stage).alias("stage"),
-        F.col("_reason").alias("reason"),
-        F.col("_message").alias("message"),
+        reason.alias("reason"),
+        message.alias("message"),
     )
-    return good, bad, tagged
 
 
 def read_labels(spark: SparkSession, labels_dir: str, label_col: str | None) -> DataFrame:
@@ -137,9 +137,8 @@ def base_inputs(spark: SparkSession, labels_dir: str, vocab_size: int, label_wid
     ]
     if label_width > 0:
         checks.append((F.size("labels") > label_width, "too_many_labels", F.format_string(f"expected at most {label_width} labels (shard.label_width), found %d", F.size("labels"))))
-    good, bad, cached = _triage(df, checks, stage="labels")
-    rows_in = good.count() + bad.count()
-    return Inputs(good.select(*CANDIDATE_COLUMNS), bad, rows_in, num_classes, {"vocab_size": vocab_size, "label_column": col}, cached)
+    tagged = _triage(df, checks, "labels", F.lit("labels"))
+    return Inputs(tagged, num_classes, {"vocab_size": vocab_size, "label_column": col})
 
 
 def _hash_split(key: Column, seed: int, val_fraction: float) -> Column:
@@ -204,8 +203,5 @@ def refine_inputs(spark: SparkSession, labels_dir: str, tags_path: str, attribut
         (F.col("_index") < 0, "unknown_label", F.format_string(f"expected one of {list(attribute.classes)}, found %s", F.coalesce(F.col("label"), F.lit("null")))),
         (_blank(F.col("image_uri")), "no_image_uri", F.lit("expected an image_uri (in the tags or the labels table), found none")),
     ]
-    good, bad, cached = _triage(df, checks, stage="tags")
-    rows_in = good.count() + bad.count()
-    sources = {r["split_source"]: r["count"] for r in good.groupBy("split_source").count().collect()}
-    extra = {"attribute": attribute.name, "classes": list(attribute.classes), "split_source": sources}
-    return Inputs(good.select(*CANDIDATE_COLUMNS), bad, rows_in, len(attribute.classes), extra, cached)
+    tagged = _triage(df, checks, "tags", F.col("split_source"))
+    return Inputs(tagged, len(attribute.classes), {"attribute": attribute.name, "classes": list(attribute.classes)})

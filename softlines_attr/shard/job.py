@@ -22,8 +22,10 @@ import io
 import json
 import logging
 import os
+import re
 import time
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from pyspark import StorageLevel
@@ -34,8 +36,8 @@ from softlines_attr.config import PipelineConfig, config_to_dict
 from softlines_attr.io.storage import S3StagedOutput, join_uri, parse_uri, storage_for
 from softlines_attr.io.tables import StagedOutput, new_run_id
 from softlines_attr.shard.errors import ShardAccountingError, ShardCommitError, ShardInputError
-from softlines_attr.shard.inputs import REJECT_DDL, Inputs, base_inputs, refine_inputs
-from softlines_attr.shard.plan import plan_parts, route_rows
+from softlines_attr.shard.inputs import REJECT_DDL, Inputs, base_inputs, candidates_of, refine_inputs, rejects_of
+from softlines_attr.shard.plan import PartSpec, bucket_column, plan_parts, route_rows
 from softlines_attr.shard.recordio import LABEL_PAD
 from softlines_attr.shard.task import TaskSpec, shard_partition
 
@@ -119,15 +121,6 @@ def _inputs(spark: SparkSession, conf: PipelineConfig, job: ShardJob) -> Inputs:
     return refine_inputs(spark, job.labels_dir, job.tags_path, attribute, seed=conf.seed, val_fraction=conf.labels.val_fraction)
 
 
-def _label_width(inputs: Inputs, conf: PipelineConfig, mode: str) -> int:
-    if mode == "refine":
-        return 0
-    if conf.shard.label_width > 0:
-        return conf.shard.label_width
-    top = inputs.candidates.agg(F.max(F.size("labels"))).first()[0]
-    return int(top or 1)
-
-
 def _write_table(spark: SparkSession, staged: StagedOutput | S3StagedOutput, name: str, rows_df: DataFrame | None, rows: list[tuple] | None, ddl: str, order: list[str]) -> None:
     """Stage table ``name``: with Spark for local outputs, with pyarrow (collected rows) for S3."""
     path = staged.table_path(name)
@@ -178,15 +171,104 @@ def run_shard_job(
     log.info("shard run %s: %s shards from %s to %s", run_id, job.mode, job.labels_dir, out_dir)
 
     inputs = _inputs(spark, conf, job)
-    candidates = inputs.candidates
-    split_counts = {r["split"]: int(r["count"]) for r in candidates.groupBy("split").count().collect()}
-    label_width = _label_width(inputs, conf, job.mode) if split_counts else max(conf.shard.label_width, 1) * (job.mode == "base")
-    min_shards = conf.shard.min_shards or 2 * spark.sparkContext.defaultParallelism
-    parts = plan_parts(split_counts, conf.shard.records_per_shard, min_shards)
-    log.info("%d candidate rows %s -> %d parts; label width %d", sum(split_counts.values()), split_counts, len(parts), label_width)
+    tagged = inputs.tagged.withColumn("_bucket", bucket_column(conf.seed)).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        facts = _input_facts(tagged)  # one pass: rows in, input rejects, per-split counts, label width
+        label_width = 0 if job.mode == "refine" else (conf.shard.label_width or max(1, facts.max_labels))
+        parts = plan_parts(facts.split_counts, conf.shard.records_per_shard, conf.shard.min_shards or 2 * task_slots(spark))
+        log.info("%d rows in, %d candidates %s -> %d parts; label width %d", facts.rows_in, sum(facts.split_counts.values()), facts.split_counts, len(parts), label_width)
+        summary = _shard_and_commit(spark, conf, job, run_id, out_dir, inputs, tagged, facts, parts, label_width, fail_partition, started, started_at)
+    finally:
+        tagged.unpersist()
+    log.info(
+        "shard run %s: %d rows in = %d records written + %d rejected, %d shards",
+        run_id, summary["rows_in"], summary["records_written"], summary["rows_rejected"], summary["shards"],
+    )
+    return summary
 
-    shard_threads = conf.shard.fetch_threads
-    storage = storage_for(out_dir, threads=shard_threads, retries=conf.shard.fetch_retries, timeout_s=conf.shard.fetch_timeout_s, multipart_chunk_bytes=conf.shard.multipart_chunk_bytes)
+
+@dataclass(frozen=True)
+class InputFacts:
+    """Counts over the tagged input, from one aggregation.
+
+    Attributes:
+        rows_in: Input rows.
+        reasons: Input rejects by reason.
+        split_counts: Candidates per split.
+        bucket_counts: Candidates per (split, order bucket).
+        split_sources: Candidates by where their split came from (labels / parent / hash).
+        max_labels: The longest candidate label list.
+    """
+
+    rows_in: int
+    reasons: Counter
+    split_counts: dict[str, int]
+    bucket_counts: dict[tuple[str, int], int]
+    split_sources: dict[str, int]
+    max_labels: int
+
+
+def _input_facts(tagged: DataFrame) -> InputFacts:
+    rows = (
+        tagged.groupBy("reason", "split", "_bucket", "split_source")
+        .agg(F.count("*").alias("n"), F.max(F.size("labels")).alias("max_labels"))
+        .collect()
+    )
+    reasons: Counter = Counter()
+    split_counts: Counter = Counter()
+    buckets: Counter = Counter()
+    sources: Counter = Counter()
+    max_labels = 0
+    for r in rows:
+        if r["reason"] is not None:
+            reasons[r["reason"]] += r["n"]
+            continue
+        split_counts[r["split"]] += r["n"]
+        buckets[(r["split"], r["_bucket"])] += r["n"]
+        sources[r["split_source"]] += r["n"]
+        max_labels = max(max_labels, r["max_labels"] or 0)
+    return InputFacts(sum(r["n"] for r in rows), reasons, dict(split_counts), dict(buckets), dict(sources), max_labels)
+
+
+def task_slots(spark: SparkSession) -> int:
+    """Tasks that can run at once: the cores of a ``local[N]`` master, else Spark's default parallelism."""
+    master = spark.sparkContext.master
+    match = re.match(r"local\[(\d+|\*)", master)
+    if match:
+        return (os.cpu_count() or 1) if match.group(1) == "*" else int(match.group(1))
+    if master == "local":
+        return 1
+    return max(1, spark.sparkContext.defaultParallelism)
+
+
+def _summarize_partition(rows: Iterable[tuple]) -> Iterator[tuple]:
+    """Per partition of the task results: a tally of kinds and reject reasons, and the shard and stats rows."""
+    tally: Counter = Counter()
+    for kind, value in rows:
+        tally[(kind, value[4] if kind == "reject" else "")] += 1
+        if kind in ("shard", "stats"):
+            yield kind, value
+    yield "tally", dict(tally)
+
+
+def _shard_and_commit(
+    spark: SparkSession,
+    conf: PipelineConfig,
+    job: ShardJob,
+    run_id: str,
+    out_dir: str,
+    inputs: Inputs,
+    tagged: DataFrame,
+    facts: InputFacts,
+    parts: list[PartSpec],
+    label_width: int,
+    fail_partition: int | None,
+    started: float,
+    started_at: str,
+) -> dict:
+    """Run the shard tasks, check the accounting, stage the tables and commit everything."""
+    s3_out = parse_uri(out_dir).scheme == "s3"
+    storage = storage_for(out_dir, threads=conf.shard.fetch_threads, retries=conf.shard.fetch_retries, timeout_s=conf.shard.fetch_timeout_s, multipart_chunk_bytes=conf.shard.multipart_chunk_bytes)
     staged: StagedOutput | S3StagedOutput = S3StagedOutput(storage, out_dir, run_id) if s3_out else StagedOutput(spark, out_dir, run_id)
     shards_uri = staged.table_path("shards")
     if not s3_out:
@@ -201,23 +283,24 @@ def run_shard_job(
         endpoint_url=os.environ.get("AWS_ENDPOINT_URL_S3") or None,
         fail_partition=fail_partition,
     )
+    results = None
     try:
         if parts:
-            results = route_rows(candidates, parts, split_counts, conf.seed).mapPartitionsWithIndex(functools.partial(shard_partition, spec))
+            routed = route_rows(candidates_of(tagged), parts, facts.bucket_counts, conf.seed)
+            results = routed.mapPartitionsWithIndex(functools.partial(shard_partition, spec)).persist(StorageLevel.MEMORY_AND_DISK)
+            small = results.mapPartitions(_summarize_partition).collect()  # runs the shard tasks
         else:
-            results = spark.sparkContext.emptyRDD()
-        results = results.persist(StorageLevel.MEMORY_AND_DISK)
-        tally = results.map(lambda r: (r[0], r[1][4] if r[0] == "reject" else "")).countByValue()  # runs the tasks
+            small = []
         kinds: Counter = Counter()
         reject_reasons: Counter = Counter()
-        for (kind, reason), n in tally.items():
-            kinds[kind] += n
-            if kind == "reject":
-                reject_reasons[reason] += n
-        small = results.filter(lambda r: r[0] in ("shard", "stats")).collect()
-        shard_rows = sorted(r[1] for r in small if r[0] == "shard")
-        stats = [r[1] for r in small if r[0] == "stats"]
-        input_reasons = Counter({r["reason"]: int(r["count"]) for r in inputs.rejects.groupBy("reason").count().collect()})
+        for kind, value in small:
+            if kind == "tally":
+                for (k, reason), n in value.items():
+                    kinds[k] += n
+                    if k == "reject":
+                        reject_reasons[reason] += n
+        shard_rows = sorted(v for k, v in small if k == "shard")
+        stats = [v for k, v in small if k == "stats"]
 
         strays = _verify_shards(storage, shards_uri, shard_rows)
         extra = (label_width, LABEL_PAD, conf.images.store_size, conf.images.resize_mode, job.mode, inputs.num_classes)
@@ -225,42 +308,39 @@ def run_shard_job(
         storage.write_bytes(join_uri(shards_uri, "_manifest.json"), _manifest_json(manifest_rows, run_id).encode())
 
         records_written = sum(r[5] for r in shard_rows)
-        rejected = sum(reject_reasons.values()) + sum(input_reasons.values())
-        if kinds.get("index", 0) != records_written or inputs.rows_in != records_written + rejected:
+        rejected = sum(reject_reasons.values()) + sum(facts.reasons.values())
+        if kinds.get("index", 0) != records_written or facts.rows_in != records_written + rejected:
             raise ShardAccountingError(
-                f"expected rows in ({inputs.rows_in}) = records written ({records_written}) + rows rejected ({rejected}); "
+                f"expected rows in ({facts.rows_in}) = records written ({records_written}) + rows rejected ({rejected}); "
                 f"index rows {kinds.get('index', 0)}; nothing was committed"
             )
 
-        index_rdd = results.filter(lambda r: r[0] == "index").map(lambda r: r[1])
-        task_rejects_rdd = results.filter(lambda r: r[0] == "reject").map(lambda r: r[1])
+        # the manifest is small and built on the driver: pyarrow for local and S3 alike
+        storage.write_bytes(join_uri(staged.table_path("manifest"), "part-00000.parquet"), _to_arrow_parquet(sorted(manifest_rows), MANIFEST_DDL))
+        index_rdd = results.filter(lambda r: r[0] == "index").map(lambda r: r[1]) if results is not None else spark.sparkContext.emptyRDD()
+        task_rejects_rdd = results.filter(lambda r: r[0] == "reject").map(lambda r: r[1]) if results is not None else spark.sparkContext.emptyRDD()
+        input_rejects = rejects_of(tagged)
         if s3_out:
-            _write_table(spark, staged, "manifest", None, manifest_rows, MANIFEST_DDL, ["shard"])
             _write_table(spark, staged, "record_index", None, index_rdd.collect(), INDEX_DDL, ["record_id"])
-            all_rejects = task_rejects_rdd.collect() + [tuple(r) for r in inputs.rejects.collect()]
+            all_rejects = task_rejects_rdd.collect() + [tuple(r) for r in input_rejects.collect()]
             _write_table(spark, staged, "rejects", None, all_rejects, REJECT_DDL, ["asin", "stage", "reason", "image_uri"])
         else:
-            _write_table(spark, staged, "manifest", None, manifest_rows, MANIFEST_DDL, ["shard"])
             _write_table(spark, staged, "record_index", spark.createDataFrame(index_rdd, INDEX_DDL), None, INDEX_DDL, ["record_id"])
-            rejects_df = spark.createDataFrame(task_rejects_rdd, REJECT_DDL).unionByName(inputs.rejects)
+            rejects_df = spark.createDataFrame(task_rejects_rdd, REJECT_DDL).unionByName(input_rejects)
             _write_table(spark, staged, "rejects", rejects_df, None, REJECT_DDL, ["asin", "stage", "reason", "image_uri"])
 
         summary = _summary(
-            run_id=run_id, job=job, conf=conf, out_dir=out_dir, inputs=inputs, split_counts=split_counts, parts=parts,
-            shard_rows=shard_rows, stats=stats, strays=strays, reasons=reject_reasons + input_reasons, label_width=label_width,
+            run_id=run_id, job=job, conf=conf, out_dir=out_dir, inputs=inputs, facts=facts, parts=parts,
+            shard_rows=shard_rows, stats=stats, strays=strays, reasons=reject_reasons + facts.reasons, label_width=label_width,
             records_written=records_written, rejected=rejected, started_at=started_at, seconds=time.monotonic() - started,
         )
         staged.commit(summary)
-        results.unpersist()
     except BaseException:
         staged.abort()
         raise
     finally:
-        inputs.cached.unpersist()
-    log.info(
-        "shard run %s: %d rows in = %d records written + %d rejected, %d shards",
-        run_id, inputs.rows_in, summary["records_written"], summary["rows_rejected"], len(shard_rows),
-    )
+        if results is not None:
+            results.unpersist()
     return summary
 
 
@@ -304,7 +384,7 @@ def _summary(
     conf: PipelineConfig,
     out_dir: str,
     inputs: Inputs,
-    split_counts: dict[str, int],
+    facts: InputFacts,
     parts: list,
     shard_rows: list[tuple],
     stats: list[tuple],
@@ -317,6 +397,7 @@ def _summary(
     seconds: float,
 ) -> dict:
     splits: dict[str, dict] = {}
+    split_counts = facts.split_counts
     for split in sorted(split_counts):
         rows = [r for r in shard_rows if r[2] == split]
         per_part: Counter = Counter()
@@ -342,11 +423,11 @@ def _summary(
         "attribute": job.attribute,
         "vocab_size": job.vocab_size,
         "out": out_dir,
-        "rows_in": inputs.rows_in,
+        "rows_in": facts.rows_in,
         "records_written": records_written,
         "rows_rejected": rejected,
         "rejects_by_reason": dict(sorted(reasons.items())),
-        "rows_in_equals_written_plus_rejected": inputs.rows_in == records_written + rejected,
+        "rows_in_equals_written_plus_rejected": facts.rows_in == records_written + rejected,
         "splits": splits,
         "shards": len(shard_rows),
         "bytes": sum(r[6] for r in shard_rows),
@@ -355,12 +436,13 @@ def _summary(
         "num_classes": inputs.num_classes,
         "image_size": conf.images.store_size,
         "resize_mode": conf.images.resize_mode,
-        "inputs": inputs.extra,
+        "inputs": {**inputs.extra, "split_source": facts.split_sources},
         "tasks": len(stats),
         "task_retries_seen": sum(1 for a in attempts if a > 0),
         "stray_files_removed": strays,
         "peak_task_rss_mb": round(max((s[3] for s in stats), default=0) / 1024, 1),
         "task_seconds_max": max((s[2] for s in stats), default=0.0),
+        "stage_seconds": round(max((s[6] for s in stats), default=0.0) - min((s[5] for s in stats), default=0.0), 3),
         "tables": {"manifest": "manifest", "record_index": "record_index", "rejects": "rejects", "shards": "shards"},
         "config": {"images": config_to_dict(conf.images), "shard": config_to_dict(conf.shard), "seed": conf.seed},
         "started_at": started_at,

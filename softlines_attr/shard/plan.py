@@ -1,7 +1,7 @@
 """Cutting each split into equal-count shards and routing every row to its shard's partition.
 
-Rows are put in a seeded pseudo-random order (``xxhash64(seed, asin)``, ties by asin), numbered
-``0..N-1`` over train then val (the record id), and dealt round-robin to the split's parts, so the
+Rows are put in a seeded pseudo-random order (a hash bucket of the asin, then a second hash, then
+the asin), numbered ``0..N-1`` over train then val (the record id), and dealt round-robin to the split's parts, so the
 parts of a split differ by at most one record and the order inside a shard is shuffled. Each part is
 one Spark partition (an exact identity partitioner, not a hash), which writes one shard, or several
 when ``max_shard_bytes`` is reached.
@@ -14,10 +14,12 @@ import math
 from dataclasses import dataclass
 
 from pyspark import RDD
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 log = logging.getLogger(__name__)
+
+BUCKETS = 256  # order buckets per split (fixed, so the order does not depend on the cluster)
 
 
 @dataclass(frozen=True)
@@ -56,32 +58,44 @@ def plan_parts(split_counts: dict[str, int], records_per_shard: int, min_shards:
     return parts
 
 
-def route_rows(candidates: DataFrame, parts: list[PartSpec], split_counts: dict[str, int], seed: int) -> RDD:
+def bucket_column(seed: int) -> Column:
+    """A row's order bucket, ``xxhash64(seed, asin) mod BUCKETS``: counted per split before routing."""
+    return F.pmod(F.xxhash64(F.lit(seed), F.col("asin")), F.lit(BUCKETS)).cast("int")
+
+
+def route_rows(candidates: DataFrame, parts: list[PartSpec], bucket_counts: dict[tuple[str, int], int], seed: int) -> RDD:
     """``(partition, (record_id, asin, image_uri, labels))`` pairs, partitioned one part per partition.
 
+    The order of a split is (bucket, ``xxhash64(seed + 1, asin)``, asin); a row's rank in it is its
+    bucket's offset (from ``bucket_counts``) plus its rank inside the bucket (a window over
+    ``split, bucket``, so no single task sorts a whole split), which gives exact, deterministic
+    record ids without a global sort.
+
     Args:
-        candidates: Rows with ``asin, image_uri, split, labels``; asins unique.
-        parts: From :func:`plan_parts` with the same ``split_counts``.
-        split_counts: Rows per split in ``candidates``.
+        candidates: Rows with ``asin, image_uri, split, labels`` and ``_bucket`` (:func:`bucket_column`); asins unique.
+        parts: From :func:`plan_parts` for the same rows.
+        bucket_counts: Rows per (split, bucket) in ``candidates``.
         seed: The order's seed (conf ``seed``).
     """
-    offsets: dict[str, int] = {}
+    split_offset: dict[str, int] = {}
+    bucket_offset: dict[tuple[str, int], int] = {}
     running = 0
-    for split in sorted(split_counts):
-        offsets[split] = running
-        running += split_counts[split]
-    n_parts = {s: sum(1 for p in parts if p.split == s) for s in split_counts}
-    base = {s: min((p.partition for p in parts if p.split == s), default=0) for s in split_counts}
-    ordered = (
-        candidates.select("split", "asin", "image_uri", "labels", F.xxhash64(F.lit(seed), F.col("asin")).alias("_key"))
-        .orderBy("split", "_key", "asin")
-    )
+    for split in sorted({s for s, _ in bucket_counts}):
+        split_offset[split] = running
+        inside = 0
+        for (s, b) in sorted(k for k in bucket_counts if k[0] == split):
+            bucket_offset[(s, b)] = inside
+            inside += bucket_counts[(s, b)]
+        running += inside
+    n_parts = {s: sum(1 for p in parts if p.split == s) for s in split_offset}
+    base = {s: min((p.partition for p in parts if p.split == s), default=0) for s in split_offset}
+    order = Window.partitionBy("split", "_bucket").orderBy(F.xxhash64(F.lit(seed + 1), F.col("asin")), "asin")
+    ranked = candidates.select("split", "_bucket", F.row_number().over(order).alias("_rank"), "asin", "image_uri", "labels")
 
-    def route(pair: tuple) -> tuple[int, tuple]:
-        row, record_id = pair
-        split = row[0]
-        rank = record_id - offsets[split]
-        partition = base[split] + rank % n_parts[split]
-        return partition, (record_id, row[1], row[2], list(row[3] or ()))
+    def route(row: tuple) -> tuple[int, tuple]:
+        split, bucket, rank = row[0], row[1], row[2]
+        in_split = bucket_offset[(split, bucket)] + rank - 1
+        partition = base[split] + in_split % n_parts[split]
+        return partition, (split_offset[split] + in_split, row[3], row[4], list(row[5] or ()))
 
-    return ordered.rdd.zipWithIndex().map(route).partitionBy(max(1, len(parts)), lambda k: k)
+    return ranked.rdd.map(route).partitionBy(max(1, len(parts)), lambda k: k)

@@ -194,6 +194,7 @@ def shard_partition(spec: TaskSpec, partition: int, rows: Iterable[tuple[int, tu
         rows: ``(partition, (record_id, asin, image_uri, labels))`` pairs.
     """
     started = time.monotonic()
+    started_wall = time.time()
     items = sorted((value for _, value in rows), key=lambda v: v[0])
     part = spec.parts[partition]
     fetcher = Fetcher(spec.shard, spec.endpoint_url)
@@ -246,4 +247,4 @@ def shard_partition(spec: TaskSpec, partition: int, rows: Iterable[tuple[int, tu
     if sink.tmp_dir:
         shutil.rmtree(sink.tmp_dir, ignore_errors=True)
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    yield "stats", (partition, len(items), round(time.monotonic() - started, 3), peak_kb, attempt)
+    yield "stats", (partition, len(items), round(time.monotonic() - started, 3), peak_kb, attempt, started_wall, time.time())
