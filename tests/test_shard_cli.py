@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -35,64 +36,52 @@ def test_cli_refuses_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "found scheme 'gs'" in capsys.readouterr().err
 
 
-def test_task_failing_on_first_attempt_commits_every_record_once(tmp_path: Path) -> None:
-    images = write_images(tmp_path / "img", n_good=16, seed=21, bad=False, exotic=False)
-    rows = labels_rows(sorted(images.paths.values()), seed=8, val_every=100)
-    write_labels_dir(tmp_path / "labels", rows)
-    # one part of 8 records per split-part, rolled over every ~2 records: the dying attempt has committed files
-    (tmp_path / "conf.toml").write_text(TEST_CONF.replace("records_per_shard = 6", "records_per_shard = 8").replace("min_shards = 0", "min_shards = 1") + "max_shard_bytes = 5000\n")
-    out = tmp_path / "out"
-    _shard_cli(
-        ["--labels", str(tmp_path / "labels"), "--out", str(out), "--vocab-size", "500", "--conf", str(tmp_path / "conf.toml"), "--master", "local[2,2]"],
-        env_extra={FAIL_PARTITION_ENV: "0"},
-    )
-    # partition 0 is train part 0 (7 records): its first attempt died after 3, leaving committed and torn files
-    summary = json.loads((out / "_summary.json").read_text())
-    assert summary["task_retries_seen"] == 1 and summary["records_written"] == len(rows) == 16
-    assert len(summary["stray_files_removed"]) == 2 and all(".attempt0-" in f for f in summary["stray_files_removed"])
-    manifest = pq.read_table(out / "manifest").to_pylist()
-    assert max(m["seq"] for m in manifest if m["part"] == 0 and m["split"] == "train") >= 1  # rolled over
-    ids = []
-    for m in manifest:
-        ids += [h.id for _, h, _ in read_rec(str(out / m["shard"]))]
-    assert sorted(ids) == list(range(16))  # every record exactly once
-    files = sorted(str(p.relative_to(out / "shards")) for p in (out / "shards").rglob("*") if p.is_file())
-    assert files == sorted(["_manifest.json"] + [m["shard"][7:] for m in manifest] + [m["idx"][7:] for m in manifest])
-    assert not (out / "_staging").exists()
+def test_s3_in_and_out_with_a_task_dying_on_its_first_attempt(s3_endpoint: str, tmp_path: Path) -> None:
+    """Images on S3, shards to S3, and partition 0's first attempt dies half-way (``local[2,2]``).
 
-
-def test_s3_in_and_out(s3_endpoint: str, tmp_path: Path) -> None:
+    The dead attempt had already uploaded a rolled-over shard and left a torn one behind; the retry
+    rewrites the same names, so the committed shards hold every record exactly once.
+    """
     client = boto3.client("s3", endpoint_url=s3_endpoint)
     client.create_bucket(Bucket="catalog")
     client.create_bucket(Bucket="shards")
-    images = write_images(tmp_path / "img", n_good=10, seed=31, bad=False, exotic=False)
+    images = write_images(tmp_path / "img", n_good=14, seed=31, bad=False, exotic=False)
     uris = []
     for name, path in sorted(images.paths.items()):
         client.upload_file(path, "catalog", f"images/{name}")
         uris.append(f"s3://catalog/images/{name}")
     uris.append("s3://catalog/images/not_there.jpg")
-    rows = labels_rows(uris, seed=4)
+    rows = labels_rows(uris, seed=4, val_every=100)
     write_labels_dir(tmp_path / "labels", rows)
-    (tmp_path / "conf.toml").write_text(TEST_CONF)
+    # two train parts of 7 (records_per_shard 8, min_shards 1), files rolled over every ~2 records
+    conf = TEST_CONF.replace("records_per_shard = 6", "records_per_shard = 8").replace("min_shards = 0", "min_shards = 1")
+    (tmp_path / "conf.toml").write_text(conf + "max_shard_bytes = 5000\n")
     client.put_object(Bucket="shards", Key="run/shards/stale/old.rec", Body=b"from an older run")
-    _shard_cli(["--labels", str(tmp_path / "labels"), "--out", "s3://shards/run", "--vocab-size", "0", "--conf", str(tmp_path / "conf.toml"), "--master", "local[2]"])
+    _shard_cli(
+        ["--labels", str(tmp_path / "labels"), "--out", "s3://shards/run", "--vocab-size", "0", "--conf", str(tmp_path / "conf.toml"), "--master", "local[2,2]"],
+        env_extra={FAIL_PARTITION_ENV: "0"},
+    )
 
     def get(key: str) -> bytes:
         return client.get_object(Bucket="shards", Key=key)["Body"].read()
 
     summary = json.loads(get("run/_summary.json"))
-    assert summary["rows_in"] == 11 and summary["records_written"] == 10 and summary["rejects_by_reason"] == {"missing": 1}
+    assert summary["rows_in"] == 15 and summary["records_written"] == 14 and summary["rejects_by_reason"] == {"missing": 1}
+    assert summary["task_retries_seen"] == 1
     rejects = pq.read_table(io.BytesIO(get("run/rejects/part-00000.parquet"))).to_pylist()
     assert [(r["image_uri"], r["stage"], r["reason"]) for r in rejects] == [("s3://catalog/images/not_there.jpg", "fetch", "missing")]
     manifest = pq.read_table(io.BytesIO(get("run/manifest/part-00000.parquet"))).to_pylist()
     index = pq.read_table(io.BytesIO(get("run/record_index/part-00000.parquet"))).to_pylist()
+    assert max(m["seq"] for m in manifest if m["part"] == 0 and m["split"] == "train") >= 1  # partition 0 rolled over
     keys = sorted(o["Key"] for o in client.list_objects_v2(Bucket="shards", Prefix="run/")["Contents"])
-    assert not any("_staging" in k or "stale" in k for k in keys)
-    n = 0
+    shard_keys = sorted(f"run/{m[c]}" for m in manifest for c in ("shard", "idx"))
+    assert [k for k in keys if k.startswith("run/shards/")] == sorted(shard_keys + ["run/shards/_manifest.json"])
+    assert not any("_staging" in k for k in keys)
+    ids = []
     for m in manifest:
-        for suffix in ("shard", "idx"):
-            (tmp_path / "dl" / m[suffix]).parent.mkdir(parents=True, exist_ok=True)
-            (tmp_path / "dl" / m[suffix]).write_bytes(get(f"run/{m[suffix]}"))
-        assert (tmp_path / "dl" / m["shard"]).stat().st_size == m["bytes"]
-        n += len(read_rec(str(tmp_path / "dl" / m["shard"])))
-    assert n == len(index) == 10
+        for col in ("shard", "idx"):
+            (tmp_path / "dl" / m[col]).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / "dl" / m[col]).write_bytes(get(f"run/{m[col]}"))
+        assert hashlib.sha256((tmp_path / "dl" / m["shard"]).read_bytes()).hexdigest() == m["sha256"]
+        ids += [h.id for _, h, _ in read_rec(str(tmp_path / "dl" / m["shard"]))]
+    assert sorted(ids) == sorted(r["record_id"] for r in index) and len(set(ids)) == len(ids) == 14  # every record exactly once

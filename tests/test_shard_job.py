@@ -250,3 +250,22 @@ def test_job_level_errors(spark, tmp_path: Path) -> None:
         pq.write_table(pa.Table.from_pylist([{"asin": "A00000", "attribute": "neck_style", "label": "v_neck"}]), tmp_path / "t.parquet")
         run_shard_job(spark, conf, ShardJob(str(tmp_path / "labels"), str(tmp_path / "out"), tags_path=str(tmp_path / "t.parquet"), attribute="hemline"))
     assert not (tmp_path / "out" / "_summary.json").exists()
+
+
+def test_commit_check_removes_strays_and_refuses_missing_shards(tmp_path: Path) -> None:
+    """What a dead attempt leaves in staging (torn temp files) is removed; a reported shard that is not there fails the job."""
+    from softlines_attr.io.storage import LocalStorage
+    from softlines_attr.shard import ShardCommitError
+    from softlines_attr.shard.job import _verify_shards
+
+    staging = tmp_path / "shards"
+    (staging / "train").mkdir(parents=True)
+    (staging / "train" / "train-00000-000.rec").write_bytes(b"x" * 12)
+    (staging / "train" / "train-00000-000.idx").write_bytes(b"0\t0\n")
+    (staging / "train" / ".train-00000-001.rec.attempt0-ab12cd34.tmp").write_bytes(b"torn")
+    row = ("shards/train/train-00000-000.rec", "shards/train/train-00000-000.idx", "train", 0, 0, 1, 12, "", 4, "", 0, 0)
+    strays = _verify_shards(LocalStorage(), str(staging), [row])
+    assert strays == ["train/.train-00000-001.rec.attempt0-ab12cd34.tmp"]
+    assert sorted(p.name for p in (staging / "train").iterdir()) == ["train-00000-000.idx", "train-00000-000.rec"]
+    with pytest.raises(ShardCommitError, match="expected staged shard file train/train-00000-001.rec of 9 bytes"):
+        _verify_shards(LocalStorage(), str(staging), [row, ("shards/train/train-00000-001.rec", "shards/train/train-00000-001.idx", "train", 0, 1, 1, 9, "", 4, "", 1, 1)])
