@@ -22,8 +22,9 @@ log = logging.getLogger(__name__)
 COMMANDS: dict[str, str] = {
     "make-catalog": "make_catalog",
     "labels": "labels",
-    "emr": "emr",
     "shard": "shard",
+    "emr": "emr",
+    "demo": "demo",
 }
 
 

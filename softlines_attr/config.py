@@ -265,7 +265,7 @@ def parse_dataclass(cls: type[T], data: Mapping[str, Any], *, source: str, prefi
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise ConfigError(
-            f"{source}: unknown key {prefix}{unknown[0]!r}; expected one of {sorted(prefix + k for k in fields)}"
+            f"{source}: unknown key {(prefix + unknown[0])!r}; expected one of {sorted(prefix + k for k in fields)}"
         )
     kwargs: dict[str, Any] = {}
     for name, f in fields.items():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 from pyspark.sql import SparkSession
 
@@ -29,6 +30,10 @@ def build_session(profile: SparkProfile, app_name: str, master: str | None = Non
     Returns:
         The active SparkSession.
     """
+    if not under_spark_submit():
+        # local runs: Python workers use this interpreter (the venv), not whatever python3 is on PATH
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     builder = SparkSession.builder.appName(app_name)
     if master:
         builder = builder.master(master)

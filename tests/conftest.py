@@ -67,3 +67,16 @@ def s3_endpoint() -> Iterator[str]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def generated_catalog(tmp_path_factory, conf: PipelineConfig) -> Path:
+    """A small generated catalog (240 products, small images) with every bad-row kind; its folder."""
+    import dataclasses
+
+    from softlines_attr.synthetic import generate_catalog
+
+    small = dataclasses.replace(conf, catalog=dataclasses.replace(conf.catalog, min_size=(150, 200), max_size=(300, 400)))
+    out = tmp_path_factory.mktemp("generated_catalog")
+    generate_catalog(out, small, n=240, seed=11)
+    return out

@@ -94,7 +94,8 @@ class Fetcher:
         from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, ReadTimeoutError
         from urllib3.exceptions import ProtocolError, ReadTimeoutError as Urllib3ReadTimeout
 
-        # botocore retries the request itself (adaptive mode); a body read that times out is retried here.
+        # botocore retries the request itself (adaptive mode: throttling, 5xx, connect/read timeouts), so
+        # a timeout that reaches us has used its attempts; a connection dropped mid-body is retried here.
         attempts = max(1, self.conf.fetch_retries)
         last: Exception | None = None
         for attempt in range(attempts):

@@ -180,21 +180,38 @@ def vocabularies(ranked: DataFrame, vocab_sizes: tuple[int, ...]) -> DataFrame:
     return out
 
 
-def assign_labels(rows: DataFrame, ranked: DataFrame, vocab_sizes: tuple[int, ...]) -> DataFrame:
-    """One row per ASIN with an ``array<int>`` of sorted label indices per vocabulary size.
+def vocabulary_words(ranked: DataFrame, vocab_sizes: tuple[int, ...]) -> list[str]:
+    """The words of the widest vocabulary in rank order (word ``i`` has label index ``i``).
 
-    ``rows`` must be partitioned by ``asin`` (as :func:`tokenize_catalog` leaves it): the broadcast
-    join keeps that partitioning, so the group-by needs no shuffle.
+    This is the model's label space (one output unit per word), small enough for the driver; the
+    catalog's titles and tokens never come here.
     """
     needed = ranked if 0 in vocab_sizes else ranked.filter(F.col("rank") <= max(vocab_sizes))
-    keys = ["asin", "parent_asin", "title", "image_uri", "product_type", "split"]
-    exploded = rows.select(*keys, F.explode_outer("tokens").alias("word"))
-    joined = exploded.join(F.broadcast(needed.select("word", "rank")), on="word", how="left")
-    aggs = []
-    for size in vocab_sizes:
-        hit = F.col("rank").isNotNull() if size == 0 else F.col("rank") <= size
-        aggs.append(F.array_sort(F.collect_list(F.when(hit, (F.col("rank") - 1).cast("int")))).alias(labels_column(size)))
-    return joined.groupBy(*keys).agg(*aggs)
+    return [r["word"] for r in needed.orderBy("rank").select("word").collect()]
+
+
+def assign_labels(rows: DataFrame, words: list[str], vocab_sizes: tuple[int, ...]) -> DataFrame:
+    """Replace ``tokens`` by one ``array<int>`` of ascending label indices per vocabulary size.
+
+    Runs as ``mapInArrow`` over each partition (see :mod:`softlines_attr.labels.assign`), so the
+    rows keep their partitioning and order; the words are broadcast once.
+    """
+    from softlines_attr.labels.assign import label_batches
+
+    spark = rows.sparkSession
+    words_bc = spark.sparkContext.broadcast(words)
+    sizes = tuple(vocab_sizes)
+    columns = tuple(labels_column(s) for s in sizes)
+    keep = [c for c in rows.columns if c != "tokens"]
+    schema = ", ".join(
+        [f"`{f.name}` {f.dataType.simpleString()}" for f in rows.schema.fields if f.name != "tokens"]
+        + [f"`{c}` array<int>" for c in columns]
+    )
+
+    def run(batches):  # executed on the executors
+        return label_batches(batches, words_bc.value, sizes, columns)
+
+    return rows.select(*keep, "tokens").mapInArrow(run, schema)
 
 
 def _rejects_frame(df: DataFrame) -> DataFrame:
@@ -228,34 +245,37 @@ class LabelFrames:
 def build_labels(catalog: DataFrame, conf: PipelineConfig, *, partitions: int) -> LabelFrames:
     """The label job's logic without I/O.
 
-    ``rows`` holds every input row, tokenised, with its reject reason (null when kept).
+    ``rows`` holds every input row with its labels and reject reason (null when kept); ``labels``
+    and ``rejects`` are its two disjoint parts.
     """
     lab = conf.labels
-    rows = tokenize_catalog(clean_catalog(catalog), lab, seed=conf.seed, partitions=partitions)
-    rows = rows.persist(StorageLevel.MEMORY_AND_DISK)
-    ok = rows.filter(F.col("reason").isNull())
+    tokenized = tokenize_catalog(clean_catalog(catalog), lab, seed=conf.seed, partitions=partitions)
+    tokenized = tokenized.persist(StorageLevel.MEMORY_AND_DISK)
+    ok = tokenized.filter(F.col("reason").isNull())
     ranked = rank_words(document_frequency(ok, count_by_parent=lab.count_by_parent), min_doc_freq=lab.min_doc_freq)
     ranked = ranked.persist(StorageLevel.MEMORY_AND_DISK)
     vocab = vocabularies(ranked, lab.vocab_sizes)
 
-    labelled = assign_labels(ok, ranked, lab.vocab_sizes)
+    labelled = assign_labels(tokenized, vocabulary_words(ranked, lab.vocab_sizes), lab.vocab_sizes)
     widest = labels_column(0 if 0 in lab.vocab_sizes else max(lab.vocab_sizes))
-    no_words = F.size(widest) == 0
+    no_words = F.col("reason").isNull() & (F.size(widest) == 0)
+    rows = labelled.withColumns(
+        {
+            "reason": F.when(no_words, F.lit("no_vocab_words")).otherwise(F.col("reason")),
+            "message": F.when(
+                no_words,
+                F.format_string(
+                    "no word of title %s is in the vocabulary (doc_freq >= %d)",
+                    F.to_json(F.array(F.col("title"))),
+                    F.lit(lab.min_doc_freq),
+                ),
+            ).otherwise(F.col("message")),
+        }
+    ).persist(StorageLevel.MEMORY_AND_DISK)
     label_cols = [labels_column(s) for s in lab.vocab_sizes]
-    labels = labelled.filter(~no_words).select("asin", "parent_asin", "image_uri", "product_type", "split", *label_cols)
-    unlabelled = labelled.filter(no_words).select(
-        "asin",
-        "parent_asin",
-        "title",
-        "image_uri",
-        "product_type",
-        F.lit("no_vocab_words").alias("reason"),
-        F.format_string(
-            "no word of title %s is in the vocabulary (doc_freq >= %d)", F.to_json(F.array(F.col("title"))), F.lit(lab.min_doc_freq)
-        ).alias("message"),
-    )
-    rejects = _rejects_frame(rows.filter(F.col("reason").isNotNull())).unionByName(_rejects_frame(unlabelled))
-    return LabelFrames(labels=labels, vocabulary=vocab, rejects=rejects, rows=rows, cached=(rows, ranked))
+    labels = rows.filter(F.col("reason").isNull()).select("asin", "parent_asin", "image_uri", "product_type", "split", *label_cols)
+    rejects = _rejects_frame(rows.filter(F.col("reason").isNotNull()))
+    return LabelFrames(labels=labels, vocabulary=vocab, rejects=rejects, rows=rows, cached=(rows, tokenized, ranked))
 
 
 def run_label_job(spark: SparkSession, conf: PipelineConfig, *, catalog_path: str, out_dir: str, input_format: str | None = None) -> LabelJobResult:
@@ -281,14 +301,25 @@ def run_label_job(spark: SparkSession, conf: PipelineConfig, *, catalog_path: st
     lab = conf.labels
     partitions = lab.shuffle_partitions or int(spark.conf.get("spark.sql.shuffle.partitions"))
     catalog = read_table(spark, catalog_path, input_format)
-    frames = build_labels(catalog, conf, partitions=partitions)
+    t0 = time.time()
+    frames = build_labels(catalog, conf, partitions=partitions)  # runs tokens, counting and ranking
+    build_seconds = round(time.time() - t0, 2)
+    log.info("labels: tokens, document frequency and ranking took %.1fs", build_seconds)
     labels, vocab, rejects, rows = frames.labels, frames.vocabulary, frames.rejects, frames.rows
 
     staged = StagedOutput(spark, out_dir, run_id)
+    phases: dict[str, float] = {"tokens_and_vocabulary": build_seconds}
+
+    def phase(name: str, fn) -> None:
+        t0 = time.time()
+        fn()
+        phases[name] = round(time.time() - t0, 2)
+        log.info("labels: %s took %.1fs", name, phases[name])
+
     try:
-        vocab.orderBy("vocab_size", "rank").coalesce(1).write.mode("overwrite").parquet(staged.table_path("vocabulary"))
-        labels.sortWithinPartitions("asin").write.mode("overwrite").parquet(staged.table_path("labels"))
-        rejects.sortWithinPartitions("reason", "asin").write.mode("overwrite").parquet(staged.table_path("rejects"))
+        phase("vocabulary", lambda: vocab.orderBy("vocab_size", "rank").coalesce(1).write.mode("overwrite").parquet(staged.table_path("vocabulary")))
+        phase("labels", lambda: labels.sortWithinPartitions("asin").write.mode("overwrite").parquet(staged.table_path("labels")))
+        phase("rejects", lambda: rejects.sortWithinPartitions("reason", "asin").write.mode("overwrite").parquet(staged.table_path("rejects")))
 
         written_labels = spark.read.parquet(staged.table_path("labels"))
         written_rejects = spark.read.parquet(staged.table_path("rejects"))
@@ -321,6 +352,7 @@ def run_label_job(spark: SparkSession, conf: PipelineConfig, *, catalog_path: st
             "parameters": {"seed": conf.seed, "labels": config_to_dict(lab), "partitions": partitions},
             "seconds": round(time.time() - started, 2),
         }
+        summary["phase_seconds"] = phases
         staged.commit(summary)
     except BaseException:
         staged.abort()

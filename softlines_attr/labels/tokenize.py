@@ -38,7 +38,8 @@ HTML_NOISE_RE = r"<[^<>]{0,200}>|&(?:#[0-9]{1,7}|#x[0-9a-f]{1,6}|[a-z]{2,8}[0-9]
 APOSTROPHE_RE = r"'s\b|'"
 # Step 5: a token.
 TOKEN_RE = r"[\p{L}\p{N}]+(?:[-/][\p{L}\p{N}]+)*"
-# Step 7: tokens dropped as numbers or sizes; fractions like 3/4 are kept.
+# Step 7: tokens dropped as numbers or sizes; fractions like 3/4 are kept. As a rule on one token
+# (the specification, used by the DuckDB baseline) ...
 DROP_TOKEN_RE = (
     r"^(?:"
     r"[0-9][0-9.,]*(?:cm|mm|in|inch|inches|ft|m|x|xl|xxl|w|l|t|y|yr|yrs|pcs|pc|pack|s)?"
@@ -47,6 +48,25 @@ DROP_TOKEN_RE = (
     r")$"
 )
 KEEP_FRACTION_RE = r"^[1-9]/[1-9]$"
+# ... and, for Spark, the same rule folded into the token extraction itself: one regular expression
+# whose first alternative matches a whole droppable token and whose second (group 1) matches any
+# other token. Scanning left to right, every attempt starts at a token start, so no lookbehind is
+# needed; a dropped token yields "" (removed with the stop words). One compiled pass per title
+# instead of a per-token lambda filter, which Spark interprets row by row (about 3x slower).
+_TOKEN_END = r"(?![\p{L}\p{N}])(?![-/][\p{L}\p{N}])"
+
+
+def extract_tokens_re(min_token_length: int) -> str:
+    """The one-pass pattern: droppable tokens (step 7) match with group 1 unset, kept tokens as group 1."""
+    drop = [
+        r"[0-9][0-9.,]*(?:cm|mm|in|inch|inches|ft|m|x|xl|xxl|w|l|t|y|yr|yrs|pcs|pc|pack|s)?",
+        r"(?:us|uk|eu|au|size|sz)[0-9][0-9.]*",
+        rf"(?![1-9]/[1-9]{_TOKEN_END})[0-9]+(?:[-/][0-9a-z]+)+",
+    ]
+    if min_token_length > 1:
+        drop.append(rf"[\p{{L}}\p{{N}}]{{1,{min_token_length - 1}}}")
+    return "(?:" + "|".join(drop) + ")" + _TOKEN_END + "|(" + TOKEN_RE + ")"
+
 
 _MULTI_CHAR = {"ß": "ss", "æ": "ae", "œ": "oe", "ﬁ": "fi", "ﬂ": "fl", "ĳ": "ij"}
 
@@ -82,15 +102,24 @@ def translation_table() -> tuple[str, str]:
     return "".join(src), "".join(dst)
 
 
+def _when_contains(text: Column, needles: str, expr: Column) -> Column:
+    """``expr`` where ``text`` holds one of the characters in ``needles``, else ``text`` (skips a regex pass)."""
+    cond = None
+    for ch in needles:
+        c = F.instr(text, ch) > 0
+        cond = c if cond is None else cond | c
+    return F.when(cond, expr).otherwise(text)
+
+
 def normalise_title(title: Column) -> Column:
     """Steps 1 to 4: a lower-case, ASCII-folded title with HTML and apostrophes removed."""
     src, dst = translation_table()
     text = F.translate(F.lower(title), src, dst)
     for old, new in _MULTI_CHAR.items():
         text = F.replace(text, F.lit(old), F.lit(new))
-    text = F.regexp_replace(text, APOSTROPHE_ENTITY_RE, "'")
-    text = F.regexp_replace(text, HTML_NOISE_RE, " ")
-    return F.regexp_replace(text, APOSTROPHE_RE, "")
+    text = _when_contains(text, "&", F.regexp_replace(text, APOSTROPHE_ENTITY_RE, "'"))
+    text = _when_contains(text, "&<", F.regexp_replace(text, HTML_NOISE_RE, " "))
+    return _when_contains(text, "'", F.regexp_replace(text, APOSTROPHE_RE, ""))
 
 
 def title_tokens(title: Column, conf: LabelsConfig) -> Column:
@@ -102,11 +131,8 @@ def title_tokens(title: Column, conf: LabelsConfig) -> Column:
         title: A string column.
         conf: ``stop_words``, ``size_tokens`` and ``min_token_length`` are used.
     """
-    raw = F.regexp_extract_all(normalise_title(F.coalesce(title, F.lit(""))), F.lit(TOKEN_RE), F.lit(0))
-    removed = sorted(set(conf.stop_words) | set(conf.size_tokens))
-    kept = F.array_except(raw, F.array(*[F.lit(w) for w in removed]).cast("array<string>"))
-    min_len = conf.min_token_length
-    return F.filter(
-        kept,
-        lambda t: (F.length(t) >= min_len) & (~t.rlike(DROP_TOKEN_RE) | t.rlike(KEEP_FRACTION_RE)),
-    )
+    text = normalise_title(F.coalesce(title, F.lit("")))
+    raw = F.regexp_extract_all(text, F.lit(extract_tokens_re(conf.min_token_length)), F.lit(1))
+    # a dropped token comes back as "" (its group 1 did not take part): removed with the stop words
+    removed = [F.lit(w) for w in sorted(set(conf.stop_words) | set(conf.size_tokens) | {""})]
+    return F.array_except(raw, F.array(*removed).cast("array<string>"))

@@ -1,0 +1,99 @@
+"""Configuration: defaults load, overrides merge, and every malformed file gets a precise error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from softlines_attr.config import load_config, load_spark_profile, load_taxonomy
+from softlines_attr.errors import ConfigError, UnknownAttributeError
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_defaults_match_design(conf):
+    assert conf.labels.vocab_sizes == (500, 2000, 0)
+    assert conf.labels.val_fraction == 0.2
+    assert conf.taxonomy.names == ("hemline", "neck_style", "pattern", "silhouette", "sleeve_type")
+    assert [len(a.classes) for a in conf.taxonomy.attributes] == [5, 11, 10, 5, 5]
+    assert conf.taxonomy.attribute("neck_style").classes[-1] == "turtle_neck"
+    assert conf.spark.name == "local" and conf.spark.master == "local[*]"
+
+
+def test_override_changes_only_named_keys(tmp_path):
+    user = write(tmp_path / "mine.toml", "seed = 5\n[labels]\nmin_doc_freq = 7\n")
+    conf = load_config(user)
+    assert conf.seed == 5 and conf.labels.min_doc_freq == 7
+    assert conf.labels.vocab_sizes == (500, 2000, 0)  # untouched default
+    assert str(user) in conf.sources
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("[labels]\nmin_doc_frq = 2\n", r"mine\.toml: unknown key 'labels\.min_doc_frq'.*labels\.min_doc_freq"),
+        ("[labels]\nmin_doc_freq = \"two\"\n", r"mine\.toml: key 'labels\.min_doc_freq': expected an integer, found 'two'"),
+        ("[labels]\ncount_by_parent = 1\n", r"key 'labels\.count_by_parent': expected true or false, found 1"),
+        ("[labels]\nvocab_sizes = [500, \"x\"]\n", r"key 'labels\.vocab_sizes\[1\]': expected an integer"),
+        ("[images]\nresize_mode = \"stretch\"\n", r"key 'images\.resize_mode': expected one of 'shorter_side', 'pad_square'"),
+        ("[labels]\nval_fraction = 1.5\n", r"key 'labels\.val_fraction': expected 0 <= value < 1, found 1\.5"),
+        ("[labels]\nvocab_sizes = [500, 500]\n", r"key 'labels\.vocab_sizes': expected distinct sizes"),
+        ("colour = \"red\"\n", r"unknown key 'colour'"),
+        ("[labels\nmin_doc_freq = 2\n", r"mine\.toml: not valid TOML"),
+    ],
+)
+def test_malformed_conf_names_file_key_and_expectation(tmp_path, text, expected):
+    user = write(tmp_path / "mine.toml", text)
+    with pytest.raises(ConfigError, match=expected):
+        load_config(user)
+
+
+def test_missing_files_are_errors(tmp_path):
+    with pytest.raises(ConfigError, match=r"nope\.toml does not exist"):
+        load_config(tmp_path / "nope.toml")
+    with pytest.raises(ConfigError, match=r"tax\.toml does not exist"):
+        load_config(taxonomy_path=tmp_path / "tax.toml")
+    with pytest.raises(ConfigError, match=r"spark profile 'galaxy' not found; expected one of \['emr_gpu', 'local'\]"):
+        load_spark_profile("galaxy")
+
+
+def test_custom_taxonomy(tmp_path):
+    tax = write(
+        tmp_path / "tax.toml",
+        '[attributes.colour_block]\nclasses = ["solid", "two_tone", "multi"]\n'
+        '[attributes.waist]\nclasses = ["empire", "natural", "drop"]\nregion = "upper"\n',
+    )
+    conf = load_config(taxonomy_path=tax)
+    assert conf.taxonomy.names == ("colour_block", "waist")
+    assert conf.taxonomy.attribute("waist").region == "upper"
+    assert conf.taxonomy.attribute("colour_block").index("multi") == 2
+    with pytest.raises(UnknownAttributeError, match=r"no attribute 'hemline'; expected one of \['colour_block', 'waist'\]"):
+        conf.taxonomy.attribute("hemline")
+    with pytest.raises(UnknownAttributeError, match=r"has no class 'huge'"):
+        conf.taxonomy.attribute("waist").index("huge")
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ('[attributes.hemline]\nclasses = ["mini"]\n', r"expected at least 2 classes"),
+        ('[attributes.hemline]\nclasses = ["mini", "mini"]\n', r"expected unique classes"),
+        ('[attributes.Hemline]\nclasses = ["a", "b"]\n', r"attribute name 'Hemline': expected lower_snake_case"),
+        ('[attributes.hemline]\nclasses = ["a", "b"]\ncolor = 1\n', r"unknown key 'attributes\.hemline\.color'"),
+        ('[attributes.hemline]\nregion = "full"\n', r"missing key 'attributes\.hemline\.classes'"),
+        ('[attrs.hemline]\nclasses = ["a", "b"]\n', r"expected exactly one top-level table 'attributes'"),
+    ],
+)
+def test_malformed_taxonomy(tmp_path, text, expected):
+    with pytest.raises(ConfigError, match=expected):
+        load_taxonomy(write(tmp_path / "tax.toml", text))
+
+
+def test_spark_profiles_parse():
+    emr = load_spark_profile("emr_gpu")
+    assert emr.conf["spark.task.resource.gpu.amount"] == "1"
+    assert emr.conf["spark.python.worker.reuse"] == "true"
