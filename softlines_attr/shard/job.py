@@ -300,6 +300,7 @@ def _shard_and_commit(
                     if k == "reject":
                         reject_reasons[reason] += n
         shard_rows = sorted(v for k, v in small if k == "shard")
+        log.info("shard tasks done: %d shards, %d records", len(shard_rows), kinds.get("index", 0))
         stats = [v for k, v in small if k == "stats"]
 
         strays = _verify_shards(storage, shards_uri, shard_rows)
@@ -329,6 +330,7 @@ def _shard_and_commit(
             rejects_df = spark.createDataFrame(task_rejects_rdd, REJECT_DDL).unionByName(input_rejects)
             _write_table(spark, staged, "rejects", rejects_df, None, REJECT_DDL, ["asin", "stage", "reason", "image_uri"])
 
+        log.info("tables staged")
         summary = _summary(
             run_id=run_id, job=job, conf=conf, out_dir=out_dir, inputs=inputs, facts=facts, parts=parts,
             shard_rows=shard_rows, stats=stats, strays=strays, reasons=reject_reasons + facts.reasons, label_width=label_width,
