@@ -48,12 +48,30 @@ def label_indices(tokens: pa.ListArray, vocabulary: pa.Array, sizes: Sequence[in
     return out
 
 
+def _rebatch(batches: Iterator[pa.RecordBatch], min_rows: int) -> Iterator[pa.RecordBatch]:
+    """Merge Spark's small Arrow batches into batches of at least ``min_rows`` rows (fewer numpy calls)."""
+    pending: list[pa.RecordBatch] = []
+    rows = 0
+    for batch in batches:
+        pending.append(batch)
+        rows += batch.num_rows
+        if rows >= min_rows:
+            yield pa.Table.from_batches(pending).combine_chunks().to_batches()[0]
+            pending, rows = [], 0
+    if rows:
+        yield pa.Table.from_batches(pending).combine_chunks().to_batches()[0]
+
+
 def label_batches(
-    batches: Iterator[pa.RecordBatch], vocabulary_words: Sequence[str], sizes: Sequence[int], columns: Sequence[str]
+    batches: Iterator[pa.RecordBatch],
+    vocabulary_words: Sequence[str],
+    sizes: Sequence[int],
+    columns: Sequence[str],
+    min_rows: int = 65536,
 ) -> Iterator[pa.RecordBatch]:
     """The ``mapInArrow`` function: drop ``tokens``, append one label column per size (named ``columns``)."""
     vocabulary = pa.array(list(vocabulary_words), pa.string())
-    for batch in batches:
+    for batch in _rebatch(batches, min_rows):
         tokens_at = batch.schema.get_field_index("tokens")
         labels = label_indices(batch.column(tokens_at), vocabulary, sizes)
         kept = [batch.column(i) for i in range(batch.num_columns) if i != tokens_at]

@@ -4,7 +4,7 @@ Data flow (one shuffle of the catalog by ASIN; everything per ASIN after it is p
 
     catalog --clean--> repartition(asin) --dedupe, tokens, reject reasons--> rows (persisted)
     rows[ok] --explode distinct words--> doc_freq per word --rank--> vocabulary (every size)
-    rows[ok] --explode + broadcast join on word--> group by ASIN --> labels_<size> arrays
+    rows[ok] --mapInArrow: Arrow hash lookup of the words--> labels_<size> arrays (same partitions)
     labels, vocabulary, rejects --StagedOutput--> <out>/{labels,vocabulary,rejects}, _summary.json
 
 Nothing is collected to the driver but counts. Every input row ends in exactly one of ``labels``
@@ -245,8 +245,8 @@ class LabelFrames:
 def build_labels(catalog: DataFrame, conf: PipelineConfig, *, partitions: int) -> LabelFrames:
     """The label job's logic without I/O.
 
-    ``rows`` holds every input row with its labels and reject reason (null when kept); ``labels``
-    and ``rejects`` are its two disjoint parts.
+    ``rows`` holds every input row, tokenised, with its first reject reason (null when it goes on to
+    label assignment); ``labels`` and ``rejects`` partition the input rows between them.
     """
     lab = conf.labels
     tokenized = tokenize_catalog(clean_catalog(catalog), lab, seed=conf.seed, partitions=partitions)
@@ -256,26 +256,22 @@ def build_labels(catalog: DataFrame, conf: PipelineConfig, *, partitions: int) -
     ranked = ranked.persist(StorageLevel.MEMORY_AND_DISK)
     vocab = vocabularies(ranked, lab.vocab_sizes)
 
-    labelled = assign_labels(tokenized, vocabulary_words(ranked, lab.vocab_sizes), lab.vocab_sizes)
+    keys = ["asin", "parent_asin", "title", "image_uri", "product_type", "split", "tokens"]
+    labelled = assign_labels(ok.select(*keys), vocabulary_words(ranked, lab.vocab_sizes), lab.vocab_sizes)
+    labelled = labelled.persist(StorageLevel.MEMORY_AND_DISK)
     widest = labels_column(0 if 0 in lab.vocab_sizes else max(lab.vocab_sizes))
-    no_words = F.col("reason").isNull() & (F.size(widest) == 0)
-    rows = labelled.withColumns(
-        {
-            "reason": F.when(no_words, F.lit("no_vocab_words")).otherwise(F.col("reason")),
-            "message": F.when(
-                no_words,
-                F.format_string(
-                    "no word of title %s is in the vocabulary (doc_freq >= %d)",
-                    F.to_json(F.array(F.col("title"))),
-                    F.lit(lab.min_doc_freq),
-                ),
-            ).otherwise(F.col("message")),
-        }
-    ).persist(StorageLevel.MEMORY_AND_DISK)
     label_cols = [labels_column(s) for s in lab.vocab_sizes]
-    labels = rows.filter(F.col("reason").isNull()).select("asin", "parent_asin", "image_uri", "product_type", "split", *label_cols)
-    rejects = _rejects_frame(rows.filter(F.col("reason").isNotNull()))
-    return LabelFrames(labels=labels, vocabulary=vocab, rejects=rejects, rows=rows, cached=(rows, tokenized, ranked))
+    labels = labelled.filter(F.size(widest) > 0).select("asin", "parent_asin", "image_uri", "product_type", "split", *label_cols)
+    no_words = labelled.filter(F.size(widest) == 0).select(
+        *keys[:-1],
+        F.lit("no_vocab_words").alias("reason"),
+        F.format_string(
+            "no word of title %s is in the vocabulary (doc_freq >= %d)", F.to_json(F.array(F.col("title"))), F.lit(lab.min_doc_freq)
+        ).alias("message"),
+    )
+    rejects = _rejects_frame(tokenized.filter(F.col("reason").isNotNull())).unionByName(_rejects_frame(no_words))
+    rows = tokenized
+    return LabelFrames(labels=labels, vocabulary=vocab, rejects=rejects, rows=rows, cached=(labelled, tokenized, ranked))
 
 
 def run_label_job(spark: SparkSession, conf: PipelineConfig, *, catalog_path: str, out_dir: str, input_format: str | None = None) -> LabelJobResult:

@@ -112,11 +112,18 @@ def _when_contains(text: Column, needles: str, expr: Column) -> Column:
 
 
 def normalise_title(title: Column) -> Column:
-    """Steps 1 to 4: a lower-case, ASCII-folded title with HTML and apostrophes removed."""
+    """Steps 1 to 4: a lower-case, ASCII-folded title with HTML and apostrophes removed.
+
+    Each costly step runs only on titles that need it: the Unicode folding on titles with a
+    non-ASCII character (character count != byte count), the HTML and apostrophe passes on titles
+    holding ``&``, ``<`` or ``'``.
+    """
     src, dst = translation_table()
-    text = F.translate(F.lower(title), src, dst)
+    lowered = F.lower(title)
+    folded = F.translate(lowered, src, dst)
     for old, new in _MULTI_CHAR.items():
-        text = F.replace(text, F.lit(old), F.lit(new))
+        folded = F.replace(folded, F.lit(old), F.lit(new))
+    text = F.when(F.length(lowered) == F.octet_length(lowered), lowered).otherwise(folded)
     text = _when_contains(text, "&", F.regexp_replace(text, APOSTROPHE_ENTITY_RE, "'"))
     text = _when_contains(text, "&<", F.regexp_replace(text, HTML_NOISE_RE, " "))
     return _when_contains(text, "'", F.regexp_replace(text, APOSTROPHE_RE, ""))
