@@ -37,7 +37,7 @@ def test_cli_refuses_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFixture
 
 
 def test_s3_in_and_out_with_a_task_dying_on_its_first_attempt(s3_endpoint: str, tmp_path: Path) -> None:
-    """Images on S3, shards to S3, and partition 0's first attempt dies half-way (``local[2,2]``).
+    """Images on S3, shards to S3, and partition 0's first attempt dies two thirds of the way (``local[2,2]``).
 
     The dead attempt had already uploaded a rolled-over shard and left a torn one behind; the retry
     rewrites the same names, so the committed shards hold every record exactly once.
@@ -53,7 +53,7 @@ def test_s3_in_and_out_with_a_task_dying_on_its_first_attempt(s3_endpoint: str, 
     uris.append("s3://catalog/images/not_there.jpg")
     rows = labels_rows(uris, seed=4, val_every=100)
     write_labels_dir(tmp_path / "labels", rows)
-    # two train parts of 7 (records_per_shard 8, min_shards 1), files rolled over every ~2 records
+    # train: 13 rows in 3 parts (records_per_shard 8, rounded up to whole waves of 2 tasks); ~2 records per file
     conf = TEST_CONF.replace("records_per_shard = 6", "records_per_shard = 8").replace("min_shards = 0", "min_shards = 1")
     (tmp_path / "conf.toml").write_text(conf + "max_shard_bytes = 5000\n")
     client.put_object(Bucket="shards", Key="run/shards/stale/old.rec", Body=b"from an older run")

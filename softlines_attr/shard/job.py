@@ -152,7 +152,7 @@ def run_shard_job(
         conf: The pipeline config (``images``, ``shard``, ``seed``, ``labels.val_fraction``, taxonomy).
         job: What to shard and where.
         run_id: The run id (default: a new one).
-        fail_partition: Test hook: the first attempt of this partition's task dies half-way.
+        fail_partition: Test hook: the first attempt of this partition's task dies two thirds of the way.
 
     Returns:
         The summary written to ``<out>/_summary.json``.
@@ -175,7 +175,8 @@ def run_shard_job(
     try:
         facts = _input_facts(tagged)  # one pass: rows in, input rejects, per-split counts, label width
         label_width = 0 if job.mode == "refine" else (conf.shard.label_width or max(1, facts.max_labels))
-        parts = plan_parts(facts.split_counts, conf.shard.records_per_shard, conf.shard.min_shards or 2 * task_slots(spark))
+        slots = task_slots(spark)
+        parts = plan_parts(facts.split_counts, conf.shard.records_per_shard, conf.shard.min_shards or 2 * slots, slots)
         log.info("%d rows in, %d candidates %s -> %d parts; label width %d", facts.rows_in, sum(facts.split_counts.values()), facts.split_counts, len(parts), label_width)
         summary = _shard_and_commit(spark, conf, job, run_id, out_dir, inputs, tagged, facts, parts, label_width, fail_partition, started, started_at)
     finally:

@@ -39,22 +39,27 @@ class PartSpec:
     planned: int
 
 
-def plan_parts(split_counts: dict[str, int], records_per_shard: int, min_shards: int) -> list[PartSpec]:
+def plan_parts(split_counts: dict[str, int], records_per_shard: int, min_shards: int, slots: int = 1) -> list[PartSpec]:
     """Parts per split: enough to keep each under ``records_per_shard``, and at least ``min_shards`` in all.
 
     ``min_shards`` is spread over the splits in proportion to their rows (at least one part for a
-    non-empty split), so small outputs still use every core.
+    non-empty split), so small outputs still use every core. The total is then rounded up to a
+    multiple of ``slots`` (the tasks that run at once) by splitting the splits with the largest
+    parts, so the last wave of tasks is not half empty.
     """
     total = sum(split_counts.values())
+    counts = {s: n for s, n in sorted(split_counts.items()) if n > 0}
+    k = {s: min(n, max(1, math.ceil(n / max(1, records_per_shard)), round(min_shards * n / total) if total else 0)) for s, n in counts.items()}
+    while slots > 1 and sum(k.values()) % slots:
+        growable = [s for s in k if k[s] < counts[s]]
+        if not growable:
+            break
+        widest = max(growable, key=lambda s: (counts[s] / k[s], s))
+        k[widest] += 1
     parts: list[PartSpec] = []
-    for split in sorted(split_counts):
-        n = split_counts[split]
-        if n <= 0:
-            continue
-        k = max(1, math.ceil(n / max(1, records_per_shard)), round(min_shards * n / total) if total else 0)
-        k = min(k, n)
-        for p in range(k):
-            parts.append(PartSpec(len(parts), split, p, n // k + (1 if p < n % k else 0)))
+    for split, n in counts.items():
+        for p in range(k[split]):
+            parts.append(PartSpec(len(parts), split, p, n // k[split] + (1 if p < n % k[split] else 0)))
     return parts
 
 

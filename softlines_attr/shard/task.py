@@ -48,7 +48,7 @@ class TaskSpec:
         images: ``[images]`` config.
         shard: ``[shard]`` config.
         endpoint_url: S3 endpoint override seen on the driver (None: boto3's default).
-        fail_partition: Test hook: this partition's first attempt dies half-way (None: never).
+        fail_partition: Test hook: this partition's first attempt dies two thirds of the way (None: never).
     """
 
     mode: str
@@ -203,7 +203,7 @@ def shard_partition(spec: TaskSpec, partition: int, rows: Iterable[tuple[int, tu
     sink = _ShardSink(spec, part, attempt, s3)
     cpu_slots = threading.Semaphore(_task_cpus())
     images = spec.images
-    fail_at = max(1, len(items) // 2) if spec.fail_partition == partition and attempt == 0 else -1
+    fail_at = max(1, len(items) * 2 // 3) if spec.fail_partition == partition and attempt == 0 else -1
 
     def work(item: tuple) -> object:
         data = fetcher.fetch(item[2])
