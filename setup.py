@@ -46,7 +46,9 @@ setup(
         "boto3>=1.34",
     ],
     extras_require={
-        "test": ["pytest>=8", "moto[server]>=5.0"],
+        # opencv: mxnet.recordio.unpack_img (the tests read shards back with MXNet's own reader) needs cv2;
+        # 4.10 is the last line whose wheels accept numpy 1.23.
+        "test": ["pytest>=8", "moto[server]>=5.0", "opencv-python-headless>=4.8,<4.11"],
         "bench": ["duckdb>=1.0"],
     },
     entry_points={"console_scripts": ["softlines-attr=softlines_attr.cli:main"]},
