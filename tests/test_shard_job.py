@@ -217,14 +217,18 @@ def test_refine_shards(spark, tmp_path: Path) -> None:
         {"asin": "NEW1", "attribute": "neck_style", "label": "boat_neck", "image_uri": uris[6], "parent_asin": rows[4]["parent_asin"]},
         {"asin": "NEW2", "attribute": "neck_style", "label": "turtle_neck", "image_uri": uris[7], "parent_asin": None},
         {"asin": "NEW3", "attribute": "neck_style", "label": "turtle_neck", "image_uri": None, "parent_asin": None},
+        {"asin": "NEW4", "attribute": "neck_style", "label": "halter", "image_uri": None, "parent_asin": None},
     ]
+    catalog = [{"asin": "NEW3", "parent_asin": "P_NEW3", "image_uri": uris[5]}]  # NEW3's image only in the catalog
+    pq.write_table(pa.Table.from_pylist(catalog), tmp_path / "catalog.parquet")
     tags_path = tmp_path / "tags.parquet"
     pq.write_table(pa.Table.from_pylist(tags), tags_path)
     conf = _conf(tmp_path)
-    s = run_shard_job(spark, conf, ShardJob(str(tmp_path / "labels"), str(tmp_path / "out"), tags_path=str(tags_path), attribute="neck_style"))
-    assert s["rows_in"] == 9 and s["records_written"] == 4 and s["rows_rejected"] == 5
+    job = ShardJob(str(tmp_path / "labels"), str(tmp_path / "out"), tags_path=str(tags_path), attribute="neck_style", catalog_path=str(tmp_path / "catalog.parquet"))
+    s = run_shard_job(spark, conf, job)
+    assert s["rows_in"] == 10 and s["records_written"] == 5 and s["rows_rejected"] == 5
     assert s["rejects_by_reason"] == {"conflicting_labels": 2, "duplicate_tag": 1, "unknown_label": 1, "no_image_uri": 1}
-    assert s["inputs"]["split_source"] == {"labels": 2, "parent": 1, "hash": 1}
+    assert s["inputs"]["split_source"] == {"labels": 2, "parent": 1, "hash": 2}
     classes = conf.taxonomy.attribute("neck_style").classes
     want = {"v_neck", "halter", "boat_neck", "turtle_neck"}
     index = {r["record_id"]: r for r in _table(tmp_path / "out" / "record_index")}
@@ -234,7 +238,7 @@ def test_refine_shards(spark, tmp_path: Path) -> None:
         for key, header, _ in read_rec(str(tmp_path / "out" / m["shard"])):
             assert header.flag == 0
             labels[index[key]["asin"]] = classes[int(header.label)]
-    assert set(labels.values()) == want and labels["NEW1"] == "boat_neck"
+    assert set(labels.values()) == want and labels["NEW1"] == "boat_neck" and labels["NEW3"] == "turtle_neck"
     split_of_parent = {r["parent_asin"]: r["split"] for r in rows}
     assert index[next(k for k, r in index.items() if r["asin"] == "NEW1")]["split"] == split_of_parent[rows[4]["parent_asin"]]
 

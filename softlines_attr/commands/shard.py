@@ -26,6 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vocab-size", type=int, default=None, help="base-model shards: the vocabulary (500, 2000, 0 = all words)")
     parser.add_argument("--tags", default=None, help="refine shards: the human tags table (asin, attribute, label)")
     parser.add_argument("--attribute", default=None, help="refine shards: the taxonomy attribute to shard (e.g. neck_style)")
+    parser.add_argument("--catalog", default=None, help="refine shards: the catalog snapshot, for images of tagged asins missing from the labels table")
     parser.add_argument("--run-id", default=None, help="run id for the summary and the staging folder (default: a new one)")
     add_config_arguments(parser)
     add_spark_arguments(parser)
@@ -38,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
 
     # Local runs: the Python workers must be this interpreter (the venv), not whatever python3 is on PATH.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    job = ShardJob(labels_dir=args.labels, out_dir=args.out, vocab_size=args.vocab_size, tags_path=args.tags, attribute=args.attribute)
+    job = ShardJob(labels_dir=args.labels, out_dir=args.out, vocab_size=args.vocab_size, tags_path=args.tags, attribute=args.attribute, catalog_path=args.catalog)
     job.validate()
     conf = config_from_args(args)
     fail = os.environ.get(FAIL_PARTITION_ENV)

@@ -146,12 +146,23 @@ def _hash_split(key: Column, seed: int, val_fraction: float) -> Column:
     return F.when(bucket < F.lit(val_fraction), F.lit("val")).otherwise(F.lit("train"))
 
 
-def refine_inputs(spark: SparkSession, labels_dir: str, tags_path: str, attribute: Attribute, *, seed: int, val_fraction: float) -> Inputs:
+def refine_inputs(
+    spark: SparkSession,
+    labels_dir: str,
+    tags_path: str,
+    attribute: Attribute,
+    *,
+    seed: int,
+    val_fraction: float,
+    catalog_path: str | None = None,
+) -> Inputs:
     """Candidates and rejects for refine shards of one attribute (single class labels).
 
     The image and split come from the labels table by asin; an asin not there takes the split of
     its parent in the labels table, else a hash of its parent (or itself) with ``val_fraction``, so
-    colour variants stay together. A tags table may carry its own ``image_uri`` (and ``parent_asin``).
+    colour variants stay together. A tags table may carry its own ``image_uri`` (and ``parent_asin``);
+    ``catalog_path`` (the catalog snapshot) supplies both for tagged asins the label job left out
+    (e.g. for a title with no vocabulary word).
 
     Rejects: ``no_asin``, ``conflicting_labels`` (an asin tagged with different classes: all its
     rows), ``duplicate_tag`` (the same class again), ``unknown_label`` (not a class of the
@@ -173,6 +184,13 @@ def refine_inputs(spark: SparkSession, labels_dir: str, tags_path: str, attribut
         raise ShardInputError(f"{tags_path}: expected tags for attribute {attribute.name!r}, found none; attributes present: {found}")
     labels = read_labels(spark, labels_dir, None)
     by_asin = labels.groupBy("asin").agg(F.min(F.struct("image_uri", "parent_asin", "split")).alias("_l"))
+    if catalog_path is not None:
+        catalog = require_columns(
+            read_table(spark, catalog_path), {"asin": "string", "parent_asin": "string", "image_uri": "string"}, source=catalog_path, optional=frozenset({"parent_asin"})
+        ).filter(~_blank(F.col("image_uri")))
+        by_catalog = catalog.groupBy("asin").agg(F.min(F.struct("image_uri", "parent_asin")).alias("_c"))
+    else:
+        by_catalog = spark.createDataFrame([], "asin string, _c struct<image_uri: string, parent_asin: string>")
     by_parent = labels.filter(F.col("split").isin(*SPLITS)).groupBy(F.col("parent_asin").alias("_p")).agg(F.min("split").alias("_p_split"))
     classes = F.array(*[F.lit(c) for c in attribute.classes])
     w = Window.partitionBy("asin")
@@ -181,7 +199,8 @@ def refine_inputs(spark: SparkSession, labels_dir: str, tags_path: str, attribut
         .withColumn("_n_labels", F.size(F.collect_set("label").over(w)))
         .withColumn("_rank", F.row_number().over(w.orderBy(F.col("label").asc_nulls_last())))
         .join(by_asin, "asin", "left")
-        .withColumn("parent_asin", F.coalesce(F.nullif(F.col("parent_asin"), F.lit("")), F.col("_l.parent_asin"), F.col("asin")))
+        .join(by_catalog, "asin", "left")
+        .withColumn("parent_asin", F.coalesce(F.nullif(F.col("parent_asin"), F.lit("")), F.col("_l.parent_asin"), F.col("_c.parent_asin"), F.col("asin")))
         .join(by_parent, F.col("parent_asin") == F.col("_p"), "left")
         .withColumn(
             "split_source",
@@ -193,7 +212,7 @@ def refine_inputs(spark: SparkSession, labels_dir: str, tags_path: str, attribut
             .when(F.col("split_source") == "parent", F.col("_p_split"))
             .otherwise(_hash_split(F.col("parent_asin"), seed, val_fraction)),
         )
-        .withColumn("image_uri", F.coalesce(F.nullif(F.trim(F.col("image_uri")), F.lit("")), F.col("_l.image_uri")))
+        .withColumn("image_uri", F.coalesce(F.nullif(F.trim(F.col("image_uri")), F.lit("")), F.col("_l.image_uri"), F.col("_c.image_uri")))
         .withColumn("labels", F.array(F.col("_index")))
     )
     checks: list[tuple[Column, str, Column]] = [
@@ -201,7 +220,7 @@ def refine_inputs(spark: SparkSession, labels_dir: str, tags_path: str, attribut
         (F.col("_n_labels") > 1, "conflicting_labels", F.format_string(f"expected one {attribute.name} class per asin, found %d different ones", F.col("_n_labels"))),
         (F.col("_rank") > 1, "duplicate_tag", F.format_string(f"expected one {attribute.name} tag per asin, found %s again", F.col("label"))),
         (F.col("_index") < 0, "unknown_label", F.format_string(f"expected one of {list(attribute.classes)}, found %s", F.coalesce(F.col("label"), F.lit("null")))),
-        (_blank(F.col("image_uri")), "no_image_uri", F.lit("expected an image_uri (in the tags or the labels table), found none")),
+        (_blank(F.col("image_uri")), "no_image_uri", F.lit("expected an image_uri (in the tags, the labels table or the catalog), found none")),
     ]
     tagged = _triage(df, checks, "tags", F.col("split_source"))
     return Inputs(tagged, len(attribute.classes), {"attribute": attribute.name, "classes": list(attribute.classes)})

@@ -62,6 +62,7 @@ class ShardJob:
         vocab_size: Base-model shards of this vocabulary (0 = all words).
         tags_path: Refine shards: the human tags table.
         attribute: Refine shards: the taxonomy attribute.
+        catalog_path: Refine shards: the catalog, for images of tagged asins not in the labels table.
     """
 
     labels_dir: str
@@ -69,6 +70,7 @@ class ShardJob:
     vocab_size: int | None = None
     tags_path: str | None = None
     attribute: str | None = None
+    catalog_path: str | None = None
 
     @property
     def mode(self) -> str:
@@ -88,6 +90,8 @@ class ShardJob:
                 "expected either --vocab-size N (base shards) or --tags PATH with --attribute NAME (refine shards), "
                 f"found vocab_size={self.vocab_size}, tags={self.tags_path}, attribute={self.attribute}"
             )
+        if self.catalog_path is not None and not refine:
+            raise ShardInputError(f"expected --catalog only with --tags (refine shards), found --catalog {self.catalog_path} with --vocab-size")
         if base and self.vocab_size is not None and self.vocab_size < 0:
             raise ShardInputError(f"expected --vocab-size >= 0 (0 = all words), found {self.vocab_size}")
         parse_uri(self.out_dir)  # an unknown scheme is a clear, job-level error
@@ -118,7 +122,9 @@ def _inputs(spark: SparkSession, conf: PipelineConfig, job: ShardJob) -> Inputs:
         return base_inputs(spark, job.labels_dir, job.vocab_size, conf.shard.label_width)
     assert job.tags_path is not None and job.attribute is not None
     attribute = conf.taxonomy.attribute(job.attribute)
-    return refine_inputs(spark, job.labels_dir, job.tags_path, attribute, seed=conf.seed, val_fraction=conf.labels.val_fraction)
+    return refine_inputs(
+        spark, job.labels_dir, job.tags_path, attribute, seed=conf.seed, val_fraction=conf.labels.val_fraction, catalog_path=job.catalog_path
+    )
 
 
 def _write_table(spark: SparkSession, staged: StagedOutput | S3StagedOutput, name: str, rows_df: DataFrame | None, rows: list[tuple] | None, ddl: str, order: list[str]) -> None:
@@ -424,6 +430,7 @@ def _summary(
         "labels": job.labels_dir,
         "tags": job.tags_path,
         "attribute": job.attribute,
+        "catalog": job.catalog_path,
         "vocab_size": job.vocab_size,
         "out": out_dir,
         "rows_in": facts.rows_in,
