@@ -6,7 +6,6 @@ import argparse
 import json
 import logging
 import os
-import sys
 
 from softlines_attr.commands.common import add_config_arguments, add_spark_arguments, config_from_args
 
@@ -37,8 +36,6 @@ def run(args: argparse.Namespace) -> int:
     from softlines_attr.shard import FAIL_PARTITION_ENV, ShardJob, run_shard_job
     from softlines_attr.spark import build_session
 
-    # Local runs: the Python workers must be this interpreter (the venv), not whatever python3 is on PATH.
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     job = ShardJob(labels_dir=args.labels, out_dir=args.out, vocab_size=args.vocab_size, tags_path=args.tags, attribute=args.attribute, catalog_path=args.catalog)
     job.validate()
     conf = config_from_args(args)
