@@ -1,0 +1,17 @@
+"""Named exceptions of the model stage (network, bundles, training)."""
+
+from __future__ import annotations
+
+from softlines_attr.errors import SoftlinesAttrError
+
+
+class ModelError(SoftlinesAttrError):
+    """A network or training request that cannot be carried out as asked (bad width, class count...)."""
+
+
+class BundleError(ModelError):
+    """A model bundle folder is malformed: unreadable manifest, wrong format version, params not matching the symbol."""
+
+
+class BundleIntegrityError(BundleError):
+    """A file of a model bundle is missing or its sha256 differs from the one in the manifest."""
