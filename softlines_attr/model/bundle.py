@@ -1,0 +1,374 @@
+"""Model bundles: a folder with the symbol, the parameters and a manifest, checked on load.
+
+Layout (format version 1)::
+
+    <bundle>/symbol.json    the training symbol (mx.sym.Symbol.tojson)
+    <bundle>/model.params   mx.nd.save of {"arg:NAME": NDArray, "aux:NAME": NDArray}
+    <bundle>/manifest.json  heads (attribute, classes in order), input shape, mean/std, region,
+                            base model, vocabulary, metrics, thresholds, MXNet version, and the
+                            sha256 of every other file of the bundle
+
+No pickle anywhere: the parameters are MXNet's own NDArray file format, the rest is JSON.
+:func:`load_bundle` verifies every checksum before it parses a file and refuses a bundle whose
+files are missing or changed (:class:`BundleIntegrityError`, naming the file), or whose parameters
+do not fit its symbol (:class:`BundleError`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import hashlib
+import json
+import logging
+import os
+import shutil
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import mxnet as mx
+import numpy as np
+
+from softlines_attr.config import ImageConfig, parse_dataclass
+from softlines_attr.errors import ConfigError
+from softlines_attr.model.errors import BundleError, BundleIntegrityError
+from softlines_attr.model.inception_bn import DATA_NAME
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+SYMBOL_FILE = "symbol.json"
+PARAMS_FILE = "model.params"
+MANIFEST_FILE = "manifest.json"
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Head:
+    """One output of a bundle's network.
+
+    Attributes:
+        name: The head name: FC layer ``fc_<name>``, training output ``<name>``.
+        classes: Class names in output order (title words for the base model).
+        attribute: The taxonomy attribute it predicts; None for a title-word (base) head.
+        multi_label: True for independent sigmoids (title words), False for a softmax.
+    """
+
+    name: str
+    classes: tuple[str, ...]
+    attribute: str | None = None
+    multi_label: bool = False
+
+
+@dataclass(frozen=True)
+class VocabularyRef:
+    """The title-word vocabulary a model was trained on.
+
+    Attributes:
+        vocab_size: The vocabulary size asked of the label job (500, 2000, 0 = all words).
+        source: Where it came from (the label job's output folder or shards folder).
+    """
+
+    vocab_size: int
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The contents of ``manifest.json``."""
+
+    format_version: int
+    heads: tuple[Head, ...]
+    input_shape: tuple[int, int, int]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    mxnet_version: str
+    created_at: str
+    files: dict[str, str]
+    region: Literal["full", "upper"] = "full"
+    base_model: str | None = None
+    vocabulary: VocabularyRef | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    thresholds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def attributes(self) -> tuple[str, ...]:
+        """The taxonomy attributes the bundle predicts (empty for a base model)."""
+        return tuple(h.attribute for h in self.heads if h.attribute is not None)
+
+    def head(self, name: str) -> Head:
+        """The head called ``name``; raise BundleError naming the heads there are."""
+        for h in self.heads:
+            if h.name == name:
+                return h
+        raise BundleError(f"bundle has no head {name!r}; expected one of {[h.name for h in self.heads]}")
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A loaded, verified bundle: its manifest, symbol and parameters (on CPU)."""
+
+    path: Path
+    manifest: Manifest
+    symbol: mx.sym.Symbol
+    arg_params: dict[str, mx.nd.NDArray]
+    aux_params: dict[str, mx.nd.NDArray]
+
+    def inference_symbol(self) -> mx.sym.Symbol:
+        """The symbol without loss layers: per head, softmax or sigmoid of ``fc_<head>``, grouped in head order."""
+        return inference_symbol(self.symbol, self.manifest.heads)
+
+    def predict(self, batch: np.ndarray, ctx: mx.Context | None = None) -> dict[str, np.ndarray]:
+        """Class probabilities of a preprocessed batch (N, C, H, W), per head name (inference mode BN).
+
+        Args:
+            batch: Float32 network input, as :func:`softlines_attr.images.tensor.to_network_input` makes.
+            ctx: The MXNet context; CPU by default.
+
+        Returns:
+            head name -> array (N, classes).
+        """
+        batch = np.asarray(batch, dtype=np.float32)
+        if batch.ndim != 4 or batch.shape[1:] != self.manifest.input_shape:
+            raise BundleError(f"predict: expected a batch of shape (N, {', '.join(map(str, self.manifest.input_shape))}), found {batch.shape}")
+        ctx = ctx or mx.cpu()
+        sym = self.inference_symbol()
+        args = {name: arr.as_in_context(ctx) for name, arr in self.arg_params.items() if name in sym.list_arguments()}
+        args[DATA_NAME] = mx.nd.array(batch, ctx=ctx)
+        aux = {name: arr.as_in_context(ctx) for name, arr in self.aux_params.items()}
+        exe = sym.bind(ctx, args=args, aux_states=aux, grad_req="null")
+        outputs = exe.forward(is_train=False)
+        return {h.name: out.asnumpy() for h, out in zip(self.manifest.heads, outputs)}
+
+
+def inference_symbol(symbol: mx.sym.Symbol, heads: Sequence[Head]) -> mx.sym.Symbol:
+    """Cut ``symbol`` at each head's ``fc_<name>`` and apply its softmax or sigmoid; grouped in head order."""
+    internals = symbol.get_internals()
+    names = set(internals.list_outputs())
+    outs = []
+    for h in heads:
+        key = f"fc_{h.name}_output"
+        if key not in names:
+            raise BundleError(f"head {h.name!r}: expected a layer fc_{h.name} in the symbol, found none")
+        fc = internals[key]
+        outs.append(mx.sym.sigmoid(fc, name=f"{h.name}_prob") if h.multi_label else mx.sym.softmax(fc, axis=1, name=f"{h.name}_prob"))
+    return outs[0] if len(outs) == 1 else mx.sym.Group(outs)
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_params(
+    symbol: mx.sym.Symbol,
+    arg_params: Mapping[str, mx.nd.NDArray],
+    aux_params: Mapping[str, mx.nd.NDArray],
+    heads: Sequence[Head],
+    input_shape: Sequence[int],
+) -> None:
+    """Check that the parameters fit the symbol at ``input_shape`` and each head's class count.
+
+    Raises:
+        BundleError: naming the first missing, extra or wrongly shaped parameter, or head.
+    """
+    data_shape = (1, *(int(v) for v in input_shape))
+    try:
+        arg_shapes, _, aux_shapes = symbol.infer_shape_partial(**{DATA_NAME: data_shape})
+    except mx.base.MXNetError as exc:
+        raise BundleError(f"the symbol does not accept input {data_shape}: {str(exc).splitlines()[0]}") from exc
+    expected_args = {n: tuple(s) for n, s in zip(symbol.list_arguments(), arg_shapes) if n != DATA_NAME and not n.endswith("_label")}
+    expected_aux = {n: tuple(s) for n, s in zip(symbol.list_auxiliary_states(), aux_shapes)}
+    for kind, expected, found in (("arg", expected_args, arg_params), ("aux", expected_aux, aux_params)):
+        missing = sorted(set(expected) - set(found))
+        if missing:
+            raise BundleError(f"{kind} parameter {missing[0]!r} of the symbol is missing from the parameters ({len(missing)} missing)")
+        extra = sorted(set(found) - set(expected))
+        if extra:
+            raise BundleError(f"{kind} parameter {extra[0]!r} is not used by the symbol ({len(extra)} unused)")
+        for name, shape in expected.items():
+            if tuple(found[name].shape) != shape:
+                raise BundleError(f"{kind} parameter {name!r}: expected shape {shape}, found {tuple(found[name].shape)}")
+    for h in heads:
+        weight = arg_params.get(f"fc_{h.name}_weight")
+        if weight is None:
+            raise BundleError(f"head {h.name!r}: expected parameter fc_{h.name}_weight, found none")
+        if weight.shape[0] != len(h.classes):
+            raise BundleError(f"head {h.name!r}: fc_{h.name} has {weight.shape[0]} outputs but the head lists {len(h.classes)} classes")
+
+
+def save_bundle(
+    path: str | Path,
+    symbol: mx.sym.Symbol,
+    arg_params: Mapping[str, mx.nd.NDArray],
+    aux_params: Mapping[str, mx.nd.NDArray],
+    *,
+    heads: Sequence[Head],
+    images: ImageConfig,
+    region: Literal["full", "upper"] = "full",
+    base_model: str | None = None,
+    vocabulary: VocabularyRef | None = None,
+    metrics: Mapping[str, float] | None = None,
+    thresholds: Mapping[str, float] | None = None,
+    overwrite: bool = False,
+) -> Manifest:
+    """Write a bundle folder atomically (a sibling staging folder renamed into place).
+
+    Args:
+        path: The bundle folder to create.
+        symbol: The training symbol (with its loss outputs).
+        arg_params: Learned parameters by name (as ``Module.get_params()[0]``).
+        aux_params: Auxiliary states (BN moving mean/var) by name.
+        heads: The network's heads, in output order.
+        images: ``conf.images``: the input shape is (3, input_size, input_size), mean and std as there.
+        region: ``full`` or ``upper`` (the crop :func:`to_network_input` must use for this model).
+        base_model: The base bundle a refined model started from (its path and params sha256).
+        vocabulary: The title-word vocabulary the (base) model was trained on.
+        metrics: Validation metrics by name.
+        thresholds: Abstain thresholds by head name.
+        overwrite: Replace an existing bundle at ``path``.
+
+    Returns:
+        The manifest written.
+
+    Raises:
+        BundleError: if ``path`` exists (without ``overwrite``) or the parameters do not fit the symbol.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise BundleError(f"bundle folder {path} already exists; expected a new path (or overwrite=True)")
+    if not heads:
+        raise BundleError("save_bundle: expected at least one head, found none")
+    input_shape = (3, images.input_size, images.input_size)
+    arg = {k: v.as_in_context(mx.cpu()) for k, v in arg_params.items()}
+    aux = {k: v.as_in_context(mx.cpu()) for k, v in aux_params.items()}
+    check_params(symbol, arg, aux, heads, input_shape)
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.parent / f".{path.name}.staging-{uuid.uuid4().hex[:8]}"
+    staging.mkdir()
+    try:
+        (staging / SYMBOL_FILE).write_text(symbol.tojson(), encoding="utf-8")
+        mx.nd.save(str(staging / PARAMS_FILE), {**{f"arg:{k}": v for k, v in arg.items()}, **{f"aux:{k}": v for k, v in aux.items()}})
+        manifest = Manifest(
+            format_version=FORMAT_VERSION,
+            heads=tuple(heads),
+            input_shape=input_shape,
+            mean=tuple(images.mean),
+            std=tuple(images.std),
+            mxnet_version=mx.__version__,
+            created_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            files={name: sha256_file(staging / name) for name in (SYMBOL_FILE, PARAMS_FILE)},
+            region=region,
+            base_model=base_model,
+            vocabulary=vocabulary,
+            metrics=dict(metrics or {}),
+            thresholds=dict(thresholds or {}),
+        )
+        (staging / MANIFEST_FILE).write_text(json.dumps(dataclasses.asdict(manifest), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        _move_into_place(staging, path)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    log.info("wrote bundle %s (%d heads, %d parameter arrays)", path, len(heads), len(arg) + len(aux))
+    return manifest
+
+
+def _move_into_place(staging: Path, path: Path) -> None:
+    old = None
+    if path.exists():
+        old = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
+        os.replace(path, old)
+    os.replace(staging, path)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def read_manifest(path: str | Path) -> Manifest:
+    """Parse and check ``<path>/manifest.json`` (without verifying the other files).
+
+    Raises:
+        BundleIntegrityError: if the manifest is missing.
+        BundleError: if it is not valid JSON, has an unknown format version or a malformed key.
+    """
+    file = Path(path) / MANIFEST_FILE
+    if not file.is_file():
+        raise BundleIntegrityError(f"bundle {path}: file {MANIFEST_FILE} is missing; expected a model bundle folder")
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(f"bundle {path}: file {MANIFEST_FILE} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict) or data.get("format_version") != FORMAT_VERSION:
+        found = data.get("format_version") if isinstance(data, dict) else type(data).__name__
+        raise BundleError(f"bundle {path}: file {MANIFEST_FILE}: expected format_version {FORMAT_VERSION}, found {found!r}")
+    try:
+        manifest = parse_dataclass(Manifest, data, source=str(file))
+    except ConfigError as exc:
+        raise BundleError(f"bundle {path}: {exc}") from exc
+    return dataclasses.replace(manifest, heads=tuple(dataclasses.replace(h, classes=tuple(h.classes)) for h in manifest.heads))
+
+
+def verify_files(path: str | Path, manifest: Manifest) -> None:
+    """Check that the manifest lists the symbol and params, and every listed file exists with its sha256.
+
+    Raises:
+        BundleIntegrityError: naming the first missing or changed file.
+    """
+    path = Path(path)
+    for required in (SYMBOL_FILE, PARAMS_FILE):
+        if required not in manifest.files:
+            raise BundleIntegrityError(f"bundle {path}: {MANIFEST_FILE} lists no checksum for {required}; expected one for every file")
+    for name, expected in sorted(manifest.files.items()):
+        file = path / name
+        if Path(name).name != name or not file.is_file():
+            raise BundleIntegrityError(f"bundle {path}: file {name} is missing; the manifest lists it with sha256 {expected}")
+        found = sha256_file(file)
+        if found != expected:
+            raise BundleIntegrityError(f"bundle {path}: file {name} does not match its checksum: expected sha256 {expected}, found {found}")
+
+
+def load_bundle(path: str | Path) -> Bundle:
+    """Load a bundle after verifying every file's sha256 and that the parameters fit the symbol.
+
+    Args:
+        path: The bundle folder.
+
+    Returns:
+        The bundle, parameters on CPU.
+
+    Raises:
+        BundleIntegrityError: a file is missing or its checksum differs (the message names the file).
+        BundleError: the manifest is malformed, or the parameters do not fit the symbol or heads.
+    """
+    path = Path(path)
+    manifest = read_manifest(path)
+    verify_files(path, manifest)
+    try:
+        symbol = mx.sym.load_json((path / SYMBOL_FILE).read_text(encoding="utf-8"))
+    except mx.base.MXNetError as exc:
+        raise BundleError(f"bundle {path}: file {SYMBOL_FILE} is not an MXNet symbol: {str(exc).splitlines()[0]}") from exc
+    try:
+        loaded = mx.nd.load(str(path / PARAMS_FILE))
+    except mx.base.MXNetError as exc:
+        raise BundleError(f"bundle {path}: file {PARAMS_FILE} is not an MXNet parameter file: {str(exc).splitlines()[0]}") from exc
+    if not isinstance(loaded, dict):
+        raise BundleError(f"bundle {path}: file {PARAMS_FILE}: expected named arrays (arg:NAME, aux:NAME), found a list")
+    arg_params = {k[4:]: v for k, v in loaded.items() if k.startswith("arg:")}
+    aux_params = {k[4:]: v for k, v in loaded.items() if k.startswith("aux:")}
+    odd = sorted(k for k in loaded if not k.startswith(("arg:", "aux:")))
+    if odd:
+        raise BundleError(f"bundle {path}: file {PARAMS_FILE}: expected names prefixed arg: or aux:, found {odd[0]!r}")
+    try:
+        check_params(symbol, arg_params, aux_params, manifest.heads, manifest.input_shape)
+    except BundleError as exc:
+        raise BundleError(f"bundle {path}: {exc}") from exc
+    if manifest.mxnet_version != mx.__version__:
+        log.warning("bundle %s was written by MXNet %s; this is MXNet %s", path, manifest.mxnet_version, mx.__version__)
+    return Bundle(path=path, manifest=manifest, symbol=symbol, arg_params=arg_params, aux_params=aux_params)

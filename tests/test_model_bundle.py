@@ -1,0 +1,159 @@
+"""Model bundles: round trip on real MXNet, checksums, refusals."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+from softlines_attr.config import ImageConfig, PipelineConfig
+from softlines_attr.errors import SoftlinesAttrError
+from softlines_attr.model.bundle import (
+    MANIFEST_FILE,
+    PARAMS_FILE,
+    SYMBOL_FILE,
+    Head,
+    VocabularyRef,
+    load_bundle,
+    save_bundle,
+    sha256_file,
+)
+from softlines_attr.model.errors import BundleError, BundleIntegrityError
+from softlines_attr.model.inception_bn import inception_bn
+
+SIZE = 48
+CLASSES = ("mini", "knee_length", "midi", "maxi", "high_low")
+
+
+@pytest.fixture(scope="module")
+def images(conf: PipelineConfig) -> ImageConfig:
+    return dataclasses.replace(conf.images, input_size=SIZE)
+
+
+@pytest.fixture(scope="module")
+def trained() -> tuple[mx.mod.Module, mx.sym.Symbol, np.ndarray]:
+    """A tiny network after two SGD steps (so BN moving statistics are not their initial values)."""
+    mx.random.seed(3)
+    rng = np.random.default_rng(3)
+    sym = inception_bn(len(CLASSES), 0.125, head="hemline")
+    mod = mx.mod.Module(sym, data_names=["data"], label_names=["hemline_label"], context=mx.cpu())
+    mod.bind(data_shapes=[("data", (4, 3, SIZE, SIZE))], label_shapes=[("hemline_label", (4,))])
+    mod.init_params(mx.init.Xavier())
+    mod.init_optimizer(optimizer="sgd", optimizer_params={"learning_rate": 0.05, "momentum": 0.9})
+    for _ in range(2):
+        batch = mx.io.DataBatch([mx.nd.array(rng.normal(size=(4, 3, SIZE, SIZE)))], [mx.nd.array(rng.integers(0, 5, 4))])
+        mod.forward_backward(batch)
+        mod.update()
+    x = rng.normal(size=(4, 3, SIZE, SIZE)).astype(np.float32)
+    return mod, sym, x
+
+
+def _save(path: Path, trained, images: ImageConfig, **kwargs) -> None:
+    mod, sym, _ = trained
+    arg, aux = mod.get_params()
+    save_bundle(path, sym, arg, aux, heads=[Head("hemline", CLASSES, attribute="hemline")], images=images, **kwargs)
+
+
+def test_round_trip_gives_the_same_outputs(tmp_path: Path, trained, images: ImageConfig) -> None:
+    mod, _, x = trained
+    mod.forward(mx.io.DataBatch([mx.nd.array(x)], [mx.nd.zeros(4)]), is_train=False)
+    before = mod.get_outputs()[0].asnumpy()
+    _save(tmp_path / "b", trained, images, base_model="base@abc", vocabulary=VocabularyRef(500, "s3://x/labels"),
+          metrics={"accuracy": 0.5}, thresholds={"hemline": 0.7})
+
+    bundle = load_bundle(tmp_path / "b")
+    after = bundle.predict(x)["hemline"]
+    np.testing.assert_allclose(after, before, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(before, before[0])  # outputs really depend on the input
+
+    m = bundle.manifest
+    assert m.heads == (Head("hemline", CLASSES, attribute="hemline"),)
+    assert m.attributes == ("hemline",)
+    assert m.input_shape == (3, SIZE, SIZE)
+    assert m.mean == images.mean and m.std == images.std
+    assert m.base_model == "base@abc" and m.vocabulary == VocabularyRef(500, "s3://x/labels")
+    assert m.metrics == {"accuracy": 0.5} and m.thresholds == {"hemline": 0.7}
+    assert m.mxnet_version == mx.__version__
+    assert m.files == {name: sha256_file(tmp_path / "b" / name) for name in (SYMBOL_FILE, PARAMS_FILE)}
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == sorted([SYMBOL_FILE, PARAMS_FILE, MANIFEST_FILE])
+    assert [p.name for p in tmp_path.iterdir()] == ["b"]  # no staging folder left behind
+
+
+def test_params_file_is_mxnet_ndarray_format_not_pickle(tmp_path: Path, trained, images: ImageConfig) -> None:
+    _save(tmp_path / "b", trained, images)
+    raw = (tmp_path / "b" / PARAMS_FILE).read_bytes()
+    assert not raw.startswith(b"\x80")  # no pickle protocol header
+    loaded = mx.nd.load(str(tmp_path / "b" / PARAMS_FILE))
+    assert "arg:fc_hemline_weight" in loaded and any(k.startswith("aux:") for k in loaded)
+
+
+def test_corrupted_params_are_refused_naming_the_file(tmp_path: Path, trained, images: ImageConfig) -> None:
+    _save(tmp_path / "b", trained, images)
+    params = tmp_path / "b" / PARAMS_FILE
+    raw = bytearray(params.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    params.write_bytes(bytes(raw))
+    with pytest.raises(BundleIntegrityError, match=f"file {PARAMS_FILE} does not match its checksum") as info:
+        load_bundle(tmp_path / "b")
+    assert isinstance(info.value, SoftlinesAttrError)
+
+
+def test_changed_symbol_is_refused_naming_the_file(tmp_path: Path, trained, images: ImageConfig) -> None:
+    _save(tmp_path / "b", trained, images)
+    sym_file = tmp_path / "b" / SYMBOL_FILE
+    sym_file.write_text(sym_file.read_text().replace('"num_hidden": "5"', '"num_hidden": "6"'))
+    with pytest.raises(BundleIntegrityError, match=f"file {SYMBOL_FILE} does not match"):
+        load_bundle(tmp_path / "b")
+
+
+@pytest.mark.parametrize("name", [SYMBOL_FILE, PARAMS_FILE, MANIFEST_FILE])
+def test_missing_file_is_refused_naming_it(tmp_path: Path, trained, images: ImageConfig, name: str) -> None:
+    _save(tmp_path / "b", trained, images)
+    (tmp_path / "b" / name).unlink()
+    with pytest.raises(BundleIntegrityError, match=f"file {name} is missing"):
+        load_bundle(tmp_path / "b")
+
+
+def test_manifest_whose_classes_do_not_fit_the_network_is_refused(tmp_path: Path, trained, images: ImageConfig) -> None:
+    _save(tmp_path / "b", trained, images)
+    manifest = tmp_path / "b" / MANIFEST_FILE
+    data = json.loads(manifest.read_text())
+    data["heads"][0]["classes"] = data["heads"][0]["classes"][:4]
+    manifest.write_text(json.dumps(data))
+    with pytest.raises(BundleError, match="fc_hemline has 5 outputs but the head lists 4 classes"):
+        load_bundle(tmp_path / "b")
+
+
+def test_save_refuses_params_that_do_not_fit(tmp_path: Path, trained, images: ImageConfig) -> None:
+    mod, sym, _ = trained
+    arg, aux = mod.get_params()
+    arg = {k: v for k, v in arg.items() if k != "fc_hemline_bias"}
+    with pytest.raises(BundleError, match="'fc_hemline_bias' of the symbol is missing"):
+        save_bundle(tmp_path / "b", sym, arg, aux, heads=[Head("hemline", CLASSES)], images=images)
+    with pytest.raises(BundleError, match="2 classes"):
+        save_bundle(tmp_path / "c", sym, *mod.get_params(), heads=[Head("hemline", CLASSES[:2])], images=images)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_save_refuses_an_existing_folder_unless_overwrite(tmp_path: Path, trained, images: ImageConfig) -> None:
+    _save(tmp_path / "b", trained, images)
+    with pytest.raises(BundleError, match="already exists"):
+        _save(tmp_path / "b", trained, images)
+    _save(tmp_path / "b", trained, images, overwrite=True, metrics={"accuracy": 1.0})
+    assert load_bundle(tmp_path / "b").manifest.metrics == {"accuracy": 1.0}
+
+
+def test_bad_manifest_json_and_format_version_are_refused(tmp_path: Path, trained, images: ImageConfig) -> None:
+    _save(tmp_path / "b", trained, images)
+    manifest = tmp_path / "b" / MANIFEST_FILE
+    data = json.loads(manifest.read_text())
+    manifest.write_text(json.dumps({**data, "format_version": 99}))
+    with pytest.raises(BundleError, match="expected format_version 1, found 99"):
+        load_bundle(tmp_path / "b")
+    manifest.write_text("{not json")
+    with pytest.raises(BundleError, match="not valid JSON"):
+        load_bundle(tmp_path / "b")
