@@ -15,3 +15,7 @@ class BundleError(ModelError):
 
 class BundleIntegrityError(BundleError):
     """A file of a model bundle is missing or its sha256 differs from the one in the manifest."""
+
+
+class TrainInputError(ModelError):
+    """The shards given to training cannot be used: no manifest, no train split, inconsistent shards."""

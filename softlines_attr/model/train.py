@@ -1,0 +1,408 @@
+"""Training a model from RecordIO shards (the shard job's output) into a model bundle.
+
+A minimal but real loop: :func:`read_shard_set` reads ``shards/_manifest.json``; the train split
+is read by ``mx.io.ImageRecordIter`` (random crop and mirror, mean/std from ``conf.images``), the
+val split with a centre crop; the network is :func:`inception_bn`; ``mx.mod.Module.fit`` trains it
+with SGD (momentum, weight decay, a step learning-rate schedule), writes a checkpoint every epoch,
+and the result is written as a bundle (:mod:`softlines_attr.model.bundle`) with its val metrics.
+
+Base shards (``mode = base``) carry ``label_width`` title-word indices padded with -1: they are
+turned into 0/1 vectors over the vocabulary and trained with sigmoid cross-entropy (softmax on
+request, on the first label). Refine shards (``mode = refine``) carry one class index: softmax.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import mxnet as mx
+import numpy as np
+
+from softlines_attr.config import ImageConfig, PipelineConfig
+from softlines_attr.model.bundle import Head, Manifest, VocabularyRef, save_bundle
+from softlines_attr.model.errors import TrainInputError
+from softlines_attr.model.inception_bn import DATA_NAME, DEFAULT_HEAD, inception_bn
+
+log = logging.getLogger(__name__)
+
+SHARD_MANIFEST = "_manifest.json"
+CHECKPOINT_PREFIX = "checkpoints/model"
+BUNDLE_DIR = "bundle"
+
+
+@dataclass(frozen=True)
+class ShardSet:
+    """The shards of one shard-job output, by split.
+
+    Attributes:
+        root: The shards folder (holding ``_manifest.json``).
+        mode: ``base`` (title-word labels) or ``refine`` (one class index).
+        label_width: Label slots per record (base) or 1 (refine).
+        num_classes: Vocabulary size or the attribute's class count.
+        image_size: The stored images' size (``images.store_size`` at shard time).
+        train: ``.rec`` paths of the train split.
+        val: ``.rec`` paths of the val split.
+        train_records: Records in the train split.
+        val_records: Records in the val split.
+        summary: The shard job's ``_summary.json`` when present (labels, vocab_size, attribute), else {}.
+    """
+
+    root: Path
+    mode: Literal["base", "refine"]
+    label_width: int
+    num_classes: int
+    image_size: int
+    train: tuple[Path, ...]
+    val: tuple[Path, ...]
+    train_records: int
+    val_records: int
+    summary: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training settings (from the command line).
+
+    Attributes:
+        epochs: Passes over the train split.
+        batch_size: Images per batch.
+        learning_rate: Initial SGD learning rate.
+        momentum: SGD momentum.
+        weight_decay: L2 weight decay.
+        lr_step_epochs: Epochs after which the learning rate is multiplied by ``lr_factor``.
+        lr_factor: The step factor.
+        width: Inception-BN width multiplier.
+        input_size: Network input side; None: ``conf.images.input_size``.
+        loss: ``auto`` (sigmoid for base shards, softmax for refine), ``sigmoid`` or ``softmax``.
+        threads: Image decoding threads of each ImageRecordIter.
+        seed: Random seed (initialisation, augmentation).
+        gpus: GPU ids; empty for CPU.
+    """
+
+    epochs: int = 10
+    batch_size: int = 32
+    learning_rate: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    lr_step_epochs: tuple[int, ...] = ()
+    lr_factor: float = 0.1
+    width: float = 1.0
+    input_size: int | None = None
+    loss: Literal["auto", "sigmoid", "softmax"] = "auto"
+    threads: int = 2
+    seed: int = 0
+    gpus: tuple[int, ...] = ()
+
+
+def read_shard_set(path: str | Path) -> ShardSet:
+    """Read a shard job's output folder (or its ``shards/`` folder) into a :class:`ShardSet`.
+
+    Raises:
+        TrainInputError: no ``_manifest.json``, no train shard, a missing shard file, or shards
+            that disagree on mode, label width, class count or image size.
+    """
+    path = Path(path)
+    root = path / "shards" if (path / "shards" / SHARD_MANIFEST).is_file() else path
+    manifest_file = root / SHARD_MANIFEST
+    if not manifest_file.is_file():
+        raise TrainInputError(f"no shard manifest at {path}/shards/{SHARD_MANIFEST} or {manifest_file}; expected the shard job's output folder")
+    try:
+        shards = json.loads(manifest_file.read_text(encoding="utf-8"))["shards"]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise TrainInputError(f"{manifest_file}: expected JSON with a 'shards' list, found an unreadable file ({exc})") from exc
+    if not shards:
+        raise TrainInputError(f"{manifest_file}: expected at least one shard, found none")
+    facts = {k: {s[k] for s in shards} for k in ("mode", "label_width", "num_classes", "image_size")}
+    for key, values in facts.items():
+        if len(values) != 1:
+            raise TrainInputError(f"{manifest_file}: expected one {key} for all shards, found {sorted(map(str, values))}")
+    by_split: dict[str, list[Path]] = {"train": [], "val": []}
+    records = {"train": 0, "val": 0}
+    for shard in sorted(shards, key=lambda s: s["shard"]):
+        rec = root / shard["shard"]
+        if not rec.is_file():
+            raise TrainInputError(f"{manifest_file} lists shard {shard['shard']} but {rec} does not exist")
+        if shard["split"] in by_split and shard["records"] > 0:
+            by_split[shard["split"]].append(rec)
+            records[shard["split"]] += int(shard["records"])
+    if not by_split["train"]:
+        raise TrainInputError(f"{manifest_file}: expected at least one non-empty train shard, found none")
+    summary_file = root.parent / "_summary.json"
+    summary = json.loads(summary_file.read_text(encoding="utf-8")) if summary_file.is_file() else {}
+    return ShardSet(
+        root=root,
+        mode=facts["mode"].pop(),
+        label_width=int(facts["label_width"].pop()),
+        num_classes=int(facts["num_classes"].pop()),
+        image_size=int(facts["image_size"].pop()),
+        train=tuple(by_split["train"]),
+        val=tuple(by_split["val"]),
+        train_records=records["train"],
+        val_records=records["val"],
+        summary=summary,
+    )
+
+
+def class_names(shards: ShardSet, conf: PipelineConfig) -> tuple[str, ...]:
+    """The class names of the shards' labels, in index order.
+
+    Refine shards: the attribute's classes from the taxonomy (the shard summary names the attribute).
+    Base shards: the words of the vocabulary from the label job's ``vocabulary/`` table (the shard
+    summary names it); ``word_<i>`` placeholders, with a warning, when it cannot be read.
+    """
+    attribute = shards.summary.get("attribute")
+    if shards.mode == "refine" and attribute:
+        classes = conf.taxonomy.attribute(attribute).classes
+        if len(classes) != shards.num_classes:
+            raise TrainInputError(f"attribute {attribute!r} has {len(classes)} classes in the taxonomy but the shards have {shards.num_classes}")
+        return classes
+    words = _vocabulary_words(shards)
+    if words is not None and len(words) == shards.num_classes:
+        return words
+    log.warning("class names of %s not found (vocabulary table unreadable or of another size); using word_<i>", shards.root)
+    return tuple(f"word_{i}" for i in range(shards.num_classes))
+
+
+def _vocabulary_words(shards: ShardSet) -> tuple[str, ...] | None:
+    labels, vocab_size = shards.summary.get("labels"), shards.summary.get("vocab_size")
+    if not labels or vocab_size is None or "://" in str(labels):
+        return None
+    table = Path(labels) / "vocabulary"
+    if not table.exists():
+        return None
+    try:
+        import pyarrow.parquet as pq
+
+        rows = pq.read_table(table, columns=["vocab_size", "word", "label_index"]).to_pylist()
+    except Exception as exc:  # noqa: BLE001 - any unreadable table falls back to placeholders
+        log.warning("cannot read vocabulary table %s: %s", table, exc)
+        return None
+    words = sorted((r["label_index"], r["word"]) for r in rows if r["vocab_size"] == vocab_size)
+    return tuple(w for _, w in words)
+
+
+class MultiHotIter(mx.io.DataIter):
+    """Wraps a record iterator whose labels are class indices padded with -1: yields 0/1 vectors.
+
+    Args:
+        inner: An ``ImageRecordIter`` with ``label_width`` > 1.
+        num_classes: The vocabulary size.
+        label_name: The label variable of the network (``<head>_label``).
+    """
+
+    def __init__(self, inner: mx.io.DataIter, num_classes: int, label_name: str) -> None:
+        super().__init__(inner.batch_size)
+        self._inner = inner
+        self._num_classes = num_classes
+        self._label_desc = mx.io.DataDesc(label_name, (inner.batch_size, num_classes))
+
+    @property
+    def provide_data(self) -> list[mx.io.DataDesc]:
+        return self._inner.provide_data
+
+    @property
+    def provide_label(self) -> list[mx.io.DataDesc]:
+        return [self._label_desc]
+
+    def reset(self) -> None:
+        self._inner.reset()
+
+    def next(self) -> mx.io.DataBatch:
+        batch = self._inner.next()
+        return mx.io.DataBatch(
+            data=batch.data,
+            label=[mx.nd.array(multi_hot(batch.label[0].asnumpy(), self._num_classes))],
+            pad=batch.pad,
+            index=batch.index,
+            provide_data=self.provide_data,
+            provide_label=self.provide_label,
+        )
+
+
+def multi_hot(indices: np.ndarray, num_classes: int) -> np.ndarray:
+    """(N, W) class indices padded with negative values -> (N, num_classes) float32 0/1 rows.
+
+    Raises:
+        TrainInputError: an index at or past ``num_classes``.
+    """
+    indices = np.asarray(indices).reshape(len(indices), -1)
+    rows, cols = np.nonzero(indices >= 0)
+    classes = indices[rows, cols].astype(np.int64)
+    if classes.size and classes.max() >= num_classes:
+        raise TrainInputError(f"a record has label index {int(classes.max())}; expected indices below the vocabulary size {num_classes}")
+    out = np.zeros((indices.shape[0], num_classes), dtype=np.float32)
+    out[rows, classes] = 1.0
+    return out
+
+
+def precision_at_1(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Multi-label precision at 1: the share of images whose highest-scored class is one of their labels."""
+    top = np.argmax(scores, axis=1)
+    return float(np.mean(labels[np.arange(len(top)), top] > 0)) if len(top) else 0.0
+
+
+def average_precision(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Per-class average precision over a whole split; NaN for a class with no positive image.
+
+    AP of a class: the mean, over its positive images, of the precision among the images scored at
+    least as high (images ranked by descending score, ties broken by order).
+    """
+    ap = np.full(labels.shape[1], np.nan)
+    for c in range(labels.shape[1]):
+        positives = labels[:, c] > 0
+        if not positives.any():
+            continue
+        order = np.argsort(-scores[:, c], kind="stable")
+        hits = positives[order]
+        precision = np.cumsum(hits) / np.arange(1, len(hits) + 1)
+        ap[c] = float(precision[hits].mean())
+    return ap
+
+
+def predict_split(mod: mx.mod.Module, it: mx.io.DataIter) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and first-output scores of every record of ``it`` (batch padding removed)."""
+    it.reset()
+    labels, scores = [], []
+    for batch in it:
+        mod.forward(batch, is_train=False)
+        n = batch.data[0].shape[0] - (batch.pad or 0)
+        scores.append(mod.get_outputs()[0].asnumpy()[:n])
+        labels.append(batch.label[0].asnumpy()[:n])
+    return np.concatenate(labels), np.concatenate(scores)
+
+
+def split_metrics(labels: np.ndarray, scores: np.ndarray, *, multi_label: bool, prefix: str = "val_") -> dict[str, float]:
+    """Metrics of a whole split: mAP and precision at 1 (multi-label), or accuracy (single label)."""
+    if multi_label:
+        ap = average_precision(labels, scores)
+        return {
+            f"{prefix}map": float(np.nanmean(ap)) if not np.isnan(ap).all() else 0.0,
+            f"{prefix}precision_at_1": precision_at_1(labels, scores),
+            f"{prefix}records": float(len(labels)),
+        }
+    accuracy = float(np.mean(np.argmax(scores, axis=1) == labels.reshape(-1).astype(np.int64))) if len(labels) else 0.0
+    return {f"{prefix}accuracy": accuracy, f"{prefix}records": float(len(labels))}
+
+
+def record_iter(
+    paths: Sequence[Path],
+    shards: ShardSet,
+    conf: PipelineConfig,
+    tc: TrainConfig,
+    *,
+    train: bool,
+    label_name: str,
+    multi_label: bool,
+) -> mx.io.DataIter:
+    """An iterator over ``paths``: random crop and mirror for training, a centre crop otherwise."""
+    size = tc.input_size or conf.images.input_size
+    img = conf.images
+    inner = mx.io.ImageRecordIter(
+        path_imgrec=";".join(str(p) for p in paths),
+        data_shape=(3, size, size),
+        batch_size=tc.batch_size,
+        label_width=shards.label_width if multi_label else 1,
+        data_name=DATA_NAME,
+        label_name=label_name,
+        mean_r=img.mean[0], mean_g=img.mean[1], mean_b=img.mean[2],
+        std_r=img.std[0], std_g=img.std[1], std_b=img.std[2],
+        rand_crop=train,
+        rand_mirror=train,
+        shuffle=train,
+        round_batch=train,
+        preprocess_threads=tc.threads,
+        seed=tc.seed,
+        resize=size if shards.image_size < size else -1,
+    )
+    return MultiHotIter(inner, shards.num_classes, label_name) if multi_label else inner
+
+
+def _metric(multi_label: bool) -> mx.metric.EvalMetric:
+    if multi_label:
+        return mx.metric.CustomMetric(precision_at_1, name="precision_at_1", allow_extra_outputs=True)
+    return mx.metric.Accuracy()
+
+
+def train(shards_dir: str | Path, out_dir: str | Path, conf: PipelineConfig, tc: TrainConfig) -> Manifest:
+    """Train Inception-BN on the shards in ``shards_dir``; write checkpoints and a bundle under ``out_dir``.
+
+    Writes ``<out>/checkpoints/model-symbol.json`` and ``model-NNNN.params`` after every epoch and
+    the bundle at ``<out>/bundle`` at the end (val metrics in its manifest when there is a val split).
+
+    Returns:
+        The bundle's manifest.
+
+    Raises:
+        TrainInputError: unusable shards or settings.
+    """
+    if tc.epochs < 1 or tc.batch_size < 1:
+        raise TrainInputError(f"expected epochs >= 1 and batch_size >= 1, found epochs={tc.epochs} batch_size={tc.batch_size}")
+    shards = read_shard_set(shards_dir)
+    loss = tc.loss if tc.loss != "auto" else ("sigmoid" if shards.mode == "base" else "softmax")
+    multi_label = loss == "sigmoid" and shards.mode == "base"
+    if loss == "sigmoid" and shards.mode != "base":
+        raise TrainInputError("loss 'sigmoid' expects base (title-word) shards; refine shards hold one class per image, found mode 'refine'")
+    attribute = shards.summary.get("attribute") if shards.mode == "refine" else None
+    head = attribute or DEFAULT_HEAD
+    label_name = f"{head}_label"
+    classes = class_names(shards, conf)
+    out = Path(out_dir)
+    (out / CHECKPOINT_PREFIX).parent.mkdir(parents=True, exist_ok=True)
+
+    mx.random.seed(tc.seed)
+    np.random.seed(tc.seed)
+    sym = inception_bn(shards.num_classes, tc.width, multi_label=multi_label, head=head)
+    train_iter = record_iter(shards.train, shards, conf, tc, train=True, label_name=label_name, multi_label=multi_label)
+    val_iter = record_iter(shards.val, shards, conf, tc, train=False, label_name=label_name, multi_label=multi_label) if shards.val else None
+    ctx = [mx.gpu(i) for i in tc.gpus] or [mx.cpu()]
+    mod = mx.mod.Module(sym, data_names=[DATA_NAME], label_names=[label_name], context=ctx)
+    batches_per_epoch = max(1, math.ceil(shards.train_records / tc.batch_size))
+    steps = [e * batches_per_epoch for e in tc.lr_step_epochs if 0 < e < tc.epochs]
+    scheduler = mx.lr_scheduler.MultiFactorScheduler(step=steps, factor=tc.lr_factor, base_lr=tc.learning_rate) if steps else None
+    optimizer_params = {"learning_rate": tc.learning_rate, "momentum": tc.momentum, "wd": tc.weight_decay, "rescale_grad": 1.0 / tc.batch_size}
+    if scheduler is not None:
+        optimizer_params["lr_scheduler"] = scheduler
+    log.info(
+        "training %s (%d classes, %s) width %s on %d train / %d val records, %d epochs",
+        head, shards.num_classes, loss, tc.width, shards.train_records, shards.val_records, tc.epochs,
+    )
+    mod.fit(
+        train_iter,
+        eval_data=val_iter,
+        eval_metric=_metric(multi_label),
+        initializer=mx.init.Xavier(rnd_type="gaussian", factor_type="in", magnitude=2),
+        optimizer="sgd",
+        optimizer_params=optimizer_params,
+        num_epoch=tc.epochs,
+        epoch_end_callback=mx.callback.do_checkpoint(str(out / CHECKPOINT_PREFIX)),
+        batch_end_callback=mx.callback.Speedometer(tc.batch_size, max(1, batches_per_epoch // 4)),
+    )
+    metrics: dict[str, float] = {}
+    if val_iter is not None:
+        metrics = split_metrics(*predict_split(mod, val_iter), multi_label=multi_label)
+        log.info("validation: %s", metrics)
+    arg_params, aux_params = mod.get_params()
+    vocab_size = shards.summary.get("vocab_size")
+    return save_bundle(
+        out / BUNDLE_DIR,
+        sym,
+        arg_params,
+        aux_params,
+        heads=[Head(head, tuple(classes), attribute=attribute, multi_label=multi_label)],
+        images=conf.images if tc.input_size is None else _with_input_size(conf, tc.input_size),
+        region=conf.taxonomy.attribute(attribute).region if attribute else "full",
+        vocabulary=VocabularyRef(int(vocab_size), str(shards.summary.get("labels", ""))) if vocab_size is not None else None,
+        metrics=metrics,
+        overwrite=True,
+    )
+
+
+def _with_input_size(conf: PipelineConfig, size: int) -> ImageConfig:
+    return dataclasses.replace(conf.images, input_size=size)
