@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "make-catalog": "make_catalog",
     "labels": "labels",
     "shard": "shard",
+    "train": "train",
     "emr": "emr",
     "demo": "demo",
 }

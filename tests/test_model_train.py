@@ -95,3 +95,19 @@ def test_average_precision() -> None:
     ap = average_precision(labels, scores)
     assert ap[0] == pytest.approx((1 / 1 + 2 / 3) / 2)
     assert np.isnan(ap[1])
+
+
+def test_train_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from softlines_attr.cli import main
+
+    shards = write_base_shards(tmp_path / "shards_out", {"train": 32, "val": 16})
+    out = tmp_path / "model"
+    code = main(["train", "--shards", str(shards), "--out", str(out), "--epochs", "1", "--batch-size", "16",
+                 "--width", "0.125", "--input-size", "32", "--threads", "1", "--lr", "0.02"])
+    assert code == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["bundle"] == f"{out}/bundle" and printed["heads"] == ["base"]
+    assert load_bundle(out / "bundle").manifest.metrics == printed["metrics"]
+
+    assert main(["train", "--shards", str(tmp_path / "nowhere"), "--out", str(out)]) == 2
+    assert "no shard manifest" in capsys.readouterr().err
