@@ -13,7 +13,7 @@ from PIL import Image
 from softlines_attr.config import PipelineConfig
 from softlines_attr.model.bundle import load_bundle
 from softlines_attr.model.errors import TrainInputError
-from softlines_attr.model.train import TrainConfig, average_precision, multi_hot, read_shard_set, train
+from softlines_attr.model.train import TrainConfig, average_precision, first_label, multi_hot, read_shard_set, train
 from softlines_attr.shard.recordio import IndexedRecordWriter, pack_image_record, pad_labels
 
 STORE = 40
@@ -29,9 +29,14 @@ def _jpeg(colour: tuple[int, int, int], rng: np.random.Generator) -> bytes:
     return buf.getvalue()
 
 
-def write_base_shards(out: Path, per_split: dict[str, int], parts: int = 2, seed: int = 0) -> Path:
-    """Base shards as the shard job lays them out: colour word + 'dress' per image, padded with -1."""
+def write_base_shards(out: Path, per_split: dict[str, int], parts: int = 2, seed: int = 0, refine: str | None = None) -> Path:
+    """Shards as the shard job lays them out, one colour of three per image.
+
+    Base shards (``refine=None``): labels [colour word, 'dress'] padded with -1 to LABEL_WIDTH.
+    Refine shards (``refine=ATTRIBUTE``): the colour's index as the attribute's class (flag 0).
+    """
     rng = np.random.default_rng(seed)
+    mode, width, num_classes = ("refine", 1, 5) if refine else ("base", LABEL_WIDTH, len(WORDS))
     shards_dir = out / "shards"
     rows, record_id = [], 0
     for split, n in per_split.items():
@@ -42,14 +47,15 @@ def write_base_shards(out: Path, per_split: dict[str, int], parts: int = 2, seed
                 writer = IndexedRecordWriter(rec, idx)
                 for _ in range(n // parts):
                     k = int(rng.integers(0, 3))
-                    writer.write(record_id, pack_image_record(pad_labels([k, 3], LABEL_WIDTH), record_id, _jpeg(COLOURS[k], rng)))
+                    label = float(k) if refine else pad_labels([k, 3], LABEL_WIDTH)
+                    writer.write(record_id, pack_image_record(label, record_id, _jpeg(COLOURS[k], rng)))
                     record_id += 1
             rows.append({"shard": f"{name}.rec", "idx": f"{name}.idx", "split": split, "part": part, "seq": 0,
                          "records": writer.records, "bytes": writer.rec_bytes, "sha256": writer.rec_sha256,
-                         "label_width": LABEL_WIDTH, "label_pad": -1.0, "image_size": STORE, "resize_mode": "shorter_side",
-                         "mode": "base", "num_classes": len(WORDS)})
+                         "label_width": width, "label_pad": -1.0, "image_size": STORE, "resize_mode": "shorter_side",
+                         "mode": mode, "num_classes": num_classes})
     (shards_dir / "_manifest.json").write_text(json.dumps({"run_id": "test", "shards": rows}))
-    (out / "_summary.json").write_text(json.dumps({"mode": "base", "vocab_size": len(WORDS), "labels": str(out / "no_labels"), "attribute": None}))
+    (out / "_summary.json").write_text(json.dumps({"mode": mode, "vocab_size": None if refine else len(WORDS), "labels": str(out / "no_labels"), "attribute": refine}))
     return out
 
 
@@ -95,6 +101,28 @@ def test_average_precision() -> None:
     ap = average_precision(labels, scores)
     assert ap[0] == pytest.approx((1 / 1 + 2 / 3) / 2)
     assert np.isnan(ap[1])
+
+
+def test_refine_shards_train_a_softmax_head_named_after_the_attribute(tmp_path: Path, conf: PipelineConfig) -> None:
+    shards = write_base_shards(tmp_path / "shards_out", {"train": 96, "val": 32}, refine="hemline")
+    tc = TrainConfig(epochs=10, batch_size=16, learning_rate=0.01, width=0.125, input_size=32, threads=1, seed=1)
+    manifest = train(shards, tmp_path / "model", conf, tc)
+    head = manifest.heads[0]
+    assert head.name == "hemline" and head.attribute == "hemline" and not head.multi_label
+    assert head.classes == conf.taxonomy.attribute("hemline").classes
+    assert manifest.vocabulary is None
+    assert manifest.metrics["val_accuracy"] > 0.9, manifest.metrics  # chance: 1/3 (three classes used)
+    probs = load_bundle(tmp_path / "model" / "bundle").predict(np.zeros((2, 3, 32, 32), np.float32))["hemline"]
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_softmax_on_base_shards_uses_the_first_word(tmp_path: Path, conf: PipelineConfig) -> None:
+    shards = write_base_shards(tmp_path / "shards_out", {"train": 32, "val": 16})
+    tc = TrainConfig(epochs=1, batch_size=16, learning_rate=0.02, width=0.125, input_size=32, threads=1, loss="softmax")
+    manifest = train(shards, tmp_path / "model", conf, tc)
+    assert not manifest.heads[0].multi_label and set(manifest.metrics) == {"val_accuracy", "val_records"}
+    with pytest.raises(TrainInputError, match="no label"):
+        first_label(np.array([[-1, -1]]))
 
 
 def test_train_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

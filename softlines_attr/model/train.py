@@ -8,7 +8,8 @@ and the result is written as a bundle (:mod:`softlines_attr.model.bundle`) with 
 
 Base shards (``mode = base``) carry ``label_width`` title-word indices padded with -1: they are
 turned into 0/1 vectors over the vocabulary and trained with sigmoid cross-entropy (softmax on
-request, on the first label). Refine shards (``mode = refine``) carry one class index: softmax.
+request, on the first label: the label job lists a record's words in ascending index order, most
+frequent first). Refine shards (``mode = refine``) carry one class index: softmax.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import dataclasses
 import json
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -188,20 +189,20 @@ def _vocabulary_words(shards: ShardSet) -> tuple[str, ...] | None:
     return tuple(w for _, w in words)
 
 
-class MultiHotIter(mx.io.DataIter):
-    """Wraps a record iterator whose labels are class indices padded with -1: yields 0/1 vectors.
+class LabelMapIter(mx.io.DataIter):
+    """Wraps a record iterator and maps each batch's label array (N, label_width) with ``fn``.
 
     Args:
-        inner: An ``ImageRecordIter`` with ``label_width`` > 1.
-        num_classes: The vocabulary size.
-        label_name: The label variable of the network (``<head>_label``).
+        inner: An ``ImageRecordIter`` reading ``label_width`` labels per record.
+        fn: (N, label_width) float32 -> the network's label array for the batch.
+        label_desc: Name and shape of the mapped label (the network's ``<head>_label``).
     """
 
-    def __init__(self, inner: mx.io.DataIter, num_classes: int, label_name: str) -> None:
+    def __init__(self, inner: mx.io.DataIter, fn: Callable[[np.ndarray], np.ndarray], label_desc: mx.io.DataDesc) -> None:
         super().__init__(inner.batch_size)
         self._inner = inner
-        self._num_classes = num_classes
-        self._label_desc = mx.io.DataDesc(label_name, (inner.batch_size, num_classes))
+        self._fn = fn
+        self._label_desc = label_desc
 
     @property
     def provide_data(self) -> list[mx.io.DataDesc]:
@@ -218,12 +219,24 @@ class MultiHotIter(mx.io.DataIter):
         batch = self._inner.next()
         return mx.io.DataBatch(
             data=batch.data,
-            label=[mx.nd.array(multi_hot(batch.label[0].asnumpy(), self._num_classes))],
+            label=[mx.nd.array(self._fn(batch.label[0].asnumpy()))],
             pad=batch.pad,
             index=batch.index,
             provide_data=self.provide_data,
             provide_label=self.provide_label,
         )
+
+
+def first_label(indices: np.ndarray) -> np.ndarray:
+    """(N, W) title-word indices -> (N,) the first (most frequent word's) index, for softmax on base shards.
+
+    Raises:
+        TrainInputError: a record with no label at all.
+    """
+    first = np.asarray(indices).reshape(len(indices), -1)[:, 0]
+    if (first < 0).any():
+        raise TrainInputError("a base record has no label (only -1 padding); expected at least one title-word index")
+    return first
 
 
 def multi_hot(indices: np.ndarray, num_classes: int) -> np.ndarray:
@@ -308,7 +321,7 @@ def record_iter(
         path_imgrec=";".join(str(p) for p in paths),
         data_shape=(3, size, size),
         batch_size=tc.batch_size,
-        label_width=shards.label_width if multi_label else 1,
+        label_width=shards.label_width if shards.mode == "base" else 1,
         data_name=DATA_NAME,
         label_name=label_name,
         mean_r=img.mean[0], mean_g=img.mean[1], mean_b=img.mean[2],
@@ -321,7 +334,12 @@ def record_iter(
         seed=tc.seed,
         resize=size if shards.image_size < size else -1,
     )
-    return MultiHotIter(inner, shards.num_classes, label_name) if multi_label else inner
+    if shards.mode == "refine":
+        return inner
+    if multi_label:
+        desc = mx.io.DataDesc(label_name, (tc.batch_size, shards.num_classes))
+        return LabelMapIter(inner, lambda labels: multi_hot(labels, shards.num_classes), desc)
+    return LabelMapIter(inner, first_label, mx.io.DataDesc(label_name, (tc.batch_size,)))
 
 
 def _metric(multi_label: bool) -> mx.metric.EvalMetric:
