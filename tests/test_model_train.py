@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 from pathlib import Path
 
+import mxnet as mx
 import numpy as np
 import pytest
 from PIL import Image
@@ -13,7 +15,7 @@ from PIL import Image
 from softlines_attr.config import PipelineConfig
 from softlines_attr.model.bundle import load_bundle
 from softlines_attr.model.errors import TrainInputError
-from softlines_attr.model.train import TrainConfig, average_precision, first_label, multi_hot, read_shard_set, train
+from softlines_attr.model.train import TrainConfig, average_precision, first_label, latest_checkpoint, multi_hot, read_shard_set, train
 from softlines_attr.shard.recordio import IndexedRecordWriter, pack_image_record, pad_labels
 
 STORE = 40
@@ -137,5 +139,29 @@ def test_train_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert printed["bundle"] == f"{out}/bundle" and printed["heads"] == ["base"]
     assert load_bundle(out / "bundle").manifest.metrics == printed["metrics"]
 
+    assert main(["train", "--shards", str(shards), "--out", str(out), "--epochs", "2", "--batch-size", "16",
+                 "--width", "0.125", "--input-size", "32", "--threads", "1", "--lr", "0.02", "--resume"]) == 0
+    assert latest_checkpoint(out) == 2
+    capsys.readouterr()
+
     assert main(["train", "--shards", str(tmp_path / "nowhere"), "--out", str(out)]) == 2
     assert "no shard manifest" in capsys.readouterr().err
+
+
+def test_checkpoint_then_resume_equals_an_uninterrupted_run(tmp_path: Path, conf: PipelineConfig) -> None:
+    shards = write_base_shards(tmp_path / "shards_out", {"train": 48, "val": 16})
+    tc = TrainConfig(epochs=3, batch_size=16, learning_rate=0.02, width=0.125, input_size=32, threads=1, seed=5, lr_step_epochs=(2,))
+    train(shards, tmp_path / "whole", conf, tc)
+    train(shards, tmp_path / "parts", conf, dataclasses.replace(tc, epochs=2))
+    assert latest_checkpoint(tmp_path / "parts") == 2
+    train(shards, tmp_path / "parts", conf, tc, resume=True)
+    assert latest_checkpoint(tmp_path / "parts") == 3
+
+    whole, parts = load_bundle(tmp_path / "whole" / "bundle"), load_bundle(tmp_path / "parts" / "bundle")
+    for name, value in whole.arg_params.items():
+        np.testing.assert_allclose(parts.arg_params[name].asnumpy(), value.asnumpy(), rtol=1e-4, atol=1e-6, err_msg=name)
+    for name, value in whole.aux_params.items():
+        np.testing.assert_allclose(parts.aux_params[name].asnumpy(), value.asnumpy(), rtol=1e-4, atol=1e-6, err_msg=name)
+    # and the run really trained: epoch 2's parameters differ from epoch 3's
+    after_2 = mx.nd.load(str(tmp_path / "parts" / "checkpoints" / "model-0002.params"))["arg:fc_base_weight"].asnumpy()
+    assert not np.allclose(after_2, whole.arg_params["fc_base_weight"].asnumpy())

@@ -39,6 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--loss", choices=["auto", "sigmoid", "softmax"], default="auto", help="auto: sigmoid for base shards, softmax for refine shards")
     parser.add_argument("--threads", type=int, default=2, help="image decoding threads per record iterator (default 2)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--resume", action="store_true", help="continue after the last complete checkpoint in --out (same result as an uninterrupted run)")
     parser.add_argument("--gpus", type=_int_list, default=(), help="GPU ids, e.g. 0,1 (default: CPU)")
     add_config_arguments(parser)
 
@@ -63,6 +64,6 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         gpus=args.gpus,
     )
-    manifest = train(args.shards, args.out, conf, tc)
+    manifest = train(args.shards, args.out, conf, tc, resume=args.resume)
     print(json.dumps({"bundle": f"{args.out}/{BUNDLE_DIR}", "heads": [h.name for h in manifest.heads], "metrics": manifest.metrics}, sort_keys=True))
     return 0

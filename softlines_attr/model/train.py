@@ -18,6 +18,7 @@ import dataclasses
 import json
 import logging
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -348,11 +349,104 @@ def _metric(multi_label: bool) -> mx.metric.EvalMetric:
     return mx.metric.Accuracy()
 
 
-def train(shards_dir: str | Path, out_dir: str | Path, conf: PipelineConfig, tc: TrainConfig) -> Manifest:
+def checkpoint_paths(out_dir: Path, epoch: int) -> tuple[Path, Path, Path]:
+    """The symbol, params and optimizer-state files of the checkpoint after ``epoch`` (1-based)."""
+    prefix = out_dir / CHECKPOINT_PREFIX
+    return (
+        prefix.with_name(f"{prefix.name}-symbol.json"),
+        prefix.with_name(f"{prefix.name}-{epoch:04d}.params"),
+        prefix.with_name(f"{prefix.name}-{epoch:04d}.states"),
+    )
+
+
+def latest_checkpoint(out_dir: Path) -> int:
+    """The last epoch with a complete checkpoint (params and optimizer states) under ``out_dir``; 0 if none."""
+    folder = (out_dir / CHECKPOINT_PREFIX).parent
+    epochs = []
+    for params in folder.glob(f"{Path(CHECKPOINT_PREFIX).name}-[0-9][0-9][0-9][0-9].params"):
+        epoch = int(params.stem.rsplit("-", 1)[1])
+        if checkpoint_paths(out_dir, epoch)[2].is_file():
+            epochs.append(epoch)
+    return max(epochs, default=0)
+
+
+def save_checkpoint(out_dir: Path, epoch: int, mod: mx.mod.Module) -> None:
+    """Write the checkpoint after ``epoch``: symbol JSON, params and optimizer states (all mx.nd.save, no pickle).
+
+    The optimizer states (SGD momentum per parameter) and update counters make a resumed run
+    continue exactly where this one stopped. The states file is written last: a checkpoint is
+    complete when it exists.
+    """
+    sym_file, params_file, states_file = checkpoint_paths(out_dir, epoch)
+    sym_file.parent.mkdir(parents=True, exist_ok=True)
+    sym_file.write_text(mod.symbol.tojson(), encoding="utf-8")
+    arg, aux = mod.get_params()
+    mx.nd.save(str(params_file), {**{f"arg:{k}": v for k, v in arg.items()}, **{f"aux:{k}": v for k, v in aux.items()}})
+    updater = getattr(mod, "_updater", None)
+    optimizer = getattr(mod, "_optimizer", None)
+    states: dict[str, mx.nd.NDArray] = {}
+    if updater is not None and optimizer is not None:
+        for index, state in updater.states.items():
+            if isinstance(state, mx.nd.NDArray):
+                states[f"state:{index}"] = state.as_in_context(mx.cpu())
+            elif state is not None:
+                raise TrainInputError(f"checkpoint: optimizer state of parameter {index} is a {type(state).__name__}; expected one NDArray (SGD)")
+        counts = sorted(_update_counts(mod, optimizer).items())
+        states["count:index"] = mx.nd.array([i for i, _ in counts] or [0], dtype="int64")
+        states["count:value"] = mx.nd.array([c for _, c in counts] or [0], dtype="int64")
+        states["count:num_update"] = mx.nd.array([optimizer.num_update], dtype="int64")
+    else:
+        log.warning("checkpoint %d: the optimizer updates on the kvstore; its states are not saved (resume restarts momentum)", epoch)
+    tmp = states_file.with_suffix(".states.tmp")
+    mx.nd.save(str(tmp), states or {"count:num_update": mx.nd.array([0], dtype="int64")})
+    tmp.replace(states_file)
+    log.info("checkpoint after epoch %d: %s", epoch, params_file)
+
+
+def load_checkpoint(out_dir: Path, epoch: int) -> tuple[dict[str, mx.nd.NDArray], dict[str, mx.nd.NDArray], dict[str, mx.nd.NDArray]]:
+    """The arg params, aux params and optimizer states saved after ``epoch``."""
+    _, params_file, states_file = checkpoint_paths(out_dir, epoch)
+    loaded = mx.nd.load(str(params_file))
+    arg = {k[4:]: v for k, v in loaded.items() if k.startswith("arg:")}
+    aux = {k[4:]: v for k, v in loaded.items() if k.startswith("aux:")}
+    return arg, aux, mx.nd.load(str(states_file))
+
+
+def _update_counts(mod: mx.mod.Module, optimizer: mx.optimizer.Optimizer) -> dict[int, int]:
+    """The optimizer's per-parameter update counts for the module's (first) device (drives num_update)."""
+    device_id = mod._context[0].device_id
+    return optimizer._all_index_update_counts.setdefault(device_id, {})
+
+
+def restore_optimizer(mod: mx.mod.Module, states: dict[str, mx.nd.NDArray]) -> None:
+    """Put saved optimizer states and update counters back into a bound module's updater."""
+    updater = getattr(mod, "_updater", None)
+    optimizer = getattr(mod, "_optimizer", None)
+    if updater is None or optimizer is None or "count:index" not in states:
+        log.warning("resume: no optimizer states to restore; momentum restarts from zero")
+        return
+    ctx = mod._context[0]
+    for key, value in states.items():
+        if key.startswith("state:"):
+            updater.states[int(key[6:])] = value.as_in_context(ctx)
+            updater.states_synced[int(key[6:])] = True
+    indices = states["count:index"].asnumpy().tolist()
+    values = states["count:value"].asnumpy().tolist()
+    counts = _update_counts(mod, optimizer)  # updated in place: the optimizer holds this dict per device
+    counts.clear()
+    counts.update({int(i): int(v) for i, v in zip(indices, values) if v})
+    optimizer.num_update = int(states["count:num_update"].asnumpy()[0])
+
+
+def train(shards_dir: str | Path, out_dir: str | Path, conf: PipelineConfig, tc: TrainConfig, *, resume: bool = False) -> Manifest:
     """Train Inception-BN on the shards in ``shards_dir``; write checkpoints and a bundle under ``out_dir``.
 
-    Writes ``<out>/checkpoints/model-symbol.json`` and ``model-NNNN.params`` after every epoch and
-    the bundle at ``<out>/bundle`` at the end (val metrics in its manifest when there is a val split).
+    Each epoch reads the train split with a fresh iterator seeded ``seed + epoch`` (so an epoch's
+    order and augmentation do not depend on the epochs before it) and runs the same number of
+    batches, ceil(train records / batch size). After every epoch a checkpoint is written
+    (:func:`save_checkpoint`); with ``resume`` training continues after the last complete one in
+    ``out_dir``, giving the same parameters as an uninterrupted run. At the end the bundle is
+    written to ``<out>/bundle`` with the val metrics (mAP and precision at 1, or accuracy).
 
     Returns:
         The bundle's manifest.
@@ -372,36 +466,52 @@ def train(shards_dir: str | Path, out_dir: str | Path, conf: PipelineConfig, tc:
     label_name = f"{head}_label"
     classes = class_names(shards, conf)
     out = Path(out_dir)
-    (out / CHECKPOINT_PREFIX).parent.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
 
     mx.random.seed(tc.seed)
     np.random.seed(tc.seed)
     sym = inception_bn(shards.num_classes, tc.width, multi_label=multi_label, head=head)
-    train_iter = record_iter(shards.train, shards, conf, tc, train=True, label_name=label_name, multi_label=multi_label)
-    val_iter = record_iter(shards.val, shards, conf, tc, train=False, label_name=label_name, multi_label=multi_label) if shards.val else None
+    size = tc.input_size or conf.images.input_size
+    label_shape = (tc.batch_size, shards.num_classes) if multi_label else (tc.batch_size,)
     ctx = [mx.gpu(i) for i in tc.gpus] or [mx.cpu()]
     mod = mx.mod.Module(sym, data_names=[DATA_NAME], label_names=[label_name], context=ctx)
+    mod.bind(data_shapes=[(DATA_NAME, (tc.batch_size, 3, size, size))], label_shapes=[(label_name, label_shape)])
+    begin = latest_checkpoint(out) if resume else 0
+    states: dict[str, mx.nd.NDArray] = {}
+    if begin:
+        arg, aux, states = load_checkpoint(out, begin)
+        mod.init_params(arg_params=arg, aux_params=aux, allow_missing=False)
+        log.info("resuming after epoch %d from %s", begin, checkpoint_paths(out, begin)[1])
+    else:
+        if resume:
+            log.info("resume: no checkpoint in %s; training from the start", out)
+        mod.init_params(mx.init.Xavier(rnd_type="gaussian", factor_type="in", magnitude=2))
     batches_per_epoch = max(1, math.ceil(shards.train_records / tc.batch_size))
     steps = [e * batches_per_epoch for e in tc.lr_step_epochs if 0 < e < tc.epochs]
-    scheduler = mx.lr_scheduler.MultiFactorScheduler(step=steps, factor=tc.lr_factor, base_lr=tc.learning_rate) if steps else None
-    optimizer_params = {"learning_rate": tc.learning_rate, "momentum": tc.momentum, "wd": tc.weight_decay, "rescale_grad": 1.0 / tc.batch_size}
-    if scheduler is not None:
-        optimizer_params["lr_scheduler"] = scheduler
+    optimizer_params: dict = {"learning_rate": tc.learning_rate, "momentum": tc.momentum, "wd": tc.weight_decay, "rescale_grad": 1.0 / tc.batch_size}
+    if steps:
+        optimizer_params["lr_scheduler"] = mx.lr_scheduler.MultiFactorScheduler(step=steps, factor=tc.lr_factor, base_lr=tc.learning_rate)
+    mod.init_optimizer(kvstore="local", optimizer="sgd", optimizer_params=optimizer_params)
+    if begin:
+        restore_optimizer(mod, states)
     log.info(
-        "training %s (%d classes, %s) width %s on %d train / %d val records, %d epochs",
-        head, shards.num_classes, loss, tc.width, shards.train_records, shards.val_records, tc.epochs,
+        "training %s (%d classes, %s) width %s on %d train / %d val records, epochs %d..%d, %d batches each",
+        head, shards.num_classes, loss, tc.width, shards.train_records, shards.val_records, begin + 1, tc.epochs, batches_per_epoch,
     )
-    mod.fit(
-        train_iter,
-        eval_data=val_iter,
-        eval_metric=_metric(multi_label),
-        initializer=mx.init.Xavier(rnd_type="gaussian", factor_type="in", magnitude=2),
-        optimizer="sgd",
-        optimizer_params=optimizer_params,
-        num_epoch=tc.epochs,
-        epoch_end_callback=mx.callback.do_checkpoint(str(out / CHECKPOINT_PREFIX)),
-        batch_end_callback=mx.callback.Speedometer(tc.batch_size, max(1, batches_per_epoch // 4)),
-    )
+    val_iter = record_iter(shards.val, shards, conf, tc, train=False, label_name=label_name, multi_label=multi_label) if shards.val else None
+    for epoch in range(begin, tc.epochs):
+        metric = _metric(multi_label)
+        it = record_iter(shards.train, shards, conf, dataclasses.replace(tc, seed=tc.seed + epoch), train=True, label_name=label_name, multi_label=multi_label)
+        started = time.perf_counter()
+        for nbatch, batch in enumerate(it):
+            if nbatch >= batches_per_epoch:
+                break
+            mod.forward_backward(batch)
+            mod.update()
+            mod.update_metric(metric, batch.label)
+        seconds = time.perf_counter() - started
+        log.info("epoch %d: train %s, %.1f images/s", epoch + 1, dict(metric.get_name_value()), batches_per_epoch * tc.batch_size / max(seconds, 1e-9))
+        save_checkpoint(out, epoch + 1, mod)
     metrics: dict[str, float] = {}
     if val_iter is not None:
         metrics = split_metrics(*predict_split(mod, val_iter), multi_label=multi_label)
