@@ -28,9 +28,10 @@ import mxnet as mx
 import numpy as np
 
 from softlines_attr.config import ImageConfig, PipelineConfig
-from softlines_attr.model.bundle import Head, Manifest, VocabularyRef, save_bundle
+from softlines_attr.model.bundle import Bundle, Head, Manifest, VocabularyRef, save_bundle
 from softlines_attr.model.errors import TrainInputError
 from softlines_attr.model.inception_bn import DATA_NAME, DEFAULT_HEAD, inception_bn
+from softlines_attr.model.refine import backbone_names, backbone_params, base_model_ref, refine_network
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,9 @@ class TrainConfig:
         threads: Image decoding threads of each ImageRecordIter.
         seed: Random seed (initialisation, augmentation).
         gpus: GPU ids; empty for CPU.
+        backbone_lr_mult: Learning-rate multiplier of the backbone when refining from a base model.
+        freeze_backbone: When refining, train only the new head (backbone weights fixed; BN still
+            normalises with batch statistics and updates its moving statistics).
     """
 
     epochs: int = 10
@@ -101,6 +105,8 @@ class TrainConfig:
     threads: int = 2
     seed: int = 0
     gpus: tuple[int, ...] = ()
+    backbone_lr_mult: float = 1.0
+    freeze_backbone: bool = False
 
 
 def read_shard_set(path: str | Path) -> ShardSet:
@@ -438,7 +444,15 @@ def restore_optimizer(mod: mx.mod.Module, states: dict[str, mx.nd.NDArray]) -> N
     optimizer.num_update = int(states["count:num_update"].asnumpy()[0])
 
 
-def train(shards_dir: str | Path, out_dir: str | Path, conf: PipelineConfig, tc: TrainConfig, *, resume: bool = False) -> Manifest:
+def train(
+    shards_dir: str | Path,
+    out_dir: str | Path,
+    conf: PipelineConfig,
+    tc: TrainConfig,
+    *,
+    resume: bool = False,
+    base: Bundle | None = None,
+) -> Manifest:
     """Train Inception-BN on the shards in ``shards_dir``; write checkpoints and a bundle under ``out_dir``.
 
     Each epoch reads the train split with a fresh iterator seeded ``seed + epoch`` (so an epoch's
@@ -447,6 +461,10 @@ def train(shards_dir: str | Path, out_dir: str | Path, conf: PipelineConfig, tc:
     (:func:`save_checkpoint`); with ``resume`` training continues after the last complete one in
     ``out_dir``, giving the same parameters as an uninterrupted run. At the end the bundle is
     written to ``<out>/bundle`` with the val metrics (mAP and precision at 1, or accuracy).
+
+    With ``base`` (refine), the network is the base bundle's backbone with a new head for the
+    shards' classes, initialised from the base's backbone parameters (the new head fresh), the
+    backbone trained at ``backbone_lr_mult`` times the learning rate or frozen.
 
     Returns:
         The bundle's manifest.
@@ -470,11 +488,15 @@ def train(shards_dir: str | Path, out_dir: str | Path, conf: PipelineConfig, tc:
 
     mx.random.seed(tc.seed)
     np.random.seed(tc.seed)
-    sym = inception_bn(shards.num_classes, tc.width, multi_label=multi_label, head=head)
+    if base is not None:
+        sym = refine_network(base, shards.num_classes, head, multi_label=multi_label)
+    else:
+        sym = inception_bn(shards.num_classes, tc.width, multi_label=multi_label, head=head)
+    fixed = backbone_names(sym, head) if base is not None and tc.freeze_backbone else None
     size = tc.input_size or conf.images.input_size
     label_shape = (tc.batch_size, shards.num_classes) if multi_label else (tc.batch_size,)
     ctx = [mx.gpu(i) for i in tc.gpus] or [mx.cpu()]
-    mod = mx.mod.Module(sym, data_names=[DATA_NAME], label_names=[label_name], context=ctx)
+    mod = mx.mod.Module(sym, data_names=[DATA_NAME], label_names=[label_name], context=ctx, fixed_param_names=fixed)
     mod.bind(data_shapes=[(DATA_NAME, (tc.batch_size, 3, size, size))], label_shapes=[(label_name, label_shape)])
     begin = latest_checkpoint(out) if resume else 0
     states: dict[str, mx.nd.NDArray] = {}
@@ -485,13 +507,20 @@ def train(shards_dir: str | Path, out_dir: str | Path, conf: PipelineConfig, tc:
     else:
         if resume:
             log.info("resume: no checkpoint in %s; training from the start", out)
-        mod.init_params(mx.init.Xavier(rnd_type="gaussian", factor_type="in", magnitude=2))
+        initializer = mx.init.Xavier(rnd_type="gaussian", factor_type="in", magnitude=2)
+        if base is not None:
+            arg, aux = backbone_params(base, sym)
+            mod.init_params(initializer, arg_params=arg, aux_params=aux, allow_missing=True)
+        else:
+            mod.init_params(initializer)
     batches_per_epoch = max(1, math.ceil(shards.train_records / tc.batch_size))
     steps = [e * batches_per_epoch for e in tc.lr_step_epochs if 0 < e < tc.epochs]
     optimizer_params: dict = {"learning_rate": tc.learning_rate, "momentum": tc.momentum, "wd": tc.weight_decay, "rescale_grad": 1.0 / tc.batch_size}
     if steps:
         optimizer_params["lr_scheduler"] = mx.lr_scheduler.MultiFactorScheduler(step=steps, factor=tc.lr_factor, base_lr=tc.learning_rate)
     mod.init_optimizer(kvstore="local", optimizer="sgd", optimizer_params=optimizer_params)
+    if base is not None and tc.backbone_lr_mult != 1.0:
+        mod._optimizer.set_lr_mult({name: tc.backbone_lr_mult for name in backbone_names(sym, head)})
     if begin:
         restore_optimizer(mod, states)
     log.info(
@@ -527,6 +556,7 @@ def train(shards_dir: str | Path, out_dir: str | Path, conf: PipelineConfig, tc:
         images=conf.images if tc.input_size is None else _with_input_size(conf, tc.input_size),
         region=conf.taxonomy.attribute(attribute).region if attribute else "full",
         vocabulary=VocabularyRef(int(vocab_size), str(shards.summary.get("labels", ""))) if vocab_size is not None else None,
+        base_model=base_model_ref(base) if base is not None else None,
         metrics=metrics,
         overwrite=True,
     )

@@ -1,0 +1,70 @@
+"""Refine: a base model's backbone with a new classification head (the paper's refined model).
+
+:func:`refine_network` cuts a loaded base bundle's symbol at the global-pooled features
+(``flatten``) and attaches a new ``fc_<head>`` for the attribute's classes;
+:func:`backbone_params` gives every base parameter except the base's own heads, to initialise the
+new network with (the new head is initialised fresh). Training then uses a lower learning rate on
+the backbone (``TrainConfig.backbone_lr_mult``) or freezes it (``TrainConfig.freeze_backbone``).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import mxnet as mx
+
+from softlines_attr.model.bundle import PARAMS_FILE, Bundle
+from softlines_attr.model.errors import ModelError
+from softlines_attr.model.inception_bn import DATA_NAME, FEATURES_NAME, classification_head
+
+log = logging.getLogger(__name__)
+
+
+def refine_network(base: Bundle, num_classes: int, head: str, *, multi_label: bool = False) -> mx.sym.Symbol:
+    """The base bundle's backbone (up to ``flatten``) with a new head ``fc_<head>`` of ``num_classes``.
+
+    Raises:
+        ModelError: if the base symbol has no ``flatten`` layer (not an Inception-BN from this project).
+    """
+    internals = base.symbol.get_internals()
+    key = f"{FEATURES_NAME}_output"
+    if key not in internals.list_outputs():
+        raise ModelError(f"base bundle {base.path}: expected a layer {FEATURES_NAME!r} (the pooled features) in its symbol, found none")
+    return classification_head(internals[key], num_classes, head, multi_label=multi_label)
+
+
+def head_param_names(sym: mx.sym.Symbol, heads: list[str] | tuple[str, ...]) -> set[str]:
+    """The arguments of ``sym`` that belong to the given heads' FC layers."""
+    prefixes = tuple(f"fc_{h}_" for h in heads)
+    return {n for n in sym.list_arguments() if n.startswith(prefixes)}
+
+
+def backbone_names(sym: mx.sym.Symbol, head: str) -> list[str]:
+    """Every learnable argument of ``sym`` except the input, the labels and head ``head``'s FC layer."""
+    skip = head_param_names(sym, [head])
+    return [n for n in sym.list_arguments() if n != DATA_NAME and not n.endswith("_label") and n not in skip]
+
+
+def backbone_params(base: Bundle, sym: mx.sym.Symbol) -> tuple[dict[str, mx.nd.NDArray], dict[str, mx.nd.NDArray]]:
+    """The base's parameters that ``sym`` uses, without any of the base's heads (copies, on CPU).
+
+    Raises:
+        ModelError: if a backbone parameter of ``sym`` is missing from the base.
+    """
+    base_heads = head_param_names(base.symbol, [h.name for h in base.manifest.heads])
+    wanted_args = [n for n in sym.list_arguments() if n != DATA_NAME and not n.endswith("_label") and n not in base_heads]
+    new_head = [n for n in wanted_args if n not in base.arg_params]
+    arg = {n: base.arg_params[n].copy() for n in wanted_args if n in base.arg_params}
+    aux = {n: base.aux_params[n].copy() for n in sym.list_auxiliary_states() if n in base.aux_params}
+    missing_aux = sorted(set(sym.list_auxiliary_states()) - set(aux))
+    unexpected = [n for n in new_head if not n.startswith("fc_")]
+    if unexpected or missing_aux:
+        name = (unexpected or missing_aux)[0]
+        raise ModelError(f"base bundle {base.path}: expected every backbone parameter of the new network, {name!r} is missing")
+    log.info("refine: %d backbone arrays from %s; new head parameters %s", len(arg) + len(aux), base.path, new_head)
+    return arg, aux
+
+
+def base_model_ref(base: Bundle) -> str:
+    """How a refined bundle names its base: the base folder and the sha256 of its params."""
+    return f"{base.path}@sha256:{base.manifest.files[PARAMS_FILE]}"
