@@ -43,7 +43,8 @@ def trained() -> tuple[mx.mod.Module, mx.sym.Symbol, np.ndarray]:
     mod = mx.mod.Module(sym, data_names=["data"], label_names=["hemline_label"], context=mx.cpu())
     mod.bind(data_shapes=[("data", (4, 3, SIZE, SIZE))], label_shapes=[("hemline_label", (4,))])
     mod.init_params(mx.init.Xavier())
-    mod.init_optimizer(optimizer="sgd", optimizer_params={"learning_rate": 0.05, "momentum": 0.9})
+    # a gentle step: lr 0.05 with momentum 0.9 on pure-noise batches of 4 diverges (NaN) on some runs
+    mod.init_optimizer(optimizer="sgd", optimizer_params={"learning_rate": 0.01})
     for _ in range(2):
         batch = mx.io.DataBatch([mx.nd.array(rng.normal(size=(4, 3, SIZE, SIZE)))], [mx.nd.array(rng.integers(0, 5, 4))])
         mod.forward_backward(batch)
@@ -62,6 +63,7 @@ def test_round_trip_gives_the_same_outputs(tmp_path: Path, trained, images: Imag
     mod, _, x = trained
     mod.forward(mx.io.DataBatch([mx.nd.array(x)], [mx.nd.zeros(4)]), is_train=False)
     before = mod.get_outputs()[0].asnumpy()
+    assert np.isfinite(before).all()
     _save(tmp_path / "b", trained, images, base_model="base@abc", vocabulary=VocabularyRef(500, "s3://x/labels"),
           metrics={"accuracy": 0.5}, thresholds={"hemline": 0.7})
 
