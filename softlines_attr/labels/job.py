@@ -144,8 +144,13 @@ def tokenize_catalog(catalog: DataFrame, conf: LabelsConfig, *, seed: int, parti
 
 
 def document_frequency(rows: DataFrame, *, count_by_parent: bool) -> DataFrame:
-    """``word``, ``doc_freq``: in how many ASINs (or parent ASINs) each word appears."""
-    words = rows.select("parent_asin", F.explode("tokens").alias("word"))
+    """``word``, ``doc_freq``: in how many ASINs (or parent ASINs) each word appears.
+
+    ``explode_outer`` and a null filter, not ``explode``: for ``explode`` Spark infers a
+    ``size(tokens) > 0`` filter and pushes it below the projection, which computes the whole
+    tokeniser twice per row when ``tokens`` is not materialised (measured: 51 vs 27 µs a title).
+    """
+    words = rows.select("parent_asin", F.explode_outer("tokens").alias("word")).filter(F.col("word").isNotNull())
     if count_by_parent:
         words = words.distinct()
     return words.groupBy("word").agg(F.count(F.lit(1)).alias("doc_freq"))
