@@ -11,7 +11,7 @@ Output layout under ``--out`` (local path or s3://)::
 
 Everything is staged under ``<out>/_staging/<run_id>/`` and committed together at the end; local
 outputs go through :class:`softlines_attr.io.tables.StagedOutput` (tables written by Spark), S3
-outputs through :class:`softlines_attr.io.storage.S3StagedOutput` (tables written with pyarrow).
+outputs through :class:`softlines_attr.io.storage.S3StagedOutput` (tables written with pyarrow by the tasks, one part each).
 """
 
 from __future__ import annotations
@@ -127,20 +127,29 @@ def _inputs(spark: SparkSession, conf: PipelineConfig, job: ShardJob) -> Inputs:
     )
 
 
-def _write_table(spark: SparkSession, staged: StagedOutput | S3StagedOutput, name: str, rows_df: DataFrame | None, rows: list[tuple] | None, ddl: str, order: list[str]) -> None:
-    """Stage table ``name``: with Spark for local outputs, with pyarrow (collected rows) for S3."""
-    path = staged.table_path(name)
-    if isinstance(staged, StagedOutput):
-        df = rows_df if rows_df is not None else spark.createDataFrame(rows or [], ddl)
-        df.coalesce(1).sortWithinPartitions(*order).write.mode("overwrite").parquet(path)
-        return
-    if rows is None:
-        assert rows_df is not None
-        rows = [tuple(r) for r in rows_df.orderBy(*order).collect()]
-    else:
-        idx = [_schema_names(ddl).index(c) for c in order]
-        rows = sorted(rows, key=lambda r: tuple("" if r[i] is None else r[i] for i in idx))
-    staged.storage.write_bytes(join_uri(path, "part-00000.parquet"), _to_arrow_parquet(rows, ddl))
+def _write_table(spark: SparkSession, staged: StagedOutput, name: str, rows_df: DataFrame, order: list[str]) -> None:
+    """Stage table ``name`` with Spark (local and Hadoop outputs; S3 outputs use :func:`_write_parts`)."""
+    rows_df.coalesce(1).sortWithinPartitions(*order).write.mode("overwrite").parquet(staged.table_path(name))
+
+
+def _write_parts(rdd, table_uri: str, ddl: str, order: list[str], conf: PipelineConfig) -> None:
+    """Write an RDD of row tuples as Parquet files ``part-NNNNN.parquet`` from the tasks (S3 outputs).
+
+    Each task sorts and writes its own partition, so driver memory does not grow with the catalog; a
+    retried task rewrites the same name. Part 0 is always written, so an empty table is readable.
+    """
+    names = _schema_names(ddl)
+    keys = [names.index(c) for c in order]
+    shard = conf.shard
+    options = {"threads": 1, "retries": shard.fetch_retries, "timeout_s": shard.fetch_timeout_s, "multipart_chunk_bytes": shard.multipart_chunk_bytes}
+
+    def write(index: int, rows: Iterable[tuple]) -> Iterator[int]:
+        ordered = sorted((tuple(r) for r in rows), key=lambda r: tuple("" if r[k] is None else r[k] for k in keys))
+        if ordered or index == 0:
+            storage_for(table_uri, **options).write_bytes(join_uri(table_uri, f"part-{index:05d}.parquet"), _to_arrow_parquet(ordered, ddl))
+        yield len(ordered)
+
+    rdd.mapPartitionsWithIndex(write).sum()
 
 
 def run_shard_job(
@@ -328,14 +337,14 @@ def _shard_and_commit(
         index_rdd = results.filter(lambda r: r[0] == "index").map(lambda r: r[1]) if results is not None else spark.sparkContext.emptyRDD()
         task_rejects_rdd = results.filter(lambda r: r[0] == "reject").map(lambda r: r[1]) if results is not None else spark.sparkContext.emptyRDD()
         input_rejects = rejects_of(tagged)
-        if s3_out:
-            _write_table(spark, staged, "record_index", None, index_rdd.collect(), INDEX_DDL, ["record_id"])
-            all_rejects = task_rejects_rdd.collect() + [tuple(r) for r in input_rejects.collect()]
-            _write_table(spark, staged, "rejects", None, all_rejects, REJECT_DDL, ["asin", "stage", "reason", "image_uri"])
+        if s3_out:  # written by the tasks, one part per partition: the driver never holds the rows
+            _write_parts(index_rdd, staged.table_path("record_index"), INDEX_DDL, ["record_id"], conf)
+            all_rejects = task_rejects_rdd.union(input_rejects.rdd.map(tuple))
+            _write_parts(all_rejects, staged.table_path("rejects"), REJECT_DDL, ["asin", "stage", "reason", "image_uri"], conf)
         else:
-            _write_table(spark, staged, "record_index", spark.createDataFrame(index_rdd, INDEX_DDL), None, INDEX_DDL, ["record_id"])
+            _write_table(spark, staged, "record_index", spark.createDataFrame(index_rdd, INDEX_DDL), ["record_id"])
             rejects_df = spark.createDataFrame(task_rejects_rdd, REJECT_DDL).unionByName(input_rejects)
-            _write_table(spark, staged, "rejects", rejects_df, None, REJECT_DDL, ["asin", "stage", "reason", "image_uri"])
+            _write_table(spark, staged, "rejects", rejects_df, ["asin", "stage", "reason", "image_uri"])
 
         log.info("tables staged")
         summary = _summary(
