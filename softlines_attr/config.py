@@ -98,6 +98,45 @@ class CatalogGenConfig:
 
 
 @dataclass(frozen=True)
+class EvaluateConfig:
+    """Model evaluation (``softlines-attr evaluate``): the abstain threshold's target.
+
+    Attributes:
+        target_precision: The abstain threshold of a head is the lowest confidence threshold whose
+            validation precision reaches this.
+        threshold_step: Spacing of the precision/coverage curve's thresholds (0, step, ..., 1).
+        batch_size: Images per forward pass.
+        target_precision_by_attribute: Per-attribute overrides of ``target_precision``.
+    """
+
+    target_precision: float = 0.9
+    threshold_step: float = 0.01
+    batch_size: int = 64
+    target_precision_by_attribute: dict[str, float] = field(default_factory=dict)
+
+    def target_for(self, attribute: str) -> float:
+        """The target precision of ``attribute`` (its override, else ``target_precision``)."""
+        return self.target_precision_by_attribute.get(attribute, self.target_precision)
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    """The scoring job (``softlines-attr score``): which rows, batching, threads, device."""
+
+    product_types: tuple[str, ...]
+    batch_size: int
+    fetch_threads: int
+    top_k: int
+    device: Literal["cpu", "gpu"]
+    threads_per_task: int
+    rows_per_task: int
+    partitions: int
+    fetch_timeout_s: float
+    fetch_retries: int
+    max_image_bytes: int
+
+
+@dataclass(frozen=True)
 class SparkProfile:
     """A named set of Spark settings: ``master`` is used only outside spark-submit."""
 
@@ -155,6 +194,8 @@ class PipelineConfig:
     images: ImageConfig
     shard: ShardConfig
     catalog: CatalogGenConfig
+    score: ScoreConfig
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     taxonomy: Taxonomy = field(default_factory=lambda: Taxonomy(attributes=()))
     spark: SparkProfile = field(default_factory=lambda: SparkProfile("local", "local[*]", {}))
     sources: tuple[str, ...] = ()
@@ -297,12 +338,16 @@ def _deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]
     return merged
 
 
+# tables whose keys are the user's own (Spark settings, per-attribute overrides), not checked against the defaults
+_FREE_TABLES = frozenset({"conf", "target_precision_by_attribute"})
+
+
 def _check_keys_known(user: Mapping[str, Any], default: Mapping[str, Any], *, source: str, prefix: str = "") -> None:
     """An override file may only name keys the defaults define (so typos are caught with their file)."""
     for key, value in user.items():
         if key not in default:
             raise ConfigError(f"{source}: unknown key {prefix + key!r}; expected one of {sorted(prefix + k for k in default)}")
-        if isinstance(value, Mapping) and isinstance(default[key], Mapping) and key != "conf":
+        if isinstance(value, Mapping) and isinstance(default[key], Mapping) and key not in _FREE_TABLES:
             _check_keys_known(value, default[key], source=source, prefix=f"{prefix}{key}.")
 
 
@@ -382,8 +427,21 @@ def _validate(conf: PipelineConfig, source: str) -> None:
     img = conf.images
     if not 1 <= img.jpeg_quality <= 100:
         raise ConfigError(f"{source}: key 'images.jpeg_quality': expected 1..100, found {img.jpeg_quality}")
+    sc = conf.score
+    for key in ("batch_size", "fetch_threads", "top_k", "rows_per_task"):
+        if getattr(sc, key) < 1:
+            raise ConfigError(f"{source}: key 'score.{key}': expected >= 1, found {getattr(sc, key)}")
+    for key in ("threads_per_task", "partitions"):
+        if getattr(sc, key) < 0:
+            raise ConfigError(f"{source}: key 'score.{key}': expected >= 0 (0 = automatic), found {getattr(sc, key)}")
     if img.input_size > img.store_size:
         raise ConfigError(f"{source}: key 'images.input_size': expected <= images.store_size ({img.store_size}), found {img.input_size}")
+    ev = conf.evaluate
+    for key, value in (("target_precision", ev.target_precision), *((f"target_precision_by_attribute.{k}", v) for k, v in ev.target_precision_by_attribute.items())):
+        if not 0.0 < value <= 1.0:
+            raise ConfigError(f"{source}: key 'evaluate.{key}': expected 0 < value <= 1, found {value}")
+    if not 0.0 < ev.threshold_step <= 0.5 or ev.batch_size < 1:
+        raise ConfigError(f"{source}: keys 'evaluate.threshold_step' / 'evaluate.batch_size': expected 0 < step <= 0.5 and batch_size >= 1, found {ev.threshold_step} / {ev.batch_size}")
 
 
 def load_config(
