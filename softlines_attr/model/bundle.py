@@ -27,7 +27,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import mxnet as mx
 import numpy as np
@@ -93,6 +93,8 @@ class Manifest:
     vocabulary: VocabularyRef | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     thresholds: dict[str, float] = field(default_factory=dict)
+    precision: Literal["fp32", "int8"] = "fp32"
+    calibration: dict[str, Any] = field(default_factory=dict)
 
     @property
     def attributes(self) -> tuple[str, ...]:
@@ -118,7 +120,12 @@ class Bundle:
     aux_params: dict[str, mx.nd.NDArray]
 
     def inference_symbol(self) -> mx.sym.Symbol:
-        """The symbol without loss layers: per head, softmax or sigmoid of ``fc_<head>``, grouped in head order."""
+        """The symbol without loss layers: per head, softmax or sigmoid of ``fc_<head>``, grouped in head order.
+
+        An INT8 bundle's symbol is already an inference symbol (one probability output per head).
+        """
+        if self.manifest.precision == "int8":
+            return self.symbol
         return inference_symbol(self.symbol, self.manifest.heads)
 
     def predict(self, batch: np.ndarray, ctx: mx.Context | None = None) -> dict[str, np.ndarray]:
@@ -173,15 +180,19 @@ def check_params(
     aux_params: Mapping[str, mx.nd.NDArray],
     heads: Sequence[Head],
     input_shape: Sequence[int],
+    precision: str = "fp32",
 ) -> None:
     """Check that the parameters fit the symbol at ``input_shape`` and each head's class count.
+
+    An fp32 bundle's heads are checked by their ``fc_<head>`` weights; an INT8 bundle's symbol is a
+    quantized inference graph, so its heads are checked by the shapes of its outputs instead.
 
     Raises:
         BundleError: naming the first missing, extra or wrongly shaped parameter, or head.
     """
     data_shape = (1, *(int(v) for v in input_shape))
     try:
-        arg_shapes, _, aux_shapes = symbol.infer_shape_partial(**{DATA_NAME: data_shape})
+        arg_shapes, out_shapes, aux_shapes = symbol.infer_shape_partial(**{DATA_NAME: data_shape})
     except mx.base.MXNetError as exc:
         raise BundleError(f"the symbol does not accept input {data_shape}: {str(exc).splitlines()[0]}") from exc
     expected_args = {n: tuple(s) for n, s in zip(symbol.list_arguments(), arg_shapes) if n != DATA_NAME and not n.endswith("_label")}
@@ -196,6 +207,13 @@ def check_params(
         for name, shape in expected.items():
             if tuple(found[name].shape) != shape:
                 raise BundleError(f"{kind} parameter {name!r}: expected shape {shape}, found {tuple(found[name].shape)}")
+    if precision == "int8":
+        if len(out_shapes) != len(heads):
+            raise BundleError(f"the INT8 symbol has {len(out_shapes)} outputs; expected one per head ({len(heads)})")
+        for h, shape in zip(heads, out_shapes):
+            if tuple(shape) != (1, len(h.classes)):
+                raise BundleError(f"head {h.name!r}: the INT8 output has shape {tuple(shape)}; expected (1, {len(h.classes)}) for its classes")
+        return
     for h in heads:
         weight = arg_params.get(f"fc_{h.name}_weight")
         if weight is None:
@@ -217,6 +235,8 @@ def save_bundle(
     vocabulary: VocabularyRef | None = None,
     metrics: Mapping[str, float] | None = None,
     thresholds: Mapping[str, float] | None = None,
+    precision: Literal["fp32", "int8"] = "fp32",
+    calibration: Mapping[str, Any] | None = None,
     overwrite: bool = False,
 ) -> Manifest:
     """Write a bundle folder atomically (a sibling staging folder renamed into place).
@@ -233,6 +253,8 @@ def save_bundle(
         vocabulary: The title-word vocabulary the (base) model was trained on.
         metrics: Validation metrics by name.
         thresholds: Abstain thresholds by head name.
+        precision: ``fp32``, or ``int8`` for a quantized inference symbol (:mod:`softlines_attr.model.quantize`).
+        calibration: How an INT8 bundle was calibrated (mode, examples, source).
         overwrite: Replace an existing bundle at ``path``.
 
     Returns:
@@ -249,7 +271,7 @@ def save_bundle(
     input_shape = (3, images.input_size, images.input_size)
     arg = {k: v.as_in_context(mx.cpu()) for k, v in arg_params.items()}
     aux = {k: v.as_in_context(mx.cpu()) for k, v in aux_params.items()}
-    check_params(symbol, arg, aux, heads, input_shape)
+    check_params(symbol, arg, aux, heads, input_shape, precision)
 
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = path.parent / f".{path.name}.staging-{uuid.uuid4().hex[:8]}"
@@ -271,6 +293,8 @@ def save_bundle(
             vocabulary=vocabulary,
             metrics=dict(metrics or {}),
             thresholds=dict(thresholds or {}),
+            precision=precision,
+            calibration=dict(calibration or {}),
         )
         (staging / MANIFEST_FILE).write_text(json.dumps(dataclasses.asdict(manifest), indent=2, sort_keys=True) + "\n", encoding="utf-8")
         _move_into_place(staging, path)
@@ -366,7 +390,7 @@ def load_bundle(path: str | Path) -> Bundle:
     if odd:
         raise BundleError(f"bundle {path}: file {PARAMS_FILE}: expected names prefixed arg: or aux:, found {odd[0]!r}")
     try:
-        check_params(symbol, arg_params, aux_params, manifest.heads, manifest.input_shape)
+        check_params(symbol, arg_params, aux_params, manifest.heads, manifest.input_shape, manifest.precision)
     except BundleError as exc:
         raise BundleError(f"bundle {path}: {exc}") from exc
     if manifest.mxnet_version != mx.__version__:

@@ -1,0 +1,167 @@
+"""INT8 quantisation of a model bundle for scoring (MXNet's oneDNN quantisation, calibrated).
+
+An fp32 bundle's inference symbol (per head, the softmax or sigmoid of ``fc_<head>``) is fused and
+quantised by :func:`mxnet.contrib.quantization.quantize_model_mkldnn`: convolutions and fully
+connected layers run in int8 with scales calibrated on real images (``naive``: the min/max of each
+layer's outputs; ``entropy``: KL-optimal thresholds). The result is written as a bundle of its own
+with ``precision = "int8"``: its symbol is already an inference symbol, so
+:meth:`Bundle.predict` and the scoring job use it like any other bundle.
+
+Calibration images go through the same decode and :func:`to_network_input` as scoring, from the
+records of a shard split (the validation split by default): the images the model never trained on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+import mxnet as mx
+import numpy as np
+
+from softlines_attr.config import ImageConfig
+from softlines_attr.images import ImageError, load_image, to_network_input
+from softlines_attr.model.bundle import PARAMS_FILE, Bundle, Manifest, save_bundle
+from softlines_attr.model.errors import ModelError
+from softlines_attr.model.inception_bn import DATA_NAME
+
+log = logging.getLogger(__name__)
+
+CalibMode = Literal["naive", "entropy"]
+
+# The first convolution sees the raw (normalised) pixels with 3 channels: little to gain in int8
+# and the layer most sensitive to quantisation error, so it stays fp32 by default.
+DEFAULT_EXCLUDED = ("conv_1",)
+
+
+class QuantizeError(ModelError):
+    """A bundle cannot be quantised as asked (already int8, no calibration images, no oneDNN)."""
+
+
+def calibration_images(
+    shard_paths: Sequence[Path], manifest: Manifest, images: ImageConfig, *, limit: int
+) -> np.ndarray:
+    """Up to ``limit`` network inputs decoded from shard records, as scoring would preprocess them.
+
+    Args:
+        shard_paths: ``.rec`` files to read in order (e.g. a shard set's val split).
+        manifest: The bundle's manifest (input size, mean, std, crop region).
+        images: ``conf.images`` (store size, resize mode, pixel limit) for decoding.
+        limit: The most images to return.
+
+    Returns:
+        Float32 array (N, 3, input_size, input_size), N <= limit.
+
+    Raises:
+        QuantizeError: if no record could be decoded.
+    """
+    size = manifest.input_shape[1]
+    out: list[np.ndarray] = []
+    skipped = 0
+    for path in shard_paths:
+        reader = mx.recordio.MXRecordIO(str(path), "r")
+        try:
+            while len(out) < limit:
+                record = reader.read()
+                if record is None:
+                    break
+                _, payload = mx.recordio.unpack(record)
+                try:
+                    img = load_image(payload, size=images.store_size, mode=images.resize_mode, max_pixels=images.max_pixels)
+                except ImageError:
+                    skipped += 1
+                    continue
+                out.append(to_network_input(img, input_size=size, mean=manifest.mean, std=manifest.std, region=manifest.region))
+        finally:
+            reader.close()
+        if len(out) >= limit:
+            break
+    if skipped:
+        log.warning("calibration: %d records could not be decoded and were skipped", skipped)
+    if not out:
+        raise QuantizeError(f"calibration: expected at least one decodable image in {len(shard_paths)} shard files, found none")
+    return np.stack(out)
+
+
+def quantize_bundle(
+    bundle: Bundle,
+    calib: np.ndarray,
+    out: str | Path,
+    *,
+    calib_mode: CalibMode = "naive",
+    excluded_layers: Sequence[str] = DEFAULT_EXCLUDED,
+    batch_size: int = 16,
+    source: str = "",
+    overwrite: bool = False,
+) -> Manifest:
+    """Quantise an fp32 bundle to int8, calibrated on ``calib``, and write it as a new bundle.
+
+    Args:
+        bundle: A loaded fp32 bundle.
+        calib: Calibration inputs (N, 3, H, W), preprocessed like scoring's.
+        out: The int8 bundle folder to write.
+        calib_mode: ``naive`` (min/max) or ``entropy`` (KL thresholds; slower, often more accurate).
+        excluded_layers: Layer names kept in fp32 (by default the first convolution).
+        batch_size: Calibration batch size.
+        source: Where the calibration images came from (recorded in the manifest).
+        overwrite: Replace an existing bundle at ``out``.
+
+    Returns:
+        The int8 bundle's manifest (heads, thresholds, input shape and normalisation as the fp32 one's).
+
+    Raises:
+        QuantizeError: if the bundle is already int8, ``calib`` is empty or of the wrong shape.
+    """
+    from mxnet.contrib import quantization
+
+    m = bundle.manifest
+    if m.precision != "fp32":
+        raise QuantizeError(f"bundle {bundle.path}: expected an fp32 bundle to quantise, found precision {m.precision!r}")
+    calib = np.asarray(calib, dtype=np.float32)
+    if calib.ndim != 4 or calib.shape[1:] != m.input_shape or len(calib) == 0:
+        raise QuantizeError(f"calibration: expected images of shape (N>0, {', '.join(map(str, m.input_shape))}), found {calib.shape}")
+    batch = min(batch_size, len(calib))
+    usable = len(calib) // batch * batch
+    calib_iter = mx.io.NDArrayIter(calib[:usable], batch_size=batch, data_name=DATA_NAME)
+    sym = bundle.inference_symbol()
+    present = {n.rsplit("_output", 1)[0] for n in sym.get_internals().list_outputs()}
+    excluded = [name for name in excluded_layers if name in present]
+    log.info("quantising %s: %s calibration on %d images, fp32 layers %s", bundle.path, calib_mode, usable, excluded)
+    qsym, qarg, qaux = quantization.quantize_model_mkldnn(
+        sym=sym,
+        arg_params={k: v for k, v in bundle.arg_params.items() if k in sym.list_arguments()},
+        aux_params=dict(bundle.aux_params),
+        data_names=(DATA_NAME,),
+        label_names=(),
+        ctx=mx.cpu(),
+        excluded_sym_names=excluded,
+        calib_mode=calib_mode,
+        calib_data=calib_iter,
+        num_calib_examples=usable,
+        quantized_dtype="auto",
+        quantize_mode="smart",
+    )
+    qaux = {k: v for k, v in qaux.items() if k in qsym.list_auxiliary_states()}
+    # save_bundle takes the input shape and normalisation from an ImageConfig: the fp32 bundle's own
+    images = ImageConfig(
+        store_size=m.input_shape[1], input_size=m.input_shape[1], resize_mode="shorter_side", jpeg_quality=90,
+        max_pixels=0, mean=m.mean, std=m.std,
+    )
+    return save_bundle(
+        out,
+        qsym,
+        qarg,
+        qaux,
+        heads=m.heads,
+        images=images,
+        region=m.region,
+        base_model=f"{bundle.path}@sha256:{m.files[PARAMS_FILE]}",
+        vocabulary=m.vocabulary,
+        metrics={f"fp32_{k}": v for k, v in m.metrics.items()},
+        thresholds=m.thresholds,
+        precision="int8",
+        calibration={"mode": calib_mode, "examples": usable, "excluded_layers": excluded, "source": source},
+        overwrite=overwrite,
+    )
