@@ -122,7 +122,7 @@ def test_softmax_on_base_shards_uses_the_first_word(tmp_path: Path, conf: Pipeli
     shards = write_base_shards(tmp_path / "shards_out", {"train": 32, "val": 16})
     tc = TrainConfig(epochs=1, batch_size=16, learning_rate=0.02, width=0.125, input_size=32, threads=1, loss="softmax")
     manifest = train(shards, tmp_path / "model", conf, tc)
-    assert not manifest.heads[0].multi_label and set(manifest.metrics) == {"val_accuracy", "val_records"}
+    assert not manifest.heads[0].multi_label and set(manifest.metrics) == {"val_accuracy", "val_mean_class_accuracy", "val_records"}
     with pytest.raises(TrainInputError, match="no label"):
         first_label(np.array([[-1, -1]]))
 

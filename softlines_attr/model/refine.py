@@ -10,18 +10,20 @@ the backbone (``TrainConfig.backbone_lr_mult``) or freezes it (``TrainConfig.fre
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import mxnet as mx
 
 from softlines_attr.model.bundle import PARAMS_FILE, Bundle
 from softlines_attr.model.errors import ModelError
 from softlines_attr.model.inception_bn import DATA_NAME, FEATURES_NAME, classification_head
+from softlines_attr.model.losses import is_loss_constant
 
 log = logging.getLogger(__name__)
 
 
-def refine_network(base: Bundle, num_classes: int, head: str, *, multi_label: bool = False) -> mx.sym.Symbol:
-    """The base bundle's backbone (up to ``flatten``) with a new head ``fc_<head>`` of ``num_classes``.
+def refine_features(base: Bundle) -> mx.sym.Symbol:
+    """The base bundle's backbone: its symbol cut at the pooled features (``flatten``).
 
     Raises:
         ModelError: if the base symbol has no ``flatten`` layer (not an Inception-BN from this project).
@@ -30,7 +32,16 @@ def refine_network(base: Bundle, num_classes: int, head: str, *, multi_label: bo
     key = f"{FEATURES_NAME}_output"
     if key not in internals.list_outputs():
         raise ModelError(f"base bundle {base.path}: expected a layer {FEATURES_NAME!r} (the pooled features) in its symbol, found none")
-    return classification_head(internals[key], num_classes, head, multi_label=multi_label)
+    return internals[key]
+
+
+def refine_network(base: Bundle, num_classes: int, head: str, *, multi_label: bool = False) -> mx.sym.Symbol:
+    """The base bundle's backbone (up to ``flatten``) with a new head ``fc_<head>`` of ``num_classes``.
+
+    Raises:
+        ModelError: if the base symbol has no ``flatten`` layer (not an Inception-BN from this project).
+    """
+    return classification_head(refine_features(base), num_classes, head, multi_label=multi_label)
 
 
 def head_param_names(sym: mx.sym.Symbol, heads: list[str] | tuple[str, ...]) -> set[str]:
@@ -39,10 +50,11 @@ def head_param_names(sym: mx.sym.Symbol, heads: list[str] | tuple[str, ...]) -> 
     return {n for n in sym.list_arguments() if n.startswith(prefixes)}
 
 
-def backbone_names(sym: mx.sym.Symbol, head: str) -> list[str]:
-    """Every learnable argument of ``sym`` except the input, the labels and head ``head``'s FC layer."""
-    skip = head_param_names(sym, [head])
-    return [n for n in sym.list_arguments() if n != DATA_NAME and not n.endswith("_label") and n not in skip]
+def backbone_names(sym: mx.sym.Symbol, head: str | Sequence[str]) -> list[str]:
+    """Every learnable argument of ``sym`` except the input, the labels, the loss constants (class
+    weights) and the FC layers of ``head`` (one head name or several)."""
+    skip = head_param_names(sym, [head] if isinstance(head, str) else list(head))
+    return [n for n in sym.list_arguments() if n != DATA_NAME and not n.endswith("_label") and not is_loss_constant(n) and n not in skip]
 
 
 def backbone_params(base: Bundle, sym: mx.sym.Symbol) -> tuple[dict[str, mx.nd.NDArray], dict[str, mx.nd.NDArray]]:
@@ -52,7 +64,7 @@ def backbone_params(base: Bundle, sym: mx.sym.Symbol) -> tuple[dict[str, mx.nd.N
         ModelError: if a backbone parameter of ``sym`` is missing from the base.
     """
     base_heads = head_param_names(base.symbol, [h.name for h in base.manifest.heads])
-    wanted_args = [n for n in sym.list_arguments() if n != DATA_NAME and not n.endswith("_label") and n not in base_heads]
+    wanted_args = [n for n in sym.list_arguments() if n != DATA_NAME and not n.endswith("_label") and not is_loss_constant(n) and n not in base_heads]
     new_head = [n for n in wanted_args if n not in base.arg_params]
     arg = {n: base.arg_params[n].copy() for n in wanted_args if n in base.arg_params}
     aux = {n: base.aux_params[n].copy() for n in sym.list_auxiliary_states() if n in base.aux_params}

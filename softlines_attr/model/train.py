@@ -9,7 +9,10 @@ and the result is written as a bundle (:mod:`softlines_attr.model.bundle`) with 
 Base shards (``mode = base``) carry ``label_width`` title-word indices padded with -1: they are
 turned into 0/1 vectors over the vocabulary and trained with sigmoid cross-entropy (softmax on
 request, on the first label: the label job lists a record's words in ascending index order, most
-frequent first). Refine shards (``mode = refine``) carry one class index: softmax.
+frequent first). Refine shards (``mode = refine``) carry one class index: softmax. Multi shards
+(``mode = multi``) carry one class index per taxonomy attribute (-1 = no tag): one softmax head per
+attribute on a shared backbone, an untagged attribute adding nothing to the loss. Softmax heads can
+be trained with per-class weights and a focal term (:mod:`softlines_attr.model.losses`).
 """
 
 from __future__ import annotations
@@ -29,9 +32,10 @@ import numpy as np
 
 from softlines_attr.config import ImageConfig, PipelineConfig
 from softlines_attr.model.bundle import Bundle, Head, Manifest, VocabularyRef, save_bundle
-from softlines_attr.model.errors import TrainInputError
-from softlines_attr.model.inception_bn import DATA_NAME, DEFAULT_HEAD, inception_bn
-from softlines_attr.model.refine import backbone_names, backbone_params, base_model_ref, refine_network
+from softlines_attr.model.errors import ModelError, TrainInputError
+from softlines_attr.model.inception_bn import DATA_NAME, DEFAULT_HEAD, classification_head, inception_bn_features
+from softlines_attr.model.losses import LossConfig, class_weights, is_loss_constant, loss_constants, softmax_head
+from softlines_attr.model.refine import backbone_names, backbone_params, base_model_ref, refine_features
 
 log = logging.getLogger(__name__)
 
@@ -46,19 +50,22 @@ class ShardSet:
 
     Attributes:
         root: The shards folder (holding ``_manifest.json``).
-        mode: ``base`` (title-word labels) or ``refine`` (one class index).
-        label_width: Label slots per record (base) or 1 (refine).
-        num_classes: Vocabulary size or the attribute's class count.
+        mode: ``base`` (title-word labels), ``refine`` (one class index) or ``multi`` (one class
+            index per attribute, -1 = no tag).
+        label_width: Label slots per record (base), 1 (refine) or the number of attributes (multi).
+        num_classes: Vocabulary size, the attribute's class count, or (multi) the classes of all
+            attributes together.
         image_size: The stored images' size (``images.store_size`` at shard time).
         train: ``.rec`` paths of the train split.
         val: ``.rec`` paths of the val split.
         train_records: Records in the train split.
         val_records: Records in the val split.
         summary: The shard job's ``_summary.json`` when present (labels, vocab_size, attribute), else {}.
+        attributes: Multi shards: the attribute of each label column (from ``_manifest.json``); else ().
     """
 
     root: Path
-    mode: Literal["base", "refine"]
+    mode: Literal["base", "refine", "multi"]
     label_width: int
     num_classes: int
     image_size: int
@@ -67,6 +74,7 @@ class ShardSet:
     train_records: int
     val_records: int
     summary: dict = field(default_factory=dict)
+    attributes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -90,6 +98,10 @@ class TrainConfig:
         backbone_lr_mult: Learning-rate multiplier of the backbone when refining from a base model.
         freeze_backbone: When refining, train only the new head (backbone weights fixed; BN still
             normalises with batch statistics and updates its moving statistics).
+        class_weights: Softmax heads: ``none``, ``inverse`` (frequency) or ``effective`` (number of
+            samples, Cui et al. 2019) per-class loss weights from the train split's label counts.
+        cb_beta: The effective-number beta.
+        focal_gamma: Softmax heads: focal-loss exponent (0 = cross-entropy).
     """
 
     epochs: int = 10
@@ -107,6 +119,14 @@ class TrainConfig:
     gpus: tuple[int, ...] = ()
     backbone_lr_mult: float = 1.0
     freeze_backbone: bool = False
+    class_weights: Literal["none", "inverse", "effective"] = "none"
+    cb_beta: float = 0.999
+    focal_gamma: float = 0.0
+
+    @property
+    def loss_config(self) -> LossConfig:
+        """The softmax heads' loss settings."""
+        return LossConfig(self.class_weights, self.cb_beta, self.focal_gamma)
 
 
 def read_shard_set(path: str | Path) -> ShardSet:
@@ -122,8 +142,10 @@ def read_shard_set(path: str | Path) -> ShardSet:
     if not manifest_file.is_file():
         raise TrainInputError(f"no shard manifest at {path}/shards/{SHARD_MANIFEST} or {manifest_file}; expected the shard job's output folder")
     try:
-        shards = json.loads(manifest_file.read_text(encoding="utf-8"))["shards"]
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
+        shards = manifest["shards"]
+        attributes = tuple(str(a) for a in manifest.get("attributes") or ())
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
         raise TrainInputError(f"{manifest_file}: expected JSON with a 'shards' list, found an unreadable file ({exc})") from exc
     if not shards:
         raise TrainInputError(f"{manifest_file}: expected at least one shard, found none")
@@ -144,6 +166,11 @@ def read_shard_set(path: str | Path) -> ShardSet:
         raise TrainInputError(f"{manifest_file}: expected at least one non-empty train shard, found none")
     summary_file = root.parent / "_summary.json"
     summary = json.loads(summary_file.read_text(encoding="utf-8")) if summary_file.is_file() else {}
+    mode = next(iter(facts["mode"]))
+    if mode == "multi":
+        attributes = attributes or tuple(summary.get("attributes") or ())
+        if len(attributes) != int(next(iter(facts["label_width"]))):
+            raise TrainInputError(f"{manifest_file}: multi shards: expected one attribute per label column ({next(iter(facts['label_width']))}), found {list(attributes)}")
     return ShardSet(
         root=root,
         mode=facts["mode"].pop(),
@@ -155,6 +182,7 @@ def read_shard_set(path: str | Path) -> ShardSet:
         train_records=records["train"],
         val_records=records["val"],
         summary=summary,
+        attributes=attributes if mode == "multi" else (),
     )
 
 
@@ -176,6 +204,64 @@ def class_names(shards: ShardSet, conf: PipelineConfig) -> tuple[str, ...]:
         return words
     log.warning("class names of %s not found (vocabulary table unreadable or of another size); using word_<i>", shards.root)
     return tuple(f"word_{i}" for i in range(shards.num_classes))
+
+
+def shard_heads(shards: ShardSet, conf: PipelineConfig, *, multi_label: bool) -> tuple[Head, ...]:
+    """The heads a model of these shards has: one per label column.
+
+    Base shards: the title-word head ``base``. Refine shards: one head named after the attribute.
+    Multi shards: one softmax head per attribute, in label-column order, classes from the taxonomy.
+
+    Raises:
+        TrainInputError: an attribute the taxonomy lacks, or of another class count than the shards.
+    """
+    if shards.mode != "multi":
+        attribute = shards.summary.get("attribute") if shards.mode == "refine" else None
+        return (Head(attribute or DEFAULT_HEAD, tuple(class_names(shards, conf)), attribute=attribute, multi_label=multi_label),)
+    declared = shards.summary.get("num_classes")
+    heads = []
+    for attribute in shards.attributes:
+        classes = conf.taxonomy.attribute(attribute).classes
+        if isinstance(declared, dict) and attribute in declared and int(declared[attribute]) != len(classes):
+            raise TrainInputError(f"attribute {attribute!r} has {len(classes)} classes in the taxonomy but the multi shards have {declared[attribute]}")
+        heads.append(Head(attribute, tuple(classes), attribute=attribute, multi_label=False))
+    return tuple(heads)
+
+
+def label_counts(paths: Sequence[Path], label_width: int, num_classes: Sequence[int]) -> list[np.ndarray]:
+    """Per label column, how many records of ``paths`` carry each class (a -1 / missing label counts nowhere).
+
+    Reads only the records' headers and label arrays (``mx.recordio.unpack``), not the images' pixels.
+
+    Args:
+        paths: ``.rec`` files.
+        label_width: Label values per record (1 for refine shards).
+        num_classes: Class count of each label column.
+
+    Returns:
+        One int64 array of counts per label column.
+
+    Raises:
+        TrainInputError: a label at or past its column's class count, or records of another label width.
+    """
+    counts = [np.zeros(n, dtype=np.int64) for n in num_classes]
+    for path in paths:
+        reader = mx.recordio.MXRecordIO(str(path), "r")
+        try:
+            while (item := reader.read()) is not None:
+                header, _ = mx.recordio.unpack(item)
+                labels = np.atleast_1d(np.asarray(header.label, dtype=np.float64))
+                if labels.size != label_width:
+                    raise TrainInputError(f"{path}: record {header.id} has {labels.size} labels; expected {label_width}")
+                for column, value in enumerate(labels):
+                    if value < 0:
+                        continue
+                    if value >= num_classes[column]:
+                        raise TrainInputError(f"{path}: record {header.id} has label {int(value)} in column {column}; expected below {num_classes[column]}")
+                    counts[column][int(value)] += 1
+        finally:
+            reader.close()
+    return counts
 
 
 def _vocabulary_words(shards: ShardSet) -> tuple[str, ...] | None:
@@ -234,6 +320,63 @@ class LabelMapIter(mx.io.DataIter):
         )
 
 
+class ColumnLabelIter(mx.io.DataIter):
+    """Wraps a record iterator reading (N, A) labels and gives one (N,) label per column (multi shards).
+
+    Args:
+        inner: An ``ImageRecordIter`` with ``label_width`` = A.
+        label_names: The A label names (``<attribute>_label``), in column order.
+    """
+
+    def __init__(self, inner: mx.io.DataIter, label_names: Sequence[str]) -> None:
+        super().__init__(inner.batch_size)
+        self._inner = inner
+        self._descs = [mx.io.DataDesc(name, (inner.batch_size,)) for name in label_names]
+
+    @property
+    def provide_data(self) -> list[mx.io.DataDesc]:
+        return self._inner.provide_data
+
+    @property
+    def provide_label(self) -> list[mx.io.DataDesc]:
+        return self._descs
+
+    def reset(self) -> None:
+        self._inner.reset()
+
+    def next(self) -> mx.io.DataBatch:
+        batch = self._inner.next()
+        labels = batch.label[0].asnumpy().reshape(batch.data[0].shape[0], -1)
+        if labels.shape[1] != len(self._descs):
+            raise TrainInputError(f"multi shards: records carry {labels.shape[1]} labels; expected one per attribute ({len(self._descs)})")
+        return mx.io.DataBatch(
+            data=batch.data,
+            label=[mx.nd.array(labels[:, i]) for i in range(labels.shape[1])],
+            pad=batch.pad,
+            index=batch.index,
+            provide_data=self.provide_data,
+            provide_label=self.provide_label,
+        )
+
+
+class HeadsAccuracy(mx.metric.EvalMetric):
+    """Training accuracy over one or more softmax heads: output i against label i, labels < 0 skipped."""
+
+    def __init__(self) -> None:
+        super().__init__("accuracy")
+
+    def update(self, labels: list[mx.nd.NDArray], preds: list[mx.nd.NDArray]) -> None:
+        for label, pred in zip(labels, preds[: len(labels)]):
+            y = label.asnumpy().reshape(-1).astype(np.int64)
+            keep = y >= 0
+            hits = int((np.argmax(pred.asnumpy(), axis=1)[keep] == y[keep]).sum())
+            n = int(keep.sum())
+            self.sum_metric += hits
+            self.global_sum_metric += hits
+            self.num_inst += n
+            self.global_num_inst += n
+
+
 def first_label(indices: np.ndarray) -> np.ndarray:
     """(N, W) title-word indices -> (N,) the first (most frequent word's) index, for softmax on base shards.
 
@@ -288,14 +431,35 @@ def average_precision(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
 
 def predict_split(mod: mx.mod.Module, it: mx.io.DataIter) -> tuple[np.ndarray, np.ndarray]:
     """Labels and first-output scores of every record of ``it`` (batch padding removed)."""
+    labels, scores = predict_heads(mod, it, 1)
+    return labels[0], scores[0]
+
+
+def predict_heads(mod: mx.mod.Module, it: mx.io.DataIter, heads: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per head, the labels and scores (the module's first ``heads`` outputs) of every record of ``it``."""
     it.reset()
-    labels, scores = [], []
+    labels: list[list[np.ndarray]] = [[] for _ in range(heads)]
+    scores: list[list[np.ndarray]] = [[] for _ in range(heads)]
     for batch in it:
         mod.forward(batch, is_train=False)
         n = batch.data[0].shape[0] - (batch.pad or 0)
-        scores.append(mod.get_outputs()[0].asnumpy()[:n])
-        labels.append(batch.label[0].asnumpy()[:n])
-    return np.concatenate(labels), np.concatenate(scores)
+        outputs = mod.get_outputs()
+        for i in range(heads):
+            scores[i].append(outputs[i].asnumpy()[:n])
+            labels[i].append(batch.label[i].asnumpy()[:n])
+    return [np.concatenate(x) for x in labels], [np.concatenate(x) for x in scores]
+
+
+def mean_class_accuracy(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Average per-class accuracy: the mean, over the classes present in ``labels``, of the share of
+    that class's images predicted as it (per-class recall). Labels < 0 (no tag) are skipped; 0.0 when none is left.
+    """
+    y = np.asarray(labels).reshape(-1).astype(np.int64)
+    keep = y >= 0
+    y, predicted = y[keep], np.argmax(np.asarray(scores)[keep], axis=1)
+    if not len(y):
+        return 0.0
+    return float(np.mean([np.mean(predicted[y == c] == c) for c in np.unique(y)]))
 
 
 def split_metrics(labels: np.ndarray, scores: np.ndarray, *, multi_label: bool, prefix: str = "val_") -> dict[str, float]:
@@ -307,8 +471,11 @@ def split_metrics(labels: np.ndarray, scores: np.ndarray, *, multi_label: bool, 
             f"{prefix}precision_at_1": precision_at_1(labels, scores),
             f"{prefix}records": float(len(labels)),
         }
-    accuracy = float(np.mean(np.argmax(scores, axis=1) == labels.reshape(-1).astype(np.int64))) if len(labels) else 0.0
-    return {f"{prefix}accuracy": accuracy, f"{prefix}records": float(len(labels))}
+    y = labels.reshape(-1).astype(np.int64)
+    keep = y >= 0  # multi shards: -1 = no tag for this attribute
+    y, scores = y[keep], scores[keep]
+    accuracy = float(np.mean(np.argmax(scores, axis=1) == y)) if len(y) else 0.0
+    return {f"{prefix}accuracy": accuracy, f"{prefix}mean_class_accuracy": mean_class_accuracy(y, scores), f"{prefix}records": float(len(y))}
 
 
 def record_iter(
@@ -318,17 +485,22 @@ def record_iter(
     tc: TrainConfig,
     *,
     train: bool,
-    label_name: str,
+    label_name: str | Sequence[str],
     multi_label: bool,
 ) -> mx.io.DataIter:
-    """An iterator over ``paths``: random crop and mirror for training, a centre crop otherwise."""
+    """An iterator over ``paths``: random crop and mirror for training, a centre crop otherwise.
+
+    ``label_name``: the network's label name, or (multi shards) one per attribute column.
+    """
+    label_names = [label_name] if isinstance(label_name, str) else list(label_name)
+    label_name = label_names[0]
     size = tc.input_size or conf.images.input_size
     img = conf.images
     inner = mx.io.ImageRecordIter(
         path_imgrec=";".join(str(p) for p in paths),
         data_shape=(3, size, size),
         batch_size=tc.batch_size,
-        label_width=shards.label_width if shards.mode == "base" else 1,
+        label_width=shards.label_width if shards.mode in ("base", "multi") else 1,
         data_name=DATA_NAME,
         label_name=label_name,
         mean_r=img.mean[0], mean_g=img.mean[1], mean_b=img.mean[2],
@@ -343,6 +515,8 @@ def record_iter(
     )
     if shards.mode == "refine":
         return inner
+    if shards.mode == "multi":
+        return ColumnLabelIter(inner, label_names)
     if multi_label:
         desc = mx.io.DataDesc(label_name, (tc.batch_size, shards.num_classes))
         return LabelMapIter(inner, lambda labels: multi_hot(labels, shards.num_classes), desc)
@@ -352,7 +526,7 @@ def record_iter(
 def _metric(multi_label: bool) -> mx.metric.EvalMetric:
     if multi_label:
         return mx.metric.CustomMetric(precision_at_1, name="precision_at_1", allow_extra_outputs=True)
-    return mx.metric.Accuracy()
+    return HeadsAccuracy()
 
 
 def checkpoint_paths(out_dir: Path, epoch: int) -> tuple[Path, Path, Path]:
@@ -466,6 +640,11 @@ def train(
     shards' classes, initialised from the base's backbone parameters (the new head fresh), the
     backbone trained at ``backbone_lr_mult`` times the learning rate or frozen.
 
+    Multi shards give one softmax head per attribute on the shared backbone (one bundle with a
+    head per attribute); a record's -1 label for an attribute adds nothing to that head's loss.
+    ``tc.class_weights`` and ``tc.focal_gamma`` change the softmax heads' loss
+    (:mod:`softlines_attr.model.losses`); the class weights come from the train split's label counts.
+
     Returns:
         The bundle's manifest.
 
@@ -478,26 +657,40 @@ def train(
     loss = tc.loss if tc.loss != "auto" else ("sigmoid" if shards.mode == "base" else "softmax")
     multi_label = loss == "sigmoid" and shards.mode == "base"
     if loss == "sigmoid" and shards.mode != "base":
-        raise TrainInputError("loss 'sigmoid' expects base (title-word) shards; refine shards hold one class per image, found mode 'refine'")
-    attribute = shards.summary.get("attribute") if shards.mode == "refine" else None
-    head = attribute or DEFAULT_HEAD
-    label_name = f"{head}_label"
-    classes = class_names(shards, conf)
+        raise TrainInputError(f"loss 'sigmoid' expects base (title-word) shards; {shards.mode} shards hold one class per image and attribute, found mode {shards.mode!r}")
+    lc = tc.loss_config
+    try:
+        lc.validate()
+    except ModelError as exc:
+        raise TrainInputError(str(exc)) from exc
+    if multi_label and not lc.plain:
+        raise TrainInputError(
+            f"class weights and focal loss apply to softmax heads; expected --loss softmax or refine/multi shards, found sigmoid on base shards "
+            f"(class_weights={lc.class_weights}, focal_gamma={lc.focal_gamma})"
+        )
+    heads = shard_heads(shards, conf, multi_label=multi_label)
+    head_names = [h.name for h in heads]
+    label_names = [f"{name}_label" for name in head_names]
+    weights: dict[str, np.ndarray] = {}
+    if not lc.plain:
+        width = shards.label_width if shards.mode == "multi" else 1
+        counts = label_counts(shards.train, width, [len(h.classes) for h in heads])
+        weights = {h.name: class_weights(c, lc.class_weights, lc.beta) for h, c in zip(heads, counts)}
+        for h, c in zip(heads, counts):
+            log.info("head %s: train label counts %s, class weights (%s) %s", h.name, c.tolist(), lc.class_weights, np.round(weights[h.name], 3).tolist())
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
     mx.random.seed(tc.seed)
     np.random.seed(tc.seed)
-    if base is not None:
-        sym = refine_network(base, shards.num_classes, head, multi_label=multi_label)
-    else:
-        sym = inception_bn(shards.num_classes, tc.width, multi_label=multi_label, head=head)
-    fixed = backbone_names(sym, head) if base is not None and tc.freeze_backbone else None
+    sym = build_network(heads, lc, base=base, width=tc.width, masked=shards.mode == "multi")
+    constants = loss_constants(sym, weights)
+    fixed = sorted(constants) + (backbone_names(sym, head_names) if base is not None and tc.freeze_backbone else [])
     size = tc.input_size or conf.images.input_size
-    label_shape = (tc.batch_size, shards.num_classes) if multi_label else (tc.batch_size,)
+    label_shapes = [(label_names[0], (tc.batch_size, shards.num_classes))] if multi_label else [(name, (tc.batch_size,)) for name in label_names]
     ctx = [mx.gpu(i) for i in tc.gpus] or [mx.cpu()]
-    mod = mx.mod.Module(sym, data_names=[DATA_NAME], label_names=[label_name], context=ctx, fixed_param_names=fixed)
-    mod.bind(data_shapes=[(DATA_NAME, (tc.batch_size, 3, size, size))], label_shapes=[(label_name, label_shape)])
+    mod = mx.mod.Module(sym, data_names=[DATA_NAME], label_names=label_names, context=ctx, fixed_param_names=fixed or None)
+    mod.bind(data_shapes=[(DATA_NAME, (tc.batch_size, 3, size, size))], label_shapes=label_shapes)
     begin = latest_checkpoint(out) if resume else 0
     states: dict[str, mx.nd.NDArray] = {}
     if begin:
@@ -510,7 +703,9 @@ def train(
         initializer = mx.init.Xavier(rnd_type="gaussian", factor_type="in", magnitude=2)
         if base is not None:
             arg, aux = backbone_params(base, sym)
-            mod.init_params(initializer, arg_params=arg, aux_params=aux, allow_missing=True)
+            mod.init_params(initializer, arg_params={**arg, **constants}, aux_params=aux, allow_missing=True)
+        elif constants:
+            mod.init_params(initializer, arg_params=constants, allow_missing=True)
         else:
             mod.init_params(initializer)
     batches_per_epoch = max(1, math.ceil(shards.train_records / tc.batch_size))
@@ -520,17 +715,17 @@ def train(
         optimizer_params["lr_scheduler"] = mx.lr_scheduler.MultiFactorScheduler(step=steps, factor=tc.lr_factor, base_lr=tc.learning_rate)
     mod.init_optimizer(kvstore="local", optimizer="sgd", optimizer_params=optimizer_params)
     if base is not None and tc.backbone_lr_mult != 1.0:
-        mod._optimizer.set_lr_mult({name: tc.backbone_lr_mult for name in backbone_names(sym, head)})
+        mod._optimizer.set_lr_mult({name: tc.backbone_lr_mult for name in backbone_names(sym, head_names)})
     if begin:
         restore_optimizer(mod, states)
     log.info(
-        "training %s (%d classes, %s) width %s on %d train / %d val records, epochs %d..%d, %d batches each",
-        head, shards.num_classes, loss, tc.width, shards.train_records, shards.val_records, begin + 1, tc.epochs, batches_per_epoch,
+        "training %s (%d classes, %s%s) width %s on %d train / %d val records, epochs %d..%d, %d batches each",
+        ",".join(head_names), shards.num_classes, loss, "" if lc.plain else f", class weights {lc.class_weights}, focal gamma {lc.focal_gamma}", tc.width, shards.train_records, shards.val_records, begin + 1, tc.epochs, batches_per_epoch,
     )
-    val_iter = record_iter(shards.val, shards, conf, tc, train=False, label_name=label_name, multi_label=multi_label) if shards.val else None
+    val_iter = record_iter(shards.val, shards, conf, tc, train=False, label_name=label_names, multi_label=multi_label) if shards.val else None
     for epoch in range(begin, tc.epochs):
         metric = _metric(multi_label)
-        it = record_iter(shards.train, shards, conf, dataclasses.replace(tc, seed=tc.seed + epoch), train=True, label_name=label_name, multi_label=multi_label)
+        it = record_iter(shards.train, shards, conf, dataclasses.replace(tc, seed=tc.seed + epoch), train=True, label_name=label_names, multi_label=multi_label)
         started = time.perf_counter()
         for nbatch, batch in enumerate(it):
             if nbatch >= batches_per_epoch:
@@ -543,7 +738,7 @@ def train(
         save_checkpoint(out, epoch + 1, mod)
     metrics: dict[str, float] = {}
     if val_iter is not None:
-        metrics = split_metrics(*predict_split(mod, val_iter), multi_label=multi_label)
+        metrics = val_metrics(mod, val_iter, head_names, multi_label=multi_label)
         log.info("validation: %s", metrics)
     arg_params, aux_params = mod.get_params()
     vocab_size = shards.summary.get("vocab_size")
@@ -552,14 +747,51 @@ def train(
         sym,
         arg_params,
         aux_params,
-        heads=[Head(head, tuple(classes), attribute=attribute, multi_label=multi_label)],
+        heads=list(heads),
         images=conf.images if tc.input_size is None else _with_input_size(conf, tc.input_size),
-        region=conf.taxonomy.attribute(attribute).region if attribute else "full",
+        region=conf.taxonomy.attribute(heads[0].attribute).region if shards.mode == "refine" and heads[0].attribute else "full",
         vocabulary=VocabularyRef(int(vocab_size), str(shards.summary.get("labels", ""))) if vocab_size is not None else None,
         base_model=base_model_ref(base) if base is not None else None,
         metrics=metrics,
         overwrite=True,
     )
+
+
+def build_network(heads: Sequence[Head], lc: LossConfig, *, base: Bundle | None, width: float, masked: bool) -> mx.sym.Symbol:
+    """Inception-BN features (the base's backbone, or fresh at ``width``) with the given heads.
+
+    One plain head is exactly :func:`classification_head` (softmax or sigmoid). Softmax heads with
+    class weights or a focal term, or several heads (multi shards, ``masked``: label -1 = no tag),
+    are :func:`softlines_attr.model.losses.softmax_head`; the outputs are grouped as every head's
+    probabilities in head order, then the loss outputs.
+    """
+    features = refine_features(base) if base is not None else inception_bn_features(width)
+    if len(heads) == 1 and (heads[0].multi_label or (lc.plain and not masked)):
+        return classification_head(features, len(heads[0].classes), heads[0].name, multi_label=heads[0].multi_label)
+    probs, losses = [], []
+    for h in heads:
+        out = softmax_head(features, len(h.classes), h.name, lc, masked=masked)
+        if len(out.list_outputs()) == 2:
+            probs.append(out[0])
+            losses.append(out[1])
+        else:
+            probs.append(out)
+    outputs = probs + losses
+    return outputs[0] if len(outputs) == 1 else mx.sym.Group(outputs)
+
+
+def val_metrics(mod: mx.mod.Module, it: mx.io.DataIter, head_names: Sequence[str], *, multi_label: bool) -> dict[str, float]:
+    """Validation metrics of every head: as :func:`split_metrics`; several heads are prefixed ``val_<head>_``
+    and summarised by ``val_accuracy`` / ``val_mean_class_accuracy`` (the means over the heads)."""
+    labels, scores = predict_heads(mod, it, len(head_names))
+    if len(head_names) == 1:
+        return split_metrics(labels[0], scores[0], multi_label=multi_label)
+    metrics: dict[str, float] = {}
+    for name, y, p in zip(head_names, labels, scores):
+        metrics.update(split_metrics(y, p, multi_label=False, prefix=f"val_{name}_"))
+    for key in ("accuracy", "mean_class_accuracy"):
+        metrics[f"val_{key}"] = float(np.mean([metrics[f"val_{name}_{key}"] for name in head_names]))
+    return metrics
 
 
 def _with_input_size(conf: PipelineConfig, size: int) -> ImageConfig:
