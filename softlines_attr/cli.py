@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "labels": "labels",
     "shard": "shard",
     "train": "train",
+    "evaluate": "evaluate",
     "quantize": "quantize",
     "emr": "emr",
     "demo": "demo",

@@ -19,3 +19,11 @@ class BundleIntegrityError(BundleError):
 
 class TrainInputError(ModelError):
     """The shards given to training cannot be used: no manifest, no train split, inconsistent shards."""
+
+
+class EvaluateInputError(ModelError):
+    """A model and shards that cannot be evaluated together: title-word shards, an empty split, no head for the attribute."""
+
+
+class ClassMismatchError(EvaluateInputError):
+    """A bundle head's classes do not match the shards' labels (class count, or a label out of range)."""

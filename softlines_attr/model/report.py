@@ -1,0 +1,303 @@
+"""The readable evaluation report: Markdown and HTML, confusion matrices drawn as pictures.
+
+Per head: the headline figures (accuracy, average per-class accuracy, top-k, the abstain
+threshold), the per-class table (the paper's Table 5), the confusion matrix as a PNG heatmap drawn
+with Pillow (rows normalised: each cell's shade is the share of the true class predicted as the
+column's class; the count is written in the cell) and as a table, and the precision/coverage table
+at every 0.05 of confidence plus the chosen threshold. ``report.md`` links the PNG files written
+beside it; ``report.html`` is self-contained (the PNGs embedded as base64) and also shades the
+cells of its confusion tables.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from softlines_attr.model.evaluate import CurvePoint, Evaluation, HeadEvaluation, write_text_atomic
+
+log = logging.getLogger(__name__)
+
+MARKDOWN_FILE = "report.md"
+HTML_FILE = "report.html"
+REPORT_STEP = 0.05
+_CELL = 34
+_FONT_SIZE = 12
+
+
+# --------------------------------------------------------------------------------------------
+# Small formatting helpers
+# --------------------------------------------------------------------------------------------
+
+
+def fmt(value: float | None, digits: int = 3) -> str:
+    """A metric for a table cell: fixed decimals, or an en dash for a missing value."""
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def row_shares(confusion: np.ndarray) -> np.ndarray:
+    """Each row of a confusion matrix divided by its sum (rows without support stay 0)."""
+    totals = confusion.sum(axis=1, keepdims=True).astype(np.float64)
+    return np.divide(confusion, totals, out=np.zeros(confusion.shape, dtype=np.float64), where=totals > 0)
+
+
+def report_points(curve: Sequence[CurvePoint], chosen: float | None, step: float = REPORT_STEP) -> list[CurvePoint]:
+    """The curve's points at multiples of ``step``, plus the chosen threshold's point."""
+    keep = []
+    for p in curve:
+        on_grid = abs(p.threshold / step - round(p.threshold / step)) < 1e-6
+        if on_grid or (chosen is not None and abs(p.threshold - chosen) < 1e-9):
+            keep.append(p)
+    return keep
+
+
+def _shade(share: float) -> tuple[int, int, int]:
+    """White (0) to dark blue (1)."""
+    share = min(max(share, 0.0), 1.0)
+    return (round(255 - 222 * share), round(255 - 155 * share), round(255 - 75 * share))
+
+
+def _hex(rgb: tuple[int, int, int]) -> str:
+    return "#{:02x}{:02x}{:02x}".format(*rgb)
+
+
+# --------------------------------------------------------------------------------------------
+# The confusion matrix as a picture
+# --------------------------------------------------------------------------------------------
+
+
+def confusion_png(confusion: np.ndarray, classes: Sequence[str], title: str = "") -> bytes:
+    """A PNG heatmap of a confusion matrix: rows true class, columns predicted, shade = row share.
+
+    Args:
+        confusion: (C, C) counts.
+        classes: The C class names (row and column labels).
+        title: A caption drawn above the matrix.
+
+    Returns:
+        The PNG bytes.
+    """
+    font = ImageFont.load_default(size=_FONT_SIZE)
+    n = len(classes)
+    label_w = max(int(font.getlength(c)) for c in classes) + 10
+    top = label_w + 22
+    footer = "rows: true class, columns: predicted; shade: share of the row"
+    width = int(max(label_w + n * _CELL + 10, font.getlength(footer) + 10, font.getlength(title) + 10))
+    height = top + n * _CELL + 28
+    img = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(img)
+    draw.text((4, 2), title, fill="black", font=font)
+    shares = row_shares(confusion)
+    for j, name in enumerate(classes):  # column labels, rotated to read bottom-up
+        text = Image.new("RGB", (label_w, _CELL), "white")
+        ImageDraw.Draw(text).text((label_w - 6 - font.getlength(name), (_CELL - _FONT_SIZE) // 2 - 1), name, fill="black", font=font)
+        img.paste(text.rotate(90, expand=True), (label_w + j * _CELL, 20))
+    for i, name in enumerate(classes):
+        y = top + i * _CELL
+        draw.text((label_w - 6 - font.getlength(name), y + (_CELL - _FONT_SIZE) // 2 - 1), name, fill="black", font=font)
+        for j in range(n):
+            x = label_w + j * _CELL
+            draw.rectangle((x, y, x + _CELL - 1, y + _CELL - 1), fill=_shade(shares[i, j]), outline=(200, 200, 200))
+            count = str(int(confusion[i, j]))
+            colour = "white" if shares[i, j] > 0.55 else "black"
+            draw.text((x + (_CELL - font.getlength(count)) / 2, y + (_CELL - _FONT_SIZE) // 2 - 1), count, fill=colour, font=font)
+    draw.text((4, top + n * _CELL + 8), footer, fill=(90, 90, 90), font=font)
+    buf = io.BytesIO()
+    img.save(buf, "PNG", optimize=True)
+    return buf.getvalue()
+
+
+def confusion_png_name(head: str) -> str:
+    """The file name of a head's confusion-matrix picture beside the report."""
+    return f"confusion_{head}.png"
+
+
+# --------------------------------------------------------------------------------------------
+# Markdown
+# --------------------------------------------------------------------------------------------
+
+
+def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str = "l") -> list[str]:
+    sep = [":--" if i == 0 else "--:" for i in range(len(header))] if align == "l" else ["--:"] * len(header)
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(sep) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return lines
+
+
+def abstain_sentence(h: HeadEvaluation) -> str:
+    """One sentence on the abstain threshold, saying plainly when the target is not reached."""
+    a = h.abstain
+    if a.reached:
+        return (
+            f"Abstain threshold **{fmt(a.threshold, 2)}** reaches precision {fmt(a.precision)} "
+            f"(target {fmt(a.target_precision, 2)}) at coverage {fmt(a.coverage)}."
+        )
+    return (
+        f"**No threshold reaches the target precision {fmt(a.target_precision, 2)}** "
+        f"(best precision at any threshold: {fmt(a.best_precision)}); threshold: none "
+        f"(written to a manifest as 1.0 with `eval.{h.head}.target_reached = 0`)."
+    )
+
+
+def headline_rows(h: HeadEvaluation) -> list[tuple[str, str]]:
+    """The head's summary figures as (name, value) pairs."""
+    rows = [
+        ("records", str(h.records) + (f" ({h.skipped} without a tag skipped)" if h.skipped else "")),
+        ("multi-class accuracy", fmt(h.accuracy)),
+        ("average per-class accuracy", f"{fmt(h.average_per_class_accuracy)} (over {h.classes_with_support} of {len(h.classes)} classes)"),
+    ]
+    rows += [(f"top-{k} accuracy", fmt(v)) for k, v in h.top_k.items()]
+    rows.append(("abstain threshold", fmt(h.abstain.threshold, 2) if h.abstain.reached else "none reaches the target"))
+    return rows
+
+
+def head_markdown(h: HeadEvaluation) -> list[str]:
+    """The Markdown section of one head."""
+    title = h.head if h.attribute in (None, h.head) else f"{h.head} ({h.attribute})"
+    out = [f"## {title}", ""]
+    out += _md_table(["metric", "value"], headline_rows(h)) + [""]
+    out += [abstain_sentence(h), "", "### Per-class accuracy", ""]
+    out += _md_table(
+        ["class", "support", "correct", "accuracy (recall)", "predicted", "precision"],
+        [[r.name, str(r.support), str(r.correct), fmt(r.accuracy), str(r.predicted), fmt(r.precision)] for r in h.per_class],
+    ) + [""]
+    out += ["### Confusion matrix", "", f"![confusion matrix of {h.head}]({confusion_png_name(h.head)})", ""]
+    out += _md_table(
+        ["true \\ predicted", *h.classes],
+        [[name, *(str(int(v)) for v in h.confusion[i])] for i, name in enumerate(h.classes)],
+    ) + [""]
+    out += ["### Precision and coverage by confidence threshold", ""]
+    points = report_points(h.curve, h.abstain.threshold)
+    out += _md_table(
+        ["threshold", "kept", "coverage", "precision"],
+        [[fmt(p.threshold, 2) + (" ←" if h.abstain.reached and abs(p.threshold - (h.abstain.threshold or 0)) < 1e-9 else ""),
+          str(p.kept), fmt(p.coverage), fmt(p.precision)] for p in points],
+    ) + [""]
+    return out
+
+
+def render_markdown(ev: Evaluation) -> str:
+    """The whole report as Markdown (pictures referenced by file name)."""
+    out = [
+        "# Model evaluation",
+        "",
+        f"- model: `{ev.model}` (model.params sha256 `{ev.params_sha256[:16]}…`)",
+        f"- shards: `{ev.shards}` ({ev.mode}), split `{ev.split}`, {ev.records} records",
+        f"- evaluated at {ev.evaluated_at}",
+        "",
+    ]
+    if len(ev.heads) > 1:
+        out += _md_table(
+            ["head", "records", "accuracy", "avg per-class acc.", "top-2", "abstain threshold", "coverage"],
+            [[h.head, str(h.records), fmt(h.accuracy), fmt(h.average_per_class_accuracy), fmt(h.top_k.get(2)),
+              fmt(h.abstain.threshold, 2) if h.abstain.reached else "not reached", fmt(h.abstain.coverage)] for h in ev.heads],
+        ) + [""]
+    for h in ev.heads:
+        out += head_markdown(h)
+    return "\n".join(out)
+
+
+# --------------------------------------------------------------------------------------------
+# HTML
+# --------------------------------------------------------------------------------------------
+
+
+_CSS = """
+body { font-family: sans-serif; margin: 2em; color: #222; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
+th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+td.cm { min-width: 2.5em; text-align: center; }
+.warn { color: #a40000; font-weight: bold; }
+tr.chosen td { background: #fff3c4; }
+"""
+
+
+def _html_table(header: Sequence[str], rows: Sequence[Sequence[str]], row_class: Sequence[str] | None = None) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = []
+    for i, r in enumerate(rows):
+        cls = f' class="{row_class[i]}"' if row_class and row_class[i] else ""
+        body.append(f"<tr{cls}>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>")
+    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+
+
+def confusion_html(h: HeadEvaluation) -> str:
+    """The confusion matrix as an HTML table whose cells are shaded by their row share."""
+    shares = row_shares(h.confusion)
+    head = "<th>true \\ predicted</th>" + "".join(f"<th>{html.escape(c)}</th>" for c in h.classes)
+    rows = []
+    for i, name in enumerate(h.classes):
+        cells = []
+        for j in range(len(h.classes)):
+            colour = "white" if shares[i, j] > 0.55 else "black"
+            cells.append(f'<td class="cm" style="background:{_hex(_shade(shares[i, j]))};color:{colour}">{int(h.confusion[i, j])}</td>')
+        rows.append(f"<tr><td>{html.escape(name)}</td>{''.join(cells)}</tr>")
+    return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
+
+
+def head_html(h: HeadEvaluation, png: bytes) -> str:
+    """The HTML section of one head."""
+    a = h.abstain
+    sentence = html.escape(abstain_sentence(h).replace("**", "").replace("`", ""))
+    points = report_points(h.curve, a.threshold)
+    chosen = ["chosen" if a.reached and abs(p.threshold - (a.threshold or 0)) < 1e-9 else "" for p in points]
+    parts = [
+        f"<h2>{html.escape(h.head)}</h2>",
+        _html_table(["metric", "value"], headline_rows(h)),
+        f'<p class="{"" if a.reached else "warn"}">{sentence}</p>',
+        "<h3>Per-class accuracy</h3>",
+        _html_table(
+            ["class", "support", "correct", "accuracy (recall)", "predicted", "precision"],
+            [[r.name, str(r.support), str(r.correct), fmt(r.accuracy), str(r.predicted), fmt(r.precision)] for r in h.per_class],
+        ),
+        "<h3>Confusion matrix</h3>",
+        f'<img alt="confusion matrix of {html.escape(h.head)}" src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">',
+        confusion_html(h),
+        "<h3>Precision and coverage by confidence threshold</h3>",
+        _html_table(["threshold", "kept", "coverage", "precision"],
+                    [[fmt(p.threshold, 2), str(p.kept), fmt(p.coverage), fmt(p.precision)] for p in points], chosen),
+    ]
+    return "\n".join(parts)
+
+
+def render_html(ev: Evaluation, pngs: dict[str, bytes]) -> str:
+    """The whole report as one self-contained HTML page."""
+    intro = (
+        f"<p>model <code>{html.escape(ev.model)}</code> (model.params sha256 <code>{ev.params_sha256[:16]}…</code>)<br>"
+        f"shards <code>{html.escape(ev.shards)}</code> ({html.escape(ev.mode)}), split <code>{html.escape(ev.split)}</code>, "
+        f"{ev.records} records<br>evaluated at {html.escape(ev.evaluated_at)}</p>"
+    )
+    body = "\n".join(head_html(h, pngs[h.head]) for h in ev.heads)
+    return (
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Model evaluation</title>"
+        f"<style>{_CSS}</style></head><body>\n<h1>Model evaluation</h1>\n{intro}\n{body}\n</body></html>\n"
+    )
+
+
+def write_report(ev: Evaluation, out_dir: str | Path) -> list[Path]:
+    """Write ``report.md``, ``report.html`` and one ``confusion_<head>.png`` per head into ``out_dir``.
+
+    Returns:
+        The paths written.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    pngs = {h.head: confusion_png(h.confusion, h.classes, title=f"{h.head}: confusion matrix ({h.records} images)") for h in ev.heads}
+    written = []
+    for head, png in pngs.items():
+        path = out / confusion_png_name(head)
+        path.write_bytes(png)
+        written.append(path)
+    write_text_atomic(out / MARKDOWN_FILE, render_markdown(ev))
+    write_text_atomic(out / HTML_FILE, render_html(ev, pngs))
+    written += [out / MARKDOWN_FILE, out / HTML_FILE]
+    log.info("wrote the evaluation report to %s", out)
+    return written
