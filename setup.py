@@ -35,6 +35,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11,<3.12",
     packages=find_packages(include=["softlines_attr", "softlines_attr.*"]),
+    package_data={"softlines_attr.score": ["contract/*.json"]},  # the scoring tables' versioned contract
     data_files=_conf_files(),
     install_requires=[
         "mxnet==1.9.1",

@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "train": "train",
     "evaluate": "evaluate",
     "quantize": "quantize",
+    "score": "score",
     "emr": "emr",
     "demo": "demo",
 }

@@ -1,0 +1,100 @@
+"""Incremental scoring: score only what changed since a previous run, carry the rest over.
+
+A previous run's row for (asin, attribute) is carried into the new run, with its own ``run_id`` and
+``scored_at``, when both hold:
+
+* the catalog's ``image_uri`` for the asin equals the row's ``image_uri`` (the change key: an image
+  replaced under the same URI is not detected; catalogs that overwrite images in place should
+  version their URIs, or run without ``--previous``), and
+* the model that scores the attribute now has the same parameters: the sha256 part of
+  ``model_version`` (after ``@``) is compared, so renaming a bundle folder does not force a rescore.
+
+Carrying is per bundle: a bundle is run on an asin unless every attribute it predicts is carried
+(a multi-head bundle is all or nothing). Rows of attributes no model scores now, and of asins no
+longer in the catalog (or no longer candidates), are not carried. Error rows are never carried: a
+row that failed before is tried again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from softlines_attr.io.tables import SUMMARY_FILE, join_path
+from softlines_attr.score.errors import ScoreInputError, ScoreSchemaError
+from softlines_attr.score.models import VERSION_SHA_CHARS, BundlePayload
+from softlines_attr.score.schema import check_written, schema_version
+
+log = logging.getLogger(__name__)
+
+
+def read_previous(spark: SparkSession, previous_dir: str) -> tuple[DataFrame, dict]:
+    """The previous run's attributes table and summary.
+
+    Raises:
+        ScoreInputError: when the folder holds no complete scoring run (no ``_summary.json``), a run
+            of another schema version, or an attributes table not matching the contract.
+    """
+    import json
+
+    summary_path = join_path(previous_dir, SUMMARY_FILE)
+    try:
+        text = "".join(r[0] for r in spark.read.text(summary_path, wholetext=True).collect())
+        summary = json.loads(text)
+    except Exception as exc:  # a missing file surfaces as an AnalysisException
+        raise ScoreInputError(f"--previous {previous_dir}: expected a complete scoring run with {SUMMARY_FILE}, found none ({type(exc).__name__})") from None
+    if summary.get("job") != "score":
+        raise ScoreInputError(f"--previous {previous_dir}: expected the output of a score run, found job {summary.get('job')!r}")
+    if summary.get("schema_version") != schema_version():
+        raise ScoreInputError(f"--previous {previous_dir}: expected schema version {schema_version()}, found {summary.get('schema_version')!r}; rescore without --previous")
+    attrs = spark.read.parquet(join_path(previous_dir, "attributes"))
+    try:
+        check_written(attrs, "attributes")
+    except ScoreSchemaError as exc:
+        raise ScoreInputError(f"--previous {previous_dir}: {exc}") from None
+    return attrs, summary
+
+
+def _map_literal(pairs: dict[str, str]) -> Column:
+    return F.create_map(*[F.lit(x) for kv in pairs.items() for x in kv])
+
+
+def plan_rows(candidates: DataFrame, payloads: Sequence[BundlePayload], previous: DataFrame | None) -> tuple[DataFrame, DataFrame | None]:
+    """Which bundles each candidate needs, and the previous rows carried over.
+
+    Args:
+        candidates: Rows with ``asin`` (unique) and ``image_uri``.
+        payloads: The run's bundles, in order.
+        previous: The previous run's attributes table, or None (score everything).
+
+    Returns:
+        ``candidates`` with ``need`` (array<boolean>, one per bundle) and ``carry_attrs``
+        (array<string>), and the carried attributes rows (None without a previous run).
+    """
+    bundle_attrs = [[h.attribute for h in p.heads] for p in payloads]
+    if previous is None:
+        need = F.array(*[F.lit(True) for _ in payloads])
+        return candidates.withColumn("need", need).withColumn("carry_attrs", F.array().cast("array<string>")), None
+    want_sha = _map_literal({a: p.params_sha256[:VERSION_SHA_CHARS] for p, attrs in zip(payloads, bundle_attrs) for a in attrs})
+    all_attrs = [a for attrs in bundle_attrs for a in attrs]
+    prev = previous.filter(F.col("attribute").isin(*all_attrs))
+    ok = (
+        candidates.select("asin", F.col("image_uri").alias("_uri"))
+        .join(prev.select("asin", "attribute", "image_uri", "model_version"), "asin")
+        .filter((F.col("image_uri") == F.col("_uri")) & (F.substring_index(F.col("model_version"), "@", -1) == want_sha[F.col("attribute")]))
+        .groupBy("asin")
+        .agg(F.collect_set("attribute").alias("_ok"))
+    )
+    ok_attrs = F.coalesce(F.col("_ok"), F.array().cast("array<string>"))
+    needs = [F.size(F.array_intersect(ok_attrs, F.array(*[F.lit(a) for a in attrs]))) < F.lit(len(attrs)) for attrs in bundle_attrs]
+    carry = F.concat(*[F.when(n, F.array().cast("array<string>")).otherwise(F.array(*[F.lit(a) for a in attrs])) for n, attrs in zip(needs, bundle_attrs)])
+    planned = candidates.join(ok, "asin", "left").withColumn("need", F.array(*needs)).withColumn("carry_attrs", carry).drop("_ok")
+    carried = (
+        prev.join(planned.filter(F.size("carry_attrs") > 0).select("asin", "carry_attrs"), "asin")
+        .filter(F.array_contains(F.col("carry_attrs"), F.col("attribute")))
+        .drop("carry_attrs")
+    )
+    return planned, carried

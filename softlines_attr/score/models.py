@@ -1,0 +1,359 @@
+"""Model bundles for scoring: resolved and verified on the driver, shipped as bytes, rebuilt once per process.
+
+* :func:`resolve_model_dirs` turns ``--models`` arguments into local bundle folders (a bundle folder, a
+  folder of bundle folders, or the same on ``s3://``, downloaded to a temporary folder).
+* :class:`BundlePayload` is a verified bundle's three files as bytes: what the driver broadcasts.
+* :func:`cached_bundle` / :func:`cached_predictor` rebuild a payload in an executor's Python worker
+  once (checksums verified again by :func:`softlines_attr.model.bundle.load_bundle`) and keep it in a
+  per-process cache keyed by the parameters' sha256, so a reused worker never reloads a model per
+  partition or row.
+* :class:`Predictor` is a bound MXNet executor with a fixed batch shape, reused across batches (the
+  last, short batch is padded): the forward pass the job and the benchmarks use.
+
+MXNet is imported inside functions only, so the task code can set the thread counts first.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from softlines_attr.score.errors import ScoreInputError, ScoreModelError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import mxnet as mx
+
+    from softlines_attr.model.bundle import Bundle
+
+log = logging.getLogger(__name__)
+
+MANIFEST_FILE = "manifest.json"
+SYMBOL_FILE = "symbol.json"
+PARAMS_FILE = "model.params"
+VERSION_SHA_CHARS = 12
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    """One attribute head of a bundle, as the scoring task needs it.
+
+    Attributes:
+        name: The head name (output ``<name>_prob``).
+        attribute: The taxonomy attribute it predicts (a column of the wide table).
+        classes: Class names in output order.
+        threshold: Abstain threshold: below it the row's value is null (0 = never abstain).
+    """
+
+    name: str
+    attribute: str
+    classes: tuple[str, ...]
+    threshold: float
+
+
+@dataclass(frozen=True)
+class BundlePayload:
+    """A verified bundle's files as bytes, plus what the driver and the tasks need to know about it.
+
+    Attributes:
+        name: The bundle folder's name.
+        source: Where it was loaded from (the ``--models`` path).
+        params_sha256: sha256 of ``model.params`` (the cache key and the model version).
+        symbol_json: ``symbol.json`` text.
+        params: ``model.params`` bytes.
+        manifest_json: ``manifest.json`` text.
+        heads: The attribute heads (heads without an attribute, e.g. title words, are not scored).
+        input_shape: (3, H, W).
+        mean: Per-channel RGB mean.
+        std: Per-channel RGB std.
+        region: ``full`` or ``upper``.
+    """
+
+    name: str
+    source: str
+    params_sha256: str
+    symbol_json: str
+    params: bytes
+    manifest_json: str
+    heads: tuple[HeadSpec, ...]
+    input_shape: tuple[int, int, int]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    region: str
+
+    @property
+    def model_version(self) -> str:
+        """``<name>@<first 12 hex of the params sha256>``: the attributes table's ``model_version``."""
+        return f"{self.name}@{self.params_sha256[:VERSION_SHA_CHARS]}"
+
+    @property
+    def preprocess_key(self) -> tuple:
+        """Bundles with equal keys share one network input per image."""
+        return (self.input_shape, self.mean, self.std, self.region)
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-ready description for the run summary."""
+        return {
+            "name": self.name,
+            "source": self.source,
+            "model_version": self.model_version,
+            "params_sha256": self.params_sha256,
+            "input_shape": list(self.input_shape),
+            "region": self.region,
+            "heads": [{"name": h.name, "attribute": h.attribute, "classes": len(h.classes), "threshold": h.threshold} for h in self.heads],
+        }
+
+
+def _is_s3(path: str) -> bool:
+    return path.split("://", 1)[0].lower() in ("s3", "s3a", "s3n") if "://" in path else False
+
+
+def _download_s3(uri: str, dest: Path) -> Path:
+    """Copy every object under ``uri`` to ``dest`` (boto3; ``AWS_ENDPOINT_URL_S3`` honoured)."""
+    from softlines_attr.io.storage import join_uri, storage_for
+
+    storage = storage_for(uri)
+    files = storage.list_files(uri)
+    if not files:
+        raise ScoreInputError(f"--models {uri}: expected a model bundle folder (or a folder of them), found no objects")
+    for rel in files:
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(storage.read_bytes(join_uri(uri, rel)))
+    return dest
+
+
+def resolve_model_dirs(paths: Sequence[str], download_dir: Path | None = None) -> list[Path]:
+    """Local bundle folders for ``--models`` arguments.
+
+    A path is a bundle folder (it has ``manifest.json``) or a folder whose sub-folders are bundles
+    (e.g. ``models/current/``), local or on ``s3://`` (downloaded under ``download_dir``).
+
+    Raises:
+        ScoreInputError: for a path that does not exist or holds no bundle.
+    """
+    found: list[Path] = []
+    for i, path in enumerate(paths):
+        if _is_s3(path):
+            base = Path(download_dir or tempfile.mkdtemp(prefix="score-models-")) / f"models{i}"
+            local = _download_s3(path, base)
+        else:
+            local = Path(path.removeprefix("file://"))
+        if not local.is_dir():
+            raise ScoreInputError(f"--models {path}: expected a model bundle folder, found {'a file' if local.exists() else 'nothing'}")
+        if (local / MANIFEST_FILE).is_file():
+            found.append(local)
+            continue
+        subs = sorted(p for p in local.iterdir() if p.is_dir() and (p / MANIFEST_FILE).is_file())
+        if not subs:
+            listing = sorted(p.name for p in local.iterdir())[:10]
+            raise ScoreInputError(f"--models {path}: expected a bundle folder (with {MANIFEST_FILE}) or a folder of bundles, found {listing}")
+        found += subs
+    return found
+
+
+def read_payload(path: Path, source: str | None = None) -> BundlePayload:
+    """Load and verify a bundle (every checksum, params vs symbol), then read its files as bytes.
+
+    Raises:
+        BundleError, BundleIntegrityError: from :func:`softlines_attr.model.bundle.load_bundle`.
+        ScoreModelError: a bundle without an attribute head, or a file changed while it was read.
+    """
+    from softlines_attr.model.bundle import load_bundle
+
+    bundle = load_bundle(path)
+    manifest = bundle.manifest
+    params = (path / PARAMS_FILE).read_bytes()
+    sha = hashlib.sha256(params).hexdigest()
+    if sha != manifest.files.get(PARAMS_FILE):
+        raise ScoreModelError(f"bundle {path}: {PARAMS_FILE} changed while it was read: expected sha256 {manifest.files.get(PARAMS_FILE)}, found {sha}")
+    heads = tuple(
+        HeadSpec(h.name, h.attribute, tuple(h.classes), float(manifest.thresholds.get(h.name, 0.0)))
+        for h in manifest.heads
+        if h.attribute is not None
+    )
+    if not heads:
+        raise ScoreModelError(f"bundle {path}: expected at least one head with an attribute, found heads {[h.name for h in manifest.heads]} (a base model?)")
+    return BundlePayload(
+        name=path.name,
+        source=source or str(path),
+        params_sha256=sha,
+        symbol_json=(path / SYMBOL_FILE).read_text(encoding="utf-8"),
+        params=params,
+        manifest_json=(path / MANIFEST_FILE).read_text(encoding="utf-8"),
+        heads=heads,
+        input_shape=tuple(int(v) for v in manifest.input_shape),  # type: ignore[arg-type]
+        mean=tuple(float(v) for v in manifest.mean),  # type: ignore[arg-type]
+        std=tuple(float(v) for v in manifest.std),  # type: ignore[arg-type]
+        region=manifest.region,
+    )
+
+
+def check_payloads(payloads: Sequence[BundlePayload], store_size: int) -> list[str]:
+    """Check the bundles can be scored together; returns the attributes in order.
+
+    Raises:
+        ScoreModelError: two bundles (or heads) for one attribute, the same bundle twice, or an input
+            larger than the decoded image (``images.store_size``).
+    """
+    seen: dict[str, str] = {}
+    shas: dict[str, str] = {}
+    for p in payloads:
+        if p.params_sha256 in shas:
+            raise ScoreModelError(f"bundle {p.source} is the same model as {shas[p.params_sha256]} (params sha256 {p.params_sha256[:12]}); expected each model once")
+        shas[p.params_sha256] = p.source
+        if p.input_shape[1] > store_size or p.input_shape[2] > store_size:
+            raise ScoreModelError(f"bundle {p.source}: input {p.input_shape[1]}x{p.input_shape[2]} is larger than images.store_size {store_size}; expected input <= store size (the conf the model was trained with)")
+        for h in p.heads:
+            if h.attribute in seen:
+                raise ScoreModelError(f"attribute {h.attribute!r} is predicted by {seen[h.attribute]} and by {p.source} (head {h.name}); expected one model per attribute")
+            seen[h.attribute] = f"{p.source} (head {h.name})"
+    return list(seen)
+
+
+# --------------------------------------------------------------------------------------------
+# Executor side: rebuild once per process, bound predictor
+# --------------------------------------------------------------------------------------------
+
+_BUNDLES: dict[str, "Bundle"] = {}
+_PREDICTORS: dict[tuple[str, str, int], "Predictor"] = {}
+_LOADS: dict[str, int] = {}
+
+
+def set_threads(threads: int) -> None:
+    """Limit this process's OpenMP and MXNet engine threads to ``threads``.
+
+    The environment variables take effect when MXNet is first imported in the process; MXNet's
+    ``MXSetNumOMPThreads`` changes the OpenMP pool of an already-imported MXNet too.
+    """
+    threads = max(1, int(threads))
+    for key in ("OMP_NUM_THREADS", "MXNET_CPU_WORKER_NTHREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[key] = str(threads)
+    import mxnet as mx
+
+    mx.base._LIB.MXSetNumOMPThreads(ctypes.c_int(threads))
+
+
+def bundle_from_payload(payload: BundlePayload) -> "Bundle":
+    """Rebuild a bundle from its bytes: written to a private temporary folder and loaded (checksums verified)."""
+    from softlines_attr.model.bundle import load_bundle
+
+    tmp = Path(tempfile.mkdtemp(prefix="score-bundle-"))
+    try:
+        (tmp / SYMBOL_FILE).write_text(payload.symbol_json, encoding="utf-8")
+        (tmp / PARAMS_FILE).write_bytes(payload.params)
+        (tmp / MANIFEST_FILE).write_text(payload.manifest_json, encoding="utf-8")
+        return load_bundle(tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def cached_bundle(payload: BundlePayload) -> "Bundle":
+    """The process's bundle for ``payload``, rebuilt on first use only (keyed by the params sha256)."""
+    bundle = _BUNDLES.get(payload.params_sha256)
+    if bundle is None:
+        bundle = bundle_from_payload(payload)
+        _BUNDLES[payload.params_sha256] = bundle
+        _LOADS[payload.params_sha256] = _LOADS.get(payload.params_sha256, 0) + 1
+        log.info("pid %d: loaded model %s", os.getpid(), payload.model_version)
+    return bundle
+
+
+def cached_predictor(payload: BundlePayload, batch_size: int, ctx: "mx.Context | None" = None) -> "Predictor":
+    """The process's bound :class:`Predictor` for (model, context, batch size), built on first use."""
+    import mxnet as mx
+
+    ctx = ctx or mx.cpu()
+    key = (payload.params_sha256, str(ctx), int(batch_size))
+    pred = _PREDICTORS.get(key)
+    if pred is None:
+        pred = Predictor(cached_bundle(payload), batch_size, ctx)
+        _PREDICTORS[key] = pred
+    return pred
+
+
+def process_load_counts() -> dict[str, int]:
+    """How many times this process rebuilt each model (params sha256 -> count; 1 with a working cache)."""
+    return dict(_LOADS)
+
+
+class Predictor:
+    """A bundle's inference network bound once at a fixed batch shape, reused for every batch.
+
+    Args:
+        bundle: A loaded bundle.
+        batch_size: The bound batch size; :meth:`predict` pads a shorter batch and splits a longer one.
+        ctx: MXNet context (CPU by default).
+
+    Example::
+
+        pred = Predictor(load_bundle(path), batch_size=32)
+        probs = pred.predict(x)["hemline"]      # (N, classes), as Bundle.predict, without a bind per call
+    """
+
+    def __init__(self, bundle: "Bundle", batch_size: int, ctx: "mx.Context | None" = None) -> None:
+        import mxnet as mx
+
+        from softlines_attr.model.inception_bn import DATA_NAME
+
+        if batch_size < 1:
+            raise ScoreModelError(f"Predictor: expected batch_size >= 1, found {batch_size}")
+        self.bundle = bundle
+        self.batch_size = int(batch_size)
+        self.ctx = ctx or mx.cpu()
+        self.input_shape = tuple(bundle.manifest.input_shape)
+        self.heads = tuple(h.name for h in bundle.manifest.heads)
+        sym = bundle.inference_symbol()
+        self._exe = sym.simple_bind(self.ctx, grad_req="null", **{DATA_NAME: (self.batch_size, *self.input_shape)})
+        for name, arr in self._exe.arg_dict.items():
+            if name != DATA_NAME:
+                bundle.arg_params[name].copyto(arr)
+        for name, arr in self._exe.aux_dict.items():
+            bundle.aux_params[name].copyto(arr)
+        self._data = self._exe.arg_dict[DATA_NAME]
+        self._pad = np.zeros((self.batch_size, *self.input_shape), dtype=np.float32)
+
+    def predict(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """Class probabilities per head name for a float32 batch (N, 3, H, W), any N >= 0.
+
+        Raises:
+            ScoreModelError: when the batch's image shape is not the bundle's input shape.
+        """
+        batch = np.asarray(batch, dtype=np.float32)
+        if batch.ndim != 4 or tuple(batch.shape[1:]) != self.input_shape:
+            raise ScoreModelError(f"Predictor: expected a batch of shape (N, {', '.join(map(str, self.input_shape))}), found {batch.shape}")
+        parts: dict[str, list[np.ndarray]] = {h: [] for h in self.heads}
+        for start in range(0, batch.shape[0], self.batch_size):
+            chunk = batch[start:start + self.batch_size]
+            n = chunk.shape[0]
+            if n == self.batch_size:
+                self._data[:] = chunk
+            else:
+                self._pad[:n] = chunk
+                self._pad[n:] = 0.0
+                self._data[:] = self._pad
+            outputs = self._exe.forward(is_train=False)
+            for head, out in zip(self.heads, outputs):
+                parts[head].append(out.asnumpy()[:n])
+        classes = {h.name: len(h.classes) for h in self.bundle.manifest.heads}
+        return {h: np.concatenate(v) if v else np.zeros((0, classes[h]), dtype=np.float32) for h, v in parts.items()}
+
+
+def payload_summary(payloads: Sequence[BundlePayload]) -> list[dict[str, Any]]:
+    """The models of a run, for the summary."""
+    return [p.describe() for p in payloads]
+
+
+def manifest_dict(payload: BundlePayload) -> dict[str, Any]:
+    """The bundle's manifest as a dict."""
+    return json.loads(payload.manifest_json)
