@@ -218,9 +218,10 @@ def test_evaluate_command_end_to_end(trained: tuple[Path, Path], capsys: pytest.
     md = (out / "report.md").read_text()
     assert "### Per-class accuracy" in md and "| knee_length | " in md and "![confusion matrix of hemline](confusion_hemline.png)" in md
     assert "### Precision and coverage by confidence threshold" in md and "| 0.50 |" in md
+    assert "![precision and coverage of hemline](precision_coverage_hemline.png)" in md
     page = (out / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == 1 and "<h3>Per-class accuracy</h3>" in page and 'class="cm"' in page
-    assert Image.open(out / "confusion_hemline.png").format == "PNG"
+    assert page.count("data:image/png;base64,") == 2 and "<h3>Per-class accuracy</h3>" in page and 'class="cm"' in page
+    assert Image.open(out / "confusion_hemline.png").format == "PNG" and Image.open(out / "precision_coverage_hemline.png").format == "PNG"
 
     # thresholds and metrics went into the manifest; the bundle still verifies and holds only its own files
     manifest = load_bundle(model).manifest
@@ -292,12 +293,13 @@ def _two_head_bundle(path: Path, conf: PipelineConfig) -> Bundle:
     return load_bundle(path)
 
 
-def _write_multi_shards(out: Path, labels: list[tuple[int, int]]) -> Path:
+def _write_multi_shards(out: Path, labels: list[tuple[int, int]], train_records: int = 2) -> Path:
+    """Multi shards (hemline, sleeve_type columns) as the shard job lays them out; the train split repeats the first labels."""
     rng = np.random.default_rng(4)
     (out / "shards" / "val").mkdir(parents=True)
     (out / "shards" / "train").mkdir(parents=True)
     rows = []
-    for split, items in (("train", labels[:2]), ("val", labels)):
+    for split, items in (("train", (labels * train_records)[:train_records]), ("val", labels)):
         name = f"{split}/{split}-00000-000"
         with open(out / "shards" / f"{name}.rec", "wb") as rec, open(out / "shards" / f"{name}.idx", "wb") as idx:
             writer = IndexedRecordWriter(rec, idx)
@@ -336,6 +338,10 @@ def test_multi_head_bundle_on_multi_shards_skips_missing_tags(tmp_path: Path, co
     summary = shards.root.parent / "_summary.json"
     summary.write_text(json.dumps({"mode": "multi", "attributes": ["hemline", "sleeve_type"], "num_classes": {"hemline": 5, "sleeve_type": 4}}))
     with pytest.raises(ClassMismatchError, match="'sleeve_type' of bundle .* has 5 classes .*have 4 classes for attribute 'sleeve_type'"):
+        evaluate_bundle(bundle, read_shard_set(shards.root.parent), EvaluateConfig(), threads=1)
+    hemline = list(conf.taxonomy.attribute("hemline").classes)
+    summary.write_text(json.dumps({"mode": "multi", "attributes": ["hemline", "sleeve_type"], "classes": {"hemline": hemline[::-1]}}))
+    with pytest.raises(ClassMismatchError, match=r"'hemline' of bundle .* has classes \['mini', .*have classes \['high_low', "):
         evaluate_bundle(bundle, read_shard_set(shards.root.parent), EvaluateConfig(), threads=1)
 
 

@@ -369,6 +369,36 @@ def _shard_class_count(shards: ShardSet, attribute: str, column: int) -> int | N
     return None
 
 
+def _shard_class_names(shards: ShardSet, attribute: str) -> tuple[str, ...] | None:
+    """The class names the shard job recorded for ``attribute`` (summary ``classes``), or None."""
+    classes = shards.summary.get("classes")
+    if shards.mode == "multi" and isinstance(classes, Mapping):
+        classes = classes.get(attribute)
+    elif shards.mode == "multi":
+        classes = None
+    return tuple(str(c) for c in classes) if isinstance(classes, list) else None
+
+
+def check_head_classes(bundle: Bundle, shards: ShardSet, head: Head, column: int) -> None:
+    """Check a head's classes against the shards' for its attribute: names when recorded, else the count.
+
+    Raises:
+        ClassMismatchError: naming the head's classes and the shards'.
+    """
+    names = _shard_class_names(shards, str(head.attribute))
+    if names is not None and names != tuple(head.classes):
+        raise ClassMismatchError(
+            f"head {head.name!r} of bundle {bundle.path} has classes {list(head.classes)}; "
+            f"the shards {shards.root} have classes {list(names)} for attribute {head.attribute!r}"
+        )
+    declared = _shard_class_count(shards, str(head.attribute), column)
+    if declared is not None and declared != len(head.classes):
+        raise ClassMismatchError(
+            f"head {head.name!r} of bundle {bundle.path} has {len(head.classes)} classes {list(head.classes)}; "
+            f"the shards {shards.root} have {declared} classes for attribute {head.attribute!r}"
+        )
+
+
 def match_heads(bundle: Bundle, shards: ShardSet) -> tuple[HeadColumn, ...]:
     """Pair each bundle head with the shards' label column of its attribute.
 
@@ -377,7 +407,7 @@ def match_heads(bundle: Bundle, shards: ShardSet) -> tuple[HeadColumn, ...]:
 
     Raises:
         EvaluateInputError: base shards, no head for any of the shards' attributes.
-        ClassMismatchError: a head's class count differs from the shards' for its attribute.
+        ClassMismatchError: a head's classes (names or count) differ from the shards' for its attribute.
     """
     attributes = shard_attributes(shards)
     pairs = []
@@ -387,12 +417,7 @@ def match_heads(bundle: Bundle, shards: ShardSet) -> tuple[HeadColumn, ...]:
                 log.warning("head %r (attribute %r) has no label column in %s; not evaluated", head.name, head.attribute, shards.root)
             continue
         column = attributes.index(head.attribute)
-        declared = _shard_class_count(shards, head.attribute, column)
-        if declared is not None and declared != len(head.classes):
-            raise ClassMismatchError(
-                f"head {head.name!r} of bundle {bundle.path} has {len(head.classes)} classes {list(head.classes)}; "
-                f"the shards {shards.root} have {declared} classes for attribute {head.attribute!r}"
-            )
+        check_head_classes(bundle, shards, head, column)
         pairs.append(HeadColumn(head, column))
     if not pairs:
         found = [(h.name, h.attribute) for h in bundle.manifest.heads]

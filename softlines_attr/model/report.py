@@ -1,12 +1,12 @@
-"""The readable evaluation report: Markdown and HTML, confusion matrices drawn as pictures.
+"""The readable evaluation report: Markdown and HTML, confusion matrices and precision/coverage drawn as pictures.
 
 Per head: the headline figures (accuracy, average per-class accuracy, top-k, the abstain
 threshold), the per-class table (the paper's Table 5), the confusion matrix as a PNG heatmap drawn
 with Pillow (rows normalised: each cell's shade is the share of the true class predicted as the
 column's class; the count is written in the cell) and as a table, and the precision/coverage table
-at every 0.05 of confidence plus the chosen threshold. ``report.md`` links the PNG files written
-beside it; ``report.html`` is self-contained (the PNGs embedded as base64) and also shades the
-cells of its confusion tables.
+at every 0.05 of confidence plus the chosen threshold, with a chart of the whole curve (PNG).
+``report.md`` links the PNG files written beside it; ``report.html`` is self-contained (the PNGs
+embedded as base64) and also shades the cells of its confusion tables.
 """
 
 from __future__ import annotations
@@ -114,6 +114,50 @@ def confusion_png(confusion: np.ndarray, classes: Sequence[str], title: str = ""
     return buf.getvalue()
 
 
+def curve_png(h: HeadEvaluation) -> bytes:
+    """A PNG line chart of precision (blue) and coverage (orange) against the confidence threshold.
+
+    The target precision is a dashed grey line; the chosen abstain threshold, when there is one, a
+    vertical red line.
+    """
+    font = ImageFont.load_default(size=_FONT_SIZE)
+    width, height, left, right, top, bottom = 460, 280, 44, 16, 26, 40
+    img = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(img)
+    pw, ph = width - left - right, height - top - bottom
+
+    def xy(t: float, v: float) -> tuple[float, float]:
+        return left + t * pw, top + (1.0 - v) * ph
+
+    for v in (0.0, 0.25, 0.5, 0.75, 1.0):
+        draw.line([xy(0, v), xy(1, v)], fill=(230, 230, 230))
+        draw.text((4, xy(0, v)[1] - 7), f"{v:.2f}", fill="black", font=font)
+        draw.line([xy(v, 0), xy(v, 0.02)], fill="black")
+        draw.text((xy(v, 0)[0] - 10, top + ph + 4), f"{v:.2f}", fill="black", font=font)
+    draw.rectangle((left, top, left + pw, top + ph), outline="black")
+    target = h.abstain.target_precision
+    for x0 in range(0, pw, 8):
+        draw.line([(left + x0, xy(0, target)[1]), (left + min(x0 + 4, pw), xy(0, target)[1])], fill=(120, 120, 120))
+    if h.abstain.reached and h.abstain.threshold is not None:
+        draw.line([xy(h.abstain.threshold, 0), xy(h.abstain.threshold, 1)], fill=(200, 30, 30), width=2)
+    coverage = [xy(p.threshold, p.coverage) for p in h.curve]
+    precision = [xy(p.threshold, p.precision) for p in h.curve if p.precision is not None]
+    if len(coverage) > 1:
+        draw.line(coverage, fill=(230, 120, 20), width=2)
+    if len(precision) > 1:
+        draw.line(precision, fill=(30, 80, 200), width=2)
+    draw.text((left, 6), f"{h.head}: precision (blue), coverage (orange); target {target:.2f} (dashed)", fill="black", font=font)
+    draw.text((left + pw // 2 - 60, height - 18), "confidence threshold", fill="black", font=font)
+    buf = io.BytesIO()
+    img.save(buf, "PNG", optimize=True)
+    return buf.getvalue()
+
+
+def curve_png_name(head: str) -> str:
+    """The file name of a head's precision/coverage chart beside the report."""
+    return f"precision_coverage_{head}.png"
+
+
 def confusion_png_name(head: str) -> str:
     """The file name of a head's confusion-matrix picture beside the report."""
     return f"confusion_{head}.png"
@@ -173,7 +217,7 @@ def head_markdown(h: HeadEvaluation) -> list[str]:
         ["true \\ predicted", *h.classes],
         [[name, *(str(int(v)) for v in h.confusion[i])] for i, name in enumerate(h.classes)],
     ) + [""]
-    out += ["### Precision and coverage by confidence threshold", ""]
+    out += ["### Precision and coverage by confidence threshold", "", f"![precision and coverage of {h.head}]({curve_png_name(h.head)})", ""]
     points = report_points(h.curve, h.abstain.threshold)
     out += _md_table(
         ["threshold", "kept", "coverage", "precision"],
@@ -243,7 +287,11 @@ def confusion_html(h: HeadEvaluation) -> str:
     return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
 
 
-def head_html(h: HeadEvaluation, png: bytes) -> str:
+def _img(alt: str, png: bytes) -> str:
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">' if png else ""
+
+
+def head_html(h: HeadEvaluation, png: bytes, curve: bytes = b"") -> str:
     """The HTML section of one head."""
     a = h.abstain
     sentence = html.escape(abstain_sentence(h).replace("**", "").replace("`", ""))
@@ -259,23 +307,24 @@ def head_html(h: HeadEvaluation, png: bytes) -> str:
             [[r.name, str(r.support), str(r.correct), fmt(r.accuracy), str(r.predicted), fmt(r.precision)] for r in h.per_class],
         ),
         "<h3>Confusion matrix</h3>",
-        f'<img alt="confusion matrix of {html.escape(h.head)}" src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">',
+        _img(f"confusion matrix of {h.head}", png),
         confusion_html(h),
         "<h3>Precision and coverage by confidence threshold</h3>",
+        _img(f"precision and coverage of {h.head}", curve),
         _html_table(["threshold", "kept", "coverage", "precision"],
                     [[fmt(p.threshold, 2), str(p.kept), fmt(p.coverage), fmt(p.precision)] for p in points], chosen),
     ]
     return "\n".join(parts)
 
 
-def render_html(ev: Evaluation, pngs: dict[str, bytes]) -> str:
-    """The whole report as one self-contained HTML page."""
+def render_html(ev: Evaluation, pngs: dict[str, bytes], curves: dict[str, bytes] | None = None) -> str:
+    """The whole report as one self-contained HTML page (``pngs``: confusion pictures, ``curves``: charts, by head)."""
     intro = (
         f"<p>model <code>{html.escape(ev.model)}</code> (model.params sha256 <code>{ev.params_sha256[:16]}…</code>)<br>"
         f"shards <code>{html.escape(ev.shards)}</code> ({html.escape(ev.mode)}), split <code>{html.escape(ev.split)}</code>, "
         f"{ev.records} records<br>evaluated at {html.escape(ev.evaluated_at)}</p>"
     )
-    body = "\n".join(head_html(h, pngs[h.head]) for h in ev.heads)
+    body = "\n".join(head_html(h, pngs.get(h.head, b""), (curves or {}).get(h.head, b"")) for h in ev.heads)
     return (
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Model evaluation</title>"
         f"<style>{_CSS}</style></head><body>\n<h1>Model evaluation</h1>\n{intro}\n{body}\n</body></html>\n"
@@ -291,13 +340,14 @@ def write_report(ev: Evaluation, out_dir: str | Path) -> list[Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     pngs = {h.head: confusion_png(h.confusion, h.classes, title=f"{h.head}: confusion matrix ({h.records} images)") for h in ev.heads}
+    curves = {h.head: curve_png(h) for h in ev.heads}
     written = []
-    for head, png in pngs.items():
-        path = out / confusion_png_name(head)
-        path.write_bytes(png)
-        written.append(path)
+    for head in pngs:
+        for path, data in ((out / confusion_png_name(head), pngs[head]), (out / curve_png_name(head), curves[head])):
+            path.write_bytes(data)
+            written.append(path)
     write_text_atomic(out / MARKDOWN_FILE, render_markdown(ev))
-    write_text_atomic(out / HTML_FILE, render_html(ev, pngs))
+    write_text_atomic(out / HTML_FILE, render_html(ev, pngs, curves))
     written += [out / MARKDOWN_FILE, out / HTML_FILE]
     log.info("wrote the evaluation report to %s", out)
     return written
