@@ -134,6 +134,23 @@ def test_manifest_updates_flag_a_target_not_reached() -> None:
     assert 'class="warn"' in render_html(ev, {"hemline": b"", "sleeve_type": b""})
 
 
+def test_evaluate_config_section(tmp_path: Path) -> None:
+    from softlines_attr.config import load_config
+    from softlines_attr.errors import ConfigError
+
+    assert load_config().evaluate == EvaluateConfig(target_precision=0.9, threshold_step=0.01, batch_size=64)
+    user = tmp_path / "user.toml"
+    user.write_text("[evaluate]\ntarget_precision = 0.8\n[evaluate.target_precision_by_attribute]\nneck_style = 0.7\n")
+    ev = load_config(user).evaluate
+    assert ev.target_for("neck_style") == 0.7 and ev.target_for("hemline") == 0.8
+    user.write_text("[evaluate.target_precision_by_attribute]\nneck_style = 1.2\n")
+    with pytest.raises(ConfigError, match="evaluate.target_precision_by_attribute.neck_style': expected 0 < value <= 1, found 1.2"):
+        load_config(user)
+    user.write_text("[evaluate]\ntarget_precison = 0.8\n")
+    with pytest.raises(ConfigError, match="unknown key 'evaluate.target_precison'"):
+        load_config(user)
+
+
 def test_confusion_png_is_a_picture() -> None:
     png = confusion_png(np.array([[3, 1], [0, 4]]), ["knee_length", "maxi"], title="t")
     img = Image.open(io.BytesIO(png))
@@ -262,6 +279,8 @@ def test_evaluate_refuses_what_does_not_fit(trained: tuple[Path, Path], tmp_path
 
     assert main(["evaluate", "--model", str(model), "--shards", str(base), "--out", str(tmp_path / "o5")]) == 2
     assert "base shards" in capsys.readouterr().err
+    assert main(["evaluate", "--model", str(model), "--shards", str(shards), "--target-precision", "1.5"]) == 2
+    assert "--target-precision: expected 0 < value <= 1, found 1.5" in capsys.readouterr().err
 
     broken = tmp_path / "broken"
     broken.mkdir()
