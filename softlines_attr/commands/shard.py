@@ -14,7 +14,8 @@ log = logging.getLogger(__name__)
 HELP = (
     "Fetch, decode, resize and re-encode product images into MXNet RecordIO shards (.rec + .idx), with a "
     "shard manifest, a record index and a rejects table. Base shards: --labels DIR --vocab-size N; "
-    "refine shards: --labels DIR --tags PATH --attribute NAME."
+    "refine shards: --labels DIR --tags PATH --attribute NAME; multi shards (one class index per attribute, -1 = no tag, "
+    "for a multi-head model): --attribute all."
 )
 
 
@@ -24,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output folder, a local path or s3://bucket/prefix")
     parser.add_argument("--vocab-size", type=int, default=None, help="base-model shards: the vocabulary (500, 2000, 0 = all words)")
     parser.add_argument("--tags", default=None, help="refine shards: the human tags table (asin, attribute, label)")
-    parser.add_argument("--attribute", default=None, help="refine shards: the taxonomy attribute to shard (e.g. neck_style)")
+    parser.add_argument("--attribute", default=None, help="refine shards: the taxonomy attribute to shard (e.g. neck_style), or 'all' for multi shards")
     parser.add_argument("--catalog", default=None, help="refine shards: the catalog snapshot, for images of tagged asins missing from the labels table")
     parser.add_argument("--run-id", default=None, help="run id for the summary and the staging folder (default: a new one)")
     add_config_arguments(parser)

@@ -36,7 +36,7 @@ from softlines_attr.config import PipelineConfig, config_to_dict
 from softlines_attr.io.storage import S3StagedOutput, join_uri, parse_uri, storage_for
 from softlines_attr.io.tables import StagedOutput, new_run_id
 from softlines_attr.shard.errors import ShardAccountingError, ShardCommitError, ShardInputError
-from softlines_attr.shard.inputs import REJECT_DDL, Inputs, base_inputs, candidates_of, refine_inputs, rejects_of
+from softlines_attr.shard.inputs import REJECT_DDL, Inputs, base_inputs, candidates_of, multi_inputs, refine_inputs, rejects_of
 from softlines_attr.shard.plan import PartSpec, bucket_column, plan_parts, route_rows
 from softlines_attr.shard.recordio import LABEL_PAD
 from softlines_attr.shard.task import TaskSpec, shard_partition
@@ -50,6 +50,7 @@ TASK_SHARD_DDL = (
 )
 MANIFEST_DDL = TASK_SHARD_DDL + ", label_width int, label_pad float, image_size int, resize_mode string, mode string, num_classes int"
 FAIL_PARTITION_ENV = "SOFTLINES_ATTR_SHARD_FAIL_PARTITION"
+ALL_ATTRIBUTES = "all"  # --attribute all: multi shards, one label column per taxonomy attribute
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,8 @@ class ShardJob:
         out_dir: Output folder, local or s3://.
         vocab_size: Base-model shards of this vocabulary (0 = all words).
         tags_path: Refine shards: the human tags table.
-        attribute: Refine shards: the taxonomy attribute.
+        attribute: Refine shards: the taxonomy attribute; ``all`` (:data:`ALL_ATTRIBUTES`) for multi
+            shards (one class index per taxonomy attribute per record, -1 = no tag).
         catalog_path: Refine shards: the catalog, for images of tagged asins not in the labels table.
     """
 
@@ -74,8 +76,10 @@ class ShardJob:
 
     @property
     def mode(self) -> str:
-        """``base`` or ``refine``."""
-        return "refine" if self.tags_path is not None else "base"
+        """``base``, ``refine`` or ``multi`` (tags with attribute ``all``)."""
+        if self.tags_path is None:
+            return "base"
+        return "multi" if self.attribute == ALL_ATTRIBUTES else "refine"
 
     def validate(self) -> None:
         """Exactly one of base (vocab size) or refine (tags + attribute).
@@ -121,6 +125,10 @@ def _inputs(spark: SparkSession, conf: PipelineConfig, job: ShardJob) -> Inputs:
         assert job.vocab_size is not None
         return base_inputs(spark, job.labels_dir, job.vocab_size, conf.shard.label_width)
     assert job.tags_path is not None and job.attribute is not None
+    if job.mode == "multi":
+        return multi_inputs(
+            spark, job.labels_dir, job.tags_path, conf.taxonomy.attributes, seed=conf.seed, val_fraction=conf.labels.val_fraction, catalog_path=job.catalog_path
+        )
     attribute = conf.taxonomy.attribute(job.attribute)
     return refine_inputs(
         spark, job.labels_dir, job.tags_path, attribute, seed=conf.seed, val_fraction=conf.labels.val_fraction, catalog_path=job.catalog_path
@@ -189,7 +197,7 @@ def run_shard_job(
     tagged = inputs.tagged.withColumn("_bucket", bucket_column(conf.seed)).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         facts = _input_facts(tagged)  # one pass: rows in, input rejects, per-split counts, label width
-        label_width = 0 if job.mode == "refine" else (conf.shard.label_width or max(1, facts.max_labels))
+        label_width = {"refine": 0, "multi": len(conf.taxonomy.attributes)}.get(job.mode, conf.shard.label_width or max(1, facts.max_labels))
         slots = task_slots(spark)
         parts = plan_parts(facts.split_counts, conf.shard.records_per_shard, conf.shard.min_shards or 2 * slots, slots)
         log.info("%d rows in, %d candidates %s -> %d parts; label width %d", facts.rows_in, sum(facts.split_counts.values()), facts.split_counts, len(parts), label_width)
@@ -322,7 +330,8 @@ def _shard_and_commit(
         strays = _verify_shards(storage, shards_uri, shard_rows)
         extra = (label_width, LABEL_PAD, conf.images.store_size, conf.images.resize_mode, job.mode, inputs.num_classes)
         manifest_rows = [tuple(r) + extra for r in shard_rows]
-        storage.write_bytes(join_uri(shards_uri, "_manifest.json"), _manifest_json(manifest_rows, run_id).encode())
+        attributes = inputs.extra.get("attributes") if job.mode == "multi" else None
+        storage.write_bytes(join_uri(shards_uri, "_manifest.json"), _manifest_json(manifest_rows, run_id, attributes).encode())
 
         records_written = sum(r[5] for r in shard_rows)
         rejected = sum(reject_reasons.values()) + sum(facts.reasons.values())
@@ -386,13 +395,17 @@ def _verify_shards(storage: object, shards_uri: str, shard_rows: list[tuple]) ->
     return strays
 
 
-def _manifest_json(manifest_rows: list[tuple], run_id: str) -> str:
+def _manifest_json(manifest_rows: list[tuple], run_id: str, attributes: list[str] | None = None) -> str:
+    """The shard manifest as JSON; multi shards also list ``attributes``, the attribute of each label column."""
     names = _schema_names(MANIFEST_DDL)
     shards = [dict(zip(names, row)) for row in manifest_rows]
     for shard in shards:  # paths relative to the shards folder, where this file lives
         shard["shard"] = shard["shard"].removeprefix("shards/")
         shard["idx"] = shard["idx"].removeprefix("shards/")
-    return json.dumps({"run_id": run_id, "shards": shards}, indent=1, sort_keys=True) + "\n"
+    doc: dict = {"run_id": run_id, "shards": shards}
+    if attributes is not None:
+        doc["attributes"] = list(attributes)
+    return json.dumps(doc, indent=1, sort_keys=True) + "\n"
 
 
 def _summary(
@@ -452,7 +465,8 @@ def _summary(
         "bytes": sum(r[6] for r in shard_rows),
         "label_width": label_width,
         "label_pad": LABEL_PAD,
-        "num_classes": inputs.num_classes,
+        "num_classes": {a: len(c) for a, c in inputs.extra["classes"].items()} if job.mode == "multi" else inputs.num_classes,
+        **({"attributes": inputs.extra["attributes"]} if job.mode == "multi" else {}),
         "image_size": conf.images.store_size,
         "resize_mode": conf.images.resize_mode,
         "inputs": {**inputs.extra, "split_source": facts.split_sources},
