@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "labels": "labels",
     "shard": "shard",
     "train": "train",
+    "refine": "refine",
     "evaluate": "evaluate",
     "quantize": "quantize",
     "score": "score",

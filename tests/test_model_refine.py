@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -62,3 +63,147 @@ def test_backbone_learning_rate_multiplier_applies(tmp_path: Path, conf: Pipelin
     assert _backbone_unchanged(load_bundle(tmp_path / "zero" / "bundle"), base)
     train(refine_shards, tmp_path / "full", conf, TC, base=base)
     assert not _backbone_unchanged(load_bundle(tmp_path / "full" / "bundle"), base)
+
+
+def write_multi_shards(out: Path, per_split: dict[str, int], attributes: tuple[str, ...], seed: int = 0) -> Path:
+    """Multi shards as the shard job lays them out: one colour of three per image; label column 0 is the
+    colour's index, column 1 is (colour + 1) % 3, every other column -1 (untagged); a quarter of the
+    records have column 1 untagged too."""
+    from test_model_train import COLOURS, STORE, _jpeg
+
+    from softlines_attr.shard.recordio import IndexedRecordWriter, pack_image_record
+
+    rng = np.random.default_rng(seed)
+    shards_dir = out / "shards"
+    rows, record_id = [], 0
+    for split, n in per_split.items():
+        (shards_dir / split).mkdir(parents=True)
+        name = f"{split}/{split}-00000-000"
+        with open(shards_dir / f"{name}.rec", "wb") as rec, open(shards_dir / f"{name}.idx", "wb") as idx:
+            writer = IndexedRecordWriter(rec, idx)
+            for _ in range(n):
+                k = int(rng.integers(0, 3))
+                labels = [-1.0] * len(attributes)
+                labels[0] = float(k)
+                labels[1] = float((k + 1) % 3) if rng.random() >= 0.25 else -1.0
+                writer.write(record_id, pack_image_record(labels, record_id, _jpeg(COLOURS[k], rng)))
+                record_id += 1
+        rows.append({"shard": f"{name}.rec", "idx": f"{name}.idx", "split": split, "part": 0, "seq": 0,
+                     "records": writer.records, "bytes": writer.rec_bytes, "sha256": writer.rec_sha256,
+                     "label_width": len(attributes), "label_pad": -1.0, "image_size": STORE, "resize_mode": "shorter_side",
+                     "mode": "multi", "num_classes": 0})
+    (shards_dir / "_manifest.json").write_text(json.dumps({"run_id": "test", "shards": rows, "attributes": list(attributes)}))
+    (out / "_summary.json").write_text(json.dumps({"mode": "multi", "attribute": "all", "attributes": list(attributes)}))
+    return out
+
+
+def _refine_cli(*args: str) -> list[str]:
+    return ["refine", *args, "--epochs", "1", "--batch-size", "16", "--threads", "1", "--lr", "0.02", "--input-size", "32", "--width", "0.125"]
+
+
+def test_refine_command_from_a_base_and_from_scratch(tmp_path: Path, base: Bundle, refine_shards: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from softlines_attr.cli import main
+
+    out = tmp_path / "refined"
+    assert main(_refine_cli("--base", str(base.path), "--shards", str(refine_shards), "--attribute", "hemline", "--out", str(out),
+                            "--backbone-lr-mult", "0.5", "--class-weights", "effective", "--focal-gamma", "1")) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    refined = load_bundle(out / "bundle")
+    assert printed["heads"] == ["hemline"] and printed["base_model"] == base_model_ref(base) == refined.manifest.base_model
+    assert set(refined.manifest.metrics) >= {"val_accuracy", "val_mean_class_accuracy", "val_records"}
+    # the class weights it was trained with are kept, unchanged by training (three colours used of five classes)
+    weights = refined.arg_params["hemline_class_weight"].asnumpy()
+    assert weights.shape == (5,) and (weights[:3] > 0).all() and (weights[3:] == 0).all()
+    probs = refined.predict(np.zeros((2, 3, 32, 32), np.float32))["hemline"]
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+
+    assert main(_refine_cli("--base", "none", "--shards", str(refine_shards), "--attribute", "hemline", "--out", str(tmp_path / "scratch"))) == 0
+    scratch = load_bundle(tmp_path / "scratch" / "bundle")
+    assert scratch.manifest.base_model is None and scratch.manifest.heads[0].classes == refined.manifest.heads[0].classes
+    assert "hemline_class_weight" not in scratch.arg_params  # plain softmax cross-entropy
+
+
+def test_refine_command_refuses_shards_of_another_attribute(tmp_path: Path, refine_shards: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from softlines_attr.cli import main
+
+    assert main(_refine_cli("--base", "none", "--shards", str(refine_shards), "--attribute", "neck_style", "--out", str(tmp_path / "x"))) == 2
+    assert "expected refine shards of 'neck_style', found shards of attribute 'hemline'" in capsys.readouterr().err
+    assert main(_refine_cli("--base", "none", "--shards", str(refine_shards), "--attribute", "all", "--out", str(tmp_path / "x"))) == 2
+    assert "--attribute all expects multi shards" in capsys.readouterr().err
+    assert main(_refine_cli("--base", "none", "--shards", str(refine_shards), "--attribute", "colour", "--out", str(tmp_path / "x"))) == 2
+    assert "no attribute 'colour'" in capsys.readouterr().err
+    assert not (tmp_path / "x" / "bundle").exists()
+
+
+def test_multi_head_masked_labels_give_no_gradient_to_their_head(conf: PipelineConfig) -> None:
+    """Two heads on one backbone: a record with -1 for head A adds nothing to A's gradient; B still learns from it."""
+    import mxnet as mx
+
+    from softlines_attr.model.bundle import Head
+    from softlines_attr.model.losses import LossConfig
+    from softlines_attr.model.train import build_network
+
+    heads = [Head("hemline", conf.taxonomy.attribute("hemline").classes, "hemline"), Head("sleeve_type", conf.taxonomy.attribute("sleeve_type").classes, "sleeve_type")]
+    sym = build_network(heads, LossConfig(), base=None, width=0.125, masked=True)
+    assert sym.list_outputs() == ["hemline_output", "sleeve_type_output"]
+    rng = np.random.default_rng(3)
+    data = rng.normal(0, 1, (3, 3, 32, 32)).astype(np.float32)
+    exe = sym.simple_bind(mx.cpu(), data=data.shape, hemline_label=(3,), sleeve_type_label=(3,))
+    mx.random.seed(0)
+    for name, arr in exe.arg_dict.items():
+        if name not in ("data", "hemline_label", "sleeve_type_label"):
+            arr[:] = mx.nd.random.normal(0, 0.1, arr.shape)
+    for name, arr in exe.aux_dict.items():
+        arr[:] = 1.0 if name.endswith("var") else 0.0
+
+    def grads(hemline: list[float], sleeve: list[float]) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+        exe.arg_dict["data"][:] = data
+        exe.arg_dict["hemline_label"][:] = hemline
+        exe.arg_dict["sleeve_type_label"][:] = sleeve
+        outs = exe.forward(is_train=True)
+        exe.backward()
+        return exe.grad_dict["fc_hemline_weight"].asnumpy().copy(), exe.grad_dict["fc_sleeve_type_weight"].asnumpy().copy(), [o.asnumpy() for o in outs]
+
+    g_hem, g_sleeve, (p_hem, p_sleeve) = grads([0, -1, -1], [1, 4, 2])
+    # hemline: only image 0 counts, so the gradient is (p_0 - onehot(0)) x features_0, a rank-one matrix
+    # whose row factor is image 0's own probabilities
+    v = g_hem[0] / (p_hem[0][0] - 1.0)
+    np.testing.assert_allclose(g_hem, np.outer(p_hem[0] - np.eye(5)[0], v), rtol=1e-4, atol=1e-6)
+    # contributions add up per image, and an untagged image's is zero
+    g_hem_1, _, _ = grads([-1, 3, -1], [1, 4, 2])
+    g_hem_01, g_sleeve_01, _ = grads([0, 3, -1], [1, 4, 2])
+    np.testing.assert_allclose(g_hem_01, g_hem + g_hem_1, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(g_sleeve_01, g_sleeve, rtol=1e-5, atol=1e-7)  # the other head does not care
+    g_none, g_sleeve_none, _ = grads([-1, -1, -1], [1, 4, 2])
+    np.testing.assert_array_equal(g_none, 0.0)
+    assert np.abs(g_sleeve_none).sum() > 0
+    _, g_sleeve_masked, _ = grads([0, -1, -1], [1, -1, -1])
+    _, g_sleeve_2, _ = grads([0, -1, -1], [-1, 4, 2])
+    np.testing.assert_allclose(g_sleeve_masked + g_sleeve_2, g_sleeve, rtol=1e-4, atol=1e-6)
+
+
+def test_multi_head_model_from_a_base_learns_every_tagged_attribute(tmp_path: Path, conf: PipelineConfig, base: Bundle, capsys: pytest.CaptureFixture[str]) -> None:
+    from softlines_attr.cli import main
+
+    attributes = conf.taxonomy.names
+    shards = write_multi_shards(tmp_path / "multi", {"train": 96, "val": 32}, attributes)
+    out = tmp_path / "multi_model"
+    assert main(["refine", "--base", str(base.path), "--shards", str(shards), "--attribute", "all", "--out", str(out), "--epochs", "8",
+                 "--batch-size", "16", "--threads", "1", "--lr", "0.02", "--backbone-lr-mult", "1"]) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    bundle = load_bundle(out / "bundle")
+    assert [h.name for h in bundle.manifest.heads] == list(attributes) == printed["heads"]
+    assert [h.classes for h in bundle.manifest.heads] == [conf.taxonomy.attribute(a).classes for a in attributes]
+    m = bundle.manifest.metrics
+    # chance: 1/3 (three classes used); the untagged columns have no val records
+    assert m["val_hemline_accuracy"] > 0.9 and m["val_neck_style_accuracy"] > 0.9, m
+    assert m["val_hemline_records"] == 32 and 0 < m["val_neck_style_records"] < 32 and m["val_pattern_records"] == 0
+    probs = bundle.predict(np.zeros((2, 3, 32, 32), np.float32))
+    assert list(probs) == list(attributes)
+    for name, p in probs.items():
+        np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-5, err_msg=name)
+    with pytest.raises(Exception, match="expected refine shards of 'hemline'"):
+        from softlines_attr.model.refine import check_refine_inputs
+        from softlines_attr.model.train import read_shard_set
+
+        check_refine_inputs(read_shard_set(shards), "hemline", conf.taxonomy)

@@ -5,21 +5,30 @@
 :func:`backbone_params` gives every base parameter except the base's own heads, to initialise the
 new network with (the new head is initialised fresh). Training then uses a lower learning rate on
 the backbone (``TrainConfig.backbone_lr_mult``) or freezes it (``TrainConfig.freeze_backbone``).
+:func:`refine_features` is the cut alone, for several heads on one backbone (multi-head);
+:func:`check_refine_inputs` checks that shards hold the attribute a refine run asks for.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import mxnet as mx
 
+from softlines_attr.config import Taxonomy
 from softlines_attr.model.bundle import PARAMS_FILE, Bundle
-from softlines_attr.model.errors import ModelError
+from softlines_attr.model.errors import ModelError, TrainInputError
 from softlines_attr.model.inception_bn import DATA_NAME, FEATURES_NAME, classification_head
 from softlines_attr.model.losses import is_loss_constant
 
+if TYPE_CHECKING:
+    from softlines_attr.model.train import ShardSet
+
 log = logging.getLogger(__name__)
+
+ALL_ATTRIBUTES = "all"  # refine --attribute all: the multi-head model on multi shards
 
 
 def refine_features(base: Bundle) -> mx.sym.Symbol:
@@ -80,3 +89,31 @@ def backbone_params(base: Bundle, sym: mx.sym.Symbol) -> tuple[dict[str, mx.nd.N
 def base_model_ref(base: Bundle) -> str:
     """How a refined bundle names its base: the base folder and the sha256 of its params."""
     return f"{base.path}@sha256:{base.manifest.files[PARAMS_FILE]}"
+
+
+def check_refine_inputs(shards: ShardSet, attribute: str, taxonomy: Taxonomy) -> None:
+    """Check that the shards hold the human tags ``attribute`` asks for.
+
+    ``attribute`` names a taxonomy attribute (refine shards of that attribute), or is ``all`` (multi
+    shards: one label column per attribute, for a multi-head model).
+
+    Raises:
+        TrainInputError: base shards, shards of another attribute, or ``all`` with single-attribute shards.
+        UnknownAttributeError: an attribute the taxonomy lacks.
+    """
+    if attribute == ALL_ATTRIBUTES:
+        if shards.mode != "multi":
+            raise TrainInputError(
+                f"--attribute all expects multi shards (shard --tags T --attribute all), found {shards.mode} shards "
+                f"at {shards.root}" + (f" of attribute {shards.summary.get('attribute')!r}" if shards.mode == "refine" else "")
+            )
+        for name in shards.attributes:
+            taxonomy.attribute(name)
+        return
+    taxonomy.attribute(attribute)
+    if shards.mode != "refine":
+        hint = " (use --attribute all for multi shards)" if shards.mode == "multi" else " (title-word shards are for softlines-attr train)"
+        raise TrainInputError(f"--attribute {attribute}: expected refine shards of {attribute!r}, found {shards.mode} shards at {shards.root}{hint}")
+    found = shards.summary.get("attribute")
+    if found != attribute:
+        raise TrainInputError(f"--attribute {attribute}: expected refine shards of {attribute!r}, found shards of attribute {found!r} at {shards.root}")
