@@ -6,7 +6,7 @@ import argparse
 import json
 import logging
 
-from softlines_attr.commands.common import add_config_arguments, config_from_args
+from softlines_attr.commands.common import add_config_arguments, add_spark_arguments, config_from_args
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +41,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--resume", action="store_true", help="continue after the last complete checkpoint in --out (same result as an uninterrupted run)")
     parser.add_argument("--gpus", type=_int_list, default=(), help="GPU ids, e.g. 0,1 (default: CPU)")
+    dist = parser.add_argument_group("distributed training (docs/MODEL.md, Distributed; docs/EMR.md)")
+    dist.add_argument("--kv-store", choices=["local", "device", "dist_sync", "dist_device_sync"], default="local",
+                      help="local/device: one process; dist_sync/dist_device_sync: a ps-lite worker (start it with --launch)")
+    dist.add_argument("--launch", choices=["none", "local", "spark"], default="none",
+                      help="local: start scheduler, servers and --num-workers workers on this machine; spark: one Spark "
+                           "barrier stage whose tasks are the workers (under spark-submit, jobs/train_dist.py); none: run as given")
+    dist.add_argument("--num-workers", type=int, default=2, help="--launch: workers (spark: barrier tasks, one per GPU node) (default 2)")
+    dist.add_argument("--num-servers", type=int, default=1, help="--launch local: parameter servers; --launch spark: servers beside each worker (default 1)")
+    dist.add_argument("--launch-timeout", type=float, default=None, help="--launch: seconds before the run is stopped as hung (default: none)")
+    dist.add_argument("--launch-logs", default=None, help="--launch local: folder for every role's stdout/stderr (default: <out>/launch-logs)")
+    dist.add_argument("--worker-dump", default=None, help="debug: every worker writes its final params and the labels it read here")
     add_config_arguments(parser)
+    add_spark_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Train, write the bundle, print its path and metrics as JSON."""
+    """Train, write the bundle, print its path and metrics as JSON (with ``--launch``: start the workers that do)."""
+    if args.launch != "none":
+        return _launch(args)
     from softlines_attr.model.train import BUNDLE_DIR, TrainConfig, train
 
     conf = config_from_args(args)
@@ -63,7 +77,53 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads,
         seed=args.seed,
         gpus=args.gpus,
+        kv_store=args.kv_store,
+        worker_dump=args.worker_dump,
     )
     manifest = train(args.shards, args.out, conf, tc, resume=args.resume)
+    if manifest is None:  # a dist worker other than rank 0: no bundle
+        print(json.dumps({"bundle": None, "heads": [], "metrics": {}}, sort_keys=True))
+        return 0
     print(json.dumps({"bundle": f"{args.out}/{BUNDLE_DIR}", "heads": [h.name for h in manifest.heads], "metrics": manifest.metrics}, sort_keys=True))
+    return 0
+
+
+def worker_command_line(args: argparse.Namespace) -> list[str]:
+    """The workers' ``train ...`` command line: these arguments without the launcher's own options."""
+    from softlines_attr.model.distributed import argv_from_namespace
+
+    parser = argparse.ArgumentParser(prog="softlines-attr train")
+    add_arguments(parser)
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return ["train", *argv_from_namespace(parser, args)]
+
+
+def _launch(args: argparse.Namespace) -> int:
+    """``--launch local|spark``: start the ps-lite roles, wait, print rank 0's JSON line."""
+    from softlines_attr.model.distributed import DIST_KV_STORES, SparkLaunch, launch_local, launch_spark
+    from softlines_attr.model.errors import DistributedLaunchError
+
+    if args.kv_store not in DIST_KV_STORES:
+        raise DistributedLaunchError(f"--launch {args.launch} starts ps-lite workers: expected --kv-store among {list(DIST_KV_STORES)}, found {args.kv_store!r}")
+    argv = worker_command_line(args)
+    if args.launch == "local":
+        logs = args.launch_logs or f"{args.out}/launch-logs"
+        result = launch_local(args.num_workers, args.num_servers, argv, timeout_s=args.launch_timeout, log_dir=logs)
+        printed = result.chief_output()
+        if printed is None:
+            raise DistributedLaunchError(f"expected one worker to print its bundle, found none (worker logs in {result.log_dir})")
+        printed["workers"] = args.num_workers
+        print(json.dumps(printed, sort_keys=True))
+        return 0
+    from softlines_attr.spark import build_session
+
+    conf = config_from_args(args)
+    spark = build_session(conf.spark, app_name="softlines-attr-train", master=args.master)
+    try:
+        reports = launch_spark(spark, SparkLaunch(args.num_workers, tuple(argv), servers_per_worker=args.num_servers, timeout_s=args.launch_timeout))
+    finally:
+        spark.stop()
+    chief = [r for r in reports if json.loads(r["stdout"] or "{}").get("bundle")]
+    print(json.dumps({"bundle": f"{args.out}/bundle", "workers": args.num_workers, "tasks": reports,
+                      "metrics": json.loads(chief[0]["stdout"])["metrics"] if chief else {}}, sort_keys=True))
     return 0

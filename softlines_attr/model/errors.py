@@ -27,3 +27,7 @@ class EvaluateInputError(ModelError):
 
 class ClassMismatchError(EvaluateInputError):
     """A bundle head's classes do not match the shards' labels (class count, or a label out of range)."""
+
+
+class DistributedLaunchError(ModelError):
+    """A distributed (ps-lite) training could not start or did not finish: a role failed, timed out, or is misconfigured."""

@@ -32,6 +32,7 @@ import numpy as np
 
 from softlines_attr.config import ImageConfig, PipelineConfig
 from softlines_attr.model.bundle import Bundle, Head, Manifest, VocabularyRef, save_bundle
+from softlines_attr.model.distributed import agree, average_aux, fixed_batches, open_kvstore, optimizer_on_workers, sync_module_params, write_worker_dump
 from softlines_attr.model.errors import ModelError, TrainInputError
 from softlines_attr.model.inception_bn import DATA_NAME, DEFAULT_HEAD, classification_head, inception_bn_features
 from softlines_attr.model.losses import LossConfig, class_weights, is_loss_constant, loss_constants, softmax_head
@@ -102,6 +103,10 @@ class TrainConfig:
             samples, Cui et al. 2019) per-class loss weights from the train split's label counts.
         cb_beta: The effective-number beta.
         focal_gamma: Softmax heads: focal-loss exponent (0 = cross-entropy).
+        kv_store: ``local`` / ``device`` (one process) or ``dist_sync`` / ``dist_device_sync`` (a
+            ps-lite worker; see :mod:`softlines_attr.model.distributed` and docs/MODEL.md).
+        worker_dump: Debug (tests): a folder where every worker writes its final params and the
+            labels it read (:func:`~softlines_attr.model.distributed.write_worker_dump`).
     """
 
     epochs: int = 10
@@ -122,6 +127,8 @@ class TrainConfig:
     class_weights: Literal["none", "inverse", "effective"] = "none"
     cb_beta: float = 0.999
     focal_gamma: float = 0.0
+    kv_store: str = "local"
+    worker_dump: str | None = None
 
     @property
     def loss_config(self) -> LossConfig:
@@ -487,8 +494,10 @@ def record_iter(
     train: bool,
     label_name: str | Sequence[str],
     multi_label: bool,
+    num_parts: int = 1,
+    part_index: int = 0,
 ) -> mx.io.DataIter:
-    """An iterator over ``paths``: random crop and mirror for training, a centre crop otherwise.
+    """An iterator over ``paths`` (part ``part_index`` of ``num_parts``): random crop and mirror for training, a centre crop otherwise.
 
     ``label_name``: the network's label name, or (multi shards) one per attribute column.
     """
@@ -508,10 +517,14 @@ def record_iter(
         rand_crop=train,
         rand_mirror=train,
         shuffle=train,
-        round_batch=train,
+        # always: without it MXNet 1.9.1 reports pad 0 and leaves garbage rows in a short last batch;
+        # with it the last batch is filled from the start and batch.pad counts those rows (dropped at validation)
+        round_batch=True,
         preprocess_threads=tc.threads,
         seed=tc.seed,
         resize=size if shards.image_size < size else -1,
+        num_parts=num_parts,
+        part_index=part_index,
     )
     if shards.mode == "refine":
         return inner
@@ -626,7 +639,7 @@ def train(
     *,
     resume: bool = False,
     base: Bundle | None = None,
-) -> Manifest:
+) -> Manifest | None:
     """Train Inception-BN on the shards in ``shards_dir``; write checkpoints and a bundle under ``out_dir``.
 
     Each epoch reads the train split with a fresh iterator seeded ``seed + epoch`` (so an epoch's
@@ -645,8 +658,12 @@ def train(
     ``tc.class_weights`` and ``tc.focal_gamma`` change the softmax heads' loss
     (:mod:`softlines_attr.model.losses`); the class weights come from the train split's label counts.
 
+    With ``tc.kv_store`` ``dist_sync`` / ``dist_device_sync`` this is one ps-lite worker: it reads
+    its part of each split, runs ceil(train records / workers / batch size) batches per epoch like
+    every other worker, and only rank 0 writes checkpoints and the bundle (docs/MODEL.md, Distributed).
+
     Returns:
-        The bundle's manifest.
+        The bundle's manifest (None on a dist worker other than rank 0, which writes no bundle).
 
     Raises:
         TrainInputError: unusable shards or settings.
@@ -681,6 +698,7 @@ def train(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
+    workers = open_kvstore(tc.kv_store)
     mx.random.seed(tc.seed)
     np.random.seed(tc.seed)
     sym = build_network(heads, lc, base=base, width=tc.width, masked=shards.mode == "multi")
@@ -691,7 +709,7 @@ def train(
     ctx = [mx.gpu(i) for i in tc.gpus] or [mx.cpu()]
     mod = mx.mod.Module(sym, data_names=[DATA_NAME], label_names=label_names, context=ctx, fixed_param_names=fixed or None)
     mod.bind(data_shapes=[(DATA_NAME, (tc.batch_size, 3, size, size))], label_shapes=label_shapes)
-    begin = latest_checkpoint(out) if resume else 0
+    begin = agree(workers, "resume_epoch", latest_checkpoint(out) if resume else 0)
     states: dict[str, mx.nd.NDArray] = {}
     if begin:
         arg, aux, states = load_checkpoint(out, begin)
@@ -708,12 +726,14 @@ def train(
             mod.init_params(initializer, arg_params=constants, allow_missing=True)
         else:
             mod.init_params(initializer)
-    batches_per_epoch = max(1, math.ceil(shards.train_records / tc.batch_size))
+    batches_per_epoch = max(1, math.ceil(shards.train_records / workers.num_workers / tc.batch_size))
     steps = [e * batches_per_epoch for e in tc.lr_step_epochs if 0 < e < tc.epochs]
-    optimizer_params: dict = {"learning_rate": tc.learning_rate, "momentum": tc.momentum, "wd": tc.weight_decay, "rescale_grad": 1.0 / tc.batch_size}
+    optimizer_params: dict = {"learning_rate": tc.learning_rate, "momentum": tc.momentum, "wd": tc.weight_decay, "rescale_grad": 1.0 / (tc.batch_size * workers.num_workers)}
     if steps:
         optimizer_params["lr_scheduler"] = mx.lr_scheduler.MultiFactorScheduler(step=steps, factor=tc.lr_factor, base_lr=tc.learning_rate)
-    mod.init_optimizer(kvstore="local", optimizer="sgd", optimizer_params=optimizer_params)
+    with optimizer_on_workers(workers):
+        mod.init_optimizer(kvstore=workers.module_kvstore(), optimizer="sgd", optimizer_params=optimizer_params)
+    sync_module_params(workers, mod)
     if base is not None and tc.backbone_lr_mult != 1.0:
         mod._optimizer.set_lr_mult({name: tc.backbone_lr_mult for name in backbone_names(sym, head_names)})
     if begin:
@@ -722,24 +742,33 @@ def train(
         "training %s (%d classes, %s%s) width %s on %d train / %d val records, epochs %d..%d, %d batches each",
         ",".join(head_names), shards.num_classes, loss, "" if lc.plain else f", class weights {lc.class_weights}, focal gamma {lc.focal_gamma}", tc.width, shards.train_records, shards.val_records, begin + 1, tc.epochs, batches_per_epoch,
     )
-    val_iter = record_iter(shards.val, shards, conf, tc, train=False, label_name=label_names, multi_label=multi_label) if shards.val else None
+    parts = {"num_parts": workers.num_workers, "part_index": workers.rank}
+    val_iter = record_iter(shards.val, shards, conf, tc, train=False, label_name=label_names, multi_label=multi_label, **parts) if shards.val else None
+    seen: list[list] = []
     for epoch in range(begin, tc.epochs):
         metric = _metric(multi_label)
-        it = record_iter(shards.train, shards, conf, dataclasses.replace(tc, seed=tc.seed + epoch), train=True, label_name=label_names, multi_label=multi_label)
+        it = record_iter(shards.train, shards, conf, dataclasses.replace(tc, seed=tc.seed + epoch), train=True, label_name=label_names, multi_label=multi_label, **parts)
         started = time.perf_counter()
-        for nbatch, batch in enumerate(it):
-            if nbatch >= batches_per_epoch:
-                break
+        seen.append([])
+        for batch in fixed_batches(it, batches_per_epoch, seen[-1] if tc.worker_dump else None):
             mod.forward_backward(batch)
             mod.update()
             mod.update_metric(metric, batch.label)
         seconds = time.perf_counter() - started
         log.info("epoch %d: train %s, %.1f images/s", epoch + 1, dict(metric.get_name_value()), batches_per_epoch * tc.batch_size / max(seconds, 1e-9))
-        save_checkpoint(out, epoch + 1, mod)
+        average_aux(workers, mod)
+        if workers.chief:
+            save_checkpoint(out, epoch + 1, mod)
     metrics: dict[str, float] = {}
     if val_iter is not None:
         metrics = val_metrics(mod, val_iter, head_names, multi_label=multi_label)
-        log.info("validation: %s", metrics)
+        if workers.dist:  # each worker validates its own part of the val split
+            metrics["val_workers"] = float(workers.num_workers)
+        log.info("validation (worker %d of %d): %s", workers.rank, workers.num_workers, metrics)
+    if tc.worker_dump:
+        write_worker_dump(tc.worker_dump, workers, mod, batches_per_epoch=batches_per_epoch, train_seen=seen, val_iter=val_iter, metrics=metrics)
+    if not workers.chief:
+        return None
     arg_params, aux_params = mod.get_params()
     vocab_size = shards.summary.get("vocab_size")
     return save_bundle(

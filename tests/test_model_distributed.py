@@ -1,0 +1,244 @@
+"""Distributed (ps-lite ``dist_sync``) training on CPU: real scheduler, server and worker processes on loopback.
+
+The shards give every record its own title word (word i = record i), so the labels a worker read
+say which records it read. The train records are laid out so that a byte-balanced split into two
+parts gives the parts very different record counts (large images first, small ones after).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import time
+from pathlib import Path
+
+import mxnet as mx
+import numpy as np
+import pytest
+from PIL import Image
+
+from softlines_attr.config import PipelineConfig
+from softlines_attr.model.bundle import load_bundle
+from softlines_attr.model.distributed import (
+    _download_checkpoints,
+    _upload_outputs,
+    argv_from_namespace,
+    fixed_batches,
+    label_ids,
+    launch_local,
+    replace_option,
+)
+from softlines_attr.model.errors import DistributedLaunchError
+from softlines_attr.model.train import TrainConfig, read_shard_set, record_iter, train
+from softlines_attr.shard.recordio import IndexedRecordWriter, pack_image_record, pad_labels
+
+STORE = 40
+LABEL_WIDTH = 2
+TRAIN_LARGE, TRAIN_SMALL, VAL = 8, 16, 8
+TRAIN = TRAIN_LARGE + TRAIN_SMALL
+# a small, fast job: 2 workers x 3 batches of 4 per epoch (ceil(24 / 2 / 4)), 2 epochs
+TRAIN_ARGS = ["--epochs", "2", "--batch-size", "4", "--width", "0.125", "--input-size", "32", "--threads", "1", "--lr", "0.02", "--seed", "3"]
+ROLE_ENV = {"OMP_NUM_THREADS": "1", "MXNET_CPU_WORKER_NTHREADS": "1"}
+
+
+def _jpeg(rng: np.random.Generator, noisy: bool) -> bytes:
+    """A large (noise, high quality) or a small (flat colour) JPEG."""
+    if noisy:
+        arr = rng.integers(0, 256, (STORE, STORE + 8, 3), dtype=np.uint8)
+    else:
+        arr = np.full((STORE, STORE + 8, 3), rng.integers(0, 256, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, "JPEG", quality=98 if noisy else 50)
+    return buf.getvalue()
+
+
+def write_id_shards(out: Path, seed: int = 0) -> Path:
+    """Base shards (shard job layout) where record i's only title word is i: 24 train records (8 large, then 16 small), 8 val."""
+    rng = np.random.default_rng(seed)
+    shards_dir = out / "shards"
+    num_classes = TRAIN + VAL
+    rows, record_id = [], 0
+    for split, files in (("train", [TRAIN_LARGE, TRAIN_SMALL]), ("val", [VAL])):
+        (shards_dir / split).mkdir(parents=True)
+        for part, n in enumerate(files):
+            name = f"{split}/{split}-{part:05d}-000"
+            with open(shards_dir / f"{name}.rec", "wb") as rec, open(shards_dir / f"{name}.idx", "wb") as idx:
+                writer = IndexedRecordWriter(rec, idx)
+                for _ in range(n):
+                    noisy = split == "train" and part == 0
+                    writer.write(record_id, pack_image_record(pad_labels([record_id], LABEL_WIDTH), record_id, _jpeg(rng, noisy)))
+                    record_id += 1
+            rows.append({"shard": f"{name}.rec", "idx": f"{name}.idx", "split": split, "part": part, "seq": 0,
+                         "records": writer.records, "bytes": writer.rec_bytes, "sha256": writer.rec_sha256,
+                         "label_width": LABEL_WIDTH, "label_pad": -1.0, "image_size": STORE, "resize_mode": "shorter_side",
+                         "mode": "base", "num_classes": num_classes})
+    (shards_dir / "_manifest.json").write_text(json.dumps({"run_id": "test", "shards": rows}))
+    (out / "_summary.json").write_text(json.dumps({"mode": "base", "vocab_size": num_classes, "labels": str(out / "no_labels"), "attribute": None}))
+    return out
+
+
+@pytest.fixture(scope="module")
+def id_shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_id_shards(tmp_path_factory.mktemp("id_shards"))
+
+
+def _part_sizes(shards_dir: Path, conf: PipelineConfig) -> list[int]:
+    """Records in each of the two train parts, read with the same iterator settings as training (no shuffle, no rounding)."""
+    shards = read_shard_set(shards_dir)
+    tc = TrainConfig(batch_size=4, input_size=32, threads=1)
+    sizes = []
+    for part in range(2):
+        it = record_iter(shards.train, shards, conf, tc, train=False, label_name="base_label", multi_label=True, num_parts=2, part_index=part)
+        sizes.append(sum(b.data[0].shape[0] - (b.pad or 0) for b in it))
+    return sizes
+
+
+def test_the_two_train_parts_are_unequal(id_shards: Path, conf: PipelineConfig) -> None:
+    sizes = _part_sizes(id_shards, conf)
+    assert sum(sizes) == TRAIN
+    assert min(sizes) < 4 * 3 <= max(sizes), sizes  # one part is short of the 3 batches of 4 every worker runs
+
+
+def test_fixed_batches_cycles_a_short_part(id_shards: Path, conf: PipelineConfig) -> None:
+    shards = read_shard_set(id_shards)
+    tc = TrainConfig(batch_size=4, input_size=32, threads=1)
+    short = int(np.argmin(_part_sizes(id_shards, conf)))
+    it = record_iter(shards.train, shards, conf, tc, train=True, label_name="base_label", multi_label=True, num_parts=2, part_index=short)
+    seen: list[list] = []
+    assert len(list(fixed_batches(it, 7, seen))) == 7
+    ids = [i[0] for batch in seen for i in batch]
+    assert len(ids) == 28 and len(set(ids)) < 28  # the part was read more than once
+
+
+def test_two_worker_dist_sync_training(tmp_path: Path, id_shards: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real 2-worker, 1-server dist_sync run: identical parameters, disjoint parts, equal batch counts, one writer."""
+    from softlines_attr.cli import main
+
+    for key, value in ROLE_ENV.items():  # the roles inherit the environment; 4 processes share 2 cores
+        monkeypatch.setenv(key, value)
+
+    out, dump = tmp_path / "model", tmp_path / "dump"
+    started = time.monotonic()
+    code = main(["train", "--shards", str(id_shards), "--out", str(out), *TRAIN_ARGS, "--kv-store", "dist_sync",
+                 "--launch", "local", "--num-workers", "2", "--num-servers", "1", "--launch-timeout", "150", "--worker-dump", str(dump)])
+    assert code == 0, capsys.readouterr().err
+    assert time.monotonic() - started < 150
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["bundle"] == f"{out}/bundle" and printed["workers"] == 2
+
+    records = [json.loads((dump / f"worker-{rank}.json").read_text()) for rank in (0, 1)]
+    params = [mx.nd.load(str(dump / f"worker-{rank}.params")) for rank in (0, 1)]
+    # both workers end with identical parameters (args through the kvstore, BN statistics averaged)
+    assert set(params[0]) == set(params[1]) and any(k.startswith("aux:") for k in params[0])
+    for name, value in params[0].items():
+        np.testing.assert_array_equal(params[1][name].asnumpy(), value.asnumpy(), err_msg=name)
+    # ... and rank 0's bundle holds them
+    bundle = load_bundle(out / "bundle")
+    for name, value in bundle.arg_params.items():
+        np.testing.assert_array_equal(params[0][f"arg:{name}"].asnumpy(), value.asnumpy(), err_msg=name)
+    # every worker ran the same number of batches in every epoch, though the parts differ in size
+    for r in records:
+        assert r["num_workers"] == 2 and r["batches_per_epoch"] == 3
+        assert [len(epoch) for epoch in r["train_batches"]] == [3, 3]
+    train_ids = [{i[0] for epoch in r["train_batches"] for batch in epoch for i in batch} for r in records]
+    assert not train_ids[0] & train_ids[1], "the workers' train parts overlap"
+    assert train_ids[0] | train_ids[1] <= set(range(TRAIN))
+    assert len(train_ids[0]) != len(train_ids[1])  # unequal parts, and still no hang
+    val_ids = [[i[0] for i in r["val_ids"]] for r in records]
+    assert sorted(val_ids[0] + val_ids[1]) == list(range(TRAIN, TRAIN + VAL)), "the val parts are not a partition of the val split"
+    # only rank 0 wrote: one checkpoint per epoch, one bundle; the run trained
+    assert sorted(p.name for p in (out / "checkpoints").glob("*.params")) == ["model-0001.params", "model-0002.params"]
+    first = mx.nd.load(str(out / "checkpoints" / "model-0001.params"))["arg:fc_base_weight"].asnumpy()
+    assert not np.array_equal(first, bundle.arg_params["fc_base_weight"].asnumpy())
+    assert bundle.manifest.metrics["val_workers"] == 2.0
+    assert bundle.manifest.metrics["val_records"] == len(val_ids[records[0]["rank"]])
+
+
+def test_a_failing_worker_ends_the_launch_with_its_error(tmp_path: Path) -> None:
+    started = time.monotonic()
+    with pytest.raises(DistributedLaunchError, match=r"worker 0 failed: expected exit code 0, found 2(.|\n)*no shard manifest"):
+        launch_local(1, 1, ["train", "--shards", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out"), "--kv-store", "dist_sync"],
+                     timeout_s=60, log_dir=tmp_path / "logs", extra_env=ROLE_ENV)
+    assert time.monotonic() - started < 60
+
+
+def test_a_hung_launch_times_out(tmp_path: Path) -> None:
+    # a limit shorter than the roles' start-up (importing mxnet): the timeout stops them all, naming them
+    with pytest.raises(DistributedLaunchError, match=r"timed out(.|\n)*still running"):
+        launch_local(1, 1, ["train", "--shards", "x", "--out", str(tmp_path), "--kv-store", "dist_sync"], timeout_s=0.5,
+                     log_dir=tmp_path / "logs", extra_env=ROLE_ENV)
+
+
+def test_dist_kv_store_outside_a_launch_is_refused(tmp_path: Path, id_shards: Path, conf: PipelineConfig) -> None:
+    with pytest.raises(DistributedLaunchError, match="DMLC_ROLE=worker"):
+        train(id_shards, tmp_path / "model", conf, TrainConfig(epochs=1, batch_size=4, width=0.125, input_size=32, threads=1, kv_store="dist_sync"))
+
+
+def test_launch_needs_a_dist_kv_store(tmp_path: Path, id_shards: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from softlines_attr.cli import main
+
+    assert main(["train", "--shards", str(id_shards), "--out", str(tmp_path), "--launch", "local"]) == 2
+    assert "expected --kv-store among" in capsys.readouterr().err
+
+
+def test_worker_command_line_round_trips() -> None:
+    from softlines_attr.commands.train import add_arguments, worker_command_line
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    parser.add_argument("--log-level", default="INFO")
+    argv = ["--shards", "s", "--out", "o", "--epochs", "3", "--lr-step-epochs", "1,2", "--gpus", "0,1", "--resume",
+            "--kv-store", "dist_sync", "--launch", "local", "--num-workers", "4", "--conf", "c.toml", "--log-level", "DEBUG",
+            "--input-size", "48", "--worker-dump", "d"]
+    args = parser.parse_args(argv)
+    worker = worker_command_line(args)
+    assert worker[0] == "train" and "--launch" not in worker and "--num-workers" not in worker
+    again = parser.parse_args(worker[1:])
+    launch_only = {"launch", "num_workers", "num_servers", "launch_timeout", "launch_logs", "master", "spark_profile"}
+    assert {k: v for k, v in vars(again).items() if k not in launch_only} == {k: v for k, v in vars(args).items() if k not in launch_only}
+    assert argv_from_namespace(parser, parser.parse_args(["--shards", "s", "--out", "o"])) == ["--shards", "s", "--out", "o"]
+    assert replace_option(["train", "--out", "s3://b/m", "--x"], "--out", "/tmp/o") == ["train", "--out", "/tmp/o", "--x"]
+    assert replace_option(["train", "--out=s3://b/m"], "--out", "/tmp/o") == ["train", "--out=/tmp/o"]
+
+
+def test_label_ids() -> None:
+    assert label_ids(np.array([2.0, 0.0])) == [2, 0]
+    assert label_ids(np.array([[0, 1, 1], [1, 0, 0]], dtype=np.float32)) == [[1, 2], [0]]
+
+
+def test_outputs_upload_and_checkpoints_download_through_s3(tmp_path: Path, s3_endpoint: str) -> None:
+    import boto3
+
+    boto3.client("s3").create_bucket(Bucket="models")
+    local = tmp_path / "out"
+    (local / "checkpoints").mkdir(parents=True)
+    (local / "bundle").mkdir()
+    (local / "checkpoints" / "model-0001.params").write_bytes(b"p1")
+    (local / "bundle" / "manifest.json").write_text("{}")
+    (local / "launch-logs").mkdir()
+    (local / "launch-logs" / "x.stderr").write_text("not uploaded")
+    assert _upload_outputs(local, "s3://models/run1") == 2
+    keys = sorted(o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket="models")["Contents"])
+    assert keys == ["run1/bundle/manifest.json", "run1/checkpoints/model-0001.params"]
+    fresh = tmp_path / "fresh"
+    assert _download_checkpoints("s3://models/run1", fresh) == 1
+    assert (fresh / "checkpoints" / "model-0001.params").read_bytes() == b"p1"
+
+
+@pytest.mark.slow  # about 30 s on an idle 2-core machine (a Spark session, two tasks each starting ps-lite roles)
+def test_spark_barrier_stage_launch(tmp_path: Path, id_shards: Path, spark) -> None:  # noqa: ANN001 - the conftest SparkSession
+    """The EMR path on local Spark: one barrier stage of 2 tasks, each a worker with a server beside it, task 0 the scheduler."""
+    from softlines_attr.model.distributed import SparkLaunch, launch_spark
+
+    out, dump = tmp_path / "model", tmp_path / "dump"
+    argv = ("train", "--shards", str(id_shards), "--out", str(out), *TRAIN_ARGS, "--kv-store", "dist_sync", "--worker-dump", str(dump))
+    reports = launch_spark(spark, SparkLaunch(2, argv, timeout_s=150, extra_env=tuple(ROLE_ENV.items())))
+    assert sorted(r["partition"] for r in reports) == [0, 1]
+    assert "scheduler" in next(r for r in reports if r["partition"] == 0)["exit_codes"]
+    assert all(set(r["exit_codes"].values()) == {0} for r in reports)
+    assert sum(1 for r in reports if json.loads(r["stdout"])["bundle"]) == 1  # rank 0, whichever task it ran in
+    params = [mx.nd.load(str(dump / f"worker-{rank}.params")) for rank in (0, 1)]
+    for name, value in params[0].items():
+        np.testing.assert_array_equal(params[1][name].asnumpy(), value.asnumpy(), err_msg=name)
+    assert (out / "bundle" / "manifest.json").is_file()
