@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from softlines_attr.io.tables import SUMMARY_FILE, join_path
+from softlines_attr.io.tables import SUMMARY_FILE, is_local, join_path
 from softlines_attr.score.errors import ScoreInputError, ScoreSchemaError
 from softlines_attr.score.models import VERSION_SHA_CHARS, BundlePayload
 from softlines_attr.score.schema import check_written, schema_version
@@ -41,11 +42,13 @@ def read_previous(spark: SparkSession, previous_dir: str) -> tuple[DataFrame, di
     import json
 
     summary_path = join_path(previous_dir, SUMMARY_FILE)
+    text = _read_text(spark, summary_path)
+    if text is None:
+        raise ScoreInputError(f"--previous {previous_dir}: expected a complete scoring run with {SUMMARY_FILE}, found none")
     try:
-        text = "".join(r[0] for r in spark.read.text(summary_path, wholetext=True).collect())
         summary = json.loads(text)
-    except Exception as exc:  # a missing file surfaces as an AnalysisException
-        raise ScoreInputError(f"--previous {previous_dir}: expected a complete scoring run with {SUMMARY_FILE}, found none ({type(exc).__name__})") from None
+    except json.JSONDecodeError as exc:
+        raise ScoreInputError(f"--previous {previous_dir}: {SUMMARY_FILE} is not valid JSON: {exc}") from None
     if summary.get("job") != "score":
         raise ScoreInputError(f"--previous {previous_dir}: expected the output of a score run, found job {summary.get('job')!r}")
     if summary.get("schema_version") != schema_version():
@@ -58,26 +61,47 @@ def read_previous(spark: SparkSession, previous_dir: str) -> tuple[DataFrame, di
     return attrs, summary
 
 
+def _read_text(spark: SparkSession, path: str) -> str | None:
+    """A small text file's contents (local, or through Hadoop's FileSystem: Spark's readers skip ``_`` files); None if absent."""
+    if is_local(path):
+        local = Path(path.removeprefix("file://"))
+        return local.read_text(encoding="utf-8") if local.is_file() else None
+    jvm = spark.sparkContext._jvm
+    hpath = jvm.org.apache.hadoop.fs.Path(path)
+    fs = hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    if not fs.exists(hpath):
+        return None
+    stream = fs.open(hpath)
+    try:
+        return jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8")
+    finally:
+        stream.close()
+
+
 def _map_literal(pairs: dict[str, str]) -> Column:
     return F.create_map(*[F.lit(x) for kv in pairs.items() for x in kv])
 
 
-def plan_rows(candidates: DataFrame, payloads: Sequence[BundlePayload], previous: DataFrame | None) -> tuple[DataFrame, DataFrame | None]:
+def plan_rows(tagged: DataFrame, payloads: Sequence[BundlePayload], previous: DataFrame | None) -> tuple[DataFrame, DataFrame | None]:
     """Which bundles each candidate needs, and the previous rows carried over.
 
     Args:
-        candidates: Rows with ``asin`` (unique) and ``image_uri``.
+        tagged: Every catalog row (:func:`softlines_attr.score.inputs.tag_catalog`): ``asin``,
+            ``image_uri``, ``status``; candidates have unique asins.
         payloads: The run's bundles, in order.
         previous: The previous run's attributes table, or None (score everything).
 
     Returns:
-        ``candidates`` with ``need`` (array<boolean>, one per bundle) and ``carry_attrs``
-        (array<string>), and the carried attributes rows (None without a previous run).
+        ``tagged`` with ``need`` (array<boolean>, one per bundle; all false for rows that are not
+        candidates) and ``carry_attrs`` (array<string>), and the carried attributes rows (None
+        without a previous run).
     """
     bundle_attrs = [[h.attribute for h in p.heads] for p in payloads]
+    is_candidate = F.col("status") == "candidate"
     if previous is None:
-        need = F.array(*[F.lit(True) for _ in payloads])
-        return candidates.withColumn("need", need).withColumn("carry_attrs", F.array().cast("array<string>")), None
+        need = F.array(*[is_candidate for _ in payloads])
+        return tagged.withColumn("need", need).withColumn("carry_attrs", F.array().cast("array<string>")), None
+    candidates = tagged.filter(is_candidate)
     want_sha = _map_literal({a: p.params_sha256[:VERSION_SHA_CHARS] for p, attrs in zip(payloads, bundle_attrs) for a in attrs})
     all_attrs = [a for attrs in bundle_attrs for a in attrs]
     prev = previous.filter(F.col("attribute").isin(*all_attrs))
@@ -91,7 +115,9 @@ def plan_rows(candidates: DataFrame, payloads: Sequence[BundlePayload], previous
     ok_attrs = F.coalesce(F.col("_ok"), F.array().cast("array<string>"))
     needs = [F.size(F.array_intersect(ok_attrs, F.array(*[F.lit(a) for a in attrs]))) < F.lit(len(attrs)) for attrs in bundle_attrs]
     carry = F.concat(*[F.when(n, F.array().cast("array<string>")).otherwise(F.array(*[F.lit(a) for a in attrs])) for n, attrs in zip(needs, bundle_attrs)])
-    planned = candidates.join(ok, "asin", "left").withColumn("need", F.array(*needs)).withColumn("carry_attrs", carry).drop("_ok")
+    needs = [is_candidate & n for n in needs]
+    carry = F.when(is_candidate, carry).otherwise(F.array().cast("array<string>"))
+    planned = tagged.join(ok, "asin", "left").withColumn("need", F.array(*needs)).withColumn("carry_attrs", carry).drop("_ok")
     carried = (
         prev.join(planned.filter(F.size("carry_attrs") > 0).select("asin", "carry_attrs"), "asin")
         .filter(F.array_contains(F.col("carry_attrs"), F.col("attribute")))

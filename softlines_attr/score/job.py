@@ -162,15 +162,15 @@ def run_score_job(
 
     saved_ts = spark.conf.get("spark.sql.parquet.outputTimestampType", None)
     spark.conf.set("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")  # not the legacy INT96
-    tagged = tag_catalog(read_catalog(spark, job.catalog_path, job.input_format), conf.score.product_types).persist(StorageLevel.MEMORY_AND_DISK)
+    tagged = tag_catalog(read_catalog(spark, job.catalog_path, job.input_format), conf.score.product_types)
     planned = None
     results = None
     staged = StagedOutput(spark, out_dir, run_id)
     try:
         mark = time.monotonic()
-        planned, carried = plan_rows(tagged.filter(F.col("status") == "candidate"), payloads, previous)
+        planned, carried = plan_rows(tagged, payloads, previous)
         planned = planned.persist(StorageLevel.MEMORY_AND_DISK)
-        facts = _input_facts(tagged, planned, len(payloads))
+        facts = _input_facts(planned)
         timings["inputs"] = time.monotonic() - mark
         slots = task_slots(spark)
         n_parts = _partitions(facts["to_score"], slots, conf)
@@ -195,8 +195,9 @@ def run_score_job(
         )
         to_score = planned.filter(F.exists("need", lambda x: x)).select("asin", "image_uri", "need")
         results = to_score.repartition(n_parts, "asin").mapInArrow(functools.partial(score_partition, spec), TASK_DDL).persist(StorageLevel.MEMORY_AND_DISK)
-        tally = results.groupBy("kind", "stage", "reason").count().collect()  # runs the scoring tasks
-        stats = [json.loads(r[0]) for r in results.filter(F.col("kind") == "stats").select("message").collect()]
+        stats_json = F.when(F.col("kind") == "stats", F.col("message")).alias("stats")
+        tally = results.groupBy("kind", "stage", "reason", stats_json).count().collect()  # runs the scoring tasks
+        stats = [json.loads(r["stats"]) for r in tally if r["kind"] == "stats"]
         timings["score"] = time.monotonic() - mark
         task_errors = Counter({r["reason"]: r["count"] for r in tally if r["kind"] == "error"})
         errors_by_stage = Counter()
@@ -214,7 +215,7 @@ def run_score_job(
         attrs_path = staged.table_path("attributes")
         attrs_df.sortWithinPartitions("attribute", "asin").write.mode("overwrite").partitionBy(*partition_by("attributes")).parquet(attrs_path)
 
-        input_errors = tagged.filter(F.col("status") == "error").select("asin", "image_uri", "stage", "reason", "message")
+        input_errors = planned.filter(F.col("status") == "error").select("asin", "image_uri", "stage", "reason", "message")
         task_error_rows = results.filter(F.col("kind") == "error").select("asin", "image_uri", "stage", "reason", "message")
         errors_df = conform(input_errors.unionByName(task_error_rows).withColumn("run_id", F.lit(run_id)), "errors")
         errors_df.coalesce(1).sortWithinPartitions("stage", "reason", "asin").write.mode("overwrite").parquet(staged.table_path("errors"))
@@ -230,8 +231,6 @@ def run_score_job(
         ).first()
         wide_df = _wide(written, attributes, run_id)
         wide_df.write.mode("overwrite").parquet(staged.table_path("wide"))
-        check_written(spark.read.parquet(staged.table_path("wide")), "wide", attributes)
-        check_written(spark.read.parquet(staged.table_path("errors")), "errors")
         timings["write"] = time.monotonic() - mark
 
         n_task_errors = sum(task_errors.values())
@@ -298,7 +297,7 @@ def run_score_job(
         staged.abort()
         raise
     finally:
-        for df in (results, planned, tagged):
+        for df in (results, planned):
             if df is not None:
                 df.unpersist()
         if saved_ts is None:
@@ -310,9 +309,10 @@ def run_score_job(
     return summary
 
 
-def _input_facts(tagged: DataFrame, planned: DataFrame, n_bundles: int) -> dict:
-    """Rows in, catalog errors by reason, skipped rows by product type; candidates to score vs fully carried."""
-    rows = tagged.groupBy("status", "reason", "product_type").count().collect()
+def _input_facts(planned: DataFrame) -> dict:
+    """One aggregation: rows in, catalog errors by reason, skipped rows by product type, candidates to score vs fully carried."""
+    score = F.exists("need", lambda x: x).alias("score")
+    rows = planned.groupBy("status", "reason", F.when(F.col("status") == "skipped", F.col("product_type")).alias("product_type"), score).count().collect()
     input_errors: Counter = Counter()
     skipped: Counter = Counter()
     for r in rows:
@@ -320,8 +320,10 @@ def _input_facts(tagged: DataFrame, planned: DataFrame, n_bundles: int) -> dict:
             input_errors[r["reason"]] += r["count"]
         elif r["status"] == "skipped":
             skipped[r["product_type"] if r["product_type"] is not None else "(null)"] += r["count"]
-    plan = planned.groupBy(F.exists("need", lambda x: x).alias("score")).count().collect()
-    counts = {bool(r["score"]): r["count"] for r in plan}
+    counts: Counter = Counter()
+    for r in rows:
+        if r["status"] == "candidate":
+            counts[bool(r["score"])] += r["count"]
     return {
         "rows_in": sum(r["count"] for r in rows),
         "input_errors": input_errors,

@@ -314,7 +314,10 @@ class Predictor:
         self.input_shape = tuple(bundle.manifest.input_shape)
         self.heads = tuple(h.name for h in bundle.manifest.heads)
         sym = bundle.inference_symbol()
-        self._exe = sym.simple_bind(self.ctx, grad_req="null", **{DATA_NAME: (self.batch_size, *self.input_shape)})
+        # an INT8 bundle's quantised weights are int8 arrays: bind them with their own dtypes
+        types = {name: arr.dtype for name, arr in {**bundle.arg_params, **bundle.aux_params}.items()}
+        types[DATA_NAME] = np.float32
+        self._exe = sym.simple_bind(self.ctx, grad_req="null", type_dict=types, **{DATA_NAME: (self.batch_size, *self.input_shape)})
         for name, arr in self._exe.arg_dict.items():
             if name != DATA_NAME:
                 bundle.arg_params[name].copyto(arr)
