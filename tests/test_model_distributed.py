@@ -8,7 +8,9 @@ parts gives the parts very different record counts (large images first, small on
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
+import os
 import json
 import time
 from pathlib import Path
@@ -21,8 +23,9 @@ from PIL import Image
 from softlines_attr.config import PipelineConfig
 from softlines_attr.model.bundle import load_bundle
 from softlines_attr.model.distributed import (
+    CheckpointUploader,
     _download_checkpoints,
-    _upload_outputs,
+    _upload_bundle,
     argv_from_namespace,
     fixed_batches,
     label_ids,
@@ -111,20 +114,33 @@ def test_fixed_batches_cycles_a_short_part(id_shards: Path, conf: PipelineConfig
     assert len(ids) == 28 and len(set(ids)) < 28  # the part was read more than once
 
 
-def test_two_worker_dist_sync_training(tmp_path: Path, id_shards: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    """A real 2-worker, 1-server dist_sync run: identical parameters, disjoint parts, equal batch counts, one writer."""
+@pytest.fixture(scope="module")
+def dist_run(tmp_path_factory: pytest.TempPathFactory, id_shards: Path) -> tuple[Path, Path, dict]:
+    """A real 2-worker, 1-server dist_sync run through the CLI (--launch local); (out, worker dump, printed JSON)."""
     from softlines_attr.cli import main
 
-    for key, value in ROLE_ENV.items():  # the roles inherit the environment; 4 processes share 2 cores
-        monkeypatch.setenv(key, value)
+    tmp = tmp_path_factory.mktemp("dist_run")
+    out, dump = tmp / "model", tmp / "dump"
+    saved = {k: os.environ.get(k) for k in ROLE_ENV}
+    os.environ.update(ROLE_ENV)  # the roles inherit the environment; 4 processes share 2 cores
+    stdout = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(stdout):
+            code = main(["train", "--shards", str(id_shards), "--out", str(out), *TRAIN_ARGS, "--kv-store", "dist_sync", "--launch", "local",
+                         "--num-workers", "2", "--num-servers", "1", "--launch-timeout", "150", "--worker-dump", str(dump)])
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    assert code == 0
+    return out, dump, json.loads(stdout.getvalue().strip().splitlines()[-1])
 
-    out, dump = tmp_path / "model", tmp_path / "dump"
-    started = time.monotonic()
-    code = main(["train", "--shards", str(id_shards), "--out", str(out), *TRAIN_ARGS, "--kv-store", "dist_sync",
-                 "--launch", "local", "--num-workers", "2", "--num-servers", "1", "--launch-timeout", "150", "--worker-dump", str(dump)])
-    assert code == 0, capsys.readouterr().err
-    assert time.monotonic() - started < 150
-    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+def test_two_worker_dist_sync_training(dist_run: tuple[Path, Path, dict]) -> None:
+    """Identical parameters on both workers, disjoint (and unequal) parts, equal batch counts, one writer."""
+    out, dump, printed = dist_run
     assert printed["bundle"] == f"{out}/bundle" and printed["workers"] == 2
 
     records = [json.loads((dump / f"worker-{rank}.json").read_text()) for rank in (0, 1)]
@@ -212,18 +228,42 @@ def test_outputs_upload_and_checkpoints_download_through_s3(tmp_path: Path, s3_e
 
     boto3.client("s3").create_bucket(Bucket="models")
     local = tmp_path / "out"
-    (local / "checkpoints").mkdir(parents=True)
+    ckpt = local / "checkpoints"
+    ckpt.mkdir(parents=True)
+    (ckpt / "model-symbol.json").write_text("{}")
+    (ckpt / "model-0001.params").write_bytes(b"p1")
+    uploader = CheckpointUploader(local, "s3://models/run1", every_s=3600)
+    assert uploader(force=True) == 0  # epoch 1 not complete yet: no states file
+    (ckpt / "model-0001.states").write_bytes(b"s1")
+    assert uploader() == 0 and uploader(force=True) == 1  # unforced calls wait every_s
+    (ckpt / "model-0002.params").write_bytes(b"p2")
+    (ckpt / "model-0002.states").write_bytes(b"s2")
+    assert uploader(force=True) == 1 and uploader(force=True) == 0
     (local / "bundle").mkdir()
-    (local / "checkpoints" / "model-0001.params").write_bytes(b"p1")
+    (local / "bundle" / "model.params").write_bytes(b"b")
     (local / "bundle" / "manifest.json").write_text("{}")
-    (local / "launch-logs").mkdir()
-    (local / "launch-logs" / "x.stderr").write_text("not uploaded")
-    assert _upload_outputs(local, "s3://models/run1") == 2
+    assert _upload_bundle(local, "s3://models/run1") == 2
     keys = sorted(o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket="models")["Contents"])
-    assert keys == ["run1/bundle/manifest.json", "run1/checkpoints/model-0001.params"]
+    assert keys == ["run1/bundle/manifest.json", "run1/bundle/model.params", "run1/checkpoints/model-0001.params", "run1/checkpoints/model-0001.states",
+                    "run1/checkpoints/model-0002.params", "run1/checkpoints/model-0002.states", "run1/checkpoints/model-symbol.json"]
     fresh = tmp_path / "fresh"
-    assert _download_checkpoints("s3://models/run1", fresh) == 1
-    assert (fresh / "checkpoints" / "model-0001.params").read_bytes() == b"p1"
+    assert _download_checkpoints("s3://models/run1", fresh) == 5
+    assert (fresh / "checkpoints" / "model-0002.states").read_bytes() == b"s2"
+
+
+@pytest.mark.slow  # two more dist runs
+def test_dist_resume_equals_the_uninterrupted_run(tmp_path: Path, id_shards: Path, dist_run: tuple[Path, Path, dict]) -> None:
+    """1 epoch, then --resume to 2 epochs (both dist_sync, 2 workers) = the uninterrupted 2-epoch run, bit for bit."""
+    out = tmp_path / "model"
+    args = ["train", "--shards", str(id_shards), "--out", str(out), *TRAIN_ARGS, "--kv-store", "dist_sync"]
+    launch_local(2, 1, replace_option(args, "--epochs", "1"), timeout_s=150, log_dir=tmp_path / "logs1", extra_env=ROLE_ENV)
+    assert sorted(p.name for p in (out / "checkpoints").glob("*.states")) == ["model-0001.states"]
+    launch_local(2, 1, [*args, "--resume"], timeout_s=150, log_dir=tmp_path / "logs2", extra_env=ROLE_ENV)
+    whole, resumed = load_bundle(dist_run[0] / "bundle"), load_bundle(out / "bundle")
+    for name, value in whole.arg_params.items():
+        np.testing.assert_array_equal(resumed.arg_params[name].asnumpy(), value.asnumpy(), err_msg=name)
+    for name, value in whole.aux_params.items():
+        np.testing.assert_array_equal(resumed.aux_params[name].asnumpy(), value.asnumpy(), err_msg=name)
 
 
 @pytest.mark.slow  # about 30 s on an idle 2-core machine (a Spark session, two tasks each starting ps-lite roles)

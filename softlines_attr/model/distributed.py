@@ -447,7 +447,14 @@ def kill_roles(roles: Sequence[Role], grace_s: float = 5.0) -> None:
             r.proc.wait()
 
 
-def supervise(roles: Sequence[Role], *, timeout_s: float | None = None, shutdown_s: float = 60.0, poll_s: float = 0.2) -> dict[str, int]:
+def supervise(
+    roles: Sequence[Role],
+    *,
+    timeout_s: float | None = None,
+    shutdown_s: float = 60.0,
+    poll_s: float = 0.2,
+    on_poll: Callable[[], None] | None = None,
+) -> dict[str, int]:
     """Wait for the workers to finish, then for the scheduler and servers to exit on their own.
 
     Args:
@@ -456,6 +463,7 @@ def supervise(roles: Sequence[Role], *, timeout_s: float | None = None, shutdown
         shutdown_s: How long the scheduler and servers get to exit after the last worker (they stop
             when the workers leave); past it they are killed, with a warning (the run succeeded).
         poll_s: Polling interval.
+        on_poll: Called at every poll while the workers run (e.g. uploading new checkpoints).
 
     Returns:
         role name -> exit code.
@@ -485,6 +493,8 @@ def supervise(roles: Sequence[Role], *, timeout_s: float | None = None, shutdown
                     f"distributed training timed out: expected the workers to finish within {timeout_s:.0f} s, found "
                     f"{', '.join(r.name for r in running)} still running (stopped). Last lines of their stderr:\n{tails}"
                 )
+            if on_poll is not None:
+                on_poll()
             time.sleep(poll_s)
     except BaseException:
         kill_roles(roles)
@@ -671,12 +681,47 @@ def _download_checkpoints(out_uri: str, local_out: Path) -> int:
     return len(files)
 
 
-def _upload_outputs(local_out: Path, out_uri: str) -> int:
-    """Upload ``local_out``'s checkpoints and bundle to ``out_uri`` (the bundle's manifest last); returns the file count."""
+class CheckpointUploader:
+    """Uploads each complete checkpoint of a local ``--out`` to ``out_uri`` as soon as it appears (at most every ``every_s``).
+
+    A checkpoint is complete when its ``.states`` file exists (train.py writes it last); the states
+    file is uploaded last too, so a checkpoint under ``out_uri`` is complete when its states object
+    exists, and ``--resume`` after a lost node continues from the last uploaded epoch.
+    """
+
+    def __init__(self, local_out: Path, out_uri: str, every_s: float = 30.0) -> None:
+        self.local_out = local_out
+        self.out_uri = out_uri
+        self.every_s = every_s
+        self.done: set[str] = set()
+        self._last = 0.0
+
+    def __call__(self, force: bool = False) -> int:
+        """Upload the checkpoints completed since the last call; returns how many."""
+        if not force and time.monotonic() - self._last < self.every_s:
+            return 0
+        self._last = time.monotonic()
+        from softlines_attr.io.storage import join_uri, storage_for
+
+        folder = self.local_out / "checkpoints"
+        new = sorted(p for p in folder.glob("*.states") if p.name not in self.done) if folder.is_dir() else []
+        if not new:
+            return 0
+        storage = storage_for(self.out_uri)
+        for states in new:
+            for path in (*sorted(folder.glob("*-symbol.json")), states.with_suffix(".params"), states):
+                storage.upload_file(str(path), join_uri(self.out_uri, "checkpoints", path.name))
+            self.done.add(states.name)
+            log.info("uploaded checkpoint %s to %s", states.stem, self.out_uri)
+        return len(new)
+
+
+def _upload_bundle(local_out: Path, out_uri: str) -> int:
+    """Upload ``local_out/bundle`` to ``out_uri/bundle`` (its manifest last); returns the file count."""
     from softlines_attr.io.storage import join_uri, storage_for
 
     storage = storage_for(out_uri)
-    files = sorted(p for p in local_out.rglob("*") if p.is_file() and p.relative_to(local_out).parts[0] in ("checkpoints", "bundle"))
+    files = sorted(p for p in (local_out / "bundle").rglob("*") if p.is_file())
     files.sort(key=lambda p: p.name == "manifest.json")
     for path in files:
         storage.upload_file(str(path), join_uri(out_uri, path.relative_to(local_out).as_posix()))
@@ -687,11 +732,12 @@ def barrier_task(spec: SparkLaunch, _rows: Iterator[Any]) -> Iterator[str]:
     """The body of one barrier task: this node's ps-lite roles (run inside a Spark executor).
 
     Task 0's host is the scheduler (``DMLC_PS_ROOT_URI``); task 0 picks a free port and every task
-    learns it through ``allGather``. Each task starts ``servers_per_worker`` servers and one worker
+    learns it through ``allGather`` (hosts are resolved to IPv4 addresses for ps-lite). Each task starts ``servers_per_worker`` servers and one worker
     on its own host, the worker on the task's GPU (``TaskContext.resources()['gpu']``, added as
     ``--gpus`` unless the command line names GPUs). With an ``s3://`` ``--out`` the worker writes to
     a local scratch folder, ``--resume`` first downloads ``<out>/checkpoints`` there on every node,
-    and the task whose worker wrote the bundle (ps-lite rank 0) uploads checkpoints and bundle.
+    the task whose worker is ps-lite rank 0 (the one writing checkpoints) uploads each checkpoint
+    as it completes (:class:`CheckpointUploader`), and the bundle at the end.
 
     Yields:
         One JSON line: partition, host, role exit codes, the worker's last stdout line, uploaded files.
@@ -706,7 +752,7 @@ def barrier_task(spec: SparkLaunch, _rows: Iterator[Any]) -> Iterator[str]:
     ctx = BarrierTaskContext.get()
     part = ctx.partitionId()
     infos = ctx.getTaskInfos()
-    hosts = [info.address.rsplit(":", 1)[0] for info in infos]
+    hosts = [_ip(info.address.rsplit(":", 1)[0]) for info in infos]
     host, root = hosts[part], hosts[0]
     port = int(ctx.allGather(str(free_port("0.0.0.0") if part == 0 else 0))[0])
     num_servers = spec.num_workers * spec.servers_per_worker
@@ -731,15 +777,16 @@ def barrier_task(spec: SparkLaunch, _rows: Iterator[Any]) -> Iterator[str]:
         for i in range(spec.servers_per_worker):
             roles.append(start_role(f"server {part}.{i}", server_argv(python), {**extra, **role_env("server", root, port, spec.num_workers, num_servers, host)}, logs))
         roles.append(start_role(f"worker {part}", worker_argv(argv, python), {**extra, **role_env("worker", root, port, spec.num_workers, num_servers, host)}, logs))
-        codes = supervise(roles, timeout_s=spec.timeout_s)
+        uploader = CheckpointUploader(local_out, out_uri) if local_out is not None else None
+        codes = supervise(roles, timeout_s=spec.timeout_s, on_poll=uploader)
     except DistributedLaunchError as exc:
         raise DistributedLaunchError(f"barrier task {part} on {host}: {exc}") from exc
     finally:
         kill_roles(roles)
     stdout = roles[-1].stdout.read_text(encoding="utf-8", errors="replace").strip().splitlines()
     uploaded = 0
-    if local_out is not None and (local_out / "bundle" / "manifest.json").is_file():
-        uploaded = _upload_outputs(local_out, out_uri)
+    if uploader is not None and (local_out / "bundle" / "manifest.json").is_file():
+        uploaded = uploader(force=True) + _upload_bundle(local_out, out_uri)
     if local_out is not None:
         shutil.rmtree(scratch, ignore_errors=True)
     yield json.dumps({"partition": part, "host": host, "exit_codes": codes, "stdout": stdout[-1] if stdout else "", "uploaded": uploaded})
@@ -749,10 +796,16 @@ def launch_spark(spark: SparkSession, spec: SparkLaunch) -> list[dict]:
     """Run the ps-lite job as one barrier stage of ``spec.num_workers`` tasks; returns each task's report.
 
     Raises:
-        DistributedLaunchError: bad counts, or the stage failed (the first task error's message).
+        DistributedLaunchError: bad counts, dynamic allocation on (Spark refuses barrier stages then),
+            or the stage failed (the first task error's message).
     """
     if spec.num_workers < 1 or spec.servers_per_worker < 1:
         raise DistributedLaunchError(f"expected at least 1 worker and 1 server per worker, found {spec.num_workers} and {spec.servers_per_worker}")
+    if spark.sparkContext.getConf().get("spark.dynamicAllocation.enabled", "false").lower() == "true":
+        raise DistributedLaunchError(
+            "a barrier stage cannot run with dynamic allocation: expected spark.dynamicAllocation.enabled=false, found true "
+            f"(EMR's default); submit with --conf spark.dynamicAllocation.enabled=false --num-executors {spec.num_workers}"
+        )
     rdd = spark.sparkContext.parallelize(range(spec.num_workers), spec.num_workers)
     task: Callable[[Iterator[Any]], Iterator[str]] = partial(barrier_task, spec)
     try:
@@ -760,6 +813,14 @@ def launch_spark(spark: SparkSession, spec: SparkLaunch) -> list[dict]:
     except Exception as exc:  # noqa: BLE001 - Py4J / Spark wrap the task's error; keep its text
         raise DistributedLaunchError(f"the training barrier stage of {spec.num_workers} tasks failed: {_short(str(exc))}") from exc
     return [json.loads(r) for r in reports]
+
+
+def _ip(host: str) -> str:
+    """``host`` as an IPv4 address (ps-lite advertises and connects to addresses), or as given if it does not resolve."""
+    try:
+        return socket.gethostbyname(host)
+    except OSError:
+        return host
 
 
 def _short(text: str, limit: int = 4000) -> str:
