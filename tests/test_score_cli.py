@@ -1,0 +1,65 @@
+"""The score command: jobs/score.py in its own process with a task that dies on its first attempt; clear refusals."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from softlines_attr.cli import main
+from softlines_attr.score import FAIL_PARTITION_ENV
+from test_score_helpers import HEMLINE, PATTERN, SLEEVE, SCORE_CONF, make_bundle, score_conf, write_catalog
+from test_shard_helpers import write_images
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_spark_submit_entry_point_with_a_task_dying_on_its_first_attempt(tmp_path: Path) -> None:
+    """``python jobs/score.py`` (what spark-submit runs) under ``local[2,2]``: partition 0 dies after its first batch.
+
+    The retried task recomputes the partition; the committed tables hold each (asin, attribute) once.
+    """
+    conf = score_conf(tmp_path)
+    hem = make_bundle(tmp_path / "models" / "hemline", [("hemline", HEMLINE)], conf, seed=1)
+    make_bundle(tmp_path / "models" / "multi", [("pattern", PATTERN), ("sleeve_type", SLEEVE)], conf, seed=2)
+    images = write_images(tmp_path / "img", n_good=12, seed=5, bad=False, exotic=False)
+    rows = [{"asin": f"A{i:03d}", "image_uri": uri} for i, uri in enumerate(sorted(images.paths.values()))] + [{"asin": "M", "image_uri": str(tmp_path / "gone.jpg")}]
+    write_catalog(tmp_path / "catalog.parquet", rows)
+    env = dict(os.environ, PYSPARK_PYTHON=sys.executable, **{FAIL_PARTITION_ENV: "0"})
+    cmd = [sys.executable, "jobs/score.py", "--catalog", str(tmp_path / "catalog.parquet"), "--models", str(tmp_path / "models"),
+           "--out", str(tmp_path / "out"), "--conf", str(tmp_path / "score_conf.toml"), "--master", "local[2,2]", "--run-id", "cli-run"]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    printed = json.loads(proc.stdout.strip().splitlines()[-1])
+    summary = json.loads((tmp_path / "out" / "_summary.json").read_text())
+    assert printed["run_id"] == summary["run_id"] == "cli-run"
+    assert summary["task_retries_seen"] == 1 and summary["partitions"] >= 2
+    assert summary["rows_in"] == 13 and summary["rows_scored"] == 12 and summary["errors_by_reason"] == {"missing": 1}
+    attrs = pq.read_table(tmp_path / "out" / "attributes").to_pylist()
+    pairs = Counter((a["asin"], a["attribute"]) for a in attrs)
+    assert len(pairs) == 36 and set(pairs.values()) == {1}
+    assert {a["model_version"].split("@")[0] for a in attrs} == {"hemline", "multi"}
+    assert hem.exists()
+
+
+def test_cli_refuses_bad_models(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    conf = score_conf(tmp_path)
+    write_catalog(tmp_path / "c.parquet", [{"asin": "A", "image_uri": "x.jpg"}])
+    base = ["score", "--catalog", str(tmp_path / "c.parquet"), "--out", str(tmp_path / "out"), "--conf", str(tmp_path / "score_conf.toml")]
+    assert main([*base, "--models", str(tmp_path / "no_models")]) == 2
+    assert "expected a model bundle folder, found nothing" in capsys.readouterr().err
+    bundle = make_bundle(tmp_path / "m", [("hemline", HEMLINE)], conf, seed=1)
+    data = bytearray((bundle / "model.params").read_bytes())
+    data[-1] ^= 0xFF
+    (bundle / "model.params").write_bytes(bytes(data))
+    assert main([*base, "--models", str(bundle)]) == 2
+    err = capsys.readouterr().err
+    assert "softlines-attr score: error:" in err and "model.params does not match its checksum" in err
+    assert not (tmp_path / "out").exists()
+    assert SCORE_CONF  # the conf written by score_conf is the one the CLI read

@@ -1,0 +1,106 @@
+"""Scoring models: the bound Predictor against Bundle.predict, bundles as bytes, the per-process cache, --models folders."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import boto3
+import numpy as np
+import pytest
+
+from softlines_attr.model.bundle import load_bundle
+from softlines_attr.model.errors import BundleIntegrityError
+from softlines_attr.score.errors import ScoreInputError, ScoreModelError
+from softlines_attr.score.models import Predictor, bundle_from_payload, cached_bundle, cached_predictor, check_payloads, process_load_counts, read_payload, resolve_model_dirs
+from softlines_attr.score.task import top_k_rows
+from test_score_helpers import HEMLINE, PATTERN, SLEEVE, SIZE, make_bundle, score_conf
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory):
+    root = tmp_path_factory.mktemp("score_models")
+    conf = score_conf(root)
+    hem = make_bundle(root / "models" / "hemline", [("hemline", HEMLINE)], conf, seed=1, thresholds={"hemline": 0.4})
+    multi = make_bundle(root / "models" / "multi", [("pattern", PATTERN), ("sleeve_type", SLEEVE)], conf, seed=2, region="upper")
+    return {"root": root, "conf": conf, "hem": hem, "multi": multi}
+
+
+def test_predictor_equals_bundle_predict_with_padding_and_chunks(bundles) -> None:
+    x = np.random.default_rng(0).normal(size=(11, 3, SIZE, SIZE)).astype(np.float32)
+    for path in (bundles["hem"], bundles["multi"]):
+        bundle = load_bundle(path)
+        direct = bundle.predict(x)
+        pred = Predictor(bundle, batch_size=4)  # 11 = 4 + 4 + 3 (padded)
+        for _ in range(2):  # reused across calls
+            got = pred.predict(x)
+            assert set(got) == set(direct)
+            for head in direct:
+                np.testing.assert_allclose(got[head], direct[head], rtol=1e-5, atol=1e-6)
+        one = pred.predict(x[5:6])
+        for head in direct:
+            np.testing.assert_allclose(one[head], direct[head][5:6], rtol=1e-5, atol=1e-6)
+            assert pred.predict(x[:0])[head].shape == (0, direct[head].shape[1])
+    assert not np.allclose(direct["pattern"], direct["pattern"][0])  # outputs depend on the input
+    with pytest.raises(ScoreModelError, match=r"expected a batch of shape \(N, 3, 32, 32\)"):
+        pred.predict(x[:, :, :16])
+
+
+def test_payload_round_trip_and_process_cache(bundles) -> None:
+    payload = read_payload(bundles["multi"])
+    assert payload.model_version == f"multi@{payload.params_sha256[:12]}"
+    assert [(h.attribute, h.threshold) for h in payload.heads] == [("pattern", 0.0), ("sleeve_type", 0.0)]
+    assert payload.region == "upper" and payload.input_shape == (3, SIZE, SIZE)
+    rebuilt = bundle_from_payload(payload)
+    original = load_bundle(bundles["multi"])
+    for name, arr in original.arg_params.items():
+        np.testing.assert_array_equal(rebuilt.arg_params[name].asnumpy(), arr.asnumpy())
+    first = cached_bundle(payload)
+    assert cached_bundle(payload) is first and process_load_counts()[payload.params_sha256] == 1
+    assert cached_predictor(payload, 4) is cached_predictor(payload, 4)
+    assert process_load_counts()[payload.params_sha256] == 1
+
+    tampered = dataclasses.replace(payload, params=payload.params[:-8] + b"\x00" * 8, params_sha256="0" * 64)
+    with pytest.raises(BundleIntegrityError, match="model.params does not match its checksum"):
+        bundle_from_payload(tampered)
+
+
+def test_check_payloads(bundles) -> None:
+    hem, multi = read_payload(bundles["hem"]), read_payload(bundles["multi"])
+    assert hem.heads[0].threshold == 0.4
+    assert check_payloads([hem, multi], store_size=40) == ["hemline", "pattern", "sleeve_type"]
+    with pytest.raises(ScoreModelError, match="is the same model as"):
+        check_payloads([hem, hem], store_size=40)
+    with pytest.raises(ScoreModelError, match="larger than images.store_size 24"):
+        check_payloads([hem], store_size=24)
+
+
+def test_resolve_model_dirs(bundles, tmp_path: Path) -> None:
+    models = bundles["root"] / "models"
+    assert resolve_model_dirs([str(models)]) == [models / "hemline", models / "multi"]  # a folder of bundles
+    assert resolve_model_dirs([str(bundles["hem"])]) == [bundles["hem"]]
+    with pytest.raises(ScoreInputError, match="expected a model bundle folder, found nothing"):
+        resolve_model_dirs([str(tmp_path / "nope")])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ScoreInputError, match="or a folder of bundles"):
+        resolve_model_dirs([str(tmp_path / "empty")])
+
+
+def test_models_from_s3(bundles, s3_endpoint: str, tmp_path: Path) -> None:
+    """``--models s3://bucket/models/current/`` (the EMR step): bundles downloaded, checksums verified."""
+    client = boto3.client("s3", endpoint_url=s3_endpoint)
+    client.create_bucket(Bucket="models")
+    for path in (bundles["root"] / "models").rglob("*"):
+        if path.is_file():
+            client.upload_file(str(path), "models", f"current/{path.relative_to(bundles['root'] / 'models')}")
+    dirs = resolve_model_dirs(["s3://models/current/"], download_dir=tmp_path)
+    assert [d.name for d in dirs] == ["hemline", "multi"]
+    assert read_payload(dirs[1]).params_sha256 == read_payload(bundles["multi"]).params_sha256
+
+
+def test_top_k_rows() -> None:
+    probs = np.array([[0.1, 0.6, 0.3], [0.5, 0.2, 0.3]], dtype=np.float32)
+    best, conf, tops = top_k_rows(probs, ("a", "b", "c"), 2)
+    assert best.tolist() == [1, 0] and conf.tolist() == pytest.approx([0.6, 0.5])
+    assert tops[0] == [{"value": "b", "probability": pytest.approx(0.6)}, {"value": "c", "probability": pytest.approx(0.3)}]
+    assert len(top_k_rows(probs, ("a", "b", "c"), 10)[2][0]) == 3
