@@ -85,12 +85,14 @@ JOBS: dict[str, JobArgs] = {
         together=(("--tags", "--attribute"),),
         inputs=("--labels", "--tags"),
     ),
-    # spark-submit jobs/score.py --catalog PATH --models DIR [DIR ...] --out DIR [--conf FILE] [--taxonomy FILE]
+    # spark-submit jobs/score.py --catalog PATH --models DIR [DIR ...] --out DIR [--previous DIR]
+    #                            [--input-format F] [--run-id ID] [--conf FILE] [--taxonomy FILE]
     "score": JobArgs(
         script="jobs/score.py",
         required=("--catalog", "--models", "--out"),
+        optional=("--previous", "--input-format", "--run-id"),
         multi=("--models",),
-        inputs=("--catalog", "--models"),
+        inputs=("--catalog", "--models", "--previous"),
         taxonomy=True,
     ),
 }
