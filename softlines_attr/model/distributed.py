@@ -411,10 +411,22 @@ def role_env(role: str, root_uri: str, root_port: int, num_workers: int, num_ser
     return env
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """Ask Linux to kill this child when its parent dies (a killed launcher or Spark task leaves no orphans)."""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+def _pdeathsig_hook() -> Callable[[], None] | None:
+    """A ``preexec_fn`` asking Linux to SIGKILL the child when its parent dies (no orphaned roles), or None off Linux.
+
+    libc is loaded here, in the parent: the hook itself, run between fork and exec, only calls prctl.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
+    except OSError:
+        return None
+
+    def hook() -> None:  # pragma: no cover - runs in the child
+        prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+
+    return hook
 
 
 def start_role(name: str, argv: Sequence[str], env: Mapping[str, str], log_dir: Path) -> Role:
@@ -425,7 +437,7 @@ def start_role(name: str, argv: Sequence[str], env: Mapping[str, str], log_dir: 
     with open(out, "wb") as fout, open(err, "wb") as ferr:
         proc = subprocess.Popen(
             list(argv), env={**os.environ, **env}, stdout=fout, stderr=ferr, stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+            preexec_fn=_pdeathsig_hook(),
         )
     log.info("started %s (pid %d): %s", name, proc.pid, " ".join(argv[:4]) + (" ..." if len(argv) > 4 else ""))
     return Role(name, proc, out, err)
