@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -28,9 +29,14 @@ def _rows(path: Path) -> list[dict]:
     return pq.read_table(path).to_pylist()
 
 
+@functools.lru_cache(maxsize=8)
+def _bundle(bundle_dir: Path):
+    return load_bundle(bundle_dir)
+
+
 def _direct(bundle_dir: Path, uri: str, conf) -> dict[str, np.ndarray]:
     """In-process forward of one image with Bundle.predict (its own bind), the same shared decode."""
-    bundle = load_bundle(bundle_dir)
+    bundle = _bundle(bundle_dir)
     m = bundle.manifest
     img = load_image(Path(uri).read_bytes(), size=conf.images.store_size, mode=conf.images.resize_mode, max_pixels=conf.images.max_pixels)
     x = to_network_input(img, input_size=m.input_shape[1], mean=m.mean, std=m.std, region=m.region)
@@ -166,14 +172,24 @@ def test_incremental_carries_unchanged_rows_and_rescores_changed_ones(spark, run
     assert attrs[(changed, "hemline")]["image_uri"] == run1["good"][2]["image_uri"]
     assert len(_rows(tmp_path / "inc" / "wide")) == n_good
 
-    # a new hemline model: hemline is rescored everywhere, the multi-head bundle's rows are carried
+    # a new hemline model, in place (--previous = --out): hemline is rescored everywhere, the multi-head bundle's rows are carried
     hem2 = make_bundle(tmp_path / "models" / "hemline", [("hemline", HEMLINE)], conf, seed=5)
-    s2 = run_score_job(spark, conf, ScoreJob(str(catalog), (str(hem2), str(run1["multi"])), str(tmp_path / "inc2"), previous_dir=str(tmp_path / "inc")))
-    assert s2["rows_scored"] == n_good and s2["rows_carried"] == 0
+    s2 = run_score_job(spark, conf, ScoreJob(str(catalog), (str(hem2), str(run1["multi"])), str(tmp_path / "inc"), previous_dir=str(tmp_path / "inc")))
+    assert s2["rows_scored"] == n_good and s2["rows_carried"] == 0 and s2["previous_run_id"] == s["run_id"]
     assert s2["attribute_rows_scored"] == n_good and s2["attribute_rows_carried"] == 2 * n_good
-    attrs2 = _rows(tmp_path / "inc2" / "attributes")
+    attrs2 = _rows(tmp_path / "inc" / "attributes")
     assert {a["run_id"] for a in attrs2 if a["attribute"] == "hemline"} == {s2["run_id"]}
     assert {a["run_id"] for a in attrs2 if a["attribute"] != "hemline"} == {run1["summary"]["run_id"], s["run_id"]}
+    assert len(attrs2) == 3 * n_good and set(Counter((a["asin"], a["attribute"]) for a in attrs2).values()) == {1}
+
+
+def test_written_tables_follow_the_contract(spark, run1) -> None:
+    from softlines_attr.score.schema import check_written
+
+    out = run1["out"]
+    check_written(spark.read.parquet(str(out / "attributes")), "attributes")
+    check_written(spark.read.parquet(str(out / "wide")), "wide", ["hemline", "pattern", "sleeve_type"])
+    check_written(spark.read.parquet(str(out / "errors")), "errors")
 
 
 def test_bad_inputs_are_clear_job_errors(spark, run1, tmp_path) -> None:

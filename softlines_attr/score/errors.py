@@ -19,3 +19,7 @@ class ScoreAccountingError(SoftlinesAttrError):
 
 class ScoreSchemaError(SoftlinesAttrError):
     """A table does not match the versioned output contract (contract/score_tables.json)."""
+
+
+class ScoreDeviceError(SoftlinesAttrError):
+    """``score.device = "gpu"`` but Spark gave the task no GPU (a cluster configuration problem)."""

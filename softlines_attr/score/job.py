@@ -206,7 +206,7 @@ def run_score_job(
                 errors_by_stage[r["stage"]] += r["count"]
 
         mark = time.monotonic()
-        ts = F.lit(now.strftime("%Y-%m-%d %H:%M:%S")).cast("timestamp")
+        ts = F.lit(now.isoformat()).cast("timestamp")  # with its +00:00 offset: the same instant whatever the session time zone
         scored = results.filter(F.col("kind") == "attr").withColumn("run_id", F.lit(run_id)).withColumn("scored_at", ts)
         attrs_df = conform(scored, "attributes")
         if carried is not None:

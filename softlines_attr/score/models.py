@@ -115,7 +115,17 @@ class BundlePayload:
 
 
 def _is_s3(path: str) -> bool:
-    return path.split("://", 1)[0].lower() in ("s3", "s3a", "s3n") if "://" in path else False
+    """True for an s3:// (s3a, s3n) path; a local path or file:// is False.
+
+    Raises:
+        ScoreInputError: for any other scheme.
+    """
+    from softlines_attr.io.storage import UnsupportedSchemeError, parse_uri
+
+    try:
+        return parse_uri(path).scheme == "s3"
+    except UnsupportedSchemeError as exc:
+        raise ScoreInputError(f"--models {path}: {exc}") from None
 
 
 def _download_s3(uri: str, dest: Path) -> Path:

@@ -34,6 +34,7 @@ import numpy as np
 from softlines_attr.config import ImageConfig, ShardConfig
 from softlines_attr.images import ImageError, load_image, to_network_input
 from softlines_attr.io.fetch import FetchError, Fetcher, ordered_map
+from softlines_attr.score.errors import ScoreDeviceError
 from softlines_attr.score.models import BundlePayload, cached_predictor, process_load_counts, set_threads
 
 log = logging.getLogger(__name__)
@@ -95,7 +96,7 @@ def device_context(device: str, task_ctx: Any) -> Any:
     """The MXNet context: CPU, or the GPU Spark assigned to this task.
 
     Raises:
-        RuntimeError: ``gpu`` asked but the task was given no GPU resource (a cluster configuration error).
+        ScoreDeviceError: ``gpu`` asked but the task was given no GPU resource (a cluster configuration error).
     """
     import mxnet as mx
 
@@ -104,7 +105,7 @@ def device_context(device: str, task_ctx: Any) -> Any:
     resources = task_ctx.resources() if task_ctx is not None else {}
     gpu = resources.get("gpu")
     if gpu is None or not gpu.addresses:
-        raise RuntimeError("score.device = 'gpu' but the task has no GPU resource; expected spark.task.resource.gpu.amount = 1 and a GPU discovery script")
+        raise ScoreDeviceError(f"score.device = 'gpu': expected a GPU resource for the task (spark.task.resource.gpu.amount = 1 and a discovery script), found resources {sorted(resources)}")
     return mx.gpu(int(gpu.addresses[0]))
 
 
