@@ -24,6 +24,9 @@ from softlines_attr.config import PipelineConfig
 from softlines_attr.model.bundle import load_bundle
 from softlines_attr.model.distributed import (
     CheckpointUploader,
+    Workers,
+    check_train_parts,
+    part_record_counts,
     _download_checkpoints,
     _upload_bundle,
     argv_from_namespace,
@@ -32,7 +35,7 @@ from softlines_attr.model.distributed import (
     launch_local,
     replace_option,
 )
-from softlines_attr.model.errors import DistributedLaunchError
+from softlines_attr.model.errors import DistributedLaunchError, TrainInputError
 from softlines_attr.model.train import TrainConfig, read_shard_set, record_iter, train
 from softlines_attr.shard.recordio import IndexedRecordWriter, pack_image_record, pad_labels
 
@@ -86,32 +89,60 @@ def id_shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_id_shards(tmp_path_factory.mktemp("id_shards"))
 
 
-def _part_sizes(shards_dir: Path, conf: PipelineConfig) -> list[int]:
-    """Records in each of the two train parts, read with the same iterator settings as training (no shuffle, no rounding)."""
-    shards = read_shard_set(shards_dir)
-    tc = TrainConfig(batch_size=4, input_size=32, threads=1)
+def _iterated_part_sizes(paths: list[Path], parts: int) -> list[int]:
+    """Records MXNet itself puts in each part (batch size 1: no padding rows to tell apart)."""
     sizes = []
-    for part in range(2):
-        it = record_iter(shards.train, shards, conf, tc, train=False, label_name="base_label", multi_label=True, num_parts=2, part_index=part)
-        sizes.append(sum(b.data[0].shape[0] - (b.pad or 0) for b in it))
+    for part in range(parts):
+        try:
+            it = mx.io.ImageRecordIter(path_imgrec=";".join(map(str, paths)), data_shape=(3, 32, 32), batch_size=1, label_width=LABEL_WIDTH,
+                                       num_parts=parts, part_index=part, preprocess_threads=1, round_batch=False)
+        except StopIteration:  # an empty part
+            sizes.append(0)
+            continue
+        sizes.append(sum(1 for _ in it))
     return sizes
 
 
-def test_the_two_train_parts_are_unequal(id_shards: Path, conf: PipelineConfig) -> None:
-    sizes = _part_sizes(id_shards, conf)
-    assert sum(sizes) == TRAIN
-    assert min(sizes) < 4 * 3 <= max(sizes), sizes  # one part is short of the 3 batches of 4 every worker runs
+def test_part_record_counts_match_mxnet(id_shards: Path) -> None:
+    shards = read_shard_set(id_shards)
+    for paths in (list(shards.train), list(shards.val)):
+        for parts in (1, 2, 3, 5):
+            assert part_record_counts(paths, parts) == _iterated_part_sizes(paths, parts), (paths, parts)
+    counts = part_record_counts(list(shards.train), 2)
+    assert counts == [6, 18]  # large records first: one part is short of the 3 batches of 4 each worker runs
+    with pytest.raises(TrainInputError, match=r"at least one batch \(8 records\), found parts of \[6, 18\]"):
+        check_train_parts(shards.train, shards.train_records, Workers("dist_sync", kv=object(), rank=0, num_workers=2), 8)
+    check_train_parts(shards.train, shards.train_records, Workers("dist_sync", kv=object(), rank=0, num_workers=2), 4)
+
+
+def test_eval_iterator_marks_the_short_last_batch_as_padding(id_shards: Path, conf: PipelineConfig) -> None:
+    """Without round_batch MXNet reports pad 0 for a short last batch of garbage rows; record_iter(train=False) marks them, every pass."""
+    shards = read_shard_set(id_shards)
+    tc = TrainConfig(batch_size=3, input_size=32, threads=1)
+    for parts, index, expected in ((1, 0, list(range(TRAIN, TRAIN + VAL))), (2, 1, None)):
+        it = record_iter(shards.val, shards, conf, tc, train=False, label_name="base_label", multi_label=True, num_parts=parts, part_index=index)
+        passes = []
+        for _ in range(2):
+            ids = []
+            for batch in it:
+                n = batch.data[0].shape[0] - batch.pad
+                ids += [i[0] for i in label_ids(batch.label[0].asnumpy()[:n])]
+            passes.append(ids)
+            it.reset()
+        assert passes[0] == passes[1]
+        assert len(passes[0]) == part_record_counts(list(shards.val), parts)[index]
+        if expected is not None:
+            assert passes[0] == expected  # 8 records in batches of 3: the last batch has pad 1
 
 
 def test_fixed_batches_cycles_a_short_part(id_shards: Path, conf: PipelineConfig) -> None:
     shards = read_shard_set(id_shards)
     tc = TrainConfig(batch_size=4, input_size=32, threads=1)
-    short = int(np.argmin(_part_sizes(id_shards, conf)))
-    it = record_iter(shards.train, shards, conf, tc, train=True, label_name="base_label", multi_label=True, num_parts=2, part_index=short)
+    it = record_iter(shards.train, shards, conf, tc, train=True, label_name="base_label", multi_label=True, num_parts=2, part_index=0)
     seen: list[list] = []
     assert len(list(fixed_batches(it, 7, seen))) == 7
     ids = [i[0] for batch in seen for i in batch]
-    assert len(ids) == 28 and len(set(ids)) < 28  # the part was read more than once
+    assert len(ids) == 28 and set(ids) == set(range(6))  # the 6-record part, read more than four times
 
 
 @pytest.fixture(scope="module")

@@ -263,6 +263,123 @@ def fixed_batches(it: mx.io.DataIter, count: int, seen: list[list] | None = None
         it.reset()
 
 
+RECORDIO_MAGIC = 0xCED7230A
+
+
+def record_offsets(rec: Path) -> list[int]:
+    """Byte offsets of the records of a ``.rec`` file: from its ``.idx`` (``key\\toffset`` lines) when
+    present, else by walking the RecordIO headers (magic, length with continuation flag)."""
+    import struct
+
+    idx = rec.with_suffix(".idx")
+    if idx.is_file():
+        with open(idx, encoding="ascii") as fh:
+            return sorted(int(line.split("\t")[1]) for line in fh if line.strip())
+    offsets: list[int] = []
+    with open(rec, "rb") as fh:
+        pos = 0
+        while True:
+            header = fh.read(8)
+            if len(header) < 8:
+                return offsets
+            magic, lrec = struct.unpack("<II", header)
+            if magic != RECORDIO_MAGIC:
+                raise TrainInputError(f"{rec}: expected a RecordIO header at byte {pos}, found magic {magic:#x}")
+            if lrec >> 29 in (0, 1):  # a whole record or the first part of a split one
+                offsets.append(pos)
+            length = lrec & ((1 << 29) - 1)
+            pos += 8 + ((length + 3) // 4) * 4
+            fh.seek(pos)
+
+
+def part_record_counts(paths: Sequence[Path], num_parts: int) -> list[int]:
+    """Records in each part when ``ImageRecordIter`` splits ``paths`` (``;``-joined) into ``num_parts``.
+
+    The same arithmetic as dmlc-core's ``InputSplitBase::ResetPartition``: the files are one byte
+    stream, part k starts at the first record at or after ``k * step`` (``step`` = ceil(total bytes
+    / parts) rounded up to 4 bytes), so a record belongs to part ``start // step``.
+    """
+    sizes = [Path(p).stat().st_size for p in paths]
+    total = sum(sizes)
+    counts = [0] * num_parts
+    if total == 0:
+        return counts
+    step = -(-total // num_parts)
+    step = -(-step // 4) * 4
+    base = 0
+    for path, size in zip(paths, sizes):
+        for offset in record_offsets(Path(path)):
+            counts[min((base + offset) // step, num_parts - 1)] += 1
+        base += size
+    return counts
+
+
+def check_train_parts(paths: Sequence[Path], records: int, workers: Workers, batch_size: int) -> None:
+    """Refuse a dist run where some worker's part of the train split holds fewer records than one batch.
+
+    ``ImageRecordIter`` (with ``round_batch``) fails on such a part; checked exactly (from the
+    ``.idx`` files) only when the split is small enough for it to happen, so big runs skip the reading.
+
+    Raises:
+        TrainInputError: a part smaller than the batch size (every worker raises the same).
+    """
+    if not workers.dist or records >= 4 * workers.num_workers * batch_size:
+        return
+    counts = part_record_counts(paths, workers.num_workers)
+    if min(counts) < batch_size:
+        raise TrainInputError(
+            f"expected every worker's part of the train split to hold at least one batch ({batch_size} records), "
+            f"found parts of {counts} records; use a smaller --batch-size or fewer workers"
+        )
+
+
+def trimmed_tail(inner: mx.io.DataIter, records: int) -> mx.io.DataIter:
+    """``inner`` (an ``ImageRecordIter`` without ``round_batch``) with its short last batch marked properly.
+
+    Without ``round_batch`` MXNet 1.9.1 fills the rows after the part's last record with garbage and
+    still reports ``pad = 0``. Knowing the part's record count, this sets ``pad`` on the batch that
+    passes it and copies row 0's labels into the padded rows (so label mapping never sees garbage);
+    consumers drop ``pad`` rows as usual.
+    """
+    import mxnet as mx
+
+    class _Trimmed(mx.io.DataIter):
+        def __init__(self) -> None:
+            super().__init__(inner.batch_size)
+            self._seen = 0
+
+        @property
+        def provide_data(self) -> list:
+            return inner.provide_data
+
+        @property
+        def provide_label(self) -> list:
+            return inner.provide_label
+
+        def reset(self) -> None:
+            inner.reset()
+            self._seen = 0
+
+        def next(self) -> mx.io.DataBatch:
+            if self._seen >= records:
+                raise StopIteration
+            batch = inner.next()
+            n = batch.data[0].shape[0]
+            valid = min(n, records - self._seen)
+            self._seen += n
+            if valid == n:
+                return batch
+            labels = []
+            for label in batch.label:
+                fixed = label.asnumpy().copy()
+                fixed[valid:] = fixed[0]
+                labels.append(mx.nd.array(fixed, dtype=label.dtype))
+            return mx.io.DataBatch(data=batch.data, label=labels, pad=n - valid, index=batch.index,
+                                   provide_data=self.provide_data, provide_label=self.provide_label)
+
+    return _Trimmed()
+
+
 def label_ids(labels: Any) -> list:
     """A batch's labels as plain ids: class per row (one label) or the positive classes per row (multi-hot)."""
     import numpy as np

@@ -32,7 +32,18 @@ import numpy as np
 
 from softlines_attr.config import ImageConfig, PipelineConfig
 from softlines_attr.model.bundle import Bundle, Head, Manifest, VocabularyRef, save_bundle
-from softlines_attr.model.distributed import agree, average_aux, fixed_batches, open_kvstore, optimizer_on_workers, sync_module_params, write_worker_dump
+from softlines_attr.model.distributed import (
+    agree,
+    average_aux,
+    check_train_parts,
+    fixed_batches,
+    open_kvstore,
+    optimizer_on_workers,
+    part_record_counts,
+    sync_module_params,
+    trimmed_tail,
+    write_worker_dump,
+)
 from softlines_attr.model.errors import ModelError, TrainInputError
 from softlines_attr.model.inception_bn import DATA_NAME, DEFAULT_HEAD, classification_head, inception_bn_features
 from softlines_attr.model.losses import LossConfig, class_weights, is_loss_constant, loss_constants, softmax_head
@@ -496,10 +507,14 @@ def record_iter(
     multi_label: bool,
     num_parts: int = 1,
     part_index: int = 0,
+    records: int | None = None,
 ) -> mx.io.DataIter:
     """An iterator over ``paths`` (part ``part_index`` of ``num_parts``): random crop and mirror for training, a centre crop otherwise.
 
     ``label_name``: the network's label name, or (multi shards) one per attribute column.
+    ``records`` (not training): the records in this part (default: counted, see
+    :func:`~softlines_attr.model.distributed.part_record_counts`); the last batch's rows past them
+    are marked as ``pad``. Raises StopIteration (MXNet's) for an empty part.
     """
     label_names = [label_name] if isinstance(label_name, str) else list(label_name)
     label_name = label_names[0]
@@ -517,15 +532,22 @@ def record_iter(
         rand_crop=train,
         rand_mirror=train,
         shuffle=train,
-        # always: without it MXNet 1.9.1 reports pad 0 and leaves garbage rows in a short last batch;
-        # with it the last batch is filled from the start and batch.pad counts those rows (dropped at validation)
-        round_batch=True,
+        # training: a short last batch is filled from the part's start (and the next pass starts after
+        # those records). Not for evaluation: after reset() MXNet 1.9.1 then skips records and
+        # miscounts pad; without it a short last batch holds garbage rows with pad 0, which
+        # trimmed_tail marks as pad from the part's record count (below).
+        round_batch=train,
         preprocess_threads=tc.threads,
         seed=tc.seed,
         resize=size if shards.image_size < size else -1,
         num_parts=num_parts,
         part_index=part_index,
     )
+    if not train:
+        if records is None:
+            whole = num_parts == 1 and tuple(paths) == tuple(shards.val)
+            records = shards.val_records if whole else part_record_counts(paths, num_parts)[part_index]
+        inner = trimmed_tail(inner, records)
     if shards.mode == "refine":
         return inner
     if shards.mode == "multi":
@@ -699,6 +721,7 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
 
     workers = open_kvstore(tc.kv_store)
+    check_train_parts(shards.train, shards.train_records, workers, tc.batch_size)
     mx.random.seed(tc.seed)
     np.random.seed(tc.seed)
     sym = build_network(heads, lc, base=base, width=tc.width, masked=shards.mode == "multi")
@@ -743,7 +766,8 @@ def train(
         ",".join(head_names), shards.num_classes, loss, "" if lc.plain else f", class weights {lc.class_weights}, focal gamma {lc.focal_gamma}", tc.width, shards.train_records, shards.val_records, begin + 1, tc.epochs, batches_per_epoch,
     )
     parts = {"num_parts": workers.num_workers, "part_index": workers.rank}
-    val_iter = record_iter(shards.val, shards, conf, tc, train=False, label_name=label_names, multi_label=multi_label, **parts) if shards.val else None
+    val_part = part_record_counts(shards.val, workers.num_workers)[workers.rank] if workers.dist and shards.val else shards.val_records
+    val_iter = record_iter(shards.val, shards, conf, tc, train=False, label_name=label_names, multi_label=multi_label, **parts) if val_part else None
     seen: list[list] = []
     for epoch in range(begin, tc.epochs):
         metric = _metric(multi_label)
