@@ -249,6 +249,16 @@ def test_worker_command_line_round_trips() -> None:
     assert replace_option(["train", "--out=s3://b/m"], "--out", "/tmp/o") == ["train", "--out=/tmp/o"]
 
 
+def test_gpus_are_dealt_to_local_workers() -> None:
+    from softlines_attr.model.distributed import split_gpus
+
+    assert split_gpus((), 2) is None
+    assert split_gpus((0, 1, 2, 3), 2) == ["0,1", "2,3"]
+    assert split_gpus((0, 1, 2, 3), 4) == ["0", "1", "2", "3"]
+    with pytest.raises(DistributedLaunchError, match="divisible"):
+        split_gpus((0, 1, 2), 2)
+
+
 def test_label_ids() -> None:
     assert label_ids(np.array([2.0, 0.0])) == [2, 0]
     assert label_ids(np.array([[0, 1, 1], [1, 0, 0]], dtype=np.float32)) == [[1, 2], [0]]

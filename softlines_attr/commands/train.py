@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=2, help="image decoding threads per record iterator (default 2)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--resume", action="store_true", help="continue after the last complete checkpoint in --out (same result as an uninterrupted run)")
-    parser.add_argument("--gpus", type=_int_list, default=(), help="GPU ids, e.g. 0,1 (default: CPU)")
+    parser.add_argument("--gpus", type=_int_list, default=(), help="GPU ids, e.g. 0,1 (default: CPU); with --launch local they are dealt to the workers in equal groups")
     dist = parser.add_argument_group("distributed training (docs/MODEL.md, Distributed; docs/EMR.md)")
     dist.add_argument("--kv-store", choices=["local", "device", "dist_sync", "dist_device_sync"], default="local",
                       help="local/device: one process; dist_sync/dist_device_sync: a ps-lite worker (start it with --launch)")
@@ -100,7 +100,7 @@ def worker_command_line(args: argparse.Namespace) -> list[str]:
 
 def _launch(args: argparse.Namespace) -> int:
     """``--launch local|spark``: start the ps-lite roles, wait, print rank 0's JSON line."""
-    from softlines_attr.model.distributed import DIST_KV_STORES, SparkLaunch, launch_local, launch_spark
+    from softlines_attr.model.distributed import DIST_KV_STORES, SparkLaunch, launch_local, launch_spark, split_gpus
     from softlines_attr.model.errors import DistributedLaunchError
 
     if args.kv_store not in DIST_KV_STORES:
@@ -108,7 +108,8 @@ def _launch(args: argparse.Namespace) -> int:
     argv = worker_command_line(args)
     if args.launch == "local":
         logs = args.launch_logs or f"{args.out}/launch-logs"
-        result = launch_local(args.num_workers, args.num_servers, argv, timeout_s=args.launch_timeout, log_dir=logs)
+        result = launch_local(args.num_workers, args.num_servers, argv, timeout_s=args.launch_timeout, log_dir=logs,
+                              worker_gpus=split_gpus(args.gpus, args.num_workers))
         printed = result.chief_output()
         if printed is None:
             raise DistributedLaunchError(f"expected one worker to print its bundle, found none (worker logs in {result.log_dir})")

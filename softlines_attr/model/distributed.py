@@ -638,6 +638,23 @@ def supervise(
     return {r.name: int(r.proc.returncode) for r in roles}
 
 
+def split_gpus(gpus: Sequence[int], num_workers: int) -> list[str] | None:
+    """The machine's GPUs dealt to the local workers: worker i gets the i-th consecutive group (``--gpus`` values).
+
+    Returns:
+        None for no GPUs (CPU workers).
+
+    Raises:
+        DistributedLaunchError: the GPUs cannot be split evenly.
+    """
+    if not gpus:
+        return None
+    if len(gpus) % num_workers:
+        raise DistributedLaunchError(f"expected a number of --gpus divisible by --num-workers {num_workers}, found {len(gpus)} ({list(gpus)})")
+    k = len(gpus) // num_workers
+    return [",".join(str(g) for g in gpus[i * k:(i + 1) * k]) for i in range(num_workers)]
+
+
 def server_argv(python: str = sys.executable) -> list[str]:
     """A scheduler or server: importing mxnet with ``DMLC_ROLE`` set runs the role (kvstore_server.py) and exits after."""
     return [python, "-c", "import mxnet"]
@@ -657,6 +674,7 @@ def launch_local(
     log_dir: str | Path | None = None,
     extra_env: Mapping[str, str] | None = None,
     python: str = sys.executable,
+    worker_gpus: Sequence[str] | None = None,
 ) -> LaunchResult:
     """Run a ``dist_*`` training on this machine: scheduler, servers and workers as processes on loopback.
 
@@ -668,6 +686,7 @@ def launch_local(
         log_dir: Where every role's stdout/stderr go (default: a new temporary folder).
         extra_env: Variables added to every role's environment (e.g. ``OMP_NUM_THREADS``).
         python: The interpreter for the roles.
+        worker_gpus: Per worker, its ``--gpus`` value (see :func:`split_gpus`); None: the command line's for all.
 
     Returns:
         Exit codes, the workers' standard output and the log folder.
@@ -677,6 +696,8 @@ def launch_local(
     """
     if num_workers < 1 or num_servers < 1:
         raise DistributedLaunchError(f"expected at least 1 worker and 1 server, found {num_workers} workers and {num_servers} servers")
+    if worker_gpus is not None and len(worker_gpus) != num_workers:
+        raise DistributedLaunchError(f"expected a --gpus value per worker ({num_workers}), found {len(worker_gpus)}")
     if not train_argv or train_argv[0] != "train" or not any(a in DIST_KV_STORES for a in train_argv):
         raise DistributedLaunchError(f"expected a worker command line 'train ... --kv-store dist_sync|dist_device_sync', found {list(train_argv)[:6]}")
     logs = Path(log_dir) if log_dir is not None else Path(tempfile.mkdtemp(prefix="softlines-dist-"))
@@ -688,7 +709,8 @@ def launch_local(
         for i in range(num_servers):
             roles.append(start_role(f"server {i}", server_argv(python), {**extra, **role_env("server", "127.0.0.1", port, num_workers, num_servers, "127.0.0.1")}, logs))
         for i in range(num_workers):
-            roles.append(start_role(f"worker {i}", worker_argv(train_argv, python), {**extra, **role_env("worker", "127.0.0.1", port, num_workers, num_servers, "127.0.0.1")}, logs))
+            argv = replace_option(train_argv, "--gpus", worker_gpus[i]) if worker_gpus is not None else list(train_argv)
+            roles.append(start_role(f"worker {i}", worker_argv(argv, python), {**extra, **role_env("worker", "127.0.0.1", port, num_workers, num_servers, "127.0.0.1")}, logs))
     except BaseException:
         kill_roles(roles)
         raise
