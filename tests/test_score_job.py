@@ -146,6 +146,19 @@ def test_rerun_replaces_the_output_whole(spark, run1) -> None:
     assert len(_rows(out / "errors")) == run1["summary"]["rows_errors"]
 
 
+def test_a_failed_run_leaves_the_previous_output(spark, run1) -> None:
+    """``device = "gpu"`` on a task without a GPU resource fails every task: nothing is committed, nothing staged stays."""
+    out = run1["out"]
+    before = (out / "_summary.json").read_text()
+    tables = {t: sorted(str(p.relative_to(out)) for p in (out / t).rglob("*.parquet")) for t in ("attributes", "wide", "errors")}
+    (run1["root"] / "gpu_conf").mkdir()
+    gpu_conf = score_conf(run1["root"] / "gpu_conf", 'device = "gpu"\n')  # appended to the [score] table
+    with pytest.raises(Exception, match="ScoreDeviceError"):
+        run_score_job(spark, gpu_conf, run1["job"])
+    assert (out / "_summary.json").read_text() == before and not (out / "_staging").exists()
+    assert {t: sorted(str(p.relative_to(out)) for p in (out / t).rglob("*.parquet")) for t in tables} == tables
+
+
 def test_incremental_carries_unchanged_rows_and_rescores_changed_ones(spark, run1, tmp_path) -> None:
     conf, root = run1["conf"], run1["root"]
     first = {(a["asin"], a["attribute"]): a for a in _rows(run1["out"] / "attributes")}
