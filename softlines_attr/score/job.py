@@ -23,7 +23,6 @@ import os
 import time
 from collections import Counter
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
@@ -106,6 +105,8 @@ def threads_per_task(spark: SparkSession, conf: PipelineConfig) -> int:
 
 
 def _partitions(n_rows: int, slots: int, conf: PipelineConfig) -> int:
+    if n_rows == 0:
+        return 1  # everything carried over: one (empty) task
     if conf.score.partitions > 0:
         return conf.score.partitions
     parts = max(slots, math.ceil(n_rows / conf.score.rows_per_task))
@@ -200,7 +201,7 @@ def run_score_job(
         stats = [json.loads(r["stats"]) for r in tally if r["kind"] == "stats"]
         timings["score"] = time.monotonic() - mark
         task_errors = Counter({r["reason"]: r["count"] for r in tally if r["kind"] == "error"})
-        errors_by_stage = Counter()
+        errors_by_stage: Counter = Counter()
         for r in tally:
             if r["kind"] == "error":
                 errors_by_stage[r["stage"]] += r["count"]
@@ -239,7 +240,10 @@ def run_score_job(
         rows_carried = facts["carried_rows"]
         rows_errors = n_input_errors + n_task_errors
         out_rows = int(out_counts["rows"] or 0)
-        problems = []
+        problems: list[str] = []
+        task_rows = sum(s["rows"] for s in stats)  # from the successful attempt of each task only
+        if task_rows != facts["to_score"]:
+            problems.append(f"rows handled by the scoring tasks ({task_rows}) = rows to score ({facts['to_score']})")
         if facts["rows_in"] != rows_scored + rows_carried + rows_errors + facts["skipped"]:
             problems.append(f"rows in ({facts['rows_in']}) = scored ({rows_scored}) + carried ({rows_carried}) + errors ({rows_errors}) + skipped ({facts['skipped']})")
         if int(out_counts["asins"] or 0) != rows_scored + rows_carried:

@@ -41,7 +41,7 @@ def schema_version() -> int:
 
 
 def fingerprint(contract: dict[str, Any] | None = None) -> str:
-    """sha256 of the canonical JSON of the contract's ``tables`` (docs excluded from nothing: a doc change counts too)."""
+    """sha256 of the canonical JSON (sorted keys, no whitespace) of the contract's ``tables``; a change of any column, type or doc changes it."""
     tables = (contract or load_contract())["tables"]
     return hashlib.sha256(json.dumps(tables, sort_keys=True, separators=(",", ":")).encode("utf-8")).hexdigest()
 
