@@ -307,19 +307,43 @@ def test_dist_resume_equals_the_uninterrupted_run(tmp_path: Path, id_shards: Pat
         np.testing.assert_array_equal(resumed.aux_params[name].asnumpy(), value.asnumpy(), err_msg=name)
 
 
-@pytest.mark.slow  # about 30 s on an idle 2-core machine (a Spark session, two tasks each starting ps-lite roles)
-def test_spark_barrier_stage_launch(tmp_path: Path, id_shards: Path, spark) -> None:  # noqa: ANN001 - the conftest SparkSession
-    """The EMR path on local Spark: one barrier stage of 2 tasks, each a worker with a server beside it, task 0 the scheduler."""
-    from softlines_attr.model.distributed import SparkLaunch, launch_spark
+@pytest.mark.slow  # about 50 s: a Spark application in a subprocess, two tasks each starting ps-lite roles
+def test_spark_launch_resumes_from_and_writes_to_s3(tmp_path: Path, id_shards: Path, conf: PipelineConfig, s3_endpoint: str) -> None:
+    """The EMR path on local Spark, through the command (as jobs/train_dist.py runs it) with an s3:// --out on moto's server.
 
-    out, dump = tmp_path / "model", tmp_path / "dump"
-    argv = ("train", "--shards", str(id_shards), "--out", str(out), *TRAIN_ARGS, "--kv-store", "dist_sync", "--worker-dump", str(dump))
-    reports = launch_spark(spark, SparkLaunch(2, argv, timeout_s=150, extra_env=tuple(ROLE_ENV.items())))
-    assert sorted(r["partition"] for r in reports) == [0, 1]
-    assert "scheduler" in next(r for r in reports if r["partition"] == 0)["exit_codes"]
-    assert all(set(r["exit_codes"].values()) == {0} for r in reports)
-    assert sum(1 for r in reports if json.loads(r["stdout"])["bundle"]) == 1  # rank 0, whichever task it ran in
+    One barrier stage of 2 tasks (a server beside each worker, task 0 the scheduler); --resume finds
+    epoch 1's checkpoint on S3 (from a single-process run), every task downloads it, the workers
+    train epoch 2 only, rank 0's task uploads checkpoint 2 and the bundle.
+    """
+    import subprocess
+    import sys
+
+    import boto3
+
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="dist-models")  # its own bucket: the s3 server is shared by the session
+    seed_run = tmp_path / "seed_run"
+    train(id_shards, seed_run, conf, TrainConfig(epochs=1, batch_size=4, learning_rate=0.02, width=0.125, input_size=32, threads=1, seed=3))
+    for path in sorted((seed_run / "checkpoints").iterdir()):
+        s3.upload_file(str(path), "dist-models", f"run1/checkpoints/{path.name}")
+    dump = tmp_path / "dump"
+    cmd = [sys.executable, "-m", "softlines_attr.cli", "train", "--shards", str(id_shards), "--out", "s3://dist-models/run1", *TRAIN_ARGS,
+           "--resume", "--worker-dump", str(dump), "--kv-store", "dist_sync", "--launch", "spark", "--master", "local[2]",
+           "--num-workers", "2", "--launch-timeout", "200"]
+    # the Spark JVM and its Python workers inherit this environment (moto's endpoint, one thread per role)
+    done = subprocess.run(cmd, env={**os.environ, **ROLE_ENV}, capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stderr[-3000:]
+    printed = json.loads(done.stdout.strip().splitlines()[-1])
+    assert printed["bundle"] == "s3://dist-models/run1/bundle" and printed["workers"] == 2
+    tasks = sorted(printed["tasks"], key=lambda r: r["partition"])
+    assert "scheduler" in tasks[0]["exit_codes"] and all(set(r["exit_codes"].values()) == {0} for r in tasks)
+    assert sum(1 for r in tasks if json.loads(r["stdout"])["bundle"]) == 1  # rank 0, whichever task it ran in
+    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="dist-models")["Contents"])
+    assert keys == ["run1/bundle/manifest.json", "run1/bundle/model.params", "run1/bundle/symbol.json", "run1/checkpoints/model-0001.params",
+                    "run1/checkpoints/model-0001.states", "run1/checkpoints/model-0002.params", "run1/checkpoints/model-0002.states",
+                    "run1/checkpoints/model-symbol.json"]
+    records = [json.loads((dump / f"worker-{rank}.json").read_text()) for rank in (0, 1)]
+    assert [len(r["train_batches"]) for r in records] == [1, 1]  # resumed: epoch 2 only
     params = [mx.nd.load(str(dump / f"worker-{rank}.params")) for rank in (0, 1)]
     for name, value in params[0].items():
         np.testing.assert_array_equal(params[1][name].asnumpy(), value.asnumpy(), err_msg=name)
-    assert (out / "bundle" / "manifest.json").is_file()

@@ -928,7 +928,10 @@ def barrier_task(spec: SparkLaunch, _rows: Iterator[Any]) -> Iterator[str]:
         for i in range(spec.servers_per_worker):
             roles.append(start_role(f"server {part}.{i}", server_argv(python), {**extra, **role_env("server", root, port, spec.num_workers, num_servers, host)}, logs))
         roles.append(start_role(f"worker {part}", worker_argv(argv, python), {**extra, **role_env("worker", root, port, spec.num_workers, num_servers, host)}, logs))
-        uploader = CheckpointUploader(local_out, out_uri) if local_out is not None else None
+        uploader = None
+        if local_out is not None:
+            uploader = CheckpointUploader(local_out, out_uri)
+            uploader.done.update(p.name for p in (local_out / "checkpoints").glob("*.states"))  # downloaded for --resume
         codes = supervise(roles, timeout_s=spec.timeout_s, on_poll=uploader)
     except DistributedLaunchError as exc:
         raise DistributedLaunchError(f"barrier task {part} on {host}: {exc}") from exc
