@@ -165,3 +165,25 @@ def test_checkpoint_then_resume_equals_an_uninterrupted_run(tmp_path: Path, conf
     # and the run really trained: epoch 2's parameters differ from epoch 3's
     after_2 = mx.nd.load(str(tmp_path / "parts" / "checkpoints" / "model-0002.params"))["arg:fc_base_weight"].asnumpy()
     assert not np.allclose(after_2, whole.arg_params["fc_base_weight"].asnumpy())
+
+
+def test_validation_counts_every_val_record_once(tmp_path: Path, conf: PipelineConfig) -> None:
+    """20 val records in batches of 16: the padded last batch must not drop or repeat records."""
+    shards = write_base_shards(tmp_path / "shards_out", {"train": 16, "val": 20}, refine="hemline")
+    tc = TrainConfig(epochs=1, batch_size=16, learning_rate=0.01, width=0.125, input_size=32, threads=1)
+    assert train(shards, tmp_path / "model", conf, tc).metrics["val_records"] == 20
+
+
+def test_color_jitter_changes_training_images_only(tmp_path: Path, conf: PipelineConfig) -> None:
+    from softlines_attr.model.train import record_iter
+
+    shards = read_shard_set(write_base_shards(tmp_path / "shards_out", {"train": 16, "val": 16}, refine="hemline"))
+    tc = TrainConfig(batch_size=16, width=0.125, input_size=32, threads=1, seed=4)
+
+    def first(paths, cfg: TrainConfig, train: bool) -> np.ndarray:
+        return next(iter(record_iter(paths, shards, conf, cfg, train=train, label_name="hemline_label", multi_label=False))).data[0].asnumpy()
+
+    jitter = dataclasses.replace(tc, color_jitter=True)
+    np.testing.assert_array_equal(first(shards.train, tc, True), first(shards.train, tc, True))  # same seed, same batch
+    assert not np.allclose(first(shards.train, jitter, True), first(shards.train, tc, True))
+    np.testing.assert_array_equal(first(shards.val, jitter, False), first(shards.val, tc, False))  # never at validation

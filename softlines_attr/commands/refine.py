@@ -39,6 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="per-class loss weights from the train split's label counts: inverse frequency, or effective number of samples (Cui et al. 2019)")
     parser.add_argument("--cb-beta", type=float, default=0.999, help="beta of the effective number of samples, (1 - beta^n) / (1 - beta) (default 0.999)")
     parser.add_argument("--focal-gamma", type=float, default=0.0, help="focal-loss exponent gamma; 0 = cross-entropy (default 0)")
+    parser.add_argument("--color-jitter", action="store_true", help="training augmentation: random hue, saturation and lightness shifts")
     parser.add_argument("--threads", type=int, default=2, help="image decoding threads per record iterator (default 2)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--resume", action="store_true", help="continue after the last complete checkpoint in --out")
@@ -78,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
         class_weights=args.class_weights,
         cb_beta=args.cb_beta,
         focal_gamma=args.focal_gamma,
+        color_jitter=args.color_jitter,
     )
     manifest = train(args.shards, args.out, conf, tc, resume=args.resume, base=base)
     print(json.dumps({"bundle": f"{args.out}/{BUNDLE_DIR}", "base_model": manifest.base_model, "heads": [h.name for h in manifest.heads], "metrics": manifest.metrics}, sort_keys=True))

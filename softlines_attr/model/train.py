@@ -54,6 +54,8 @@ log = logging.getLogger(__name__)
 SHARD_MANIFEST = "_manifest.json"
 CHECKPOINT_PREFIX = "checkpoints/model"
 BUNDLE_DIR = "bundle"
+# ImageRecordIter's random HSL shifts for TrainConfig.color_jitter (hue in [0, 180], s and l in [0, 255])
+COLOR_JITTER = {"random_h": 36, "random_s": 60, "random_l": 40}
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,8 @@ class TrainConfig:
             samples, Cui et al. 2019) per-class loss weights from the train split's label counts.
         cb_beta: The effective-number beta.
         focal_gamma: Softmax heads: focal-loss exponent (0 = cross-entropy).
+        color_jitter: Training augmentation: random hue, saturation and lightness shifts (the
+            attributes do not depend on a dress's colour; helps small data sets generalise).
         kv_store: ``local`` / ``device`` (one process) or ``dist_sync`` / ``dist_device_sync`` (a
             ps-lite worker; see :mod:`softlines_attr.model.distributed` and docs/MODEL.md).
         worker_dump: Debug (tests): a folder where every worker writes its final params and the
@@ -138,6 +142,7 @@ class TrainConfig:
     class_weights: Literal["none", "inverse", "effective"] = "none"
     cb_beta: float = 0.999
     focal_gamma: float = 0.0
+    color_jitter: bool = False
     kv_store: str = "local"
     worker_dump: str | None = None
 
@@ -542,6 +547,7 @@ def record_iter(
         resize=size if shards.image_size < size else -1,
         num_parts=num_parts,
         part_index=part_index,
+        **(COLOR_JITTER if train and tc.color_jitter else {}),
     )
     if not train:
         if records is None:
