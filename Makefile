@@ -2,7 +2,7 @@
 VENV   := .venv
 PY     := $(VENV)/bin/python
 OUT    ?= demo-out
-N      ?= 600
+N      ?= 1000
 
 .PHONY: setup demo test bench-labels clean
 

@@ -1,12 +1,14 @@
 """The end-to-end demo on a generated catalog: the README's ``make demo``.
 
-One function per run of the pipeline's stages, in order, sharing one SparkSession:
-generated catalog -> labels -> base-model shards -> refine shards (one per attribute) -> multi
-shards (all attributes) -> base model (title words) -> per attribute, a model refined from the base
-and the same network from scratch -> one multi-head model refined from the base. The demo shards
-small images and trains a narrow network (:class:`DemoTraining`) so that it runs in minutes on a
-laptop; the Table 3 comparison (:func:`table3`) reads each model's validation metrics.
-Later stages (evaluate, score) are appended here as they land.
+One timed stage per run of a pipeline step, in order, sharing one SparkSession:
+generated catalog -> labels -> base-model shards -> multi shards (every attribute's human tags) ->
+base model (title words) -> the multi-head model (one head per attribute) refined from the base,
+and the same network from scratch -> evaluate both on the held-out split (the base-refined one
+writes its abstain thresholds into its bundle) -> an INT8 copy of it, evaluated on the same images
+-> score the catalog with it -> an HTML report (``report.html``) of scored images and the tables.
+``--single-models`` adds the paper's per-attribute models (five refined from the base, five from
+scratch) for the comparison with the shared backbone. The demo shards small images and trains a
+narrow network (:class:`DemoTraining`) so that it runs in minutes on a laptop.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from softlines_attr.config import PipelineConfig
 
 log = logging.getLogger(__name__)
 
-MULTI = "multi"  # the multi-head model's row in Table 3
+MULTI = "multi"  # the multi shards and multi-head models
+SCORED_MODEL = f"{MULTI}-base"  # the model the demo scores the catalog with
 
 
 @dataclass(frozen=True)
@@ -51,27 +54,45 @@ class DemoTraining:
         color_jitter: Random hue / saturation / lightness shifts in training (the attributes do not
             depend on colour; on ~270 images per attribute it is what makes the models generalise).
         threads: Decoding threads per record iterator.
+        tag_share: Share of the generated dresses with human tags: all of them by default (the
+            real system has thousands of tags per attribute; the demo's few hundred dresses need
+            every one to learn from).
+        single_models: Also train the per-attribute models (refined from the base and from
+            scratch, ten in all) and add them to Table 3 (about 4 more minutes at n=600).
+        report_images: Scored images shown in the HTML report.
+        target_precision: The abstain thresholds' target precision (``evaluate.target_precision``;
+            the conf's 0.9 is for production models, which the demo's few-minute models do not
+            reach: there every value would be an abstention).
     """
 
-    store_size: int = 72
-    input_size: int = 64
+    store_size: int = 104
+    input_size: int = 96
     resize_mode: Literal["shorter_side", "pad_square"] = "pad_square"
     width: float = 0.25
     batch_size: int = 32
     base_epochs: int = 20
     base_lr: float = 0.05
-    refine_epochs: int = 24
+    refine_epochs: int = 30
     refine_lr: float = 0.05
     lr_step_fraction: float = 0.8
     backbone_lr_mult: float = 1.0
     color_jitter: bool = True
     threads: int = 2
+    tag_share: float = 1.0
+    single_models: bool = False
+    report_images: int = 36
+    target_precision: float = 0.6
 
 
 def demo_config(conf: PipelineConfig, training: DemoTraining) -> PipelineConfig:
-    """``conf`` with the demo's image sizes (shards and networks)."""
+    """``conf`` with the demo's image sizes (shards and networks), share of tagged dresses and abstain target."""
     images = dataclasses.replace(conf.images, store_size=training.store_size, input_size=training.input_size, resize_mode=training.resize_mode)
-    return dataclasses.replace(conf, images=images)
+    return dataclasses.replace(
+        conf,
+        images=images,
+        catalog=dataclasses.replace(conf.catalog, tag_share=training.tag_share),
+        evaluate=dataclasses.replace(conf.evaluate, target_precision=training.target_precision),
+    )
 
 
 @dataclass
@@ -96,9 +117,11 @@ def run_demo(
     """Run every stage that exists on a generated catalog of ``n`` products under ``out_dir``.
 
     Args:
-        out_dir: The demo's folder: ``catalog/``, ``labels/``, ``shards/base``, ``shards/<attribute>``,
-            ``shards/multi``, ``models/base``, ``models/<attribute>-base``, ``models/<attribute>-scratch``,
-            ``models/multi-base``.
+        out_dir: The demo's folder: ``catalog/``, ``labels/``, ``shards/base``, ``shards/multi``,
+            ``models/base``, ``models/multi-base`` (scored, with thresholds), ``models/multi-scratch``,
+            ``models/multi-base-int8``, ``evaluations/<model>/``, ``scores/`` (the scoring job's
+            tables), ``report.html``; with single models also ``shards/<attribute>`` and
+            ``models/<attribute>-base``, ``models/<attribute>-scratch``.
         conf: The pipeline configuration (its images section is replaced by the demo's sizes).
         n: Number of generated products.
         seed: Generator seed (default: the conf's).
@@ -111,6 +134,7 @@ def run_demo(
     training = training or DemoTraining()
     conf = demo_config(conf, training)
     from softlines_attr.labels.job import run_label_job
+    from softlines_attr.score.job import ScoreJob, run_score_job
     from softlines_attr.shard import ShardJob, run_shard_job
     from softlines_attr.spark import build_session
     from softlines_attr.synthetic import generate_catalog
@@ -141,40 +165,55 @@ def run_demo(
             "shard base",
             lambda: run_shard_job(spark, conf, ShardJob(labels_dir=labels_dir, out_dir=str(out_dir / "shards" / "base"), vocab_size=base_size)),
         )
-        for attr in conf.taxonomy.attributes:
-            timed(
-                f"shard {attr.name}",
-                lambda attr=attr: run_shard_job(
-                    spark,
-                    conf,
-                    ShardJob(
-                        labels_dir=labels_dir,
-                        out_dir=str(out_dir / "shards" / attr.name),
-                        tags_path=str(catalog_dir / "tags.parquet"),
-                        attribute=attr.name,
-                    ),
-                ),
-            )
+        tags = str(catalog_dir / "tags.parquet")
         timed(
             f"shard {MULTI}",
             lambda: run_shard_job(
+                spark, conf, ShardJob(labels_dir=labels_dir, out_dir=str(out_dir / "shards" / MULTI), tags_path=tags, attribute="all")
+            ),
+        )
+        if training.single_models:
+            for attr in conf.taxonomy.attributes:
+                timed(
+                    f"shard {attr.name}",
+                    lambda attr=attr: run_shard_job(
+                        spark,
+                        conf,
+                        ShardJob(labels_dir=labels_dir, out_dir=str(out_dir / "shards" / attr.name), tags_path=tags, attribute=attr.name),
+                    ),
+                )
+        _train_stages(out_dir, conf, training, timed)
+        _evaluate_stages(out_dir, conf, timed)
+        scores = out_dir / "scores"
+        timed(
+            "score",
+            lambda: run_score_job(
                 spark,
                 conf,
-                ShardJob(labels_dir=labels_dir, out_dir=str(out_dir / "shards" / MULTI), tags_path=str(catalog_dir / "tags.parquet"), attribute="all"),
+                ScoreJob(catalog_path=str(catalog_dir / "catalog.parquet"), model_dirs=(str(_bundle(out_dir, SCORED_MODEL)),), out_dir=str(scores)),
             ),
         )
     finally:
         spark.stop()
-    _train_stages(out_dir, conf, training, timed)
     result.table3 = table3(result.stages, {a.name: len(a.classes) for a in conf.taxonomy.attributes})
+    timed("report", lambda: _write_report(result, conf, training))
     (out_dir / "demo_summary.json").write_text(
         json.dumps({"stages": result.stages, "seconds": result.seconds, "table3": result.table3}, indent=2, sort_keys=True, default=str) + "\n"
     )
     return result
 
 
-def _train_stages(out_dir: Path, conf: PipelineConfig, training: DemoTraining, timed: Callable[[str, Callable[[], dict[str, Any]]], dict[str, Any]]) -> None:
-    """Base model, then per attribute refined-from-base and from-scratch models, then the multi-head model.
+def _bundle(out_dir: Path, model: str) -> Path:
+    from softlines_attr.model.train import BUNDLE_DIR
+
+    return out_dir / "models" / model / BUNDLE_DIR
+
+
+Timed = Callable[[str, Callable[[], dict[str, Any]]], dict[str, Any]]
+
+
+def _train_stages(out_dir: Path, conf: PipelineConfig, training: DemoTraining, timed: Timed) -> None:
+    """The base model, the multi-head model refined from it and from scratch, and (optionally) the single-attribute models.
 
     Each model is one timed stage ``train <name>`` whose summary holds the bundle path, heads, base
     model and validation metrics; bundles go to ``<out>/models/<name>/bundle``.
@@ -204,42 +243,134 @@ def _train_stages(out_dir: Path, conf: PipelineConfig, training: DemoTraining, t
         common, epochs=training.refine_epochs, learning_rate=training.refine_lr, loss="softmax", lr_step_epochs=step(training.refine_epochs)
     )
     from_base = dataclasses.replace(refine, backbone_lr_mult=training.backbone_lr_mult)
-    for attr in conf.taxonomy.attributes:
-        fit(f"{attr.name}-base", shards / attr.name, from_base, base)
-        fit(f"{attr.name}-scratch", shards / attr.name, refine)
     fit(f"{MULTI}-base", shards / MULTI, from_base, base)
+    fit(f"{MULTI}-scratch", shards / MULTI, refine)
+    if training.single_models:
+        for attr in conf.taxonomy.attributes:
+            fit(f"{attr.name}-base", shards / attr.name, from_base, base)
+            fit(f"{attr.name}-scratch", shards / attr.name, refine)
+
+
+def _evaluation_summary(ev: Any, out: Path) -> dict[str, Any]:
+    heads = {
+        h.attribute or h.head: {
+            "accuracy": h.accuracy,
+            "average_per_class_accuracy": h.average_per_class_accuracy,
+            "top_k_accuracy": {str(k): v for k, v in h.top_k.items()},
+            "records": h.records,
+            "abstain_threshold": h.abstain.threshold,
+            "abstain_target_reached": h.abstain.reached,
+        }
+        for h in ev.heads
+    }
+    return {"out": str(out), "model": ev.model, "records": ev.records, "heads": heads}
+
+
+def _evaluate_stages(out_dir: Path, conf: PipelineConfig, timed: Timed) -> None:
+    """Evaluate the multi-head models on the held-out split; thresholds into the scored bundle; its INT8 copy.
+
+    ``evaluate multi-base`` writes its abstain thresholds into the bundle the demo scores with;
+    ``quantize`` makes an INT8 copy calibrated on the val split and ``evaluate multi-base-int8``
+    measures what quantisation costs in accuracy on the same images.
+    """
+    from softlines_attr.model.bundle import load_bundle
+    from softlines_attr.model.evaluate import evaluate_model
+    from softlines_attr.model.quantize import calibration_images, quantize_bundle
+    from softlines_attr.model.train import read_shard_set
+
+    shards = out_dir / "shards" / MULTI
+    evaluations = out_dir / "evaluations"
+
+    def evaluate(model: str, write: bool) -> dict[str, Any]:
+        ev, out = evaluate_model(_bundle(out_dir, model), shards, conf.evaluate, out_dir=evaluations / model, write_to_bundle=write)
+        return _evaluation_summary(ev, out)
+
+    timed(f"evaluate {SCORED_MODEL}", lambda: evaluate(SCORED_MODEL, True))
+    timed(f"evaluate {MULTI}-scratch", lambda: evaluate(f"{MULTI}-scratch", False))
+
+    def quantize() -> dict[str, Any]:
+        bundle = load_bundle(_bundle(out_dir, SCORED_MODEL))
+        calib = calibration_images(read_shard_set(shards).val, bundle.manifest, conf.images, limit=128)
+        manifest = quantize_bundle(bundle, calib, _bundle(out_dir, f"{SCORED_MODEL}-int8"), source=f"{shards} (val)", overwrite=True)
+        return {"bundle": str(_bundle(out_dir, f"{SCORED_MODEL}-int8")), "precision": manifest.precision, "calibration": manifest.calibration}
+
+    timed("quantize", quantize)
+    timed(f"evaluate {SCORED_MODEL}-int8", lambda: evaluate(f"{SCORED_MODEL}-int8", False))
+
+
+def _write_report(result: DemoResult, conf: PipelineConfig, training: DemoTraining) -> dict[str, Any]:
+    """``<out>/report.html``: scored images with their predictions, Table 3, INT8 vs fp32, the scoring run."""
+    from softlines_attr.demo_report import ReportInputs, Table, format_cells, sample_scored, write_report
+
+    out_dir = result.out_dir
+    score = result.stages["score"]
+    t3 = result.table3
+    single = training.single_models
+    columns = ("attribute", "chance", "refined from base: acc", "per-class", "from scratch: acc", "per-class")
+    if single:
+        columns += ("single from base: acc", "per-class", "single from scratch: acc", "per-class")
+    rows = []
+    for attr, r in t3.items():
+        cells = format_cells([r["chance"], r["base_acc"], r["base_class_acc"], r["scratch_acc"], r["scratch_class_acc"]])
+        if single:
+            cells += format_cells([r.get("single_base_acc"), r.get("single_base_class_acc"), r.get("single_scratch_acc"), r.get("single_scratch_class_acc")])
+        rows.append((attr, *cells))
+    int8_rows = tuple(
+        (attr, *format_cells([r["base_acc"], r.get("int8_acc"), r["base_class_acc"], r.get("int8_class_acc")])) for attr, r in t3.items()
+    )
+    facts = [
+        ("catalog rows", str(score["rows_in"])),
+        ("scored / errors / skipped", f"{score['rows_scored']} / {score['rows_errors']} / {score['rows_skipped']}"),
+        ("errors by reason", ", ".join(f"{k}: {v}" for k, v in score["errors_by_reason"].items()) or "none"),
+        ("attribute rows (abstained)", f"{score['attribute_rows']} ({score['attribute_rows_abstained']})"),
+        ("model", str(_bundle(out_dir, SCORED_MODEL))),
+        ("scoring tables", str(out_dir / "scores")),
+    ]
+    inputs = ReportInputs(
+        title="softlines-attr demo",
+        scored=sample_scored(out_dir / "scores" / "attributes", out_dir / "catalog" / "catalog.parquet", truth_path=out_dir / "catalog" / "truth.parquet", n=training.report_images),
+        tables=[
+            Table("Table 3: held-out generated images (val split)", columns, tuple(rows),
+                  note="multi-class accuracy and average per-class accuracy of the multi-head model (one backbone, a head per attribute)"
+                  + (", and of the per-attribute models" if single else "")),
+            Table("INT8 vs fp32 (the scored model, same val images)", ("attribute", "fp32 acc", "int8 acc", "fp32 per-class", "int8 per-class"), int8_rows),
+        ],
+        facts=facts,
+    )
+    path = write_report(out_dir / "report.html", inputs)
+    return {"out": str(path), "images": len(inputs.scored)}
 
 
 def table3(stages: dict[str, dict[str, Any]], classes: dict[str, int]) -> dict[str, dict[str, float | None]]:
-    """The paper's Table 3 from the training stages' validation metrics, per attribute.
-
-    Accuracy is multi-class accuracy on the val split; class accuracy is the average per-class
-    accuracy (:func:`softlines_attr.model.train.mean_class_accuracy`, the mean recall over the
-    classes present), both computed by training on the val split with a centre crop.
+    """The paper's Table 3 per attribute, from the demo's evaluations (and the single models' training metrics).
 
     Args:
-        stages: The demo's stage summaries (``train <attribute>-base``, ``train <attribute>-scratch``,
-            ``train multi-base``).
+        stages: The demo's stage summaries: ``evaluate multi-base``, ``evaluate multi-scratch``,
+            ``evaluate multi-base-int8`` and, with ``--single-models``, ``train <attribute>-base`` /
+            ``train <attribute>-scratch``.
         classes: Class count per attribute, in table order.
 
     Returns:
-        attribute -> ``base_acc``, ``base_class_acc`` (refined from the base model), ``scratch_acc``,
-        ``scratch_class_acc`` (same network from scratch), ``multi_acc``, ``multi_class_acc`` (the
-        shared-backbone multi-head model refined from the base), ``chance`` (1 / classes),
-        ``val_records`` (of the attribute's refine shards); None where a model is missing.
+        attribute -> ``chance`` (1 / classes), ``base_acc`` / ``base_class_acc`` (multi-class and
+        average per-class accuracy of the multi-head model refined from the base), ``scratch_acc`` /
+        ``scratch_class_acc`` (the same network from scratch), ``int8_acc`` / ``int8_class_acc`` (the
+        INT8 copy of the refined one), ``val_records``; and ``single_base_acc``, ``single_base_class_acc``,
+        ``single_scratch_acc``, ``single_scratch_class_acc`` where the single models ran. None where missing.
     """
-    multi = stages.get(f"train {MULTI}-base", {}).get("metrics", {})
+    evals = {kind: stages.get(f"evaluate {MULTI}-{kind}", {}).get("heads", {}) for kind in ("base", "scratch", "base-int8")}
     rows: dict[str, dict[str, float | None]] = {}
     for attr, n_classes in classes.items():
         row: dict[str, float | None] = {"chance": 1.0 / n_classes}
+        for kind, key in (("base", "base"), ("scratch", "scratch"), ("base-int8", "int8")):
+            head = evals[kind].get(attr, {})
+            row[f"{key}_acc"] = head.get("accuracy")
+            row[f"{key}_class_acc"] = head.get("average_per_class_accuracy")
+        row["val_records"] = evals["base"].get(attr, {}).get("records")
         for kind in ("base", "scratch"):
-            metrics = stages.get(f"train {attr}-{kind}", {}).get("metrics", {})
-            row[f"{kind}_acc"] = metrics.get("val_accuracy")
-            row[f"{kind}_class_acc"] = metrics.get("val_mean_class_accuracy")
-            if kind == "base":
-                row["val_records"] = metrics.get("val_records")
-        row["multi_acc"] = multi.get(f"val_{attr}_accuracy")
-        row["multi_class_acc"] = multi.get(f"val_{attr}_mean_class_accuracy")
+            metrics = stages.get(f"train {attr}-{kind}", {}).get("metrics")
+            if metrics is not None:
+                row[f"single_{kind}_acc"] = metrics.get("val_accuracy")
+                row[f"single_{kind}_class_acc"] = metrics.get("val_mean_class_accuracy")
         rows[attr] = row
     return rows
 
@@ -250,16 +381,23 @@ def format_table3(rows: dict[str, dict[str, float | None]]) -> list[str]:
     def pct(v: float | None) -> str:
         return "   -  " if v is None else f"{100 * v:5.1f}%"
 
+    single = any("single_base_acc" in r for r in rows.values())
+    header = f"  {'attribute':<13} {'chance':>7}  {'refined from base':>17}  {'from scratch':>15}  {'int8 (refined)':>15}"
+    if single:
+        header += f"  {'single, from base':>17}  {'single, scratch':>15}"
     lines = [
-        "  Table 3 (val split, generated images): multi-class accuracy / average per-class accuracy",
-        f"  {'attribute':<13} {'chance':>7}  {'refined from base':>17}  {'from scratch':>15}  {'multi-head (base)':>17}",
+        "  Table 3 (val split, held-out generated images): multi-class accuracy / average per-class accuracy;",
+        "  the multi-head model (one backbone, a head per attribute)" + (" and the per-attribute models" if single else ""),
+        header,
     ]
     for attr, r in rows.items():
-        chance = pct(r.get("chance"))
-        lines.append(
-            f"  {attr:<13} {chance:>7}  {pct(r['base_acc'])} / {pct(r['base_class_acc'])}  {pct(r['scratch_acc'])} / {pct(r['scratch_class_acc'])}"
-            f"  {pct(r['multi_acc'])} / {pct(r['multi_class_acc'])}"
+        line = (
+            f"  {attr:<13} {pct(r.get('chance')):>7}  {pct(r['base_acc'])} / {pct(r['base_class_acc'])}  {pct(r['scratch_acc'])} / {pct(r['scratch_class_acc'])}"
+            f"  {pct(r.get('int8_acc'))} / {pct(r.get('int8_class_acc'))}"
         )
+        if single:
+            line += f"  {pct(r.get('single_base_acc'))} / {pct(r.get('single_base_class_acc'))}  {pct(r.get('single_scratch_acc'))} / {pct(r.get('single_scratch_class_acc'))}"
+        lines.append(line)
     return lines
 
 
@@ -268,25 +406,36 @@ def format_report(result: DemoResult) -> str:
     lines = [f"demo outputs under {result.out_dir}"]
     for name, summary in result.stages.items():
         secs = result.seconds[name]
+        head = f"  {name:<26} {secs:6.1f}s  "
         if name == "make-catalog":
-            lines.append(f"  {name:<22} {secs:6.1f}s  {summary.get('rows', summary.get('n'))} products -> {result.out_dir / 'catalog'}")
+            lines.append(f"{head}{summary.get('rows', summary.get('n'))} products -> {result.out_dir / 'catalog'}")
         elif name.startswith("train "):
             m = summary["metrics"]
             if "val_map" in m:
                 score = f"val mAP {m['val_map']:.3f}, precision@1 {m['val_precision_at_1']:.3f}"
             else:
                 score = f"val accuracy {m.get('val_accuracy', 0):.3f}, per-class {m.get('val_mean_class_accuracy', 0):.3f}"
-            records = m.get("val_records", sum(v for k, v in m.items() if k.endswith("_records")))
-            what = "val images" if "val_records" in m else f"val tags of {len(summary['heads'])} heads"
-            lines.append(f"  {name:<22} {secs:6.1f}s  {score} on {int(records)} {what} -> {summary['bundle']}")
+            lines.append(f"{head}{score} -> {summary['bundle']}")
+        elif name.startswith("evaluate "):
+            acc = sum(h["accuracy"] for h in summary["heads"].values()) / max(1, len(summary["heads"]))
+            lines.append(f"{head}mean accuracy {acc:.3f} over {len(summary['heads'])} heads, {summary['records']} val images -> {summary['out']}")
+        elif name == "quantize":
+            lines.append(f"{head}INT8, {summary['calibration']['examples']} calibration images -> {summary['bundle']}")
+        elif name == "score":
+            lines.append(
+                f"{head}rows in {summary['rows_in']} = scored {summary['rows_scored']} + errors {summary['rows_errors']} + skipped "
+                f"{summary['rows_skipped']}; {summary['attribute_rows']} attribute rows ({summary['attribute_rows_abstained']} abstained) -> {summary['out']}"
+            )
+        elif name == "report":
+            lines.append(f"{head}{summary['images']} scored images and the tables -> {summary['out']}")
         elif name == "labels":
             lines.append(
-                f"  {name:<22} {secs:6.1f}s  rows in {summary['rows_in']} = labelled {summary['rows_labelled']} + rejected "
+                f"{head}rows in {summary['rows_in']} = labelled {summary['rows_labelled']} + rejected "
                 f"{summary['rows_rejected']}; vocabulary words {summary['vocabulary_words']} -> {summary['out']}"
             )
         else:
             lines.append(
-                f"  {name:<22} {secs:6.1f}s  rows in {summary['rows_in']} = records {summary['records_written']} + rejected "
+                f"{head}rows in {summary['rows_in']} = records {summary['records_written']} + rejected "
                 f"{summary['rows_rejected']} in {summary['shards']} shards -> {summary['out']}"
             )
     if result.table3:

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow.parquet as pq
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -32,18 +34,33 @@ def test_demo_runs_every_stage_end_to_end(tmp_path):
     assert (tmp_path / "demo" / "labels" / "_summary.json").is_file()
     assert any((tmp_path / "demo" / "shards" / "base").rglob("*.rec"))
 
-    # the models: a base model, per attribute one refined from it and one from scratch, one multi-head model
+    # the models: a base model, the multi-head model refined from it and from scratch, an INT8 copy
     attributes = ["hemline", "neck_style", "pattern", "silhouette", "sleeve_type"]
-    trained = {"train base", "train multi-base"} | {f"train {a}-{k}" for a in attributes for k in ("base", "scratch")}
-    assert trained <= set(stages)
+    assert {"train base", "train multi-base", "train multi-scratch", "quantize", "score", "report"} <= set(stages)
     assert stages["shard multi"]["attributes"] == attributes
     multi = json.loads((tmp_path / "demo" / "models" / "multi-base" / "bundle" / "manifest.json").read_text())
     assert [h["name"] for h in multi["heads"]] == attributes and multi["base_model"]
-    assert stages["train hemline-base"]["base_model"] and stages["train hemline-scratch"]["base_model"] is None
+    assert set(multi["thresholds"]) == set(attributes)  # written by the evaluate stage, used by scoring
+    assert stages["train multi-scratch"]["base_model"] is None
+    int8 = json.loads((tmp_path / "demo" / "models" / "multi-base-int8" / "bundle" / "manifest.json").read_text())
+    assert int8["precision"] == "int8" and int8["calibration"]["examples"] > 0
+    for model in ("multi-base", "multi-scratch", "multi-base-int8"):
+        evaluation = json.loads((tmp_path / "demo" / "evaluations" / model / "evaluation.json").read_text())
+        assert sorted(evaluation["heads"]) == attributes, model
     table3 = summary["table3"]
     assert list(table3) == attributes
     for attr, row in table3.items():
-        for key in ("base_acc", "base_class_acc", "scratch_acc", "scratch_class_acc", "multi_acc", "multi_class_acc"):
+        for key in ("base_acc", "base_class_acc", "scratch_acc", "scratch_class_acc", "int8_acc", "int8_class_acc"):
             assert 0.0 <= row[key] <= 1.0, (attr, key, row)
         assert row["val_records"] > 0
     assert "Table 3" in done.stdout and "refined from base" in done.stdout
+
+    # the scoring job's tables: every catalog row accounted for, one row per scored asin and attribute
+    score = stages["score"]
+    assert score["rows_in"] == 201 and score["rows_in"] == score["rows_scored"] + score["rows_errors"] + score["rows_skipped"]
+    assert score["rows_errors"] >= 3  # the generator's missing, corrupt and null-uri images
+    assert score["attribute_rows"] == score["rows_scored"] * len(attributes)
+    scored = pq.read_table(tmp_path / "demo" / "scores" / "attributes")
+    assert scored.num_rows == score["attribute_rows"]
+    report = (tmp_path / "demo" / "report.html").read_text()
+    assert report.count("data:image/jpeg;base64,") == stages["report"]["images"] > 0 and "Table 3" in report

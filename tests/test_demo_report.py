@@ -30,8 +30,9 @@ def _scoring_run(tmp: Path) -> tuple[Path, Path, Path]:
     }
     for attr, values in rows.items():
         (attributes / f"attribute={attr}").mkdir(parents=True)
+        top_k = [[{"value": v[1] or "maxi", "probability": v[2]}] for v in values]
         pq.write_table(
-            pa.table({"asin": [v[0] for v in values], "value": [v[1] for v in values], "confidence": [v[2] for v in values]}),
+            pa.table({"asin": [v[0] for v in values], "value": [v[1] for v in values], "confidence": [v[2] for v in values], "top_k": top_k}),
             attributes / f"attribute={attr}" / "part-0.parquet",
         )
     return attributes, catalog, truth
@@ -44,6 +45,7 @@ def test_sample_joins_predictions_images_and_truth(tmp_path: Path) -> None:
     a0, a1 = sample
     assert [(p.attribute, p.value, p.truth) for p in a0.predictions] == [("hemline", "mini", "mini"), ("pattern", "solid", "floral")]
     assert [(p.attribute, p.value, p.truth) for p in a1.predictions] == [("hemline", None, "maxi"), ("pattern", "floral<script>", None)]
+    assert a1.predictions[0].top == "maxi"  # abstained, but its best class is known
     assert a0.image_uri.endswith("a0.jpg")
 
 
@@ -63,5 +65,5 @@ def test_report_embeds_thumbnails_marks_predictions_and_escapes(tmp_path: Path) 
     assert "no image" in text
     assert Image.open(io.BytesIO(base64.b64decode(thumbs[0]))).size == (160, 213)  # fits THUMB_SIDE wide, 4:3 tall
     assert text.count('class="ok"') == 1 and text.count('class="bad"') == 2  # a0 hemline right; a0 pattern, a1 hemline (abstain) wrong
-    assert "<i>abstain</i>" in text and "<td>0.900</td>" in text
+    assert "<i>abstain</i> <small>(best: maxi)</small>" in text and "<td>0.900</td>" in text
     assert render_report(inputs) == text

@@ -1,0 +1,256 @@
+"""Benchmark: the scoring job against the raw forward limit, a naive job, and INT8.
+
+    .venv/bin/python benchmarks/bench_score.py                  # 320 images, full width at 224, all cores
+    .venv/bin/python benchmarks/bench_score.py --n 400 --repeat 2 --batch 16
+
+What it does, in one command:
+
+1. Generates ``--n`` realistic product photos once (``make-catalog`` with 1000x1333 images, about
+   75 KB JPEGs, dresses only; the generator's minimum of one bad row of each kind stays in, and the
+   job puts those rows in its errors table), reused by later runs from ``benchmarks/.cache``.
+2. Builds full-width Inception-BN bundles at ``--input-size`` (Xavier weights and non-trivial BN
+   statistics; speed does not depend on the values): one multi-head bundle with a head per
+   taxonomy attribute, five single-attribute bundles, and an INT8 copy of the multi-head bundle
+   (``softlines-attr quantize``'s library, calibrated on 32 of the images).
+3. **Forward limit**: decodes every image once (the scoring preprocessing), then times
+   :class:`Predictor.predict` on the preloaded tensors in this process (all cores to MXNet).
+4. **The job**: ``run_score_job`` on ``local[C]`` with the multi-head bundle (rows scored / the
+   job's wall time, catalog read and Parquet commit included; the session is started and warmed
+   before); the **naive job**: the same job run once per single-attribute bundle, in turn (what
+   scoring looks like without a shared backbone); and the job with the INT8 bundle.
+5. Prints images/s for each (the jobs both end to end and over their scoring phase alone: the
+   tasks that fetch, decode and run the network, without the fixed cost of the job's other Spark
+   jobs, which a catalog of millions pays once) and the ratios the issue asks for (job / forward limit, job / naive,
+   INT8 / fp32), and each run's peak Python-worker memory (``peak_rss_mb`` from the run summary)
+   and the JVM's peak resident memory (``VmHWM``).
+
+Repeats alternate the measurements (A B C A B C) so that machine noise hits all of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(REPO))
+
+CATALOG_CONF = """[catalog]
+min_size = [1000, 1333]
+max_size = [1000, 1333]
+bad_row_share = 0.0
+non_dress_share = 0.0
+"""
+
+
+def _conf(cache: Path, input_size: int, batch: int):
+    from softlines_attr.config import load_config
+
+    path = cache / f"bench-score-{input_size}-{batch}.toml"
+    path.write_text(
+        CATALOG_CONF
+        + f"\n[images]\ninput_size = {input_size}\nstore_size = {max(input_size, round(input_size * 256 / 224))}\n"
+        + f"\n[score]\nbatch_size = {batch}\nrows_per_task = 100000\n"
+    )
+    return load_config(conf_path=path)
+
+
+def make_catalog(cache: Path, conf, n: int) -> Path:
+    """The generated catalog of ``n`` 1000x1333 product photos (cached)."""
+    from softlines_attr.synthetic import generate_catalog
+
+    out = cache / f"score-catalog-{n}"
+    if not (out / "catalog.parquet").exists():
+        print(f"generating {n} product photos under {out} ...", flush=True)
+        generate_catalog(out, conf, n=n, seed=7)
+    return out
+
+
+def _random_params(sym, input_size: int, seed: int):
+    import mxnet as mx
+    import numpy as np
+
+    from softlines_attr.model.inception_bn import DATA_NAME
+
+    mx.random.seed(seed)
+    labels = [n for n in sym.list_arguments() if n.endswith("_label")]
+    mod = mx.mod.Module(sym, data_names=[DATA_NAME], label_names=labels, context=mx.cpu())
+    mod.bind(data_shapes=[(DATA_NAME, (1, 3, input_size, input_size))], label_shapes=[(n, (1,)) for n in labels], for_training=False)
+    mod.init_params(mx.init.Xavier(magnitude=2.0))
+    arg, aux = mod.get_params()
+    rng = np.random.default_rng(seed)
+    for name, value in aux.items():  # BN statistics of a trained network, roughly
+        shape = value.shape
+        aux[name] = mx.nd.array(rng.uniform(0.5, 1.5, shape) if name.endswith("moving_var") else rng.normal(0, 0.1, shape))
+    return arg, aux
+
+
+def make_bundles(cache: Path, conf, width: float, input_size: int, catalog: Path) -> dict[str, object]:
+    """Multi-head, five single-attribute and INT8 bundles (cached by width and size)."""
+    import mxnet as mx
+
+    from softlines_attr.model.bundle import Head, save_bundle
+    from softlines_attr.model.inception_bn import classification_head, inception_bn_features
+
+    root = cache / f"score-models-w{width}-s{input_size}"
+    attrs = conf.taxonomy.attributes
+    multi, singles, int8 = root / "multi", {a.name: root / "single" / a.name for a in attrs}, root / "int8"
+    if not multi.exists():
+        features = inception_bn_features(width)
+        heads = [Head(a.name, tuple(a.classes), attribute=a.name) for a in attrs]
+        sym = mx.sym.Group([classification_head(features, len(h.classes), h.name) for h in heads])
+        arg, aux = _random_params(sym, input_size, seed=1)
+        save_bundle(multi, sym, arg, aux, heads=heads, images=conf.images, thresholds={h.name: 0.0 for h in heads})
+        for head in heads:  # the same backbone with one head each: the naive job's models
+            sym1 = classification_head(inception_bn_features(width), len(head.classes), head.name)
+            keep = set(sym1.list_arguments())
+            save_bundle(singles[head.name], sym1, {k: v for k, v in arg.items() if k in keep}, aux, heads=[head], images=conf.images)
+    if not int8.exists():
+        from softlines_attr.model.bundle import load_bundle
+        from softlines_attr.model.quantize import quantize_bundle
+
+        bundle = load_bundle(multi)
+        quantize_bundle(bundle, decode_all(catalog, bundle, conf, limit=32), int8, batch_size=16, source=str(catalog))
+    return {"multi": multi, "singles": singles, "int8": int8}
+
+
+def decode_all(catalog: Path, bundle, conf, limit: int | None = None):
+    """Every catalog image through the scoring preprocessing (load_image + to_network_input)."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from softlines_attr.images import ImageError, load_image, to_network_input
+
+    m = bundle.manifest
+    uris = pq.read_table(catalog / "catalog.parquet", columns=["image_uri"]).column("image_uri").to_pylist()
+    out = []
+    for uri in uris:  # the generator's few bad rows on purpose (missing, corrupt) are left out, as the job errors them
+        if limit is not None and len(out) >= limit:
+            break
+        try:
+            img = load_image(Path(uri).read_bytes(), size=conf.images.store_size, mode=conf.images.resize_mode, max_pixels=conf.images.max_pixels)
+        except (TypeError, OSError, ImageError):
+            continue
+        out.append(to_network_input(img, input_size=m.input_shape[1], mean=m.mean, std=m.std, region=m.region))
+    return np.stack(out)
+
+
+def forward_rate(bundle, tensors, batch: int) -> float:
+    """Images/s of the bound predictor on preloaded tensors (one warm-up batch first)."""
+    from softlines_attr.score.models import Predictor
+
+    pred = Predictor(bundle, batch)
+    pred.predict(tensors[:batch])
+    start = time.perf_counter()
+    pred.predict(tensors)
+    return len(tensors) / (time.perf_counter() - start)
+
+
+def _jvm_hwm_mb(spark) -> float | None:
+    pid = int(spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid())
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return None
+
+
+def job_rate(spark, conf, catalog: Path, models: list[Path], out: Path) -> tuple[float, dict]:
+    """Rows scored per second of wall time for one run of the scoring job, and its summary."""
+    from softlines_attr.score.job import ScoreJob, run_score_job
+
+    shutil.rmtree(out, ignore_errors=True)
+    start = time.perf_counter()
+    summary = run_score_job(spark, conf, ScoreJob(catalog_path=str(catalog / "catalog.parquet"), model_dirs=tuple(map(str, models)), out_dir=str(out)))
+    seconds = time.perf_counter() - start
+    return summary["rows_scored"] / seconds, summary
+
+
+def score_phase_rate(summary: dict) -> float:
+    """Rows scored per second of the job's scoring phase (its tasks: fetch, decode, forward), the steady-state rate."""
+    return summary["rows_scored"] / summary["phase_seconds"]["score"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=320, help="product photos (default 320)")
+    parser.add_argument("--width", type=float, default=1.0, help="Inception-BN width (default 1.0, the paper's network)")
+    parser.add_argument("--input-size", type=int, default=224, help="network input side (default 224)")
+    parser.add_argument("--batch", type=int, default=16, help="scoring batch size (default 16)")
+    parser.add_argument("--cores", type=int, default=os.cpu_count() or 1, help="local[C] task slots (default: all cores)")
+    parser.add_argument("--repeat", type=int, default=1, help="alternating repetitions (default 1)")
+    parser.add_argument("--skip-naive", action="store_true", help="do not run the naive five-model job")
+    parser.add_argument("--json", type=Path, default=HERE / "out" / "bench_score.json", help="where to write the figures")
+    args = parser.parse_args(argv)
+
+    cache = HERE / ".cache"
+    cache.mkdir(parents=True, exist_ok=True)
+    conf = _conf(cache, args.input_size, args.batch)
+    catalog = make_catalog(cache, conf, args.n)
+    bundles = make_bundles(cache, conf, args.width, args.input_size, catalog)
+
+    from softlines_attr.model.bundle import load_bundle
+    from softlines_attr.spark import build_session
+
+    multi, int8 = load_bundle(bundles["multi"]), load_bundle(bundles["int8"])
+    tensors = decode_all(catalog, multi, conf)
+    load_start = open("/proc/loadavg").read().split()[:3]
+    spark = build_session(conf.spark, app_name="bench-score", master=f"local[{args.cores}]")
+    spark.range(4).count()  # JVM and Python workers up before any timing
+    runs: dict[str, list[float]] = {}
+    memory: dict[str, dict] = {}
+    work = HERE / ".cache" / "score-out"
+    try:
+        for rep in range(args.repeat):
+            runs.setdefault("forward_fp32", []).append(forward_rate(multi, tensors, args.batch))
+            runs.setdefault("forward_int8", []).append(forward_rate(int8, tensors, args.batch))
+            rate, summary = job_rate(spark, conf, catalog, [bundles["multi"]], work / "multi")
+            runs.setdefault("job_multi_head", []).append(rate)
+            runs.setdefault("job_multi_head_score_phase", []).append(score_phase_rate(summary))
+            memory["job_multi_head"] = {"worker_peak_rss_mb": summary.get("peak_task_rss_mb")}
+            rate, summary = job_rate(spark, conf, catalog, [bundles["int8"]], work / "int8")
+            runs.setdefault("job_int8", []).append(rate)
+            runs.setdefault("job_int8_score_phase", []).append(score_phase_rate(summary))
+            memory["job_int8"] = {"worker_peak_rss_mb": summary.get("peak_task_rss_mb")}
+            if not args.skip_naive:
+                start = time.perf_counter()
+                for name, path in bundles["singles"].items():
+                    _, single = job_rate(spark, conf, catalog, [path], work / f"naive-{name}")
+                runs.setdefault("job_naive_five_models", []).append(single["rows_scored"] / (time.perf_counter() - start))
+            print(f"repeat {rep + 1}: " + ", ".join(f"{k} {v[-1]:.1f}" for k, v in runs.items()), flush=True)
+        jvm_hwm = _jvm_hwm_mb(spark)
+    finally:
+        spark.stop()
+    best = {k: max(v) for k, v in runs.items()}
+    ratios = {
+        "job_multi_head / forward_fp32": best["job_multi_head"] / best["forward_fp32"],
+        "job_multi_head_score_phase / forward_fp32": best["job_multi_head_score_phase"] / best["forward_fp32"],
+        "forward_int8 / forward_fp32": best["forward_int8"] / best["forward_fp32"],
+        "job_int8 / job_multi_head": best["job_int8"] / best["job_multi_head"],
+    }
+    if "job_naive_five_models" in best:
+        ratios["job_multi_head / job_naive_five_models"] = best["job_multi_head"] / best["job_naive_five_models"]
+    result = {
+        "n": args.n, "width": args.width, "input_size": args.input_size, "batch": args.batch, "cores": args.cores,
+        "repeat": args.repeat, "images_per_s": runs, "best": best, "ratios": ratios, "memory": memory, "jvm_peak_rss_mb": jvm_hwm,
+        "loadavg_start": load_start, "loadavg_end": open("/proc/loadavg").read().split()[:3],
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\n{'measurement':<28}{'images/s (best)':>16}")
+    for k, v in best.items():
+        print(f"{k:<28}{v:>16.2f}")
+    for k, v in ratios.items():
+        print(f"{k:<44}{v:>8.2f}x")
+    print(f"memory: {memory}; JVM peak RSS {jvm_hwm} MB; load {result['loadavg_start']} -> {result['loadavg_end']}; figures in {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
