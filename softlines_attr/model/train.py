@@ -808,7 +808,9 @@ def train(
         aux_params,
         heads=list(heads),
         images=conf.images if tc.input_size is None else _with_input_size(conf, tc.input_size),
-        region=conf.taxonomy.attribute(heads[0].attribute).region if shards.mode == "refine" and heads[0].attribute else "full",
+        # the crop the network was trained on: ImageRecordIter crops the whole stored image (random in
+        # training, centre in validation), so scoring must too, whatever the taxonomy's region says
+        region="full",
         vocabulary=VocabularyRef(int(vocab_size), str(shards.summary.get("labels", ""))) if vocab_size is not None else None,
         base_model=base_model_ref(base) if base is not None else None,
         metrics=metrics,
