@@ -13,7 +13,9 @@ What it does, in one command:
    taxonomy attribute, five single-attribute bundles, and an INT8 copy of the multi-head bundle
    (``softlines-attr quantize``'s library, calibrated on 32 of the images).
 3. **Forward limit**: decodes every image once (the scoring preprocessing), then times
-   :class:`Predictor.predict` on the preloaded tensors in this process (all cores to MXNet).
+   :class:`Predictor.predict` on the preloaded tensors in this process (``--cores`` OpenMP threads),
+   and once more with one thread, times the cores (what ``local[C]``'s single-threaded tasks can reach
+   together when one process's OpenMP threads scale poorly).
 4. **The job**: ``run_score_job`` on ``local[C]`` with the multi-head bundle (rows scored / the
    job's wall time, catalog read and Parquet commit included; the session is started and warmed
    before); the **naive job**: the same job run once per single-attribute bundle, in turn (what
@@ -141,10 +143,11 @@ def decode_all(catalog: Path, bundle, conf, limit: int | None = None):
     return np.stack(out)
 
 
-def forward_rate(bundle, tensors, batch: int) -> float:
-    """Images/s of the bound predictor on preloaded tensors (one warm-up batch first)."""
-    from softlines_attr.score.models import Predictor
+def forward_rate(bundle, tensors, batch: int, threads: int) -> float:
+    """Images/s of the bound predictor on preloaded tensors with ``threads`` OpenMP threads (one warm-up batch first)."""
+    from softlines_attr.score.models import Predictor, set_threads
 
+    set_threads(threads)
     pred = Predictor(bundle, batch)
     pred.predict(tensors[:batch])
     start = time.perf_counter()
@@ -207,8 +210,10 @@ def main(argv: list[str] | None = None) -> int:
     work = HERE / ".cache" / "score-out"
     try:
         for rep in range(args.repeat):
-            runs.setdefault("forward_fp32", []).append(forward_rate(multi, tensors, args.batch))
-            runs.setdefault("forward_int8", []).append(forward_rate(int8, tensors, args.batch))
+            runs.setdefault("forward_fp32", []).append(forward_rate(multi, tensors, args.batch, args.cores))
+            runs.setdefault("forward_int8", []).append(forward_rate(int8, tensors, args.batch, args.cores))
+            # what the job's tasks run: one thread each, one task per core
+            runs.setdefault("forward_fp32_1thread_x_cores", []).append(args.cores * forward_rate(multi, tensors[: 4 * args.batch], args.batch, 1))
             rate, summary = job_rate(spark, conf, catalog, [bundles["multi"]], work / "multi")
             runs.setdefault("job_multi_head", []).append(rate)
             runs.setdefault("job_multi_head_score_phase", []).append(score_phase_rate(summary))
@@ -219,9 +224,12 @@ def main(argv: list[str] | None = None) -> int:
             memory["job_int8"] = {"worker_peak_rss_mb": summary.get("peak_task_rss_mb")}
             if not args.skip_naive:
                 start = time.perf_counter()
+                score_seconds = 0.0
                 for name, path in bundles["singles"].items():
                     _, single = job_rate(spark, conf, catalog, [path], work / f"naive-{name}")
+                    score_seconds += single["phase_seconds"]["score"]
                 runs.setdefault("job_naive_five_models", []).append(single["rows_scored"] / (time.perf_counter() - start))
+                runs.setdefault("job_naive_five_models_score_phase", []).append(single["rows_scored"] / score_seconds)
             print(f"repeat {rep + 1}: " + ", ".join(f"{k} {v[-1]:.1f}" for k, v in runs.items()), flush=True)
         jvm_hwm = _jvm_hwm_mb(spark)
     finally:
@@ -230,11 +238,13 @@ def main(argv: list[str] | None = None) -> int:
     ratios = {
         "job_multi_head / forward_fp32": best["job_multi_head"] / best["forward_fp32"],
         "job_multi_head_score_phase / forward_fp32": best["job_multi_head_score_phase"] / best["forward_fp32"],
+        "job_multi_head_score_phase / forward_fp32_1thread_x_cores": best["job_multi_head_score_phase"] / best["forward_fp32_1thread_x_cores"],
         "forward_int8 / forward_fp32": best["forward_int8"] / best["forward_fp32"],
         "job_int8 / job_multi_head": best["job_int8"] / best["job_multi_head"],
     }
     if "job_naive_five_models" in best:
         ratios["job_multi_head / job_naive_five_models"] = best["job_multi_head"] / best["job_naive_five_models"]
+        ratios["score phases: multi_head / naive_five_models"] = best["job_multi_head_score_phase"] / best["job_naive_five_models_score_phase"]
     result = {
         "n": args.n, "width": args.width, "input_size": args.input_size, "batch": args.batch, "cores": args.cores,
         "repeat": args.repeat, "images_per_s": runs, "best": best, "ratios": ratios, "memory": memory, "jvm_peak_rss_mb": jvm_hwm,
