@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from pathlib import Path
 
 import boto3
@@ -46,9 +47,12 @@ def test_predictor_equals_bundle_predict_with_padding_and_chunks(bundles) -> Non
         pred.predict(x[:, :, :16])
 
 
-def test_payload_round_trip_and_process_cache(bundles) -> None:
+def test_payload_round_trip_and_process_cache(bundles, tmp_path: Path) -> None:
     payload = read_payload(bundles["multi"])
     assert payload.model_version == f"multi@{payload.params_sha256[:12]}"
+    trained = tmp_path / "multi-base" / "bundle"  # train's layout: <out>/bundle is named by <out>
+    shutil.copytree(bundles["multi"], trained)
+    assert read_payload(trained).model_version == f"multi-base@{payload.params_sha256[:12]}"
     assert [(h.attribute, h.threshold) for h in payload.heads] == [("pattern", 0.0), ("sleeve_type", 0.0)]
     assert payload.region == "upper" and payload.input_shape == (3, SIZE, SIZE)
     rebuilt = bundle_from_payload(payload)

@@ -66,7 +66,7 @@ class BundlePayload:
     """A verified bundle's files as bytes, plus what the driver and the tasks need to know about it.
 
     Attributes:
-        name: The bundle folder's name.
+        name: The bundle's name (:func:`bundle_name`).
         source: Where it was loaded from (the ``--models`` path).
         params_sha256: sha256 of ``model.params`` (the cache key and the model version).
         symbol_json: ``symbol.json`` text.
@@ -172,6 +172,13 @@ def resolve_model_dirs(paths: Sequence[str], download_dir: Path | None = None) -
     return found
 
 
+def bundle_name(path: Path) -> str:
+    """A bundle's readable name: its folder's, or the training output folder's for ``<out>/bundle`` (what ``train`` writes)."""
+    from softlines_attr.model.train import BUNDLE_DIR
+
+    return path.parent.name if path.name == BUNDLE_DIR and path.parent.name else path.name
+
+
 def read_payload(path: Path, source: str | None = None) -> BundlePayload:
     """Load and verify a bundle (every checksum, params vs symbol), then read its files as bytes.
 
@@ -195,7 +202,7 @@ def read_payload(path: Path, source: str | None = None) -> BundlePayload:
     if not heads:
         raise ScoreModelError(f"bundle {path}: expected at least one head with an attribute, found heads {[h.name for h in manifest.heads]} (a base model?)")
     return BundlePayload(
-        name=path.name,
+        name=bundle_name(path),
         source=source or str(path),
         params_sha256=sha,
         symbol_json=(path / SYMBOL_FILE).read_text(encoding="utf-8"),
