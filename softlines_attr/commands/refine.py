@@ -7,7 +7,7 @@ import json
 import logging
 
 from softlines_attr.commands.common import add_config_arguments, config_from_args
-from softlines_attr.commands.train import _int_list
+from softlines_attr.commands.train import _int_list, common_train_settings
 
 log = logging.getLogger(__name__)
 
@@ -61,19 +61,8 @@ def run(args: argparse.Namespace) -> int:
     if base is not None and input_size is None:
         input_size = base.manifest.input_shape[1]
     tc = TrainConfig(
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        learning_rate=args.lr,
-        momentum=args.momentum,
-        weight_decay=args.wd,
-        lr_step_epochs=args.lr_step_epochs,
-        lr_factor=args.lr_factor,
-        width=args.width,
-        input_size=input_size,
+        **{**common_train_settings(args), "input_size": input_size},
         loss="softmax",
-        threads=args.threads,
-        seed=args.seed,
-        gpus=args.gpus,
         backbone_lr_mult=args.backbone_lr_mult,
         freeze_backbone=args.freeze_backbone,
         class_weights=args.class_weights,

@@ -23,6 +23,24 @@ def _int_list(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, found {text!r}") from None
 
 
+def common_train_settings(args: argparse.Namespace) -> dict:
+    """The TrainConfig fields that ``train`` and ``refine`` take from the same flags."""
+    return {
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "learning_rate": args.lr,
+        "momentum": args.momentum,
+        "weight_decay": args.wd,
+        "lr_step_epochs": args.lr_step_epochs,
+        "lr_factor": args.lr_factor,
+        "width": args.width,
+        "input_size": args.input_size,
+        "threads": args.threads,
+        "seed": args.seed,
+        "gpus": args.gpus,
+    }
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The train command's arguments."""
     parser.add_argument("--shards", required=True, help="the shard job's output folder (holding shards/_manifest.json), local")
@@ -64,19 +82,8 @@ def run(args: argparse.Namespace) -> int:
 
     conf = config_from_args(args)
     tc = TrainConfig(
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        learning_rate=args.lr,
-        momentum=args.momentum,
-        weight_decay=args.wd,
-        lr_step_epochs=args.lr_step_epochs,
-        lr_factor=args.lr_factor,
-        width=args.width,
-        input_size=args.input_size,
+        **common_train_settings(args),
         loss=args.loss,
-        threads=args.threads,
-        seed=args.seed,
-        gpus=args.gpus,
         kv_store=args.kv_store,
         worker_dump=args.worker_dump,
     )
