@@ -146,7 +146,10 @@ def bench_training(args: argparse.Namespace, shards_dir: Path) -> dict[str, Any]
 
     from softlines_attr.config import load_config
     from softlines_attr.model.inception_bn import DATA_NAME, DEFAULT_HEAD, count_macs, inception_bn
-    from softlines_attr.model.train import TrainConfig, _metric, read_shard_set, record_iter
+    from softlines_attr.model.train import TrainConfig
+    from softlines_attr.model.metrics import train_metric as _metric
+    from softlines_attr.shard.contract import read_shard_set
+    from softlines_attr.model.data import record_iter
 
     conf = load_config()
     shards = read_shard_set(shards_dir)

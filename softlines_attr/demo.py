@@ -276,7 +276,7 @@ def _evaluate_stages(out_dir: Path, conf: PipelineConfig, timed: Timed) -> None:
     from softlines_attr.model.bundle import load_bundle
     from softlines_attr.model.evaluate import evaluate_model
     from softlines_attr.model.quantize import calibration_images, quantize_bundle
-    from softlines_attr.model.train import read_shard_set
+    from softlines_attr.shard.contract import read_shard_set
 
     shards = out_dir / "shards" / MULTI
     evaluations = out_dir / "evaluations"

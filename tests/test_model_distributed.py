@@ -36,7 +36,9 @@ from softlines_attr.model.distributed import (
     replace_option,
 )
 from softlines_attr.model.errors import DistributedLaunchError, TrainInputError
-from softlines_attr.model.train import TrainConfig, read_shard_set, record_iter, train
+from softlines_attr.model.train import TrainConfig, train
+from softlines_attr.shard.contract import read_shard_set
+from softlines_attr.model.data import record_iter
 from softlines_attr.shard.recordio import IndexedRecordWriter, pack_image_record, pad_labels
 
 STORE = 40

@@ -12,7 +12,8 @@ from softlines_attr.cli import main
 from softlines_attr.config import PipelineConfig
 from softlines_attr.model.bundle import Bundle, load_bundle
 from softlines_attr.model.quantize import QuantizeError, calibration_images, quantize_bundle
-from softlines_attr.model.train import TrainConfig, read_shard_set, train
+from softlines_attr.model.train import TrainConfig, train
+from softlines_attr.shard.contract import read_shard_set
 from test_model_train import write_base_shards
 
 TC = TrainConfig(epochs=3, batch_size=16, learning_rate=0.02, width=0.125, input_size=32, threads=1, seed=3)

@@ -204,6 +204,6 @@ def test_multi_head_model_from_a_base_learns_every_tagged_attribute(tmp_path: Pa
         np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-5, err_msg=name)
     with pytest.raises(Exception, match="expected refine shards of 'hemline'"):
         from softlines_attr.model.refine import check_refine_inputs
-        from softlines_attr.model.train import read_shard_set
+        from softlines_attr.shard.contract import read_shard_set
 
         check_refine_inputs(read_shard_set(shards), "hemline", conf.taxonomy)

@@ -15,7 +15,12 @@ from PIL import Image
 from softlines_attr.config import PipelineConfig
 from softlines_attr.model.bundle import load_bundle
 from softlines_attr.model.errors import TrainInputError
-from softlines_attr.model.train import TrainConfig, average_precision, first_label, latest_checkpoint, multi_hot, read_shard_set, train
+from softlines_attr.model.train import TrainConfig, train
+from softlines_attr.model.metrics import average_precision
+from softlines_attr.model.data import first_label, multi_hot
+from softlines_attr.model.checkpoint import latest_checkpoint
+from softlines_attr.shard.contract import read_shard_set
+from softlines_attr.shard.errors import ShardContractError
 from softlines_attr.shard.recordio import IndexedRecordWriter, pack_image_record, pad_labels
 
 STORE = 40
@@ -73,7 +78,7 @@ def test_read_shard_set(tmp_path: Path) -> None:
     assert shards.mode == "base" and shards.label_width == LABEL_WIDTH and shards.num_classes == 4
     assert [p.name for p in shards.train] == ["train-00000-000.rec", "train-00001-000.rec"]
     assert shards.train_records == 8 and shards.val_records == 4
-    with pytest.raises(TrainInputError, match="no shard manifest"):
+    with pytest.raises(ShardContractError, match="no shard manifest"):
         read_shard_set(tmp_path / "nowhere")
 
 
@@ -175,7 +180,7 @@ def test_validation_counts_every_val_record_once(tmp_path: Path, conf: PipelineC
 
 
 def test_color_jitter_changes_training_images_only(tmp_path: Path, conf: PipelineConfig) -> None:
-    from softlines_attr.model.train import record_iter
+    from softlines_attr.model.data import record_iter
 
     shards = read_shard_set(write_base_shards(tmp_path / "shards_out", {"train": 16, "val": 16}, refine="hemline"))
     tc = TrainConfig(batch_size=16, width=0.125, input_size=32, threads=1, seed=4)

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from softlines_attr.config import load_config
-from softlines_attr.model.train import read_shard_set
+from softlines_attr.shard.contract import read_shard_set
 from softlines_attr.shard import ShardJob, run_shard_job
 from test_shard_helpers import TEST_CONF, labels_rows, read_rec, write_images, write_labels_dir
 

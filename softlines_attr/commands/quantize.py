@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     """Calibrate, quantise, write the bundle, print its path and calibration as JSON."""
     from softlines_attr.model.bundle import load_bundle
     from softlines_attr.model.quantize import QuantizeError, calibration_images, quantize_bundle
-    from softlines_attr.model.train import read_shard_set
+    from softlines_attr.shard.contract import read_shard_set
 
     if args.num_calib < 1:
         raise QuantizeError(f"--num-calib: expected a positive number of images, found {args.num_calib}")

@@ -51,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
     """Refine (or train from scratch), write the bundle, print its path, heads and metrics as JSON."""
     from softlines_attr.model.bundle import load_bundle
     from softlines_attr.model.refine import check_refine_inputs
-    from softlines_attr.model.train import BUNDLE_DIR, TrainConfig, read_shard_set, train
+    from softlines_attr.model.train import BUNDLE_DIR, TrainConfig, train
+    from softlines_attr.shard.contract import read_shard_set
 
     conf = config_from_args(args)
     shards = read_shard_set(args.shards)

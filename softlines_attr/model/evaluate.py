@@ -47,7 +47,7 @@ from softlines_attr.images.tensor import to_network_input
 from softlines_attr.model.bundle import MANIFEST_FILE, PARAMS_FILE, Bundle, Head, load_bundle
 from softlines_attr.model.errors import ClassMismatchError, EvaluateInputError
 from softlines_attr.model.inception_bn import DATA_NAME
-from softlines_attr.model.train import ShardSet
+from softlines_attr.shard.contract import ShardSet
 
 log = logging.getLogger(__name__)
 
@@ -789,7 +789,7 @@ def evaluate_model(
         EvaluateInputError, ClassMismatchError: the bundle and shards do not fit together.
     """
     from softlines_attr.model.report import write_report
-    from softlines_attr.model.train import read_shard_set
+    from softlines_attr.shard.contract import read_shard_set
 
     model = Path(model)
     out = Path(out_dir) if out_dir is not None else default_out_dir(model, split)

@@ -24,7 +24,7 @@ from softlines_attr.model.inception_bn import DATA_NAME, FEATURES_NAME, classifi
 from softlines_attr.model.losses import is_loss_constant
 
 if TYPE_CHECKING:
-    from softlines_attr.model.train import ShardSet
+    from softlines_attr.shard.contract import ShardSet
 
 log = logging.getLogger(__name__)
 

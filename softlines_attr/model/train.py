@@ -18,12 +18,11 @@ be trained with per-class weights and a focal term (:mod:`softlines_attr.model.l
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -32,6 +31,8 @@ import numpy as np
 
 from softlines_attr.config import ImageConfig, PipelineConfig
 from softlines_attr.model.bundle import Bundle, Head, Manifest, VocabularyRef, save_bundle
+from softlines_attr.model.checkpoint import checkpoint_paths, latest_checkpoint, load_checkpoint, restore_optimizer, save_checkpoint
+from softlines_attr.model.data import label_counts, record_iter
 from softlines_attr.model.distributed import (
     agree,
     average_aux,
@@ -41,54 +42,18 @@ from softlines_attr.model.distributed import (
     optimizer_on_workers,
     part_record_counts,
     sync_module_params,
-    trimmed_tail,
     write_worker_dump,
 )
 from softlines_attr.model.errors import ModelError, TrainInputError
 from softlines_attr.model.inception_bn import DATA_NAME, DEFAULT_HEAD, classification_head, inception_bn_features
-from softlines_attr.model.losses import LossConfig, class_weights, is_loss_constant, loss_constants, softmax_head
+from softlines_attr.model.losses import LossConfig, class_weights, loss_constants, softmax_head
+from softlines_attr.model.metrics import split_metrics, train_metric
 from softlines_attr.model.refine import backbone_names, backbone_params, base_model_ref, refine_features
+from softlines_attr.shard.contract import ShardSet, read_shard_set
 
 log = logging.getLogger(__name__)
 
-SHARD_MANIFEST = "_manifest.json"
-CHECKPOINT_PREFIX = "checkpoints/model"
 BUNDLE_DIR = "bundle"
-# ImageRecordIter's random HSL shifts for TrainConfig.color_jitter (hue in [0, 180], s and l in [0, 255])
-COLOR_JITTER = {"random_h": 36, "random_s": 60, "random_l": 40}
-
-
-@dataclass(frozen=True)
-class ShardSet:
-    """The shards of one shard-job output, by split.
-
-    Attributes:
-        root: The shards folder (holding ``_manifest.json``).
-        mode: ``base`` (title-word labels), ``refine`` (one class index) or ``multi`` (one class
-            index per attribute, -1 = no tag).
-        label_width: Label slots per record (base), 1 (refine) or the number of attributes (multi).
-        num_classes: Vocabulary size, the attribute's class count, or (multi) the classes of all
-            attributes together.
-        image_size: The stored images' size (``images.store_size`` at shard time).
-        train: ``.rec`` paths of the train split.
-        val: ``.rec`` paths of the val split.
-        train_records: Records in the train split.
-        val_records: Records in the val split.
-        summary: The shard job's ``_summary.json`` when present (labels, vocab_size, attribute), else {}.
-        attributes: Multi shards: the attribute of each label column (from ``_manifest.json``); else ().
-    """
-
-    root: Path
-    mode: Literal["base", "refine", "multi"]
-    label_width: int
-    num_classes: int
-    image_size: int
-    train: tuple[Path, ...]
-    val: tuple[Path, ...]
-    train_records: int
-    val_records: int
-    summary: dict = field(default_factory=dict)
-    attributes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -152,63 +117,6 @@ class TrainConfig:
         return LossConfig(self.class_weights, self.cb_beta, self.focal_gamma)
 
 
-def read_shard_set(path: str | Path) -> ShardSet:
-    """Read a shard job's output folder (or its ``shards/`` folder) into a :class:`ShardSet`.
-
-    Raises:
-        TrainInputError: no ``_manifest.json``, no train shard, a missing shard file, or shards
-            that disagree on mode, label width, class count or image size.
-    """
-    path = Path(path)
-    root = path / "shards" if (path / "shards" / SHARD_MANIFEST).is_file() else path
-    manifest_file = root / SHARD_MANIFEST
-    if not manifest_file.is_file():
-        raise TrainInputError(f"no shard manifest at {path}/shards/{SHARD_MANIFEST} or {manifest_file}; expected the shard job's output folder")
-    try:
-        manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
-        shards = manifest["shards"]
-        attributes = tuple(str(a) for a in manifest.get("attributes") or ())
-    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
-        raise TrainInputError(f"{manifest_file}: expected JSON with a 'shards' list, found an unreadable file ({exc})") from exc
-    if not shards:
-        raise TrainInputError(f"{manifest_file}: expected at least one shard, found none")
-    facts = {k: {s[k] for s in shards} for k in ("mode", "label_width", "num_classes", "image_size")}
-    for key, values in facts.items():
-        if len(values) != 1:
-            raise TrainInputError(f"{manifest_file}: expected one {key} for all shards, found {sorted(map(str, values))}")
-    by_split: dict[str, list[Path]] = {"train": [], "val": []}
-    records = {"train": 0, "val": 0}
-    for shard in sorted(shards, key=lambda s: s["shard"]):
-        rec = root / shard["shard"]
-        if not rec.is_file():
-            raise TrainInputError(f"{manifest_file} lists shard {shard['shard']} but {rec} does not exist")
-        if shard["split"] in by_split and shard["records"] > 0:
-            by_split[shard["split"]].append(rec)
-            records[shard["split"]] += int(shard["records"])
-    if not by_split["train"]:
-        raise TrainInputError(f"{manifest_file}: expected at least one non-empty train shard, found none")
-    summary_file = root.parent / "_summary.json"
-    summary = json.loads(summary_file.read_text(encoding="utf-8")) if summary_file.is_file() else {}
-    mode = next(iter(facts["mode"]))
-    if mode == "multi":
-        attributes = attributes or tuple(summary.get("attributes") or ())
-        if len(attributes) != int(next(iter(facts["label_width"]))):
-            raise TrainInputError(f"{manifest_file}: multi shards: expected one attribute per label column ({next(iter(facts['label_width']))}), found {list(attributes)}")
-    return ShardSet(
-        root=root,
-        mode=facts["mode"].pop(),
-        label_width=int(facts["label_width"].pop()),
-        num_classes=int(facts["num_classes"].pop()),
-        image_size=int(facts["image_size"].pop()),
-        train=tuple(by_split["train"]),
-        val=tuple(by_split["val"]),
-        train_records=records["train"],
-        val_records=records["val"],
-        summary=summary,
-        attributes=attributes if mode == "multi" else (),
-    )
-
-
 def class_names(shards: ShardSet, conf: PipelineConfig) -> tuple[str, ...]:
     """The class names of the shards' labels, in index order.
 
@@ -251,42 +159,6 @@ def shard_heads(shards: ShardSet, conf: PipelineConfig, *, multi_label: bool) ->
     return tuple(heads)
 
 
-def label_counts(paths: Sequence[Path], label_width: int, num_classes: Sequence[int]) -> list[np.ndarray]:
-    """Per label column, how many records of ``paths`` carry each class (a -1 / missing label counts nowhere).
-
-    Reads only the records' headers and label arrays (``mx.recordio.unpack``), not the images' pixels.
-
-    Args:
-        paths: ``.rec`` files.
-        label_width: Label values per record (1 for refine shards).
-        num_classes: Class count of each label column.
-
-    Returns:
-        One int64 array of counts per label column.
-
-    Raises:
-        TrainInputError: a label at or past its column's class count, or records of another label width.
-    """
-    counts = [np.zeros(n, dtype=np.int64) for n in num_classes]
-    for path in paths:
-        reader = mx.recordio.MXRecordIO(str(path), "r")
-        try:
-            while (item := reader.read()) is not None:
-                header, _ = mx.recordio.unpack(item)
-                labels = np.atleast_1d(np.asarray(header.label, dtype=np.float64))
-                if labels.size != label_width:
-                    raise TrainInputError(f"{path}: record {header.id} has {labels.size} labels; expected {label_width}")
-                for column, value in enumerate(labels):
-                    if value < 0:
-                        continue
-                    if value >= num_classes[column]:
-                        raise TrainInputError(f"{path}: record {header.id} has label {int(value)} in column {column}; expected below {num_classes[column]}")
-                    counts[column][int(value)] += 1
-        finally:
-            reader.close()
-    return counts
-
-
 def _vocabulary_words(shards: ShardSet) -> tuple[str, ...] | None:
     labels, vocab_size = shards.summary.get("labels"), shards.summary.get("vocab_size")
     if not labels or vocab_size is None or "://" in str(labels):
@@ -303,153 +175,6 @@ def _vocabulary_words(shards: ShardSet) -> tuple[str, ...] | None:
         return None
     words = sorted((r["label_index"], r["word"]) for r in rows if r["vocab_size"] == vocab_size)
     return tuple(w for _, w in words)
-
-
-class LabelMapIter(mx.io.DataIter):
-    """Wraps a record iterator and maps each batch's label array (N, label_width) with ``fn``.
-
-    Args:
-        inner: An ``ImageRecordIter`` reading ``label_width`` labels per record.
-        fn: (N, label_width) float32 -> the network's label array for the batch.
-        label_desc: Name and shape of the mapped label (the network's ``<head>_label``).
-    """
-
-    def __init__(self, inner: mx.io.DataIter, fn: Callable[[np.ndarray], np.ndarray], label_desc: mx.io.DataDesc) -> None:
-        super().__init__(inner.batch_size)
-        self._inner = inner
-        self._fn = fn
-        self._label_desc = label_desc
-
-    @property
-    def provide_data(self) -> list[mx.io.DataDesc]:
-        return self._inner.provide_data
-
-    @property
-    def provide_label(self) -> list[mx.io.DataDesc]:
-        return [self._label_desc]
-
-    def reset(self) -> None:
-        self._inner.reset()
-
-    def next(self) -> mx.io.DataBatch:
-        batch = self._inner.next()
-        return mx.io.DataBatch(
-            data=batch.data,
-            label=[mx.nd.array(self._fn(batch.label[0].asnumpy()))],
-            pad=batch.pad,
-            index=batch.index,
-            provide_data=self.provide_data,
-            provide_label=self.provide_label,
-        )
-
-
-class ColumnLabelIter(mx.io.DataIter):
-    """Wraps a record iterator reading (N, A) labels and gives one (N,) label per column (multi shards).
-
-    Args:
-        inner: An ``ImageRecordIter`` with ``label_width`` = A.
-        label_names: The A label names (``<attribute>_label``), in column order.
-    """
-
-    def __init__(self, inner: mx.io.DataIter, label_names: Sequence[str]) -> None:
-        super().__init__(inner.batch_size)
-        self._inner = inner
-        self._descs = [mx.io.DataDesc(name, (inner.batch_size,)) for name in label_names]
-
-    @property
-    def provide_data(self) -> list[mx.io.DataDesc]:
-        return self._inner.provide_data
-
-    @property
-    def provide_label(self) -> list[mx.io.DataDesc]:
-        return self._descs
-
-    def reset(self) -> None:
-        self._inner.reset()
-
-    def next(self) -> mx.io.DataBatch:
-        batch = self._inner.next()
-        labels = batch.label[0].asnumpy().reshape(batch.data[0].shape[0], -1)
-        if labels.shape[1] != len(self._descs):
-            raise TrainInputError(f"multi shards: records carry {labels.shape[1]} labels; expected one per attribute ({len(self._descs)})")
-        return mx.io.DataBatch(
-            data=batch.data,
-            label=[mx.nd.array(labels[:, i]) for i in range(labels.shape[1])],
-            pad=batch.pad,
-            index=batch.index,
-            provide_data=self.provide_data,
-            provide_label=self.provide_label,
-        )
-
-
-class HeadsAccuracy(mx.metric.EvalMetric):
-    """Training accuracy over one or more softmax heads: output i against label i, labels < 0 skipped."""
-
-    def __init__(self) -> None:
-        super().__init__("accuracy")
-
-    def update(self, labels: list[mx.nd.NDArray], preds: list[mx.nd.NDArray]) -> None:
-        for label, pred in zip(labels, preds[: len(labels)]):
-            y = label.asnumpy().reshape(-1).astype(np.int64)
-            keep = y >= 0
-            hits = int((np.argmax(pred.asnumpy(), axis=1)[keep] == y[keep]).sum())
-            n = int(keep.sum())
-            self.sum_metric += hits
-            self.global_sum_metric += hits
-            self.num_inst += n
-            self.global_num_inst += n
-
-
-def first_label(indices: np.ndarray) -> np.ndarray:
-    """(N, W) title-word indices -> (N,) the first (most frequent word's) index, for softmax on base shards.
-
-    Raises:
-        TrainInputError: a record with no label at all.
-    """
-    first = np.asarray(indices).reshape(len(indices), -1)[:, 0]
-    if (first < 0).any():
-        raise TrainInputError("a base record has no label (only -1 padding); expected at least one title-word index")
-    return first
-
-
-def multi_hot(indices: np.ndarray, num_classes: int) -> np.ndarray:
-    """(N, W) class indices padded with negative values -> (N, num_classes) float32 0/1 rows.
-
-    Raises:
-        TrainInputError: an index at or past ``num_classes``.
-    """
-    indices = np.asarray(indices).reshape(len(indices), -1)
-    rows, cols = np.nonzero(indices >= 0)
-    classes = indices[rows, cols].astype(np.int64)
-    if classes.size and classes.max() >= num_classes:
-        raise TrainInputError(f"a record has label index {int(classes.max())}; expected indices below the vocabulary size {num_classes}")
-    out = np.zeros((indices.shape[0], num_classes), dtype=np.float32)
-    out[rows, classes] = 1.0
-    return out
-
-
-def precision_at_1(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Multi-label precision at 1: the share of images whose highest-scored class is one of their labels."""
-    top = np.argmax(scores, axis=1)
-    return float(np.mean(labels[np.arange(len(top)), top] > 0)) if len(top) else 0.0
-
-
-def average_precision(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    """Per-class average precision over a whole split; NaN for a class with no positive image.
-
-    AP of a class: the mean, over its positive images, of the precision among the images scored at
-    least as high (images ranked by descending score, ties broken by order).
-    """
-    ap = np.full(labels.shape[1], np.nan)
-    for c in range(labels.shape[1]):
-        positives = labels[:, c] > 0
-        if not positives.any():
-            continue
-        order = np.argsort(-scores[:, c], kind="stable")
-        hits = positives[order]
-        precision = np.cumsum(hits) / np.arange(1, len(hits) + 1)
-        ap[c] = float(precision[hits].mean())
-    return ap
 
 
 def predict_split(mod: mx.mod.Module, it: mx.io.DataIter) -> tuple[np.ndarray, np.ndarray]:
@@ -471,192 +196,6 @@ def predict_heads(mod: mx.mod.Module, it: mx.io.DataIter, heads: int) -> tuple[l
             scores[i].append(outputs[i].asnumpy()[:n])
             labels[i].append(batch.label[i].asnumpy()[:n])
     return [np.concatenate(x) for x in labels], [np.concatenate(x) for x in scores]
-
-
-def mean_class_accuracy(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Average per-class accuracy: the mean, over the classes present in ``labels``, of the share of
-    that class's images predicted as it (per-class recall). Labels < 0 (no tag) are skipped; 0.0 when none is left.
-    """
-    y = np.asarray(labels).reshape(-1).astype(np.int64)
-    keep = y >= 0
-    y, predicted = y[keep], np.argmax(np.asarray(scores)[keep], axis=1)
-    if not len(y):
-        return 0.0
-    return float(np.mean([np.mean(predicted[y == c] == c) for c in np.unique(y)]))
-
-
-def split_metrics(labels: np.ndarray, scores: np.ndarray, *, multi_label: bool, prefix: str = "val_") -> dict[str, float]:
-    """Metrics of a whole split: mAP and precision at 1 (multi-label), or accuracy (single label)."""
-    if multi_label:
-        ap = average_precision(labels, scores)
-        return {
-            f"{prefix}map": float(np.nanmean(ap)) if not np.isnan(ap).all() else 0.0,
-            f"{prefix}precision_at_1": precision_at_1(labels, scores),
-            f"{prefix}records": float(len(labels)),
-        }
-    y = labels.reshape(-1).astype(np.int64)
-    keep = y >= 0  # multi shards: -1 = no tag for this attribute
-    y, scores = y[keep], scores[keep]
-    accuracy = float(np.mean(np.argmax(scores, axis=1) == y)) if len(y) else 0.0
-    return {f"{prefix}accuracy": accuracy, f"{prefix}mean_class_accuracy": mean_class_accuracy(y, scores), f"{prefix}records": float(len(y))}
-
-
-def record_iter(
-    paths: Sequence[Path],
-    shards: ShardSet,
-    conf: PipelineConfig,
-    tc: TrainConfig,
-    *,
-    train: bool,
-    label_name: str | Sequence[str],
-    multi_label: bool,
-    num_parts: int = 1,
-    part_index: int = 0,
-    records: int | None = None,
-) -> mx.io.DataIter:
-    """An iterator over ``paths`` (part ``part_index`` of ``num_parts``): random crop and mirror for training, a centre crop otherwise.
-
-    ``label_name``: the network's label name, or (multi shards) one per attribute column.
-    ``records`` (not training): the records in this part (default: counted, see
-    :func:`~softlines_attr.model.distributed.part_record_counts`); the last batch's rows past them
-    are marked as ``pad``. Raises StopIteration (MXNet's) for an empty part.
-    """
-    label_names = [label_name] if isinstance(label_name, str) else list(label_name)
-    label_name = label_names[0]
-    size = tc.input_size or conf.images.input_size
-    img = conf.images
-    inner = mx.io.ImageRecordIter(
-        path_imgrec=";".join(str(p) for p in paths),
-        data_shape=(3, size, size),
-        batch_size=tc.batch_size,
-        label_width=shards.label_width if shards.mode in ("base", "multi") else 1,
-        data_name=DATA_NAME,
-        label_name=label_name,
-        mean_r=img.mean[0], mean_g=img.mean[1], mean_b=img.mean[2],
-        std_r=img.std[0], std_g=img.std[1], std_b=img.std[2],
-        rand_crop=train,
-        rand_mirror=train,
-        shuffle=train,
-        # training: a short last batch is filled from the part's start (and the next pass starts after
-        # those records). Not for evaluation: after reset() MXNet 1.9.1 then skips records and
-        # miscounts pad; without it a short last batch holds garbage rows with pad 0, which
-        # trimmed_tail marks as pad from the part's record count (below).
-        round_batch=train,
-        preprocess_threads=tc.threads,
-        seed=tc.seed,
-        resize=size if shards.image_size < size else -1,
-        num_parts=num_parts,
-        part_index=part_index,
-        **(COLOR_JITTER if train and tc.color_jitter else {}),
-    )
-    if not train:
-        if records is None:
-            whole = num_parts == 1 and tuple(paths) == tuple(shards.val)
-            records = shards.val_records if whole else part_record_counts(paths, num_parts)[part_index]
-        inner = trimmed_tail(inner, records)
-    if shards.mode == "refine":
-        return inner
-    if shards.mode == "multi":
-        return ColumnLabelIter(inner, label_names)
-    if multi_label:
-        desc = mx.io.DataDesc(label_name, (tc.batch_size, shards.num_classes))
-        return LabelMapIter(inner, lambda labels: multi_hot(labels, shards.num_classes), desc)
-    return LabelMapIter(inner, first_label, mx.io.DataDesc(label_name, (tc.batch_size,)))
-
-
-def _metric(multi_label: bool) -> mx.metric.EvalMetric:
-    if multi_label:
-        return mx.metric.CustomMetric(precision_at_1, name="precision_at_1", allow_extra_outputs=True)
-    return HeadsAccuracy()
-
-
-def checkpoint_paths(out_dir: Path, epoch: int) -> tuple[Path, Path, Path]:
-    """The symbol, params and optimizer-state files of the checkpoint after ``epoch`` (1-based)."""
-    prefix = out_dir / CHECKPOINT_PREFIX
-    return (
-        prefix.with_name(f"{prefix.name}-symbol.json"),
-        prefix.with_name(f"{prefix.name}-{epoch:04d}.params"),
-        prefix.with_name(f"{prefix.name}-{epoch:04d}.states"),
-    )
-
-
-def latest_checkpoint(out_dir: Path) -> int:
-    """The last epoch with a complete checkpoint (params and optimizer states) under ``out_dir``; 0 if none."""
-    folder = (out_dir / CHECKPOINT_PREFIX).parent
-    epochs = []
-    for params in folder.glob(f"{Path(CHECKPOINT_PREFIX).name}-[0-9][0-9][0-9][0-9].params"):
-        epoch = int(params.stem.rsplit("-", 1)[1])
-        if checkpoint_paths(out_dir, epoch)[2].is_file():
-            epochs.append(epoch)
-    return max(epochs, default=0)
-
-
-def save_checkpoint(out_dir: Path, epoch: int, mod: mx.mod.Module) -> None:
-    """Write the checkpoint after ``epoch``: symbol JSON, params and optimizer states (all mx.nd.save, no pickle).
-
-    The optimizer states (SGD momentum per parameter) and update counters make a resumed run
-    continue exactly where this one stopped. The states file is written last: a checkpoint is
-    complete when it exists.
-    """
-    sym_file, params_file, states_file = checkpoint_paths(out_dir, epoch)
-    sym_file.parent.mkdir(parents=True, exist_ok=True)
-    sym_file.write_text(mod.symbol.tojson(), encoding="utf-8")
-    arg, aux = mod.get_params()
-    mx.nd.save(str(params_file), {**{f"arg:{k}": v for k, v in arg.items()}, **{f"aux:{k}": v for k, v in aux.items()}})
-    updater = getattr(mod, "_updater", None)
-    optimizer = getattr(mod, "_optimizer", None)
-    states: dict[str, mx.nd.NDArray] = {}
-    if updater is not None and optimizer is not None:
-        for index, state in updater.states.items():
-            if isinstance(state, mx.nd.NDArray):
-                states[f"state:{index}"] = state.as_in_context(mx.cpu())
-            elif state is not None:
-                raise TrainInputError(f"checkpoint: optimizer state of parameter {index} is a {type(state).__name__}; expected one NDArray (SGD)")
-        counts = sorted(_update_counts(mod, optimizer).items())
-        states["count:index"] = mx.nd.array([i for i, _ in counts] or [0], dtype="int64")
-        states["count:value"] = mx.nd.array([c for _, c in counts] or [0], dtype="int64")
-        states["count:num_update"] = mx.nd.array([optimizer.num_update], dtype="int64")
-    else:
-        log.warning("checkpoint %d: the optimizer updates on the kvstore; its states are not saved (resume restarts momentum)", epoch)
-    tmp = states_file.with_suffix(".states.tmp")
-    mx.nd.save(str(tmp), states or {"count:num_update": mx.nd.array([0], dtype="int64")})
-    tmp.replace(states_file)
-    log.info("checkpoint after epoch %d: %s", epoch, params_file)
-
-
-def load_checkpoint(out_dir: Path, epoch: int) -> tuple[dict[str, mx.nd.NDArray], dict[str, mx.nd.NDArray], dict[str, mx.nd.NDArray]]:
-    """The arg params, aux params and optimizer states saved after ``epoch``."""
-    _, params_file, states_file = checkpoint_paths(out_dir, epoch)
-    loaded = mx.nd.load(str(params_file))
-    arg = {k[4:]: v for k, v in loaded.items() if k.startswith("arg:")}
-    aux = {k[4:]: v for k, v in loaded.items() if k.startswith("aux:")}
-    return arg, aux, mx.nd.load(str(states_file))
-
-
-def _update_counts(mod: mx.mod.Module, optimizer: mx.optimizer.Optimizer) -> dict[int, int]:
-    """The optimizer's per-parameter update counts for the module's (first) device (drives num_update)."""
-    device_id = mod._context[0].device_id
-    return optimizer._all_index_update_counts.setdefault(device_id, {})
-
-
-def restore_optimizer(mod: mx.mod.Module, states: dict[str, mx.nd.NDArray]) -> None:
-    """Put saved optimizer states and update counters back into a bound module's updater."""
-    updater = getattr(mod, "_updater", None)
-    optimizer = getattr(mod, "_optimizer", None)
-    if updater is None or optimizer is None or "count:index" not in states:
-        log.warning("resume: no optimizer states to restore; momentum restarts from zero")
-        return
-    ctx = mod._context[0]
-    for key, value in states.items():
-        if key.startswith("state:"):
-            updater.states[int(key[6:])] = value.as_in_context(ctx)
-            updater.states_synced[int(key[6:])] = True
-    indices = states["count:index"].asnumpy().tolist()
-    values = states["count:value"].asnumpy().tolist()
-    counts = _update_counts(mod, optimizer)  # updated in place: the optimizer holds this dict per device
-    counts.clear()
-    counts.update({int(i): int(v) for i, v in zip(indices, values) if v})
-    optimizer.num_update = int(states["count:num_update"].asnumpy()[0])
 
 
 def train(
@@ -776,7 +315,7 @@ def train(
     val_iter = record_iter(shards.val, shards, conf, tc, train=False, label_name=label_names, multi_label=multi_label, **parts) if val_part else None
     seen: list[list] = []
     for epoch in range(begin, tc.epochs):
-        metric = _metric(multi_label)
+        metric = train_metric(multi_label)
         it = record_iter(shards.train, shards, conf, dataclasses.replace(tc, seed=tc.seed + epoch), train=True, label_name=label_names, multi_label=multi_label, **parts)
         started = time.perf_counter()
         seen.append([])

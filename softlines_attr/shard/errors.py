@@ -15,3 +15,7 @@ class ShardAccountingError(SoftlinesAttrError):
 
 class ShardCommitError(SoftlinesAttrError):
     """A shard the tasks reported is missing from the staging area, or has the wrong size."""
+
+
+class ShardContractError(SoftlinesAttrError):
+    """A shard job's output (manifest, summary, shard files) is not what the shard contract says."""

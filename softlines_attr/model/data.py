@@ -1,0 +1,235 @@
+"""Training data: RecordIO shards as MXNet iterators, and the label mappings each shard mode needs.
+
+:func:`record_iter` reads a split with ``mx.io.ImageRecordIter`` (random crop, mirror and optional
+colour jitter in training; a centre crop and an exact record count otherwise). Base shards carry
+``label_width`` title-word indices padded with -1: :func:`multi_hot` turns them into 0/1 rows (or
+:func:`first_label` keeps the first, most frequent word); multi shards' one-class-per-attribute
+rows are split into one label per head (:class:`ColumnLabelIter`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import mxnet as mx
+import numpy as np
+
+from softlines_attr.config import PipelineConfig
+from softlines_attr.model.distributed import part_record_counts, trimmed_tail
+from softlines_attr.model.errors import TrainInputError
+from softlines_attr.model.inception_bn import DATA_NAME
+from softlines_attr.shard.contract import ShardSet
+
+if TYPE_CHECKING:
+    from softlines_attr.model.train import TrainConfig
+
+# ImageRecordIter's random HSL shifts for TrainConfig.color_jitter (hue in [0, 180], s and l in [0, 255])
+COLOR_JITTER = {"random_h": 36, "random_s": 60, "random_l": 40}
+
+
+def label_counts(paths: Sequence[Path], label_width: int, num_classes: Sequence[int]) -> list[np.ndarray]:
+    """Per label column, how many records of ``paths`` carry each class (a -1 / missing label counts nowhere).
+
+    Reads only the records' headers and label arrays (``mx.recordio.unpack``), not the images' pixels.
+
+    Args:
+        paths: ``.rec`` files.
+        label_width: Label values per record (1 for refine shards).
+        num_classes: Class count of each label column.
+
+    Returns:
+        One int64 array of counts per label column.
+
+    Raises:
+        TrainInputError: a label at or past its column's class count, or records of another label width.
+    """
+    counts = [np.zeros(n, dtype=np.int64) for n in num_classes]
+    for path in paths:
+        reader = mx.recordio.MXRecordIO(str(path), "r")
+        try:
+            while (item := reader.read()) is not None:
+                header, _ = mx.recordio.unpack(item)
+                labels = np.atleast_1d(np.asarray(header.label, dtype=np.float64))
+                if labels.size != label_width:
+                    raise TrainInputError(f"{path}: record {header.id} has {labels.size} labels; expected {label_width}")
+                for column, value in enumerate(labels):
+                    if value < 0:
+                        continue
+                    if value >= num_classes[column]:
+                        raise TrainInputError(f"{path}: record {header.id} has label {int(value)} in column {column}; expected below {num_classes[column]}")
+                    counts[column][int(value)] += 1
+        finally:
+            reader.close()
+    return counts
+
+
+class LabelMapIter(mx.io.DataIter):
+    """Wraps a record iterator and maps each batch's label array (N, label_width) with ``fn``.
+
+    Args:
+        inner: An ``ImageRecordIter`` reading ``label_width`` labels per record.
+        fn: (N, label_width) float32 -> the network's label array for the batch.
+        label_desc: Name and shape of the mapped label (the network's ``<head>_label``).
+    """
+
+    def __init__(self, inner: mx.io.DataIter, fn: Callable[[np.ndarray], np.ndarray], label_desc: mx.io.DataDesc) -> None:
+        super().__init__(inner.batch_size)
+        self._inner = inner
+        self._fn = fn
+        self._label_desc = label_desc
+
+    @property
+    def provide_data(self) -> list[mx.io.DataDesc]:
+        return self._inner.provide_data
+
+    @property
+    def provide_label(self) -> list[mx.io.DataDesc]:
+        return [self._label_desc]
+
+    def reset(self) -> None:
+        self._inner.reset()
+
+    def next(self) -> mx.io.DataBatch:
+        batch = self._inner.next()
+        return mx.io.DataBatch(
+            data=batch.data,
+            label=[mx.nd.array(self._fn(batch.label[0].asnumpy()))],
+            pad=batch.pad,
+            index=batch.index,
+            provide_data=self.provide_data,
+            provide_label=self.provide_label,
+        )
+
+
+class ColumnLabelIter(mx.io.DataIter):
+    """Wraps a record iterator reading (N, A) labels and gives one (N,) label per column (multi shards).
+
+    Args:
+        inner: An ``ImageRecordIter`` with ``label_width`` = A.
+        label_names: The A label names (``<attribute>_label``), in column order.
+    """
+
+    def __init__(self, inner: mx.io.DataIter, label_names: Sequence[str]) -> None:
+        super().__init__(inner.batch_size)
+        self._inner = inner
+        self._descs = [mx.io.DataDesc(name, (inner.batch_size,)) for name in label_names]
+
+    @property
+    def provide_data(self) -> list[mx.io.DataDesc]:
+        return self._inner.provide_data
+
+    @property
+    def provide_label(self) -> list[mx.io.DataDesc]:
+        return self._descs
+
+    def reset(self) -> None:
+        self._inner.reset()
+
+    def next(self) -> mx.io.DataBatch:
+        batch = self._inner.next()
+        labels = batch.label[0].asnumpy().reshape(batch.data[0].shape[0], -1)
+        if labels.shape[1] != len(self._descs):
+            raise TrainInputError(f"multi shards: records carry {labels.shape[1]} labels; expected one per attribute ({len(self._descs)})")
+        return mx.io.DataBatch(
+            data=batch.data,
+            label=[mx.nd.array(labels[:, i]) for i in range(labels.shape[1])],
+            pad=batch.pad,
+            index=batch.index,
+            provide_data=self.provide_data,
+            provide_label=self.provide_label,
+        )
+
+
+def first_label(indices: np.ndarray) -> np.ndarray:
+    """(N, W) title-word indices -> (N,) the first (most frequent word's) index, for softmax on base shards.
+
+    Raises:
+        TrainInputError: a record with no label at all.
+    """
+    first = np.asarray(indices).reshape(len(indices), -1)[:, 0]
+    if (first < 0).any():
+        raise TrainInputError("a base record has no label (only -1 padding); expected at least one title-word index")
+    return first
+
+
+def multi_hot(indices: np.ndarray, num_classes: int) -> np.ndarray:
+    """(N, W) class indices padded with negative values -> (N, num_classes) float32 0/1 rows.
+
+    Raises:
+        TrainInputError: an index at or past ``num_classes``.
+    """
+    indices = np.asarray(indices).reshape(len(indices), -1)
+    rows, cols = np.nonzero(indices >= 0)
+    classes = indices[rows, cols].astype(np.int64)
+    if classes.size and classes.max() >= num_classes:
+        raise TrainInputError(f"a record has label index {int(classes.max())}; expected indices below the vocabulary size {num_classes}")
+    out = np.zeros((indices.shape[0], num_classes), dtype=np.float32)
+    out[rows, classes] = 1.0
+    return out
+
+
+def record_iter(
+    paths: Sequence[Path],
+    shards: ShardSet,
+    conf: PipelineConfig,
+    tc: TrainConfig,
+    *,
+    train: bool,
+    label_name: str | Sequence[str],
+    multi_label: bool,
+    num_parts: int = 1,
+    part_index: int = 0,
+    records: int | None = None,
+) -> mx.io.DataIter:
+    """An iterator over ``paths`` (part ``part_index`` of ``num_parts``): random crop and mirror for training, a centre crop otherwise.
+
+    ``label_name``: the network's label name, or (multi shards) one per attribute column.
+    ``records`` (not training): the records in this part (default: counted, see
+    :func:`~softlines_attr.model.distributed.part_record_counts`); the last batch's rows past them
+    are marked as ``pad``. Raises StopIteration (MXNet's) for an empty part.
+    """
+    label_names = [label_name] if isinstance(label_name, str) else list(label_name)
+    label_name = label_names[0]
+    size = tc.input_size or conf.images.input_size
+    img = conf.images
+    inner = mx.io.ImageRecordIter(
+        path_imgrec=";".join(str(p) for p in paths),
+        data_shape=(3, size, size),
+        batch_size=tc.batch_size,
+        label_width=shards.label_width if shards.mode in ("base", "multi") else 1,
+        data_name=DATA_NAME,
+        label_name=label_name,
+        mean_r=img.mean[0], mean_g=img.mean[1], mean_b=img.mean[2],
+        std_r=img.std[0], std_g=img.std[1], std_b=img.std[2],
+        rand_crop=train,
+        rand_mirror=train,
+        shuffle=train,
+        # training: a short last batch is filled from the part's start (and the next pass starts after
+        # those records). Not for evaluation: after reset() MXNet 1.9.1 then skips records and
+        # miscounts pad; without it a short last batch holds garbage rows with pad 0, which
+        # trimmed_tail marks as pad from the part's record count (below).
+        round_batch=train,
+        preprocess_threads=tc.threads,
+        seed=tc.seed,
+        resize=size if shards.image_size < size else -1,
+        num_parts=num_parts,
+        part_index=part_index,
+        **(COLOR_JITTER if train and tc.color_jitter else {}),
+    )
+    if not train:
+        if records is None:
+            whole = num_parts == 1 and tuple(paths) == tuple(shards.val)
+            records = shards.val_records if whole else part_record_counts(paths, num_parts)[part_index]
+        inner = trimmed_tail(inner, records)
+    if shards.mode == "refine":
+        return inner
+    if shards.mode == "multi":
+        return ColumnLabelIter(inner, label_names)
+    if multi_label:
+        desc = mx.io.DataDesc(label_name, (tc.batch_size, shards.num_classes))
+        return LabelMapIter(inner, lambda labels: multi_hot(labels, shards.num_classes), desc)
+    return LabelMapIter(inner, first_label, mx.io.DataDesc(label_name, (tc.batch_size,)))
+
+
