@@ -307,7 +307,9 @@ def read_shard_set(path: str | Path) -> ShardSet:
         ShardContractError: no ``_manifest.json``, an unreadable or self-contradicting one, no train
             shard, or a missing shard file.
     """
-    path = Path(path)
+    from softlines_attr.io.commit import resolve_current
+
+    path = Path(resolve_current(str(path)))  # a shard job's --out: its current version (runs/<run_id>/)
     root = path / "shards" if (path / "shards" / SHARD_MANIFEST).is_file() else path
     manifest_file = root / SHARD_MANIFEST
     if not manifest_file.is_file():
