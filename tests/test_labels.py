@@ -98,7 +98,7 @@ def test_every_row_ends_in_labels_or_rejects(labelled):
     )
     assert len({r["asin"] for r in labels}) == len(labels), "an asin is labelled twice"
     assert sum(summary["rejects_by_reason"].values()) == len(rejects)
-    assert json.loads((out / SUMMARY_FILE).read_text())["run_id"] == summary["run_id"]
+    assert json.loads((_cur(out) / SUMMARY_FILE).read_text())["run_id"] == summary["run_id"]
 
 
 def test_every_bad_row_class_gets_its_reason(labelled, generated_catalog):
