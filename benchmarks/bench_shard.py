@@ -46,6 +46,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
+from softlines_attr.io.commit import resolve_current  # noqa: E402 - after the path set-up
+
 VOCAB = 500
 CATALOG_CONF = """[catalog]
 min_size = [1000, 1333]
@@ -162,12 +164,13 @@ def main() -> int:
         cmd = [sys.executable, "-m", "softlines_attr.cli", "shard", "--labels", str(labels_dir), "--out", str(ours_out), "--vocab-size", str(VOCAB),
                "--conf", str(work / "shard.toml"), "--master", f"local[{args.cores}]", "--log-level", "WARNING"]
         seconds, _, _, _ = run_timed(cmd, cwd=REPO, env=env)
-        summary = json.loads((ours_out / "_summary.json").read_text())
+        current = Path(resolve_current(str(ours_out)))  # the run just committed
+        summary = json.loads((current / "_summary.json").read_text())
         assert summary["records_written"] == n and summary["rows_rejected"] == 0, summary["rejects_by_reason"]
         runs_ours.append((seconds, summary))
 
         width = summary["label_width"]
-        index = sorted(pq.read_table(ours_out / "record_index").to_pylist(), key=lambda r: r["record_id"])
+        index = sorted(pq.read_table(current / "record_index").to_pylist(), key=lambda r: r["record_id"])
         for stale in ref_dir.glob("all.*"):
             stale.unlink()
         with (ref_dir / "all.lst").open("w") as fh:
@@ -189,8 +192,9 @@ def main() -> int:
     # --- both readable, same records -----------------------------------------------------------
     ref = read_all(ref_dir / "all.rec")
     ours: dict[int, bytes] = {}
-    for m in pq.read_table(ours_out / "manifest").to_pylist():
-        ours.update(read_all(ours_out / m["shard"]))
+    current = Path(resolve_current(str(ours_out)))
+    for m in pq.read_table(current / "manifest").to_pylist():
+        ours.update(read_all(current / m["shard"]))
     assert sorted(ours) == sorted(ref) and len(ours) == n, (len(ours), len(ref))
     diffs = []
     for key in sorted(ours)[:: max(1, n // 60)]:

@@ -137,6 +137,13 @@ class ScoreConfig:
 
 
 @dataclass(frozen=True)
+class OutputConfig:
+    """Job outputs (``softlines_attr.io.commit``): immutable run folders behind one ``_current.json`` pointer."""
+
+    keep_versions: int = 3
+
+
+@dataclass(frozen=True)
 class SparkProfile:
     """A named set of Spark settings: ``master`` is used only outside spark-submit."""
 
@@ -196,6 +203,7 @@ class PipelineConfig:
     catalog: CatalogGenConfig
     score: ScoreConfig
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
     taxonomy: Taxonomy = field(default_factory=lambda: Taxonomy(attributes=()))
     spark: SparkProfile = field(default_factory=lambda: SparkProfile("local", "local[*]", {}))
     sources: tuple[str, ...] = ()
@@ -436,6 +444,8 @@ def _validate(conf: PipelineConfig, source: str) -> None:
             raise ConfigError(f"{source}: key 'score.{key}': expected >= 0 (0 = automatic), found {getattr(sc, key)}")
     if img.input_size > img.store_size:
         raise ConfigError(f"{source}: key 'images.input_size': expected <= images.store_size ({img.store_size}), found {img.input_size}")
+    if conf.output.keep_versions < 1:
+        raise ConfigError(f"{source}: key 'output.keep_versions': expected >= 1 (the current version counts), found {conf.output.keep_versions}")
     ev = conf.evaluate
     for key, value in (("target_precision", ev.target_precision), *((f"target_precision_by_attribute.{k}", v) for k, v in ev.target_precision_by_attribute.items())):
         if not 0.0 < value <= 1.0:

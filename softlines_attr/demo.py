@@ -301,6 +301,7 @@ def _evaluate_stages(out_dir: Path, conf: PipelineConfig, timed: Timed) -> None:
 def _write_report(result: DemoResult, conf: PipelineConfig, training: DemoTraining) -> dict[str, Any]:
     """``<out>/report.html``: scored images with their predictions, Table 3, INT8 vs fp32, the scoring run."""
     from softlines_attr.demo_report import ReportInputs, Table, format_cells, sample_scored, write_report
+    from softlines_attr.io.commit import resolve_current
 
     out_dir = result.out_dir
     score = result.stages["score"]
@@ -328,7 +329,7 @@ def _write_report(result: DemoResult, conf: PipelineConfig, training: DemoTraini
     ]
     inputs = ReportInputs(
         title="softlines-attr demo",
-        scored=sample_scored(out_dir / "scores" / "attributes", out_dir / "catalog" / "catalog.parquet", truth_path=out_dir / "catalog" / "truth.parquet", n=training.report_images),
+        scored=sample_scored(Path(resolve_current(str(out_dir / "scores"))) / "attributes", out_dir / "catalog" / "catalog.parquet", truth_path=out_dir / "catalog" / "truth.parquet", n=training.report_images),
         tables=[
             Table("Table 3: held-out generated images (val split)", columns, tuple(rows),
                   note="multi-class accuracy and average per-class accuracy of the multi-head model (one backbone, a head per attribute)"

@@ -16,7 +16,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from softlines_attr.errors import InputFormatError, InputSchemaError
-from softlines_attr.io.tables import SUMMARY_FILE
+from softlines_attr.io.commit import POINTER_FILE, SUMMARY_FILE, resolve_current
 from softlines_attr.labels.job import REASONS, labels_column, run_label_job
 from softlines_attr.labels.tokenize import title_tokens
 
@@ -81,9 +81,14 @@ def _read(path: Path) -> list[dict]:
     return pq.read_table(path).to_pylist()
 
 
+def _cur(out: Path) -> Path:
+    """The current version of a job's output."""
+    return Path(resolve_current(str(out)))
+
+
 def test_every_row_ends_in_labels_or_rejects(labelled):
     rows, out, _, summary = labelled
-    labels, rejects = _read(out / "labels"), _read(out / "rejects")
+    labels, rejects = _read(_cur(out) / "labels"), _read(_cur(out) / "rejects")
     assert summary["rows_in"] == len(rows) == len(labels) + len(rejects)
     assert summary["rows_labelled"] == len(labels) and summary["rows_rejected"] == len(rejects)
     assert Counter(r["asin"] for r in rows) == Counter(
@@ -93,12 +98,12 @@ def test_every_row_ends_in_labels_or_rejects(labelled):
     )
     assert len({r["asin"] for r in labels}) == len(labels), "an asin is labelled twice"
     assert sum(summary["rejects_by_reason"].values()) == len(rejects)
-    assert json.loads((out / SUMMARY_FILE).read_text())["run_id"] == summary["run_id"]
+    assert json.loads((_cur(out) / SUMMARY_FILE).read_text())["run_id"] == summary["run_id"]
 
 
 def test_every_bad_row_class_gets_its_reason(labelled, generated_catalog):
     _, out, _, summary = labelled
-    rejects = _read(out / "rejects")
+    rejects = _read(_cur(out) / "rejects")
     assert all(summary["rejects_by_reason"][r] >= 1 for r in REASONS), summary["rejects_by_reason"]
     by_asin = {r["asin"]: r for r in rejects}
     expected = {"null_title": "empty_title", "empty_title": "empty_title", "size_only_title": "no_title_words", "null_image_uri": "missing_image_uri"}
@@ -116,7 +121,7 @@ def test_every_bad_row_class_gets_its_reason(labelled, generated_catalog):
 
 def test_split_by_parent(labelled):
     _, out, small, summary = labelled
-    labels = _read(out / "labels")
+    labels = _read(_cur(out) / "labels")
     splits_per_parent: dict[str, set[str]] = {}
     for r in labels:
         splits_per_parent.setdefault(r["parent_asin"], set()).add(r["split"])
@@ -129,8 +134,8 @@ def test_split_by_parent(labelled):
 
 def test_vocabularies_and_label_indices(spark, labelled):
     rows, out, small, _ = labelled
-    vocab = _read(out / "vocabulary")
-    labels = {r["asin"]: r for r in _read(out / "labels")}
+    vocab = _read(_cur(out) / "vocabulary")
+    labels = {r["asin"]: r for r in _read(_cur(out) / "labels")}
     every = sorted((v for v in vocab if v["vocab_size"] == 0), key=lambda v: v["rank"])
     assert [v["rank"] for v in every] == list(range(1, len(every) + 1))
     assert all(v["label_index"] == v["rank"] - 1 for v in every)
@@ -161,13 +166,15 @@ def test_rerun_is_identical_and_replaces_whole(spark, labelled, tmp_path):
     catalog = tmp_path / "catalog.parquet"
     pq.write_table(pa.Table.from_pylist(rows), catalog)
     again = tmp_path / "again"
-    (again / "labels").mkdir(parents=True)
+    (again / "labels").mkdir(parents=True)  # the flat layout of an older version: removed by the first versioned commit
     (again / "labels" / "stale.parquet").write_bytes(b"from an older run")
-    run_label_job(spark, small, catalog_path=str(catalog), out_dir=str(again))
-    assert not (again / "labels" / "stale.parquet").exists()
-    assert not (again / "_staging").exists()
+    (again / "_staging" / "dead").mkdir(parents=True)
+    (again / SUMMARY_FILE).write_text(json.dumps({"stage": "labels", "run_id": "old"}))
+    result = run_label_job(spark, small, catalog_path=str(catalog), out_dir=str(again))
+    assert sorted(p.name for p in again.iterdir()) == [POINTER_FILE, "runs"]
+    assert _cur(again) == Path(result.version_dir) == again / "runs" / result.summary["run_id"]
     for table, key in (("labels", "asin"), ("vocabulary", None), ("rejects", None)):
-        a, b = _read(out / table), _read(again / table)
+        a, b = _read(_cur(out) / table), _read(_cur(again) / table)
         sort = (lambda r: json.dumps(r, sort_keys=True, default=str))
         assert sorted(a, key=sort) == sorted(b, key=sort), table
 
@@ -176,11 +183,12 @@ def test_failed_run_leaves_previous_output(spark, labelled, tmp_path):
     _, out, small, summary = labelled
     bad = tmp_path / "bad.parquet"
     pq.write_table(pa.table({"asin": ["A1"], "headline": ["floral dress"]}), bad)
-    before = (out / SUMMARY_FILE).read_text()
+    before = (out / POINTER_FILE).read_text()
+    runs = sorted(p.name for p in (out / "runs").iterdir())
     with pytest.raises(InputSchemaError, match=r"missing column\(s\) \['title', 'image_uri'\]; expected columns .* found \['asin', 'headline'\]"):
         run_label_job(spark, small, catalog_path=str(bad), out_dir=str(out))
-    assert (out / SUMMARY_FILE).read_text() == before
-    assert len(_read(out / "labels")) == summary["rows_labelled"]
+    assert (out / POINTER_FILE).read_text() == before and sorted(p.name for p in (out / "runs").iterdir()) == runs
+    assert len(_read(_cur(out) / "labels")) == summary["rows_labelled"]
     with pytest.raises(InputFormatError, match=r"does not exist"):
         run_label_job(spark, small, catalog_path=str(tmp_path / "missing.parquet"), out_dir=str(out))
 
@@ -206,13 +214,13 @@ def test_count_by_parent_and_input_formats(spark, conf, tmp_path):
     results = {}
     for name in ("c.parquet", "c.jsonl", "c.csv"):
         run_label_job(spark, base, catalog_path=str(tmp_path / name), out_dir=str(tmp_path / f"out_{name}"))
-        results[name] = sorted((v["word"], v["doc_freq"], v["rank"]) for v in _read(tmp_path / f"out_{name}" / "vocabulary"))
+        results[name] = sorted((v["word"], v["doc_freq"], v["rank"]) for v in _read(_cur(tmp_path / f"out_{name}") / "vocabulary"))
     assert results["c.parquet"] == results["c.jsonl"] == results["c.csv"]
     assert dict((w, d) for w, d, _ in results["c.parquet"]) == {"dress": 8, "zebra": 5, "yak": 3, "lace": 3}
 
     by_parent = dataclasses.replace(base, labels=dataclasses.replace(base.labels, count_by_parent=True))
     run_label_job(spark, by_parent, catalog_path=str(tmp_path / "c.parquet"), out_dir=str(tmp_path / "out_parent"))
-    freq = {v["word"]: (v["doc_freq"], v["rank"]) for v in _read(tmp_path / "out_parent" / "vocabulary")}
+    freq = {v["word"]: (v["doc_freq"], v["rank"]) for v in _read(_cur(tmp_path / "out_parent") / "vocabulary")}
     assert freq == {"dress": (4, 1), "lace": (3, 2), "yak": (3, 3), "zebra": (1, 4)}
 
 
@@ -225,7 +233,7 @@ def test_job_entry_point_and_cli_errors(generated_catalog, tmp_path):
     done = _run(["jobs/build_labels.py", "--catalog", str(generated_catalog / "catalog.parquet"), "--out", str(tmp_path / "out"), "--master", "local[2]"])
     assert done.returncode == 0, done.stderr[-3000:]
     assert "rows in 241 = labelled" in done.stdout
-    summary = json.loads((tmp_path / "out" / SUMMARY_FILE).read_text())
+    summary = json.loads((_cur(tmp_path / "out") / SUMMARY_FILE).read_text())
     assert summary["rows_in"] == summary["rows_labelled"] + summary["rows_rejected"] == 241
 
     bad_conf = tmp_path / "bad.toml"

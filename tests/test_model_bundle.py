@@ -17,10 +17,14 @@ from softlines_attr.model.bundle import (
     PARAMS_FILE,
     SYMBOL_FILE,
     Head,
+    Preprocessing,
     VocabularyRef,
     load_bundle,
+    read_manifest,
     save_bundle,
     sha256_file,
+    update_manifest,
+    upgrade_manifest,
 )
 from softlines_attr.model.errors import BundleError, BundleIntegrityError
 from softlines_attr.model.inception_bn import inception_bn
@@ -122,12 +126,65 @@ def test_missing_file_is_refused_naming_it(tmp_path: Path, trained, images: Imag
 
 def test_manifest_whose_classes_do_not_fit_the_network_is_refused(tmp_path: Path, trained, images: ImageConfig) -> None:
     _save(tmp_path / "b", trained, images)
-    manifest = tmp_path / "b" / MANIFEST_FILE
-    data = json.loads(manifest.read_text())
-    data["heads"][0]["classes"] = data["heads"][0]["classes"][:4]
-    manifest.write_text(json.dumps(data))
+    head = read_manifest(tmp_path / "b").heads[0]
+    update_manifest(tmp_path / "b", heads=(dataclasses.replace(head, classes=head.classes[:4]),))  # checksum recomputed
     with pytest.raises(BundleError, match="fc_hemline has 5 outputs but the head lists 4 classes"):
         load_bundle(tmp_path / "b")
+
+
+def test_a_class_renamed_in_the_manifest_is_refused(tmp_path: Path, trained, images: ImageConfig) -> None:
+    """Issue 11 item 7: the manifest is covered by a checksum; a hand edit (a renamed class) is refused."""
+    _save(tmp_path / "b", trained, images)
+    manifest = tmp_path / "b" / MANIFEST_FILE
+    manifest.write_text(manifest.read_text().replace('"knee_length"', '"mini_renamed"'))
+    with pytest.raises(BundleIntegrityError, match=f"file {MANIFEST_FILE} does not match its checksum"):
+        load_bundle(tmp_path / "b")
+    data = json.loads(manifest.read_text())
+    data["thresholds"] = {"hemline": 0.0}
+    manifest.write_text(json.dumps(data))
+    with pytest.raises(BundleIntegrityError, match="does not match its checksum"):
+        load_bundle(tmp_path / "b")
+
+
+def test_bundle_carries_its_whole_preprocessing(tmp_path: Path, trained, images: ImageConfig) -> None:
+    """Issue 11 item 5: store size, resize mode, input size, crop, region, mean and std are in the manifest."""
+    pad = dataclasses.replace(images, store_size=SIZE + 8, resize_mode="pad_square")
+    _save(tmp_path / "b", trained, pad, region="upper")
+    data = json.loads((tmp_path / "b" / MANIFEST_FILE).read_text())
+    assert data["preprocessing"] == {
+        "store_size": SIZE + 8, "resize_mode": "pad_square", "input_size": SIZE, "crop": "center", "region": "upper",
+        "mean": list(images.mean), "std": list(images.std),
+    }
+    prep = load_bundle(tmp_path / "b").manifest.preprocessing
+    assert prep == Preprocessing(SIZE + 8, "pad_square", SIZE, tuple(images.mean), tuple(images.std), region="upper")
+    assert prep.input_shape == (3, SIZE, SIZE)
+
+
+def test_model_digest_covers_thresholds_heads_preprocessing_not_metrics(tmp_path: Path, trained, images: ImageConfig) -> None:
+    """Issue 11 item 7: everything that changes an output row changes the digest (model_version); metrics do not."""
+    _save(tmp_path / "b", trained, images)
+    before = load_bundle(tmp_path / "b").manifest.model_digest
+    assert update_manifest(tmp_path / "b", metrics={"accuracy": 0.1}).model_digest == before
+    after = update_manifest(tmp_path / "b", thresholds={"hemline": 0.6})
+    assert after.model_digest != before and load_bundle(tmp_path / "b").manifest.model_digest == after.model_digest
+    _save(tmp_path / "c", trained, dataclasses.replace(images, store_size=SIZE + 16))
+    _save(tmp_path / "d", trained, images, region="upper")
+    digests = {before, after.model_digest, load_bundle(tmp_path / "c").manifest.model_digest, load_bundle(tmp_path / "d").manifest.model_digest}
+    assert len(digests) == 4
+
+
+def test_format_1_bundle_is_refused_clearly_and_upgraded_explicitly(tmp_path: Path, trained, images: ImageConfig) -> None:
+    _save(tmp_path / "b", trained, images)
+    manifest = tmp_path / "b" / MANIFEST_FILE
+    data = json.loads(manifest.read_text())
+    old = {k: v for k, v in data.items() if k not in ("preprocessing", "manifest_sha256")}
+    manifest.write_text(json.dumps({**old, "format_version": 1}))
+    with pytest.raises(BundleError, match="found 1, which records no preprocessing"):
+        load_bundle(tmp_path / "b")
+    with pytest.raises(BundleError, match="the manifest records input_shape"):
+        upgrade_manifest(tmp_path / "b", dataclasses.replace(images, input_size=SIZE + 8))
+    upgrade_manifest(tmp_path / "b", images)
+    assert load_bundle(tmp_path / "b").manifest.preprocessing == Preprocessing.from_images(images)
 
 
 def test_save_refuses_params_that_do_not_fit(tmp_path: Path, trained, images: ImageConfig) -> None:
@@ -154,7 +211,7 @@ def test_bad_manifest_json_and_format_version_are_refused(tmp_path: Path, traine
     manifest = tmp_path / "b" / MANIFEST_FILE
     data = json.loads(manifest.read_text())
     manifest.write_text(json.dumps({**data, "format_version": 99}))
-    with pytest.raises(BundleError, match="expected format_version 1, found 99"):
+    with pytest.raises(BundleError, match="expected format_version 2, found 99"):
         load_bundle(tmp_path / "b")
     manifest.write_text("{not json")
     with pytest.raises(BundleError, match="not valid JSON"):

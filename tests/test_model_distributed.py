@@ -39,7 +39,7 @@ from softlines_attr.model.errors import DistributedLaunchError, TrainInputError
 from softlines_attr.model.train import TrainConfig, train
 from softlines_attr.shard.contract import read_shard_set
 from softlines_attr.model.data import record_iter
-from softlines_attr.shard.recordio import IndexedRecordWriter, pack_image_record, pad_labels
+from softlines_attr.shard.recordio import pack_image_record, pad_labels
 
 STORE = 40
 LABEL_WIDTH = 2
@@ -63,27 +63,20 @@ def _jpeg(rng: np.random.Generator, noisy: bool) -> bytes:
 
 def write_id_shards(out: Path, seed: int = 0) -> Path:
     """Base shards (shard job layout) where record i's only title word is i: 24 train records (8 large, then 16 small), 8 val."""
+    from softlines_attr.shard.contract import ShardSetWriter
+
     rng = np.random.default_rng(seed)
-    shards_dir = out / "shards"
     num_classes = TRAIN + VAL
-    rows, record_id = [], 0
+    writer = ShardSetWriter(out, mode="base", label_width=LABEL_WIDTH, image_size=STORE, num_classes=num_classes, vocab_size=num_classes, labels=str(out / "no_labels"))
+    record_id = 0
     for split, files in (("train", [TRAIN_LARGE, TRAIN_SMALL]), ("val", [VAL])):
-        (shards_dir / split).mkdir(parents=True)
         for part, n in enumerate(files):
-            name = f"{split}/{split}-{part:05d}-000"
-            with open(shards_dir / f"{name}.rec", "wb") as rec, open(shards_dir / f"{name}.idx", "wb") as idx:
-                writer = IndexedRecordWriter(rec, idx)
+            with writer.shard(split, part) as rec:
                 for _ in range(n):
                     noisy = split == "train" and part == 0
-                    writer.write(record_id, pack_image_record(pad_labels([record_id], LABEL_WIDTH), record_id, _jpeg(rng, noisy)))
+                    rec.write(record_id, pack_image_record(pad_labels([record_id], LABEL_WIDTH), record_id, _jpeg(rng, noisy)))
                     record_id += 1
-            rows.append({"shard": f"{name}.rec", "idx": f"{name}.idx", "split": split, "part": part, "seq": 0,
-                         "records": writer.records, "bytes": writer.rec_bytes, "sha256": writer.rec_sha256,
-                         "label_width": LABEL_WIDTH, "label_pad": -1.0, "image_size": STORE, "resize_mode": "shorter_side",
-                         "mode": "base", "num_classes": num_classes})
-    (shards_dir / "_manifest.json").write_text(json.dumps({"run_id": "test", "shards": rows}))
-    (out / "_summary.json").write_text(json.dumps({"mode": "base", "vocab_size": num_classes, "labels": str(out / "no_labels"), "attribute": None}))
-    return out
+    return writer.close()
 
 
 @pytest.fixture(scope="module")

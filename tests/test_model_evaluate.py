@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
+import shutil
 from pathlib import Path
 
 import mxnet as mx
@@ -12,7 +14,7 @@ import pytest
 from PIL import Image
 
 from softlines_attr.config import EvaluateConfig, PipelineConfig
-from softlines_attr.model.bundle import Bundle, Head, load_bundle, save_bundle
+from softlines_attr.model.bundle import Bundle, Head, load_bundle, save_bundle, update_manifest
 from softlines_attr.model.errors import BundleIntegrityError, ClassMismatchError, EvaluateInputError
 from softlines_attr.model.evaluate import (
     CurvePoint,
@@ -33,8 +35,8 @@ from softlines_attr.model.evaluate import (
 from softlines_attr.model.inception_bn import DATA_NAME, classification_head, inception_bn_features
 from softlines_attr.model.report import confusion_png, render_html, render_markdown
 from softlines_attr.model.train import TrainConfig, train
-from softlines_attr.shard.contract import read_shard_set
-from softlines_attr.shard.recordio import IndexedRecordWriter, pack_image_record
+from softlines_attr.shard.contract import ShardSetWriter, read_shard_set
+from softlines_attr.shard.recordio import pack_image_record
 from tests.test_model_train import COLOURS, STORE, _jpeg, write_base_shards
 
 INPUT = 32
@@ -172,7 +174,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory, conf: PipelineConfig) -> t
     root = tmp_path_factory.mktemp("evaluate")
     shards = write_base_shards(root / "shards_out", {"train": 96, "val": 32}, refine="hemline")
     tc = TrainConfig(epochs=10, batch_size=16, learning_rate=0.01, width=0.125, input_size=INPUT, threads=1, seed=1)
-    train(shards, root / "model", conf, tc)
+    # the conf the shards were written with (store size STORE): the bundle records it as its preprocessing
+    train(shards, root / "model", dataclasses.replace(conf, images=dataclasses.replace(conf.images, store_size=STORE)), tc)
     return shards, root / "model" / "bundle"
 
 
@@ -197,6 +200,7 @@ def test_evaluate_command_end_to_end(trained: tuple[Path, Path], capsys: pytest.
     from softlines_attr.cli import main
 
     shards, model = trained
+    digest_before = load_bundle(model).manifest.model_digest
     code = main(["evaluate", "--model", str(model), "--shards", str(shards), "--batch-size", "5", "--threads", "1", "--write-thresholds"])
     assert code == 0
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -243,6 +247,7 @@ def test_evaluate_command_end_to_end(trained: tuple[Path, Path], capsys: pytest.
 
     # thresholds and metrics went into the manifest; the bundle still verifies and holds only its own files
     manifest = load_bundle(model).manifest
+    assert manifest.model_digest != digest_before  # new thresholds: a new model_version for the scoring tables
     assert manifest.thresholds["hemline"] == (abstain["threshold"] if abstain["reached"] else 1.0)
     assert manifest.metrics["eval.hemline.accuracy"] == h["accuracy"] and "val_accuracy" in manifest.metrics
     assert manifest.metrics["eval.hemline.target_reached"] == (1.0 if abstain["reached"] else 0.0)
@@ -262,14 +267,21 @@ def test_evaluate_refuses_what_does_not_fit(trained: tuple[Path, Path], tmp_path
     with pytest.raises(EvaluateInputError, match=r"expected a head for attribute\(s\) \['neck_style'\].*found heads \[\('hemline', 'hemline'\)\]"):
         evaluate_model(model, other, settings, out_dir=tmp_path / "o2")
 
-    fewer = write_base_shards(tmp_path / "fewer", {"train": 4, "val": 4}, refine="hemline")
-    manifest_file = fewer / "shards" / "_manifest.json"
-    doc = json.loads(manifest_file.read_text())
-    for row in doc["shards"]:
-        row["num_classes"] = 4
-    manifest_file.write_text(json.dumps(doc))
-    with pytest.raises(ClassMismatchError, match="has 5 classes .*have 4 classes for attribute 'hemline'"):
+    hemlines = conf.taxonomy.attribute("hemline").classes
+    fewer = write_base_shards(tmp_path / "fewer", {"train": 4, "val": 4}, refine="hemline", classes=hemlines[:4])
+    with pytest.raises(ClassMismatchError, match=r"has classes \[.*'high_low'\]; the shards .* have classes \['mini', 'knee_length', 'midi', 'maxi'\] for attribute 'hemline'"):
         evaluate_model(model, fewer, settings, out_dir=tmp_path / "o3")
+    renamed = write_base_shards(tmp_path / "renamed", {"train": 4, "val": 4}, refine="hemline", classes=("mini", "knee", "midi", "maxi", "high_low"))
+    with pytest.raises(ClassMismatchError, match="'knee'"):  # same count, another name: the names are checked, not only the count
+        evaluate_model(model, renamed, settings, out_dir=tmp_path / "o3b")
+
+    resized = write_base_shards(tmp_path / "resized", {"train": 4, "val": 4}, refine="hemline")
+    bigger = tmp_path / "bigger-bundle"
+    shutil.copytree(model, bigger)
+    prep = load_bundle(bigger).manifest.preprocessing
+    update_manifest(bigger, preprocessing=dataclasses.replace(prep, store_size=STORE + 8))
+    with pytest.raises(EvaluateInputError, match=f"shards .* hold images stored at {STORE} px shorter_side; bundle .* expects .*store size {STORE + 8} px"):
+        evaluate_model(bigger, resized, settings, out_dir=tmp_path / "o3c")
 
     empty = write_base_shards(tmp_path / "empty", {"train": 4, "val": 0}, refine="hemline")
     with pytest.raises(EvaluateInputError, match="split 'val' has no records"):
@@ -309,28 +321,23 @@ def _two_head_bundle(path: Path, conf: PipelineConfig) -> Bundle:
     arg, aux = mod.get_params()
     taxonomy = conf.taxonomy
     heads = [Head(a, taxonomy.attribute(a).classes, attribute=a) for a in ("hemline", "sleeve_type")]
-    save_bundle(path, sym, arg, aux, heads=heads, images=dataclasses.replace(conf.images, input_size=INPUT))
+    save_bundle(path, sym, arg, aux, heads=heads, images=dataclasses.replace(conf.images, input_size=INPUT, store_size=STORE))
     return load_bundle(path)
 
 
-def _write_multi_shards(out: Path, labels: list[tuple[int, int]], train_records: int = 2) -> Path:
-    """Multi shards (hemline, sleeve_type columns) as the shard job lays them out; the train split repeats the first labels."""
+def _write_multi_shards(out: Path, labels: list[tuple[int, int]], train_records: int = 2, classes: dict | None = None) -> Path:
+    """Multi shards (hemline, sleeve_type columns) written with the shard contract's writer; the train split repeats the first labels."""
+    from softlines_attr.config import load_config
+
     rng = np.random.default_rng(4)
-    (out / "shards" / "val").mkdir(parents=True)
-    (out / "shards" / "train").mkdir(parents=True)
-    rows = []
+    taxonomy = load_config().taxonomy
+    classes = classes or {a: taxonomy.attribute(a).classes for a in ("hemline", "sleeve_type")}
+    writer = ShardSetWriter(out, mode="multi", label_width=2, image_size=STORE, num_classes=10, attributes=("hemline", "sleeve_type"), classes=classes)
     for split, items in (("train", (labels * train_records)[:train_records]), ("val", labels)):
-        name = f"{split}/{split}-00000-000"
-        with open(out / "shards" / f"{name}.rec", "wb") as rec, open(out / "shards" / f"{name}.idx", "wb") as idx:
-            writer = IndexedRecordWriter(rec, idx)
+        with writer.shard(split, 0) as rec:
             for i, pair in enumerate(items):
-                writer.write(i, pack_image_record([float(v) for v in pair], i, _jpeg(COLOURS[i % 3], rng)))
-        rows.append({"shard": f"{name}.rec", "idx": f"{name}.idx", "split": split, "part": 0, "seq": 0, "records": writer.records,
-                     "bytes": writer.rec_bytes, "sha256": writer.rec_sha256, "label_width": 2, "label_pad": -1.0,
-                     "image_size": STORE, "resize_mode": "shorter_side", "mode": "multi", "num_classes": 10})
-    (out / "shards" / "_manifest.json").write_text(json.dumps({"run_id": "test", "attributes": ["hemline", "sleeve_type"], "shards": rows}))
-    (out / "_summary.json").write_text(json.dumps({"mode": "multi", "attributes": ["hemline", "sleeve_type"], "num_classes": {"hemline": 5, "sleeve_type": 5}}))
-    return out
+                rec.write(i, pack_image_record([float(v) for v in pair], i, _jpeg(COLOURS[i % 3], rng)))
+    return writer.close()
 
 
 def test_multi_head_bundle_on_multi_shards_skips_missing_tags(tmp_path: Path, conf: PipelineConfig) -> None:
@@ -355,14 +362,14 @@ def test_multi_head_bundle_on_multi_shards_skips_missing_tags(tmp_path: Path, co
         np.testing.assert_array_equal(h.confusion, expected)
     assert ev.heads[0].abstain.target_precision == 0.9 and ev.heads[1].abstain.target_precision == 0.5
 
-    summary = shards.root.parent / "_summary.json"
-    summary.write_text(json.dumps({"mode": "multi", "attributes": ["hemline", "sleeve_type"], "num_classes": {"hemline": 5, "sleeve_type": 4}}))
-    with pytest.raises(ClassMismatchError, match="'sleeve_type' of bundle .* has 5 classes .*have 4 classes for attribute 'sleeve_type'"):
-        evaluate_bundle(bundle, read_shard_set(shards.root.parent), EvaluateConfig(), threads=1)
+    sleeves = list(conf.taxonomy.attribute("sleeve_type").classes)
     hemline = list(conf.taxonomy.attribute("hemline").classes)
-    summary.write_text(json.dumps({"mode": "multi", "attributes": ["hemline", "sleeve_type"], "classes": {"hemline": hemline[::-1]}}))
+    fewer = read_shard_set(_write_multi_shards(tmp_path / "fewer", tags, classes={"hemline": hemline, "sleeve_type": sleeves[:4]}))
+    with pytest.raises(ClassMismatchError, match=r"'sleeve_type' of bundle .* has classes .*have classes \['sleeveless', 'cap', 'short', 'three_quarter'\] for attribute 'sleeve_type'"):
+        evaluate_bundle(bundle, fewer, EvaluateConfig(), threads=1)
+    reordered = read_shard_set(_write_multi_shards(tmp_path / "reordered", tags, classes={"hemline": hemline[::-1], "sleeve_type": sleeves}))
     with pytest.raises(ClassMismatchError, match=r"'hemline' of bundle .* has classes \['mini', .*have classes \['high_low', "):
-        evaluate_bundle(bundle, read_shard_set(shards.root.parent), EvaluateConfig(), threads=1)
+        evaluate_bundle(bundle, reordered, EvaluateConfig(), threads=1)
 
 
 def _val_jpegs(rec: Path) -> list[bytes]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -13,8 +14,10 @@ from softlines_attr.config import PipelineConfig
 from softlines_attr.model.bundle import Bundle, load_bundle
 from softlines_attr.model.quantize import QuantizeError, calibration_images, quantize_bundle
 from softlines_attr.model.train import TrainConfig, train
+from softlines_attr.images import load_image
+from softlines_attr.model.evaluate import read_records
 from softlines_attr.shard.contract import read_shard_set
-from test_model_train import write_base_shards
+from test_model_train import STORE, write_base_shards
 
 TC = TrainConfig(epochs=3, batch_size=16, learning_rate=0.02, width=0.125, input_size=32, threads=1, seed=3)
 
@@ -24,7 +27,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory, conf: PipelineConfig) -> t
     """A tiny hemline model trained on colour-coded shards (three learnable classes)."""
     root = tmp_path_factory.mktemp("quantize")
     shards = write_base_shards(root / "shards", {"train": 64, "val": 32}, refine="hemline")
-    train(shards, root / "fp32", conf, TC)
+    # trained with pad_square at the shards' store size: the bundle's preprocessing differs from the default conf's
+    train(shards, root / "fp32", dataclasses.replace(conf, images=dataclasses.replace(conf.images, store_size=STORE, resize_mode="pad_square")), TC)
     return shards, load_bundle(root / "fp32" / "bundle")
 
 
@@ -39,6 +43,7 @@ def test_quantize_command_writes_an_int8_bundle_that_agrees_with_fp32(
 
     int8 = load_bundle(out)  # checksums verified
     m = int8.manifest
+    assert m.preprocessing == fp32.manifest.preprocessing and m.preprocessing.store_size == STORE and m.preprocessing.resize_mode == "pad_square"
     assert m.precision == "int8" and m.heads == fp32.manifest.heads and m.input_shape == fp32.manifest.input_shape
     assert m.calibration["mode"] == "naive" and m.calibration["excluded_layers"] == ["conv_1"] and "(val)" in m.calibration["source"]
     assert m.base_model and m.base_model.startswith(str(fp32.path)) and m.metrics == {f"fp32_{k}": v for k, v in fp32.manifest.metrics.items()}
@@ -58,6 +63,12 @@ def test_calibration_images_are_scoring_inputs(conf: PipelineConfig, trained: tu
     shards, fp32 = trained
     images = calibration_images(read_shard_set(shards).val, fp32.manifest, conf.images, limit=5)
     assert images.shape == (5, 3, 32, 32) and images.dtype == np.float32
+    # the bundle's preprocessing (pad_square at STORE), never the conf's (shorter_side at 256)
+    other = dataclasses.replace(conf.images, store_size=64, resize_mode="shorter_side")
+    np.testing.assert_array_equal(calibration_images(read_shard_set(shards).val, fp32.manifest, other, limit=5), images)
+    prep = fp32.manifest.preprocessing
+    first = next(iter(read_records(read_shard_set(shards).val)))[1]
+    np.testing.assert_array_equal(images[0], prep.tensor(load_image(first, size=STORE, mode="pad_square", max_pixels=1 << 20)))
     # the shards' images are one flat colour plus noise: normalised red/green/blue channel means differ by class
     assert np.isfinite(images).all() and images.std() > 0.1
 

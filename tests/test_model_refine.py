@@ -71,30 +71,26 @@ def write_multi_shards(out: Path, per_split: dict[str, int], attributes: tuple[s
     records have column 1 untagged too."""
     from test_model_train import COLOURS, STORE, _jpeg
 
-    from softlines_attr.shard.recordio import IndexedRecordWriter, pack_image_record
+    from softlines_attr.config import load_config
+    from softlines_attr.shard.contract import ShardSetWriter
+    from softlines_attr.shard.recordio import pack_image_record
 
     rng = np.random.default_rng(seed)
-    shards_dir = out / "shards"
-    rows, record_id = [], 0
+    taxonomy = load_config().taxonomy
+    classes = {a: taxonomy.attribute(a).classes for a in attributes}
+    writer = ShardSetWriter(out, mode="multi", label_width=len(attributes), image_size=STORE, num_classes=sum(len(c) for c in classes.values()),
+                            attributes=attributes, classes=classes)
+    record_id = 0
     for split, n in per_split.items():
-        (shards_dir / split).mkdir(parents=True)
-        name = f"{split}/{split}-00000-000"
-        with open(shards_dir / f"{name}.rec", "wb") as rec, open(shards_dir / f"{name}.idx", "wb") as idx:
-            writer = IndexedRecordWriter(rec, idx)
+        with writer.shard(split, 0) as rec:
             for _ in range(n):
                 k = int(rng.integers(0, 3))
                 labels = [-1.0] * len(attributes)
                 labels[0] = float(k)
                 labels[1] = float((k + 1) % 3) if rng.random() >= 0.25 else -1.0
-                writer.write(record_id, pack_image_record(labels, record_id, _jpeg(COLOURS[k], rng)))
+                rec.write(record_id, pack_image_record(labels, record_id, _jpeg(COLOURS[k], rng)))
                 record_id += 1
-        rows.append({"shard": f"{name}.rec", "idx": f"{name}.idx", "split": split, "part": 0, "seq": 0,
-                     "records": writer.records, "bytes": writer.rec_bytes, "sha256": writer.rec_sha256,
-                     "label_width": len(attributes), "label_pad": -1.0, "image_size": STORE, "resize_mode": "shorter_side",
-                     "mode": "multi", "num_classes": 0})
-    (shards_dir / "_manifest.json").write_text(json.dumps({"run_id": "test", "shards": rows, "attributes": list(attributes)}))
-    (out / "_summary.json").write_text(json.dumps({"mode": "multi", "attribute": "all", "attributes": list(attributes)}))
-    return out
+    return writer.close()
 
 
 def _refine_cli(*args: str) -> list[str]:

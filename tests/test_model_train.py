@@ -12,16 +12,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from softlines_attr.config import PipelineConfig
+from softlines_attr.config import PipelineConfig, load_config
 from softlines_attr.model.bundle import load_bundle
 from softlines_attr.model.errors import TrainInputError
 from softlines_attr.model.train import TrainConfig, train
 from softlines_attr.model.metrics import average_precision
 from softlines_attr.model.data import first_label, multi_hot
 from softlines_attr.model.checkpoint import latest_checkpoint
-from softlines_attr.shard.contract import read_shard_set
+from softlines_attr.shard.contract import ShardSetWriter, read_shard_set
 from softlines_attr.shard.errors import ShardContractError
-from softlines_attr.shard.recordio import IndexedRecordWriter, pack_image_record, pad_labels
+from softlines_attr.shard.recordio import pack_image_record, pad_labels
 
 STORE = 40
 WORDS = ("red", "green", "blue", "dress")
@@ -36,34 +36,27 @@ def _jpeg(colour: tuple[int, int, int], rng: np.random.Generator) -> bytes:
     return buf.getvalue()
 
 
-def write_base_shards(out: Path, per_split: dict[str, int], parts: int = 2, seed: int = 0, refine: str | None = None) -> Path:
+def write_base_shards(out: Path, per_split: dict[str, int], parts: int = 2, seed: int = 0, refine: str | None = None, classes: tuple[str, ...] | None = None) -> Path:
     """Shards as the shard job lays them out, one colour of three per image.
 
     Base shards (``refine=None``): labels [colour word, 'dress'] padded with -1 to LABEL_WIDTH.
     Refine shards (``refine=ATTRIBUTE``): the colour's index as the attribute's class (flag 0).
     """
     rng = np.random.default_rng(seed)
-    mode, width, num_classes = ("refine", 1, 5) if refine else ("base", LABEL_WIDTH, len(WORDS))
-    shards_dir = out / "shards"
-    rows, record_id = [], 0
+    names = {refine: classes or load_config().taxonomy.attribute(refine).classes} if refine else {}
+    mode, width, num_classes = ("refine", 1, len(names[refine])) if refine else ("base", LABEL_WIDTH, len(WORDS))
+    writer = ShardSetWriter(out, mode=mode, label_width=width, image_size=STORE, num_classes=num_classes, attributes=(refine,) if refine else (),
+                            classes=names, vocab_size=None if refine else len(WORDS), labels=str(out / "no_labels"))
+    record_id = 0
     for split, n in per_split.items():
-        (shards_dir / split).mkdir(parents=True)
         for part in range(parts):
-            name = f"{split}/{split}-{part:05d}-000"
-            with open(shards_dir / f"{name}.rec", "wb") as rec, open(shards_dir / f"{name}.idx", "wb") as idx:
-                writer = IndexedRecordWriter(rec, idx)
+            with writer.shard(split, part) as rec:
                 for _ in range(n // parts):
                     k = int(rng.integers(0, 3))
                     label = float(k) if refine else pad_labels([k, 3], LABEL_WIDTH)
-                    writer.write(record_id, pack_image_record(label, record_id, _jpeg(COLOURS[k], rng)))
+                    rec.write(record_id, pack_image_record(label, record_id, _jpeg(COLOURS[k], rng)))
                     record_id += 1
-            rows.append({"shard": f"{name}.rec", "idx": f"{name}.idx", "split": split, "part": part, "seq": 0,
-                         "records": writer.records, "bytes": writer.rec_bytes, "sha256": writer.rec_sha256,
-                         "label_width": width, "label_pad": -1.0, "image_size": STORE, "resize_mode": "shorter_side",
-                         "mode": mode, "num_classes": num_classes})
-    (shards_dir / "_manifest.json").write_text(json.dumps({"run_id": "test", "shards": rows}))
-    (out / "_summary.json").write_text(json.dumps({"mode": mode, "vocab_size": None if refine else len(WORDS), "labels": str(out / "no_labels"), "attribute": refine}))
-    return out
+    return writer.close()
 
 
 def test_multi_hot_drops_the_padding() -> None:

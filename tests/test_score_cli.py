@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
@@ -13,7 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from softlines_attr.cli import main
-from softlines_attr.score import FAIL_PARTITION_ENV
+from softlines_attr.io.commit import resolve_current
+from test_commit_faults import run_hooked
 from test_score_helpers import HEMLINE, PATTERN, SLEEVE, SCORE_CONF, make_bundle, score_conf, write_catalog
 from test_shard_helpers import write_images
 
@@ -31,17 +30,18 @@ def test_spark_submit_entry_point_with_a_task_dying_on_its_first_attempt(tmp_pat
     images = write_images(tmp_path / "img", n_good=12, seed=5, bad=False, exotic=False)
     rows = [{"asin": f"A{i:03d}", "image_uri": uri} for i, uri in enumerate(sorted(images.paths.values()))] + [{"asin": "M", "image_uri": str(tmp_path / "gone.jpg")}]
     write_catalog(tmp_path / "catalog.parquet", rows)
-    env = dict(os.environ, PYSPARK_PYTHON=sys.executable, **{FAIL_PARTITION_ENV: "0"})
-    cmd = [sys.executable, "jobs/score.py", "--catalog", str(tmp_path / "catalog.parquet"), "--models", str(tmp_path / "models"),
+    cmd = ["jobs/score.py", "--catalog", str(tmp_path / "catalog.parquet"), "--models", str(tmp_path / "models"),
            "--out", str(tmp_path / "out"), "--conf", str(tmp_path / "score_conf.toml"), "--master", "local[2,2]", "--run-id", "cli-run"]
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
+    proc = run_hooked(["task-dies", "score", *cmd], timeout=400)  # jobs/score.py with partition 0's first attempt dying
     assert proc.returncode == 0, proc.stderr[-4000:]
     printed = json.loads(proc.stdout.strip().splitlines()[-1])
-    summary = json.loads((tmp_path / "out" / "_summary.json").read_text())
+    current = Path(resolve_current(str(tmp_path / "out")))
+    assert current == tmp_path / "out" / "runs" / "cli-run"
+    summary = json.loads((current / "_summary.json").read_text())
     assert printed["run_id"] == summary["run_id"] == "cli-run"
     assert summary["task_retries_seen"] == 1 and summary["partitions"] >= 2
     assert summary["rows_in"] == 13 and summary["rows_scored"] == 12 and summary["errors_by_reason"] == {"missing": 1}
-    attrs = pq.read_table(tmp_path / "out" / "attributes").to_pylist()
+    attrs = pq.read_table(current / "attributes").to_pylist()
     pairs = Counter((a["asin"], a["attribute"]) for a in attrs)
     assert len(pairs) == 36 and set(pairs.values()) == {1}
     assert {a["model_version"].split("@")[0] for a in attrs} == {"hemline", "multi"}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import shutil
 import sys
 from collections import Counter
 from pathlib import Path
@@ -16,6 +15,7 @@ import pytest
 
 from softlines_attr.errors import InputSchemaError, SoftlinesAttrError
 from softlines_attr.images import load_image, to_network_input
+from softlines_attr.io.commit import POINTER_FILE, OutputLocationError, resolve_current
 from softlines_attr.model.bundle import load_bundle
 from softlines_attr.score import ScoreJob, run_score_job
 from softlines_attr.score.errors import ScoreInputError
@@ -27,6 +27,11 @@ os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
 def _rows(path: Path) -> list[dict]:
     return pq.read_table(path).to_pylist()
+
+
+def _cur(out: Path) -> Path:
+    """The current version of a job's output (what the indexer reads)."""
+    return Path(resolve_current(str(out)))
 
 
 @functools.lru_cache(maxsize=8)
@@ -67,7 +72,7 @@ def test_accounting_and_every_error_reason(run1) -> None:
     s, out = run1["summary"], run1["out"]
     assert s["rows_in"] == len(run1["rows"]) == s["rows_scored"] + s["rows_errors"] + s["rows_skipped"] + s["rows_carried"]
     assert s["rows_skipped"] == 1 and s["skipped_by_product_type"] == {"SKIRT": 1} and s["rows_carried"] == 0
-    errors = _rows(out / "errors")
+    errors = _rows(_cur(out) / "errors")
     assert len(errors) == s["rows_errors"] == sum(s["errors_by_reason"].values())
     by_asin = {e["asin"]: e for e in errors if e["reason"] not in ("duplicate_asin", "missing_asin")}
     assert {a: e["reason"] for a, e in by_asin.items()} == run1["expected"]
@@ -75,19 +80,20 @@ def test_accounting_and_every_error_reason(run1) -> None:
     stages = {e["reason"]: e["stage"] for e in errors}
     assert stages["missing"] == "fetch" and stages["truncated"] == "decode" and stages["duplicate_asin"] == "catalog"
     assert all(e["message"] and e["run_id"] == s["run_id"] for e in errors)
-    attrs = _rows(out / "attributes")
+    attrs = _rows(_cur(out) / "attributes")
     assert len(attrs) == 3 * s["rows_scored"] == s["attribute_rows_scored"]
     pairs = Counter((r["asin"], r["attribute"]) for r in attrs)
     assert set(pairs.values()) == {1}
     scored = {r["asin"] for r in attrs}
     assert scored == {r["asin"] for r in run1["good"]}  # exotic images (RGBA PNG, CMYK, 16-bit, EXIF) are scored
     assert not scored & {e["asin"] for e in errors} and "S_skirt" not in scored
-    assert json.loads((out / "_summary.json").read_text())["run_id"] == s["run_id"] and not (out / "_staging").exists()
+    assert json.loads((_cur(out) / "_summary.json").read_text())["run_id"] == s["run_id"] and not (out / "_staging").exists()
+    assert json.loads((out / POINTER_FILE).read_text())["run_id"] == s["run_id"] and [p.name for p in (out / "runs").iterdir()] == [s["run_id"]]
     assert s["model_loads_per_process_max"] == 1 and s["tasks"] >= 2
 
 
 def test_probabilities_equal_a_direct_forward(run1) -> None:
-    attrs = _rows(run1["out"] / "attributes")
+    attrs = _rows(_cur(run1["out"]) / "attributes")
     conf = run1["conf"]
     checked = 0
     for r in run1["good"]:
@@ -103,65 +109,73 @@ def test_probabilities_equal_a_direct_forward(run1) -> None:
 
 
 def test_abstain_threshold_keeps_the_row(run1) -> None:
-    attrs = [a for a in _rows(run1["out"] / "attributes") if a["attribute"] == "hemline"]
+    attrs = [a for a in _rows(_cur(run1["out"]) / "attributes") if a["attribute"] == "hemline"]
     t = run1["threshold"]
     abstained = [a for a in attrs if a["value"] is None]
     assert abstained and len(abstained) < len(attrs)
     for a in attrs:
         assert (a["value"] is None) == (a["confidence"] < t)
         assert a["value"] is None or a["value"] == a["top_k"][0]["value"]
-    assert all(a["value"] is not None for a in _rows(run1["out"] / "attributes") if a["attribute"] == "pattern")
+    assert all(a["value"] is not None for a in _rows(_cur(run1["out"]) / "attributes") if a["attribute"] == "pattern")
     assert run1["summary"]["attribute_rows_abstained"] == len(abstained)
 
 
 def test_multi_head_wide_table_and_contract(run1) -> None:
     out, s = run1["out"], run1["summary"]
-    assert sorted(p.name for p in (out / "attributes").iterdir() if not p.name.startswith((".", "_"))) == ["attribute=hemline", "attribute=pattern", "attribute=sleeve_type"]
-    attrs = _rows(out / "attributes")
+    assert sorted(p.name for p in (_cur(out) / "attributes").iterdir() if not p.name.startswith((".", "_"))) == ["attribute=hemline", "attribute=pattern", "attribute=sleeve_type"]
+    attrs = _rows(_cur(out) / "attributes")
     versions = {a["attribute"]: a["model_version"] for a in attrs}
     assert versions["pattern"] == versions["sleeve_type"] == s["models"][1]["model_version"] != versions["hemline"]
     assert versions["hemline"].startswith("hemline@") and len(versions["hemline"].split("@")[1]) == 12
-    wide = _rows(out / "wide")
+    wide = _rows(_cur(out) / "wide")
     assert len(wide) == s["rows_scored"] and list(wide[0]) == [n for n, _ in columns("wide", ["hemline", "pattern", "sleeve_type"])]
     by = {(a["asin"], a["attribute"]): a["value"] for a in attrs}
     for w in wide:
         vals = [by[(w["asin"], k)] for k in ("hemline", "pattern", "sleeve_type")]
         assert [w["hemline"], w["pattern"], w["sleeve_type"]] == vals
         assert w["keywords"] == [v for v in vals if v is not None] and w["run_id"] == s["run_id"]
-    schema = pq.read_schema(next((out / "attributes" / "attribute=hemline").glob("*.parquet")))
+    schema = pq.read_schema(next((_cur(out) / "attributes" / "attribute=hemline").glob("*.parquet")))
     assert str(schema.field("scored_at").type) == "timestamp[us, tz=UTC]"
     assert s["schema_version"] == 1 and s["attributes"] == ["hemline", "pattern", "sleeve_type"]
 
 
-def test_rerun_replaces_the_output_whole(spark, run1) -> None:
+def test_rerun_is_a_new_version_and_a_run_id_is_never_reused(spark, run1) -> None:
+    """A rerun commits a new run folder beside the old one (kept, unchanged); the same run id again is refused."""
     out = run1["out"]
-    stray = out / "attributes" / "attribute=hemline" / "part-stale.parquet"
-    shutil.copy(next((out / "attributes" / "attribute=hemline").glob("*.parquet")), stray)
-    (out / "attributes" / "attribute=colour").mkdir()
-    s2 = run_score_job(spark, run1["conf"], run1["job"], run_id=run1["summary"]["run_id"])
-    assert not stray.exists() and not (out / "attributes" / "attribute=colour").exists()
-    attrs = _rows(out / "attributes")
-    assert len(attrs) == 3 * s2["rows_scored"] == 3 * run1["summary"]["rows_scored"]
+    old = _cur(out)
+    old_files = sorted(str(p.relative_to(old)) for p in old.rglob("*.parquet"))
+    with pytest.raises(OutputLocationError, match=f"run {run1['summary']['run_id']} is already a committed version"):
+        run_score_job(spark, run1["conf"], run1["job"], run_id=run1["summary"]["run_id"])
+    assert _cur(out) == old
+    s2 = run_score_job(spark, run1["conf"], run1["job"], run_id="rerun-2")
+    assert _cur(out) == out / "runs" / "rerun-2" != old
+    assert sorted(str(p.relative_to(old)) for p in old.rglob("*.parquet")) == old_files  # the old version is immutable
+    attrs = _rows(_cur(out) / "attributes")
+    assert len(attrs) == 3 * s2["rows_scored"] == 3 * run1["summary"]["rows_scored"] and {a["run_id"] for a in attrs} == {"rerun-2"}
     assert set(Counter((a["asin"], a["attribute"]) for a in attrs).values()) == {1}
-    assert len(_rows(out / "errors")) == run1["summary"]["rows_errors"]
+    assert len(_rows(_cur(out) / "errors")) == run1["summary"]["rows_errors"]
+    assert json.loads((out / POINTER_FILE).read_text())["history"] == [run1["summary"]["run_id"]]
 
 
 def test_a_failed_run_leaves_the_previous_output(spark, run1) -> None:
     """``device = "gpu"`` on a task without a GPU resource fails every task: nothing is committed, nothing staged stays."""
     out = run1["out"]
-    before = (out / "_summary.json").read_text()
-    tables = {t: sorted(str(p.relative_to(out)) for p in (out / t).rglob("*.parquet")) for t in ("attributes", "wide", "errors")}
+    pointer = (out / POINTER_FILE).read_text()
+    current = _cur(out)
+    tables = {t: sorted(str(p.relative_to(current)) for p in (current / t).rglob("*.parquet")) for t in ("attributes", "wide", "errors")}
+    runs = sorted(p.name for p in (out / "runs").iterdir())
     (run1["root"] / "gpu_conf").mkdir()
     gpu_conf = score_conf(run1["root"] / "gpu_conf", 'device = "gpu"\n')  # appended to the [score] table
     with pytest.raises(Exception, match="ScoreDeviceError"):
         run_score_job(spark, gpu_conf, run1["job"])
-    assert (out / "_summary.json").read_text() == before and not (out / "_staging").exists()
-    assert {t: sorted(str(p.relative_to(out)) for p in (out / t).rglob("*.parquet")) for t in tables} == tables
+    assert (out / POINTER_FILE).read_text() == pointer and sorted(p.name for p in (out / "runs").iterdir()) == runs
+    assert {t: sorted(str(p.relative_to(current)) for p in (current / t).rglob("*.parquet")) for t in tables} == tables
 
 
 def test_incremental_carries_unchanged_rows_and_rescores_changed_ones(spark, run1, tmp_path) -> None:
     conf, root = run1["conf"], run1["root"]
-    first = {(a["asin"], a["attribute"]): a for a in _rows(run1["out"] / "attributes")}
+    first = {(a["asin"], a["attribute"]): a for a in _rows(_cur(run1["out"]) / "attributes")}
+    first_run = json.loads((_cur(run1["out"]) / "_summary.json").read_text())["run_id"]
     rows = [dict(r) for r in run1["rows"]]
     good = [r["asin"] for r in run1["good"]]
     changed, removed = good[0], good[1]
@@ -175,7 +189,7 @@ def test_incremental_carries_unchanged_rows_and_rescores_changed_ones(spark, run
     n_good = len(good) - 1 + 1
     assert s["rows_scored"] == 2 and s["rows_carried"] == n_good - 2 and s["attribute_rows_carried"] == 3 * (n_good - 2)
     assert s["rows_in"] == s["rows_scored"] + s["rows_carried"] + s["rows_errors"] + s["rows_skipped"]
-    attrs = {(a["asin"], a["attribute"]): a for a in _rows(tmp_path / "inc" / "attributes")}
+    attrs = {(a["asin"], a["attribute"]): a for a in _rows(_cur(tmp_path / "inc") / "attributes")}
     assert len(attrs) == 3 * n_good and not any(k[0] == removed for k in attrs)
     for (asin, attr), a in attrs.items():
         if asin in (changed, "N_new"):
@@ -183,23 +197,23 @@ def test_incremental_carries_unchanged_rows_and_rescores_changed_ones(spark, run
         else:  # carried whole: the first run's id, time and values
             assert {k: a[k] for k in ("run_id", "scored_at", "value", "confidence")} == {k: first[(asin, attr)][k] for k in ("run_id", "scored_at", "value", "confidence")}
     assert attrs[(changed, "hemline")]["image_uri"] == run1["good"][2]["image_uri"]
-    assert len(_rows(tmp_path / "inc" / "wide")) == n_good
+    assert len(_rows(_cur(tmp_path / "inc") / "wide")) == n_good
 
     # a new hemline model, in place (--previous = --out): hemline is rescored everywhere, the multi-head bundle's rows are carried
     hem2 = make_bundle(tmp_path / "models" / "hemline", [("hemline", HEMLINE)], conf, seed=5)
     s2 = run_score_job(spark, conf, ScoreJob(str(catalog), (str(hem2), str(run1["multi"])), str(tmp_path / "inc"), previous_dir=str(tmp_path / "inc")))
     assert s2["rows_scored"] == n_good and s2["rows_carried"] == 0 and s2["previous_run_id"] == s["run_id"]
     assert s2["attribute_rows_scored"] == n_good and s2["attribute_rows_carried"] == 2 * n_good
-    attrs2 = _rows(tmp_path / "inc" / "attributes")
+    attrs2 = _rows(_cur(tmp_path / "inc") / "attributes")
     assert {a["run_id"] for a in attrs2 if a["attribute"] == "hemline"} == {s2["run_id"]}
-    assert {a["run_id"] for a in attrs2 if a["attribute"] != "hemline"} == {run1["summary"]["run_id"], s["run_id"]}
+    assert {a["run_id"] for a in attrs2 if a["attribute"] != "hemline"} == {first_run, s["run_id"]}
     assert len(attrs2) == 3 * n_good and set(Counter((a["asin"], a["attribute"]) for a in attrs2).values()) == {1}
 
 
 def test_written_tables_follow_the_contract(spark, run1) -> None:
     from softlines_attr.score.schema import check_written
 
-    out = run1["out"]
+    out = _cur(run1["out"])
     check_written(spark.read.parquet(str(out / "attributes")), "attributes")
     check_written(spark.read.parquet(str(out / "wide")), "wide", ["hemline", "pattern", "sleeve_type"])
     check_written(spark.read.parquet(str(out / "errors")), "errors")

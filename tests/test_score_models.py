@@ -49,12 +49,14 @@ def test_predictor_equals_bundle_predict_with_padding_and_chunks(bundles) -> Non
 
 def test_payload_round_trip_and_process_cache(bundles, tmp_path: Path) -> None:
     payload = read_payload(bundles["multi"])
-    assert payload.model_version == f"multi@{payload.params_sha256[:12]}"
+    digest = load_bundle(bundles["multi"]).manifest.model_digest
+    assert payload.model_version == f"multi@{digest[:12]}" and digest[:12] != payload.params_sha256[:12]
     trained = tmp_path / "multi-base" / "bundle"  # train's layout: <out>/bundle is named by <out>
     shutil.copytree(bundles["multi"], trained)
-    assert read_payload(trained).model_version == f"multi-base@{payload.params_sha256[:12]}"
+    assert read_payload(trained).model_version == f"multi-base@{digest[:12]}"
     assert [(h.attribute, h.threshold) for h in payload.heads] == [("pattern", 0.0), ("sleeve_type", 0.0)]
     assert payload.region == "upper" and payload.input_shape == (3, SIZE, SIZE)
+    assert payload.preprocessing.store_size == 40 and payload.preprocessing.resize_mode == "shorter_side"
     rebuilt = bundle_from_payload(payload)
     original = load_bundle(bundles["multi"])
     for name, arr in original.arg_params.items():
@@ -72,11 +74,26 @@ def test_payload_round_trip_and_process_cache(bundles, tmp_path: Path) -> None:
 def test_check_payloads(bundles) -> None:
     hem, multi = read_payload(bundles["hem"]), read_payload(bundles["multi"])
     assert hem.heads[0].threshold == 0.4
-    assert check_payloads([hem, multi], store_size=40) == ["hemline", "pattern", "sleeve_type"]
+    assert check_payloads([hem, multi]) == ["hemline", "pattern", "sleeve_type"]
     with pytest.raises(ScoreModelError, match="is the same model as"):
-        check_payloads([hem, hem], store_size=40)
-    with pytest.raises(ScoreModelError, match="larger than images.store_size 24"):
-        check_payloads([hem], store_size=24)
+        check_payloads([hem, hem])
+
+
+def test_model_version_changes_with_thresholds_and_preprocessing(bundles, tmp_path: Path) -> None:
+    """Issue 11 item 7: new abstain thresholds (evaluate --write-thresholds) or another preprocessing give a new model_version."""
+    from softlines_attr.model.bundle import update_manifest
+
+    copy = tmp_path / "hemline"
+    shutil.copytree(bundles["hem"], copy)
+    before = read_payload(copy).model_version
+    update_manifest(copy, metrics={"eval.hemline.accuracy": 0.5})
+    assert read_payload(copy).model_version == before  # metrics change no output row
+    update_manifest(copy, thresholds={"hemline": 0.9})
+    after = read_payload(copy)
+    assert after.model_version != before and after.heads[0].threshold == 0.9
+    prep = after.preprocessing
+    update_manifest(copy, preprocessing=dataclasses.replace(prep, resize_mode="pad_square"))
+    assert read_payload(copy).model_version not in (before, after.model_version)
 
 
 def test_resolve_model_dirs(bundles, tmp_path: Path) -> None:

@@ -36,7 +36,7 @@ def test_the_fingerprint_sees_any_change() -> None:
 
 
 def test_table_columns() -> None:
-    assert load_contract()["version"] == schema_version() == 1
+    assert load_contract()["version"] == schema_version() == 2  # 2: model_version is the model digest (issue 11)
     assert [n for n, _ in columns("attributes")] == ["asin", "value", "confidence", "top_k", "model_version", "image_uri", "run_id", "scored_at", "attribute"]
     assert partition_by("attributes") == ["attribute"] and columns("attributes")[-1][0] == "attribute"  # Spark reads partition columns last
     assert [n for n, _ in columns("wide", ["hemline", "pattern"])] == ["asin", "hemline", "pattern", "keywords", "run_id"]

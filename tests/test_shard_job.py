@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from softlines_attr.config import load_config
+from softlines_attr.io.commit import POINTER_FILE, resolve_current
 from softlines_attr.shard import ShardInputError, ShardJob, run_shard_job
 from softlines_attr.shard.recordio import pad_labels
 from test_shard_helpers import TEST_CONF, labels_rows, read_rec, write_images, write_labels_dir
@@ -39,6 +40,11 @@ def _table(path: Path) -> list[dict]:
     return pq.read_table(path).to_pylist()
 
 
+def _cur(out: Path) -> Path:
+    """The current version of a job's output (``<out>/runs/<run_id>``)."""
+    return Path(resolve_current(str(out)))
+
+
 @pytest.fixture(scope="module")
 def base_run(spark, tmp_path_factory):
     """Base shards from good, exotic and bad images plus bad label rows."""
@@ -58,7 +64,7 @@ def base_run(spark, tmp_path_factory):
     write_labels_dir(root / "labels", rows + extra)
     conf = _conf(root)
     summary = run_shard_job(spark, conf, ShardJob(str(root / "labels"), str(root / "out"), vocab_size=500))
-    return {"root": root, "out": root / "out", "rows": rows + extra, "expected": expected, "summary": summary, "images": images}
+    return {"root": root, "out": _cur(root / "out"), "rows": rows + extra, "expected": expected, "summary": summary, "images": images}
 
 
 def test_accounting_and_rejects(base_run) -> None:
@@ -75,7 +81,7 @@ def test_accounting_and_rejects(base_run) -> None:
     index = _table(out / "record_index")
     assert len(index) == s["records_written"] and len({r["asin"] for r in index}) == len(index)
     assert not set(r["asin"] for r in index) & set(base_run["expected"])
-    assert not (out / "_staging").exists()
+    assert out == base_run["root"] / "out" / "runs" / s["run_id"] and json.loads((base_run["root"] / "out" / POINTER_FILE).read_text())["job"] == "shard"
 
 
 def test_manifest_matches_files(base_run) -> None:
@@ -164,8 +170,9 @@ def test_balanced_equal_count_shards(clean_run) -> None:
 
 def test_rerun_is_byte_identical(clean_run) -> None:
     root = clean_run["root"]
-    files1 = {p.relative_to(root / "out1"): p for p in (root / "out1" / "shards").rglob("*.*") if p.suffix in (".rec", ".idx")}
-    files2 = {p.relative_to(root / "out2"): p for p in (root / "out2" / "shards").rglob("*.*") if p.suffix in (".rec", ".idx")}
+    out1, out2 = _cur(root / "out1"), _cur(root / "out2")
+    files1 = {p.relative_to(out1): p for p in (out1 / "shards").rglob("*.*") if p.suffix in (".rec", ".idx")}
+    files2 = {p.relative_to(out2): p for p in (out2 / "shards").rglob("*.*") if p.suffix in (".rec", ".idx")}
     assert files1.keys() == files2.keys() and files1
     for rel, path in files1.items():
         assert path.read_bytes() == files2[rel].read_bytes(), rel
@@ -175,7 +182,7 @@ def test_rerun_is_byte_identical(clean_run) -> None:
 def test_same_records_as_im2rec(clean_run, tmp_path: Path) -> None:
     """Our records and im2rec's for the same images, ids and labels agree field for field."""
     root = clean_run["root"]
-    out = root / "out1"
+    out = _cur(root / "out1")
     rows = {r["asin"]: r for r in clean_run["rows"]}
     width = clean_run["s1"]["label_width"]
     ours: dict[int, tuple] = {}
@@ -231,11 +238,11 @@ def test_refine_shards(spark, tmp_path: Path) -> None:
     assert s["inputs"]["split_source"] == {"labels": 2, "parent": 1, "hash": 2}
     classes = conf.taxonomy.attribute("neck_style").classes
     want = {"v_neck", "halter", "boat_neck", "turtle_neck"}
-    index = {r["record_id"]: r for r in _table(tmp_path / "out" / "record_index")}
+    index = {r["record_id"]: r for r in _table(_cur(tmp_path / "out") / "record_index")}
     labels = {}
-    for m in _table(tmp_path / "out" / "manifest"):
+    for m in _table(_cur(tmp_path / "out") / "manifest"):
         assert m["label_width"] == 0 and m["mode"] == "refine" and m["num_classes"] == len(classes)
-        for key, header, _ in read_rec(str(tmp_path / "out" / m["shard"])):
+        for key, header, _ in read_rec(str(_cur(tmp_path / "out") / m["shard"])):
             assert header.flag == 0
             labels[index[key]["asin"]] = classes[int(header.label)]
     assert set(labels.values()) == want and labels["NEW1"] == "boat_neck" and labels["NEW3"] == "turtle_neck"
@@ -253,7 +260,7 @@ def test_job_level_errors(spark, tmp_path: Path) -> None:
     with pytest.raises(ShardInputError, match="expected tags for attribute 'hemline'"):
         pq.write_table(pa.Table.from_pylist([{"asin": "A00000", "attribute": "neck_style", "label": "v_neck"}]), tmp_path / "t.parquet")
         run_shard_job(spark, conf, ShardJob(str(tmp_path / "labels"), str(tmp_path / "out"), tags_path=str(tmp_path / "t.parquet"), attribute="hemline"))
-    assert not (tmp_path / "out" / "_summary.json").exists()
+    assert not (tmp_path / "out").exists()  # a failed first run leaves no --out behind
 
 
 def test_commit_check_removes_strays_and_refuses_missing_shards(tmp_path: Path) -> None:

@@ -56,13 +56,16 @@ def test_multi_shards_pivot_tags_per_asin(spark, tmp_path: Path) -> None:
     assert tag_acc["tag_rows_dropped"] == {"conflicting_labels": 2, "duplicate_tag": 1, "no_asin": 1, "unknown_attribute": 1, "unknown_label": 1}
     assert tag_acc["tag_rows_in"] == len(tags) == tag_acc["tag_rows_used"] + sum(tag_acc["tag_rows_dropped"].values())
 
-    index = {r["record_id"]: r["asin"] for r in pq.read_table(tmp_path / "out" / "record_index").to_pylist()}
+    from softlines_attr.io.commit import resolve_current
+
+    out = Path(resolve_current(str(tmp_path / "out")))  # the current version, runs/<run_id>/
+    index = {r["record_id"]: r["asin"] for r in pq.read_table(out / "record_index").to_pylist()}
     got: dict[str, list[int]] = {}
-    manifest = json.loads((tmp_path / "out" / "shards" / "_manifest.json").read_text())
+    manifest = json.loads((out / "shards" / "_manifest.json").read_text())
     assert manifest["attributes"] == names
     for m in manifest["shards"]:
         assert m["mode"] == "multi" and m["label_width"] == len(names)
-        for key, header, _ in read_rec(str(tmp_path / "out" / "shards" / m["shard"])):
+        for key, header, _ in read_rec(str(out / "shards" / m["shard"])):
             assert header.flag == len(names)
             got[index[key]] = [int(v) for v in header.label]
 

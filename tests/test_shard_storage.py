@@ -10,10 +10,10 @@ import boto3
 import pytest
 
 from softlines_attr.config import load_config
+from softlines_attr.io.commit import StagedOutput, resolve_current
 from softlines_attr.io.fetch import FetchError, Fetcher, ordered_map
 from softlines_attr.io.storage import (
     LocalStorage,
-    S3StagedOutput,
     S3Storage,
     UnsupportedSchemeError,
     make_s3_client,
@@ -78,17 +78,18 @@ def test_s3_fetch_upload_multipart_and_staged_commit(s3_endpoint: str, tmp_path:
     big = tmp_path / "big.bin"
     big.write_bytes(bytes(range(256)) * (chunk * 2 // 256 + 100))
     storage = S3Storage(make_s3_client(4, 3, 10.0), multipart_chunk_bytes=chunk, threads=4)
-    storage.upload_file(str(big), "s3://imgs/out/_staging/r1/shards/train/x.rec")
-    head = client.head_object(Bucket="imgs", Key="out/_staging/r1/shards/train/x.rec")
+    client.put_object(Bucket="imgs", Key="out/shards/old.rec", Body=b"old")  # an older flat layout's output
+    client.put_object(Bucket="imgs", Key="out/_summary.json", Body=b'{"job": "shard", "tables": {"shards": "shards"}}')
+    staged = StagedOutput("s3://imgs/out", "r1", job="shard")
+    staged.prepare()
+    assert staged.table_path("shards") == "s3://imgs/out/runs/r1/shards"
+    storage.upload_file(str(big), "s3://imgs/out/runs/r1/shards/train/x.rec")
+    head = client.head_object(Bucket="imgs", Key="out/runs/r1/shards/train/x.rec")
     assert head["ContentLength"] == big.stat().st_size and "-3" in head["ETag"]  # a 3-part multipart upload
-
-    client.put_object(Bucket="imgs", Key="out/shards/old.rec", Body=b"old")
-    client.put_object(Bucket="imgs", Key="out/_summary.json", Body=b"{}")
-    staged = S3StagedOutput(storage, "s3://imgs/out", "r1")
-    assert staged.table_path("shards") == "s3://imgs/out/_staging/r1/shards"
     staged.commit({"ok": True})
     keys = sorted(o["Key"] for o in client.list_objects_v2(Bucket="imgs", Prefix="out/")["Contents"])
-    assert keys == ["out/_summary.json", "out/shards/train/x.rec"]
+    assert [k for k in keys if not k.endswith("/")] == ["out/_current.json", "out/runs/r1/_summary.json", "out/runs/r1/shards/train/x.rec"]
+    assert resolve_current("s3://imgs/out") == "s3://imgs/out/runs/r1"
 
 
 def test_s3_read_timeout_is_a_timeout_reject(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -21,6 +21,22 @@ def add_spark_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--spark-profile", default=None, help="conf/spark profile name or .toml path (default: the conf's spark_profile)")
 
 
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--run-id`` for the jobs that commit an output version."""
+    parser.add_argument(
+        "--run-id", default=None,
+        help="run id: names runs/<run_id>/ and the summary (default: UTC time + random hex); letters, digits, '.', '_', '-'",
+    )
+
+
+def check_run_id(args: argparse.Namespace) -> None:
+    """Refuse an unsafe ``--run-id`` before any work (RunIdError, exit 2)."""
+    from softlines_attr.io.commit import validate_run_id
+
+    if getattr(args, "run_id", None) is not None:
+        validate_run_id(args.run_id)
+
+
 def config_from_args(args: argparse.Namespace) -> PipelineConfig:
     """Load the configuration once from the parsed arguments."""
     return load_config(

@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 
-from softlines_attr.commands.common import add_config_arguments, add_spark_arguments, config_from_args
+from softlines_attr.commands.common import add_config_arguments, add_run_arguments, add_spark_arguments, check_run_id, config_from_args
 
 log = logging.getLogger(__name__)
 
@@ -25,25 +24,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output folder (local path; s3:// on EMR)")
     parser.add_argument("--previous", default=None, help="a previous run's output folder: score only ASINs whose image_uri or model changed, carry the rest")
     parser.add_argument("--input-format", default=None, choices=["parquet", "jsonl", "csv"], help="the catalog's format when its suffix does not tell")
-    parser.add_argument("--run-id", default=None, help="run id for the tables, the summary and the staging folder (default: a new one)")
+    add_run_arguments(parser)
     add_config_arguments(parser)
     add_spark_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the scoring job; exit 0 unless the job as a whole failed (bad images are error rows)."""
-    from softlines_attr.score import FAIL_PARTITION_ENV, ScoreJob, run_score_job
+    from softlines_attr.score import ScoreJob, run_score_job
     from softlines_attr.score.job import load_models
     from softlines_attr.spark import build_session
 
     job = ScoreJob(catalog_path=args.catalog, model_dirs=tuple(args.models), out_dir=args.out, previous_dir=args.previous, input_format=args.input_format)
     job.validate()
+    check_run_id(args)
     conf = config_from_args(args)
     payloads, _ = load_models(job.model_dirs, conf)  # a missing or corrupted bundle fails before Spark starts
-    fail = os.environ.get(FAIL_PARTITION_ENV)
     spark = build_session(conf.spark, app_name="softlines-attr-score", master=args.master)
     try:
-        summary = run_score_job(spark, conf, job, run_id=args.run_id, fail_partition=int(fail) if fail else None, payloads=payloads)
+        summary = run_score_job(spark, conf, job, run_id=args.run_id, payloads=payloads)
     finally:
         spark.stop()
     keys = ("run_id", "rows_in", "rows_scored", "rows_carried", "rows_errors", "rows_skipped", "errors_by_reason", "attribute_rows", "out")

@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 
-from softlines_attr.commands.common import add_config_arguments, add_spark_arguments, config_from_args
+from softlines_attr.commands.common import add_config_arguments, add_run_arguments, add_spark_arguments, check_run_id, config_from_args
 
 log = logging.getLogger(__name__)
 
@@ -27,23 +26,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tags", default=None, help="refine shards: the human tags table (asin, attribute, label)")
     parser.add_argument("--attribute", default=None, help="refine shards: the taxonomy attribute to shard (e.g. neck_style), or 'all' for multi shards")
     parser.add_argument("--catalog", default=None, help="refine shards: the catalog snapshot, for images of tagged asins missing from the labels table")
-    parser.add_argument("--run-id", default=None, help="run id for the summary and the staging folder (default: a new one)")
+    add_run_arguments(parser)
     add_config_arguments(parser)
     add_spark_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the shard job; exit 0 unless the job as a whole failed (bad images are rejects, not failures)."""
-    from softlines_attr.shard import FAIL_PARTITION_ENV, ShardJob, run_shard_job
+    from softlines_attr.shard import ShardJob, run_shard_job
     from softlines_attr.spark import build_session
 
     job = ShardJob(labels_dir=args.labels, out_dir=args.out, vocab_size=args.vocab_size, tags_path=args.tags, attribute=args.attribute, catalog_path=args.catalog)
     job.validate()
+    check_run_id(args)
     conf = config_from_args(args)
-    fail = os.environ.get(FAIL_PARTITION_ENV)
     spark = build_session(conf.spark, app_name="softlines-attr-shard", master=args.master)
     try:
-        summary = run_shard_job(spark, conf, job, run_id=args.run_id, fail_partition=int(fail) if fail else None)
+        summary = run_shard_job(spark, conf, job, run_id=args.run_id)
     finally:
         spark.stop()
     print(json.dumps({k: summary[k] for k in ("run_id", "rows_in", "records_written", "rows_rejected", "shards", "rejects_by_reason", "out")}, sort_keys=True))

@@ -5,16 +5,13 @@ else raises :class:`UnsupportedSchemeError`. The S3 endpoint comes from the stan
 ``AWS_ENDPOINT_URL_S3`` environment variable when set (tests point it at a loopback server), and
 credentials from boto3's usual chain (instance profile on EMR).
 
-:class:`S3StagedOutput` gives S3 outputs the same commit protocol as
-:class:`softlines_attr.io.tables.StagedOutput` gives local ones (which Spark's Hadoop cannot write to
-S3 here): stage under ``<out>/_staging/<run_id>/``, then remove the summary, replace each table,
-and write the summary last.
+This is the data plane (image reads, shard uploads from the tasks); committing a job's output is
+:class:`softlines_attr.io.commit.StagedOutput`, one implementation for local paths and S3.
 """
 
 from __future__ import annotations
 
 import io
-import json
 import logging
 import os
 import shutil
@@ -23,13 +20,11 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlparse
 
-from softlines_attr.errors import OutputCommitError, SoftlinesAttrError
+from softlines_attr.errors import SoftlinesAttrError
 
 log = logging.getLogger(__name__)
 
 S3_SCHEMES = frozenset({"s3", "s3a", "s3n"})
-SUMMARY_FILE = "_summary.json"
-STAGING_DIR = "_staging"
 
 
 class UnsupportedSchemeError(SoftlinesAttrError):
@@ -256,50 +251,3 @@ def storage_for(uri: str, *, threads: int = 4, retries: int = 5, timeout_s: floa
     if parse_uri(uri).scheme == "s3":
         return S3Storage(make_s3_client(threads, retries, timeout_s), multipart_chunk_bytes, threads)
     return LocalStorage()
-
-
-class S3StagedOutput:
-    """Stage tables and folders under ``<out>/_staging/<run_id>/`` on S3 and commit them together.
-
-    Same protocol as :class:`softlines_attr.io.tables.StagedOutput`: on commit the old summary is
-    removed first, each staged name replaces ``<out>/<name>``, and ``<out>/_summary.json`` is written last.
-    """
-
-    def __init__(self, storage: Storage, out_dir: str, run_id: str) -> None:
-        self.storage = storage
-        self.out_dir = out_dir.rstrip("/")
-        self.run_id = run_id
-        self.staging = join_uri(self.out_dir, STAGING_DIR, run_id)
-        self._names: list[str] = []
-
-    def table_path(self, name: str) -> str:
-        """Where to write ``name`` for this run (registers it for the commit)."""
-        if "/" in name or name.startswith(("_", ".")):
-            raise ValueError(f"table name {name!r}: expected a plain name not starting with '_' or '.'")
-        if name not in self._names:
-            self._names.append(name)
-        return join_uri(self.staging, name)
-
-    def commit(self, summary: dict[str, Any]) -> str:
-        """Replace each staged name in ``out_dir``, then write the summary; returns its URI.
-
-        Raises:
-            OutputCommitError: when a staged name holds nothing.
-        """
-        for name in self._names:
-            if not self.storage.list_files(join_uri(self.staging, name)):
-                raise OutputCommitError(f"staged output {name!r} was not written to {join_uri(self.staging, name)}")
-        summary_uri = join_uri(self.out_dir, SUMMARY_FILE)
-        self.storage.delete_tree(summary_uri)
-        for name in self._names:
-            final = join_uri(self.out_dir, name)
-            self.storage.delete_tree(final)
-            self.storage.move_tree(join_uri(self.staging, name), final)
-        self.storage.write_bytes(summary_uri, (json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n").encode())
-        self.storage.delete_tree(self.staging)
-        log.info("committed %s to %s", self._names, self.out_dir)
-        return summary_uri
-
-    def abort(self) -> None:
-        """Remove this run's staging prefix."""
-        self.storage.delete_tree(self.staging)

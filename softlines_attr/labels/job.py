@@ -5,7 +5,8 @@ Data flow (one shuffle of the catalog by ASIN; everything per ASIN after it is p
     catalog --clean--> repartition(asin) --dedupe, tokens, reject reasons--> rows (persisted)
     rows[ok] --explode distinct words--> doc_freq per word --rank--> vocabulary (every size)
     rows[ok] --mapInArrow: Arrow hash lookup of the words--> labels_<size> arrays (same partitions)
-    labels, vocabulary, rejects --StagedOutput--> <out>/{labels,vocabulary,rejects}, _summary.json
+    labels, vocabulary, rejects --StagedOutput--> <out>/runs/<run_id>/{labels,vocabulary,rejects}, _summary.json,
+                                                  then <out>/_current.json names the run (the commit)
 
 Nothing is collected to the driver but counts. Every input row ends in exactly one of ``labels``
 or ``rejects``; the summary checks rows in = rows labelled + rows rejected.
@@ -25,7 +26,8 @@ from pyspark.sql import functions as F
 from softlines_attr import __version__
 from softlines_attr.config import LabelsConfig, PipelineConfig, config_to_dict
 from softlines_attr.errors import SoftlinesAttrError
-from softlines_attr.io.tables import StagedOutput, new_run_id, read_table, require_columns
+from softlines_attr.io.commit import StagedOutput
+from softlines_attr.io.tables import new_run_id, read_table, require_columns
 from softlines_attr.labels.tokenize import title_tokens
 
 log = logging.getLogger(__name__)
@@ -55,12 +57,17 @@ class AccountingError(SoftlinesAttrError):
     """Rows in != rows labelled + rows rejected: a bug, never a data problem."""
 
 
+class EmptyLabelsError(SoftlinesAttrError):
+    """A run that labels no row would replace labels that had rows (refused unless ``allow_empty``)."""
+
+
 @dataclass(frozen=True)
 class LabelJobResult:
-    """What a label run produced: the output folder and its summary."""
+    """What a label run produced: the output folder, the committed version's folder and its summary."""
 
     out_dir: str
     summary: dict[str, Any]
+    version_dir: str = ""
 
 
 def labels_column(vocab_size: int) -> str:
@@ -279,16 +286,27 @@ def build_labels(catalog: DataFrame, conf: PipelineConfig, *, partitions: int) -
     return LabelFrames(labels=labels, vocabulary=vocab, rejects=rejects, rows=rows, cached=(labelled, tokenized, ranked))
 
 
-def run_label_job(spark: SparkSession, conf: PipelineConfig, *, catalog_path: str, out_dir: str, input_format: str | None = None) -> LabelJobResult:
+def run_label_job(
+    spark: SparkSession,
+    conf: PipelineConfig,
+    *,
+    catalog_path: str,
+    out_dir: str,
+    input_format: str | None = None,
+    run_id: str | None = None,
+    allow_empty: bool = False,
+) -> LabelJobResult:
     """Read the catalog, build vocabularies, labels and rejects, and commit them to ``out_dir``.
 
     Args:
         spark: The active session.
         conf: The pipeline configuration (``labels``, ``seed``).
         catalog_path: Parquet, JSON Lines or CSV catalog.
-        out_dir: Output folder; ``labels/``, ``vocabulary/``, ``rejects/`` and ``_summary.json``
-            are replaced whole.
+        out_dir: Output folder; the run's ``labels/``, ``vocabulary/``, ``rejects/`` and
+            ``_summary.json`` go to ``<out>/runs/<run_id>/``, made current by ``<out>/_current.json``.
         input_format: Overrides the format detected from the path's suffix.
+        run_id: The run id (default: a new one).
+        allow_empty: Commit a run that labels no row over a current version that had labelled rows.
 
     Returns:
         The output folder and the run summary.
@@ -296,19 +314,27 @@ def run_label_job(spark: SparkSession, conf: PipelineConfig, *, catalog_path: st
     Raises:
         InputSchemaError, InputFormatError: for an unreadable catalog (a job-level failure).
         AccountingError: if rows in != rows labelled + rows rejected (a bug).
+        RunIdError, OutputLocationError: an unsafe run id; an ``--out`` that is a file, read-only or
+            another job's output (found before any work).
+        EmptyLabelsError: no row labelled, over labels that had rows, without ``allow_empty``.
     """
     started = time.time()
-    run_id = new_run_id()
+    run_id = run_id or new_run_id()
+    staged = StagedOutput(out_dir, run_id, job=STAGE, keep_versions=conf.output.keep_versions)
+    previous = staged.prepare()  # before the work: a bad --out fails now, a dead run's folder is removed
     lab = conf.labels
     partitions = lab.shuffle_partitions or int(spark.conf.get("spark.sql.shuffle.partitions"))
-    catalog = read_table(spark, catalog_path, input_format)
     t0 = time.time()
-    frames = build_labels(catalog, conf, partitions=partitions)  # runs tokens, counting and ranking
+    try:
+        catalog = read_table(spark, catalog_path, input_format)
+        frames = build_labels(catalog, conf, partitions=partitions)  # runs tokens, counting and ranking
+    except BaseException:
+        staged.abort()
+        raise
     build_seconds = round(time.time() - t0, 2)
     log.info("labels: tokens, document frequency and ranking took %.1fs", build_seconds)
     labels, vocab, rejects, rows = frames.labels, frames.vocabulary, frames.rejects, frames.rows
 
-    staged = StagedOutput(spark, out_dir, run_id)
     phases: dict[str, float] = {"tokens_and_vocabulary": build_seconds}
 
     def phase(name: str, fn) -> None:
@@ -331,12 +357,19 @@ def run_label_job(spark: SparkSession, conf: PipelineConfig, *, catalog_path: st
         n_rejected = sum(by_reason.values())
         if rows_in != n_labelled + n_rejected:
             raise AccountingError(f"rows in {rows_in} != labelled {n_labelled} + rejected {n_rejected}; expected equality")
+        previous_labelled = int(previous.summary.get("rows_labelled") or 0) if previous.job == STAGE else 0
+        if n_labelled == 0 and previous_labelled > 0 and not allow_empty:
+            raise EmptyLabelsError(
+                f"catalog {catalog_path}: expected at least one labelled row to replace run {previous.run_id} of {out_dir} "
+                f"({previous_labelled} labelled rows), found none ({rows_in} rows in, {n_rejected} rejected); pass --allow-empty to commit it"
+            )
         by_split = {r["split"]: r["n"] for r in written_labels.groupBy("split").agg(F.count(F.lit(1)).alias("n")).collect()}
         vocab_words = {int(r["vocab_size"]): r["n"] for r in written_vocab.groupBy("vocab_size").agg(F.count(F.lit(1)).alias("n")).collect()}
         empty_per_size = written_labels.agg(
             *[F.sum(F.when(F.size(labels_column(s)) == 0, 1).otherwise(0)).alias(labels_column(s)) for s in lab.vocab_sizes]
         ).first()
         summary = {
+            "job": STAGE,
             "stage": STAGE,
             "run_id": run_id,
             "version": __version__,
@@ -354,7 +387,7 @@ def run_label_job(spark: SparkSession, conf: PipelineConfig, *, catalog_path: st
             "seconds": round(time.time() - started, 2),
         }
         summary["phase_seconds"] = phases
-        staged.commit(summary)
+        version_dir = staged.commit(summary)
     except BaseException:
         staged.abort()
         raise
@@ -364,4 +397,4 @@ def run_label_job(spark: SparkSession, conf: PipelineConfig, *, catalog_path: st
         "labels: %d rows in = %d labelled + %d rejected (%s)", summary["rows_in"], n_labelled, n_rejected,
         {k: v for k, v in summary["rejects_by_reason"].items() if v},
     )
-    return LabelJobResult(out_dir=out_dir, summary=summary)
+    return LabelJobResult(out_dir=staged.out_dir, summary=summary, version_dir=version_dir)

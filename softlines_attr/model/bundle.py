@@ -1,17 +1,28 @@
 """Model bundles: a folder with the symbol, the parameters and a manifest, checked on load.
 
-Layout (format version 1)::
+Layout (format version 2)::
 
     <bundle>/symbol.json    the training symbol (mx.sym.Symbol.tojson)
     <bundle>/model.params   mx.nd.save of {"arg:NAME": NDArray, "aux:NAME": NDArray}
-    <bundle>/manifest.json  heads (attribute, classes in order), input shape, mean/std, region,
-                            base model, vocabulary, metrics, thresholds, MXNet version, and the
-                            sha256 of every other file of the bundle
+    <bundle>/manifest.json  heads (attribute, classes in order), the whole preprocessing (store size,
+                            resize mode, input size, crop, region, mean/std), base model, vocabulary,
+                            metrics, thresholds, MXNet version, the sha256 of every other file of the
+                            bundle, and ``manifest_sha256``: the sha256 of the manifest itself
 
 No pickle anywhere: the parameters are MXNet's own NDArray file format, the rest is JSON.
 :func:`load_bundle` verifies every checksum before it parses a file and refuses a bundle whose
-files are missing or changed (:class:`BundleIntegrityError`, naming the file), or whose parameters
-do not fit its symbol (:class:`BundleError`).
+files are missing or changed, or whose manifest was edited (:class:`BundleIntegrityError`, naming
+the file), or whose parameters do not fit its symbol (:class:`BundleError`). The manifest is
+rewritten only through :func:`update_manifest` (``evaluate --write-thresholds``), which recomputes its
+checksum.
+
+:attr:`Manifest.model_digest` identifies everything that changes an output row of the scoring job:
+the symbol and parameters, the heads and their classes, the thresholds, the preprocessing and the
+precision; it is the sha256 part of the scoring tables' ``model_version``.
+
+Format 1 bundles (no preprocessing, no manifest checksum) are refused with a clear error; a user who
+knows the conf a format 1 bundle was trained with can upgrade it explicitly with
+:func:`upgrade_manifest` (docs/MODEL.md, "Bundles").
 """
 
 from __future__ import annotations
@@ -39,7 +50,7 @@ from softlines_attr.model.inception_bn import DATA_NAME
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 SYMBOL_FILE = "symbol.json"
 PARAMS_FILE = "model.params"
 MANIFEST_FILE = "manifest.json"
@@ -77,8 +88,82 @@ class VocabularyRef:
 
 
 @dataclass(frozen=True)
+class Preprocessing:
+    """Everything between an image file's bytes and the network input, as the model was trained.
+
+    Attributes:
+        store_size: The image is resized to this (shorter side, or the side of a padded square).
+        resize_mode: ``shorter_side`` or ``pad_square``.
+        input_size: The side of the square network input cropped from the stored image.
+        mean: Per-channel RGB mean subtracted.
+        std: Per-channel RGB standard deviation divided by.
+        region: ``full`` (the whole stored image) or ``upper`` (its top part: the neck-style view,
+            :func:`softlines_attr.images.tensor.region_view`).
+        crop: ``center``: the centre ``input_size`` square of the (region) view at inference; training
+            crops at random positions of the same view.
+    """
+
+    store_size: int
+    resize_mode: Literal["shorter_side", "pad_square"]
+    input_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    region: Literal["full", "upper"] = "full"
+    crop: Literal["center"] = "center"
+
+    @classmethod
+    def from_images(cls, images: ImageConfig, region: Literal["full", "upper"] = "full") -> "Preprocessing":
+        """The preprocessing of ``conf.images`` (store size, resize mode, input size, mean, std) with ``region``."""
+        return cls(
+            store_size=int(images.store_size),
+            resize_mode=images.resize_mode,
+            input_size=int(images.input_size),
+            mean=tuple(float(v) for v in images.mean),  # type: ignore[arg-type]
+            std=tuple(float(v) for v in images.std),  # type: ignore[arg-type]
+            region=region,
+        )
+
+    def check(self, where: str) -> None:
+        """Raise BundleError when the values cannot be a preprocessing (sizes, std)."""
+        if self.store_size < 1 or self.input_size < 1 or self.input_size > self.store_size:
+            raise BundleError(f"{where}: expected 1 <= input_size <= store_size, found input_size {self.input_size}, store_size {self.store_size}")
+        if any(v <= 0 for v in self.std):
+            raise BundleError(f"{where}: expected a positive std per channel, found {list(self.std)}")
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(3, input_size, input_size)."""
+        return (3, self.input_size, self.input_size)
+
+    @property
+    def decode_key(self) -> tuple[int, str]:
+        """Preprocessings with equal keys decode (and resize) an image once."""
+        return (self.store_size, self.resize_mode)
+
+    def load(self, data: bytes, max_pixels: int) -> Any:
+        """Decode and resize image bytes to the stored size (a PIL image): :func:`softlines_attr.images.load_image`."""
+        from softlines_attr.images.decode import load_image
+
+        return load_image(data, size=self.store_size, mode=self.resize_mode, max_pixels=max_pixels)
+
+    def tensor(self, img: Any) -> np.ndarray:
+        """A stored-size RGB image as the float32 (3, input_size, input_size) network input."""
+        from softlines_attr.images.tensor import to_network_input
+
+        return to_network_input(img, input_size=self.input_size, mean=self.mean, std=self.std, region=self.region)
+
+    def network_input(self, data: bytes, max_pixels: int) -> np.ndarray:
+        """Image file bytes (an original or a shard record's JPEG) as the network input."""
+        return self.tensor(self.load(data, max_pixels))
+
+
+@dataclass(frozen=True)
 class Manifest:
-    """The contents of ``manifest.json``."""
+    """The contents of ``manifest.json``.
+
+    ``input_shape``, ``mean``, ``std`` and ``region`` repeat ``preprocessing`` (for readers of format 1
+    fields); :func:`read_manifest` refuses a manifest where they disagree.
+    """
 
     format_version: int
     heads: tuple[Head, ...]
@@ -88,6 +173,8 @@ class Manifest:
     mxnet_version: str
     created_at: str
     files: dict[str, str]
+    preprocessing: Preprocessing
+    manifest_sha256: str = ""
     region: Literal["full", "upper"] = "full"
     base_model: str | None = None
     vocabulary: VocabularyRef | None = None
@@ -100,6 +187,21 @@ class Manifest:
     def attributes(self) -> tuple[str, ...]:
         """The taxonomy attributes the bundle predicts (empty for a base model)."""
         return tuple(h.attribute for h in self.heads if h.attribute is not None)
+
+    @property
+    def model_digest(self) -> str:
+        """sha256 of everything that changes an output row: symbol and params, heads and classes, thresholds, preprocessing, precision.
+
+        Metrics, timestamps, the calibration record and provenance (base model, vocabulary source) do not enter it.
+        """
+        identity = {
+            "files": {k: self.files.get(k) for k in (SYMBOL_FILE, PARAMS_FILE)},
+            "heads": [dataclasses.asdict(h) for h in self.heads],
+            "thresholds": dict(sorted(self.thresholds.items())),
+            "preprocessing": dataclasses.asdict(self.preprocessing),
+            "precision": self.precision,
+        }
+        return hashlib.sha256(json.dumps(identity, sort_keys=True, separators=(",", ":")).encode("utf-8")).hexdigest()
 
     def head(self, name: str) -> Head:
         """The head called ``name``; raise BundleError naming the heads there are."""
@@ -229,8 +331,9 @@ def save_bundle(
     aux_params: Mapping[str, mx.nd.NDArray],
     *,
     heads: Sequence[Head],
-    images: ImageConfig,
+    images: ImageConfig | None = None,
     region: Literal["full", "upper"] = "full",
+    preprocessing: Preprocessing | None = None,
     base_model: str | None = None,
     vocabulary: VocabularyRef | None = None,
     metrics: Mapping[str, float] | None = None,
@@ -247,8 +350,11 @@ def save_bundle(
         arg_params: Learned parameters by name (as ``Module.get_params()[0]``).
         aux_params: Auxiliary states (BN moving mean/var) by name.
         heads: The network's heads, in output order.
-        images: ``conf.images``: the input shape is (3, input_size, input_size), mean and std as there.
-        region: ``full`` or ``upper`` (the crop :func:`to_network_input` must use for this model).
+        images: The ``[images]`` config the model was trained with: the bundle's preprocessing is its
+            store size, resize mode, input size, mean and std, with ``region``.
+        region: ``full`` or ``upper`` (the view :func:`to_network_input` must crop for this model).
+        preprocessing: The whole preprocessing instead of ``images`` and ``region`` (exactly one of
+            ``images`` / ``preprocessing``; an INT8 copy passes its fp32 bundle's).
         base_model: The base bundle a refined model started from (its path and params sha256).
         vocabulary: The title-word vocabulary the (base) model was trained on.
         metrics: Validation metrics by name.
@@ -268,7 +374,11 @@ def save_bundle(
         raise BundleError(f"bundle folder {path} already exists; expected a new path (or overwrite=True)")
     if not heads:
         raise BundleError("save_bundle: expected at least one head, found none")
-    input_shape = (3, images.input_size, images.input_size)
+    if (images is None) == (preprocessing is None):
+        raise BundleError("save_bundle: expected exactly one of images= (an ImageConfig) or preprocessing=, found " + ("both" if images is not None else "neither"))
+    prep = preprocessing if preprocessing is not None else Preprocessing.from_images(images, region)  # type: ignore[arg-type]
+    prep.check("save_bundle")
+    input_shape = prep.input_shape
     arg = {k: v.as_in_context(mx.cpu()) for k, v in arg_params.items()}
     aux = {k: v.as_in_context(mx.cpu()) for k, v in aux_params.items()}
     check_params(symbol, arg, aux, heads, input_shape, precision)
@@ -283,12 +393,13 @@ def save_bundle(
             format_version=FORMAT_VERSION,
             heads=tuple(heads),
             input_shape=input_shape,
-            mean=tuple(images.mean),
-            std=tuple(images.std),
+            mean=tuple(prep.mean),
+            std=tuple(prep.std),
             mxnet_version=mx.__version__,
             created_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             files={name: sha256_file(staging / name) for name in (SYMBOL_FILE, PARAMS_FILE)},
-            region=region,
+            preprocessing=prep,
+            region=prep.region,
             base_model=base_model,
             vocabulary=vocabulary,
             metrics=dict(metrics or {}),
@@ -296,7 +407,7 @@ def save_bundle(
             precision=precision,
             calibration=dict(calibration or {}),
         )
-        (staging / MANIFEST_FILE).write_text(json.dumps(dataclasses.asdict(manifest), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        manifest = _write_manifest_file(staging / MANIFEST_FILE, manifest)
         _move_into_place(staging, path)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -315,12 +426,36 @@ def _move_into_place(staging: Path, path: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def manifest_checksum(data: Mapping[str, Any]) -> str:
+    """sha256 of a manifest's canonical JSON (sorted keys, no whitespace), without its ``manifest_sha256`` key."""
+    body = {k: v for k, v in data.items() if k != "manifest_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")).hexdigest()
+
+
+def _write_manifest_file(file: Path, manifest: Manifest) -> Manifest:
+    """Write ``manifest`` (its checksum recomputed) to ``file`` through a flushed temporary file; returns it as written."""
+    data = json.loads(json.dumps(dataclasses.asdict(dataclasses.replace(manifest, manifest_sha256=""))))
+    data["manifest_sha256"] = manifest_checksum(data)
+    tmp = file.with_name(f".{file.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, file)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return dataclasses.replace(manifest, manifest_sha256=data["manifest_sha256"])
+
+
 def read_manifest(path: str | Path) -> Manifest:
     """Parse and check ``<path>/manifest.json`` (without verifying the other files).
 
     Raises:
-        BundleIntegrityError: if the manifest is missing.
-        BundleError: if it is not valid JSON, has an unknown format version or a malformed key.
+        BundleIntegrityError: if the manifest is missing, or does not match its ``manifest_sha256``
+            (it was edited by hand: a renamed class, a changed threshold).
+        BundleError: if it is not valid JSON, has an unknown format version (format 1: no
+            preprocessing recorded) or a malformed key.
     """
     file = Path(path) / MANIFEST_FILE
     if not file.is_file():
@@ -329,14 +464,84 @@ def read_manifest(path: str | Path) -> Manifest:
         data = json.loads(file.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BundleError(f"bundle {path}: file {MANIFEST_FILE} is not valid JSON: {exc}") from exc
-    if not isinstance(data, dict) or data.get("format_version") != FORMAT_VERSION:
-        found = data.get("format_version") if isinstance(data, dict) else type(data).__name__
-        raise BundleError(f"bundle {path}: file {MANIFEST_FILE}: expected format_version {FORMAT_VERSION}, found {found!r}")
+    found_version = data.get("format_version") if isinstance(data, dict) else type(data).__name__
+    if found_version == 1:
+        raise BundleError(
+            f"bundle {path}: file {MANIFEST_FILE}: expected format_version {FORMAT_VERSION}, found 1, which records no preprocessing "
+            "(store size, resize mode) and no manifest checksum; retrain it, or upgrade it with "
+            "softlines_attr.model.bundle.upgrade_manifest(path, images) naming the [images] conf it was trained with"
+        )
+    if found_version != FORMAT_VERSION:
+        raise BundleError(f"bundle {path}: file {MANIFEST_FILE}: expected format_version {FORMAT_VERSION}, found {found_version!r}")
+    recorded = data.get("manifest_sha256")
+    actual = manifest_checksum(data)
+    if recorded != actual:
+        raise BundleIntegrityError(
+            f"bundle {path}: file {MANIFEST_FILE} does not match its checksum: expected manifest_sha256 {recorded!r}, found {actual} "
+            "(edited by hand? rewrite it only through update_manifest / evaluate --write-thresholds)"
+        )
     try:
         manifest = parse_dataclass(Manifest, data, source=str(file))
     except ConfigError as exc:
         raise BundleError(f"bundle {path}: {exc}") from exc
-    return dataclasses.replace(manifest, heads=tuple(dataclasses.replace(h, classes=tuple(h.classes)) for h in manifest.heads))
+    manifest = dataclasses.replace(manifest, heads=tuple(dataclasses.replace(h, classes=tuple(h.classes)) for h in manifest.heads))
+    prep = manifest.preprocessing
+    try:
+        prep.check(f"bundle {path}: {MANIFEST_FILE}: preprocessing")
+    except BundleError as exc:
+        raise BundleError(str(exc)) from None
+    repeated = {"input_shape": (tuple(manifest.input_shape), prep.input_shape), "mean": (tuple(manifest.mean), tuple(prep.mean)),
+                "std": (tuple(manifest.std), tuple(prep.std)), "region": (manifest.region, prep.region)}
+    for key, (top, inner) in repeated.items():
+        if top != inner:
+            raise BundleError(f"bundle {path}: {MANIFEST_FILE}: {key} {top} disagrees with preprocessing.{key} {inner}; expected the same value")
+    return manifest
+
+
+def update_manifest(path: str | Path, **changes: Any) -> Manifest:
+    """Rewrite a bundle's manifest with ``changes`` (e.g. ``thresholds=``, ``metrics=``), its checksum recomputed.
+
+    The bundle is verified first (every file's checksum), and the manifest is replaced atomically.
+
+    Raises:
+        BundleIntegrityError, BundleError: the bundle does not verify; a key the manifest does not have.
+    """
+    path = Path(path)
+    manifest = read_manifest(path)
+    verify_files(path, manifest)
+    fields = {f.name for f in dataclasses.fields(Manifest)} - {"format_version", "files", "manifest_sha256"}
+    unknown = sorted(set(changes) - fields)
+    if unknown:
+        raise BundleError(f"update_manifest: expected keys of {sorted(fields)}, found {unknown}")
+    return _write_manifest_file(path / MANIFEST_FILE, dataclasses.replace(manifest, **changes))
+
+
+def upgrade_manifest(path: str | Path, images: ImageConfig, region: Literal["full", "upper"] = "full") -> Manifest:
+    """Upgrade a format 1 bundle's manifest to format 2, stating the preprocessing it was trained with.
+
+    The explicit fallback for bundles written before the preprocessing was recorded: the caller
+    names the ``[images]`` conf (store size, resize mode) of the training run; the input size, mean
+    and std must match the ones the format 1 manifest recorded.
+
+    Raises:
+        BundleError: not a format 1 manifest, or ``images`` disagrees with what it recorded.
+    """
+    path = Path(path)
+    file = path / MANIFEST_FILE
+    data = json.loads(file.read_text(encoding="utf-8"))
+    if data.get("format_version") != 1:
+        raise BundleError(f"bundle {path}: expected a format_version 1 manifest to upgrade, found {data.get('format_version')!r}")
+    prep = Preprocessing.from_images(images, region)
+    recorded = (tuple(data.get("input_shape", ())), tuple(data.get("mean", ())), tuple(data.get("std", ())), data.get("region", "full"))
+    if recorded != (prep.input_shape, tuple(prep.mean), tuple(prep.std), prep.region):
+        raise BundleError(f"bundle {path}: the manifest records input_shape, mean, std, region {recorded}; images gives {(prep.input_shape, prep.mean, prep.std, prep.region)}")
+    data.update(format_version=FORMAT_VERSION, preprocessing=dataclasses.asdict(prep), manifest_sha256="")
+    try:
+        manifest = parse_dataclass(Manifest, data, source=str(file))
+    except ConfigError as exc:
+        raise BundleError(f"bundle {path}: {exc}") from exc
+    verify_files(path, manifest)
+    return _write_manifest_file(file, manifest)
 
 
 def verify_files(path: str | Path, manifest: Manifest) -> None:

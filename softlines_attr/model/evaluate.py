@@ -12,10 +12,12 @@ Metrics (pure numpy, one head at a time, single-label heads):
 * the abstain threshold: the lowest threshold whose precision reaches the target precision (from
   ``conf.evaluate``), or none when no threshold does (``reached = false``).
 
-Images come from the shards and go through the bundle's own preprocessing: each record's JPEG is
-decoded with Pillow and cropped by :func:`softlines_attr.images.to_network_input` with the
-bundle's input size, mean, std and region (the upper crop of a neck-style model included) -- what
-the scoring job feeds the network -- and the bundle's inference symbol runs with inference-mode BN.
+Images come from the shards and go through the bundle's own preprocessing (its manifest's, never
+the conf's): each record's JPEG is decoded and resized to the bundle's store size and resize mode,
+and cropped by :func:`softlines_attr.images.to_network_input` with the bundle's input size, mean, std
+and region (the upper view of a neck-style model included) -- what the scoring job feeds the
+network -- and the bundle's inference symbol runs with inference-mode BN. Shards stored with
+another store size or resize mode than the bundle's are refused.
 
 Refine shards carry one class index per record and are evaluated against the bundle head of the
 shards' attribute. Multi shards (one column per attribute, -1 = no tag) are evaluated against every
@@ -26,7 +28,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import io
 import json
 import logging
 import math
@@ -40,11 +41,8 @@ from typing import Any
 
 import mxnet as mx
 import numpy as np
-from PIL import Image
-
 from softlines_attr.config import EvaluateConfig
-from softlines_attr.images.tensor import to_network_input
-from softlines_attr.model.bundle import MANIFEST_FILE, PARAMS_FILE, Bundle, Head, load_bundle
+from softlines_attr.model.bundle import MANIFEST_FILE, PARAMS_FILE, Bundle, Head, load_bundle, read_manifest, update_manifest
 from softlines_attr.model.errors import ClassMismatchError, EvaluateInputError
 from softlines_attr.model.inception_bn import DATA_NAME
 from softlines_attr.shard.contract import ShardSet
@@ -331,7 +329,7 @@ class HeadColumn:
 
 
 def shard_attributes(shards: ShardSet) -> tuple[str, ...]:
-    """The attribute of each label column: refine shards one (the summary's ``attribute``), multi shards theirs.
+    """The attribute of each label column: refine shards one (the contract's ``attribute``), multi shards theirs.
 
     Raises:
         EvaluateInputError: base (title-word) shards, or shards that do not name their attribute(s).
@@ -341,42 +339,26 @@ def shard_attributes(shards: ShardSet) -> tuple[str, ...]:
             f"shards {shards.root} are base shards (title-word labels); expected refine or multi shards holding human attribute tags"
         )
     if shards.mode == "multi":
-        attributes = tuple(shards.attributes) or tuple(str(a) for a in shards.summary.get("attributes") or ())
-        if len(attributes) != shards.label_width:
+        if len(shards.attributes) != shards.label_width:
             raise EvaluateInputError(
-                f"multi shards {shards.root}: expected one attribute per label column ({shards.label_width}), found {list(attributes)}"
+                f"multi shards {shards.root}: expected one attribute per label column ({shards.label_width}), found {list(shards.attributes)}"
             )
-        return attributes
-    attribute = shards.summary.get("attribute")
-    if not attribute:
-        raise EvaluateInputError(f"refine shards {shards.root}: expected _summary.json to name the 'attribute', found {attribute!r}")
-    return (str(attribute),)
+        return tuple(shards.attributes)
+    if not shards.attribute:
+        raise EvaluateInputError(f"refine shards {shards.root}: expected the shard manifest to name the attribute, found {shards.attribute!r}")
+    return (shards.attribute,)
 
 
-def _shard_class_count(shards: ShardSet, attribute: str, column: int) -> int | None:
+def _shard_class_count(shards: ShardSet, attribute: str) -> int | None:
     """The class count the shards declare for ``attribute`` (None when they do not say).
 
-    Refine shards: the manifest's ``num_classes``. Multi shards: the summary's per-attribute
-    ``num_classes`` (the manifest's is the total over all attributes).
+    Refine shards: the manifest's ``num_classes``. Multi shards: the number of class names the
+    manifest records for the attribute (the manifest's ``num_classes`` is the total over all attributes).
     """
     if shards.mode == "refine":
         return shards.num_classes
-    per_attribute = shards.summary.get("num_classes")
-    if isinstance(per_attribute, Mapping) and attribute in per_attribute:
-        return int(per_attribute[attribute])
-    if isinstance(per_attribute, list) and column < len(per_attribute):
-        return int(per_attribute[column])
-    return None
-
-
-def _shard_class_names(shards: ShardSet, attribute: str) -> tuple[str, ...] | None:
-    """The class names the shard job recorded for ``attribute`` (summary ``classes``), or None."""
-    classes = shards.summary.get("classes")
-    if shards.mode == "multi" and isinstance(classes, Mapping):
-        classes = classes.get(attribute)
-    elif shards.mode == "multi":
-        classes = None
-    return tuple(str(c) for c in classes) if isinstance(classes, list) else None
+    names = shards.class_names(attribute)
+    return len(names) if names is not None else None
 
 
 def check_head_classes(bundle: Bundle, shards: ShardSet, head: Head, column: int) -> None:
@@ -385,13 +367,13 @@ def check_head_classes(bundle: Bundle, shards: ShardSet, head: Head, column: int
     Raises:
         ClassMismatchError: naming the head's classes and the shards'.
     """
-    names = _shard_class_names(shards, str(head.attribute))
+    names = shards.class_names(str(head.attribute))
     if names is not None and names != tuple(head.classes):
         raise ClassMismatchError(
             f"head {head.name!r} of bundle {bundle.path} has classes {list(head.classes)}; "
             f"the shards {shards.root} have classes {list(names)} for attribute {head.attribute!r}"
         )
-    declared = _shard_class_count(shards, str(head.attribute), column)
+    declared = _shard_class_count(shards, str(head.attribute))
     if declared is not None and declared != len(head.classes):
         raise ClassMismatchError(
             f"head {head.name!r} of bundle {bundle.path} has {len(head.classes)} classes {list(head.classes)}; "
@@ -461,10 +443,35 @@ def read_records(paths: Sequence[Path]) -> Iterator[tuple[np.ndarray, bytes]]:
 
 
 def network_input(image: bytes, bundle: Bundle) -> np.ndarray:
-    """A shard record's JPEG as the bundle's network input: the crop (region), mean and std of its manifest."""
-    m = bundle.manifest
-    with Image.open(io.BytesIO(image)) as img:
-        return to_network_input(img.convert("RGB"), input_size=m.input_shape[1], mean=m.mean, std=m.std, region=m.region)
+    """A shard record's JPEG as the bundle's network input, through the bundle's own preprocessing.
+
+    The record is decoded and resized to the bundle's store size and resize mode (a no-op for shards
+    written with that preprocessing, which :func:`check_shard_preprocessing` requires), then cropped
+    (region), normalised with the manifest's mean and std: exactly what the scoring job feeds it.
+    """
+    return bundle.manifest.preprocessing.network_input(image, max_pixels=RECORD_MAX_PIXELS)
+
+
+#: Shard records are at most store-size images: a generous pixel limit for decoding them.
+RECORD_MAX_PIXELS = 1 << 26
+
+
+def check_shard_preprocessing(bundle: Bundle, shards: ShardSet) -> None:
+    """Refuse shards stored at another size or resize mode than the bundle's preprocessing.
+
+    Records resized once more to another store size (or padded vs cropped) are not what the scoring
+    job gives the model, so the metrics and thresholds would describe another model input.
+
+    Raises:
+        EvaluateInputError: naming both preprocessings.
+    """
+    prep = bundle.manifest.preprocessing
+    found = (shards.image_size, shards.resize_mode)
+    if found != (prep.store_size, prep.resize_mode):
+        raise EvaluateInputError(
+            f"shards {shards.root} hold images stored at {found[0]} px {found[1]}; bundle {bundle.path} expects its preprocessing, "
+            f"store size {prep.store_size} px {prep.resize_mode}: reshard with that [images] conf"
+        )
 
 
 class BundlePredictor:
@@ -601,6 +608,7 @@ def evaluate_bundle(
         ClassMismatchError: a head's classes do not match the shards' labels.
     """
     pairs = match_heads(bundle, shards)
+    check_shard_preprocessing(bundle, shards)
     paths = split_paths(shards, split)
     log.info("evaluating %s on %s split %s (%d shard files), heads %s", bundle.path, shards.root, split, len(paths), [p.head.name for p in pairs])
     labels, probs = predict_records(bundle, paths, batch_size=settings.batch_size, threads=threads, ctx=ctx)
@@ -714,24 +722,23 @@ def manifest_updates(ev: Evaluation) -> tuple[dict[str, float], dict[str, float]
 def write_thresholds(bundle_path: str | Path, ev: Evaluation) -> Bundle:
     """Put the evaluation's abstain thresholds and metrics into the bundle's ``manifest.json``.
 
-    The manifest is not covered by the bundle's checksums; it is rewritten atomically (temporary
-    file, then ``os.replace``), other keys kept, and the bundle is loaded again to verify it.
+    Through :func:`softlines_attr.model.bundle.update_manifest`: the bundle is verified, the manifest
+    rewritten atomically with its checksum recomputed, other keys kept. New thresholds change the
+    bundle's :attr:`~softlines_attr.model.bundle.Manifest.model_digest`, hence the scoring tables'
+    ``model_version``, so incremental scoring rescores the rows whose abstain decisions they change.
 
     Raises:
         EvaluateInputError: the bundle's parameters are not the ones evaluated.
         BundleError: the rewritten bundle does not load.
     """
     path = Path(bundle_path)
-    file = path / MANIFEST_FILE
-    data = json.loads(file.read_text(encoding="utf-8"))
-    found = data.get("files", {}).get(PARAMS_FILE)
+    manifest = read_manifest(path)
+    found = manifest.files.get(PARAMS_FILE)
     if found != ev.params_sha256:
         raise EvaluateInputError(f"bundle {path}: {PARAMS_FILE} has sha256 {found}; expected {ev.params_sha256}, the parameters evaluated")
     thresholds, metrics = manifest_updates(ev)
-    data["thresholds"] = {**data.get("thresholds", {}), **thresholds}
-    data["metrics"] = {**data.get("metrics", {}), **metrics}
-    write_text_atomic(file, json.dumps(data, indent=2, sort_keys=True) + "\n")
-    log.info("wrote thresholds %s into %s", thresholds, file)
+    update_manifest(path, thresholds={**manifest.thresholds, **thresholds}, metrics={**manifest.metrics, **metrics})
+    log.info("wrote thresholds %s into %s", thresholds, path / MANIFEST_FILE)
     return load_bundle(path)
 
 

@@ -7,8 +7,10 @@ layer's outputs; ``entropy``: KL-optimal thresholds). The result is written as a
 with ``precision = "int8"``: its symbol is already an inference symbol, so
 :meth:`Bundle.predict` and the scoring job use it like any other bundle.
 
-Calibration images go through the same decode and :func:`to_network_input` as scoring, from the
-records of a shard split (the validation split by default): the images the model never trained on.
+Calibration images go through the bundle's own preprocessing (decode, resize to its store size,
+:func:`to_network_input`), as scoring does, from the records of a shard split (the validation split
+by default): the images the model never trained on. The INT8 bundle carries the fp32 bundle's
+preprocessing unchanged.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import mxnet as mx
 import numpy as np
 
 from softlines_attr.config import ImageConfig
-from softlines_attr.images import ImageError, load_image, to_network_input
+from softlines_attr.images import ImageError
 from softlines_attr.model.bundle import PARAMS_FILE, Bundle, Manifest, save_bundle
 from softlines_attr.model.errors import ModelError
 from softlines_attr.model.inception_bn import DATA_NAME
@@ -41,14 +43,17 @@ class QuantizeError(ModelError):
 
 
 def calibration_images(
-    shard_paths: Sequence[Path], manifest: Manifest, images: ImageConfig, *, limit: int
+    shard_paths: Sequence[Path], manifest: Manifest, images: ImageConfig | None = None, *, limit: int
 ) -> np.ndarray:
     """Up to ``limit`` network inputs decoded from shard records, as scoring would preprocess them.
 
+    Every image goes through the bundle's own preprocessing (its manifest's store size, resize mode,
+    input size, region, mean and std), never the conf's.
+
     Args:
         shard_paths: ``.rec`` files to read in order (e.g. a shard set's val split).
-        manifest: The bundle's manifest (input size, mean, std, crop region).
-        images: ``conf.images`` (store size, resize mode, pixel limit) for decoding.
+        manifest: The bundle's manifest (its preprocessing).
+        images: ``conf.images``: only its ``max_pixels`` (the decoding safety limit) is used.
         limit: The most images to return.
 
     Returns:
@@ -57,7 +62,8 @@ def calibration_images(
     Raises:
         QuantizeError: if no record could be decoded.
     """
-    size = manifest.input_shape[1]
+    prep = manifest.preprocessing
+    max_pixels = images.max_pixels if images is not None else 1 << 26
     out: list[np.ndarray] = []
     skipped = 0
     for path in shard_paths:
@@ -69,11 +75,10 @@ def calibration_images(
                     break
                 _, payload = mx.recordio.unpack(record)
                 try:
-                    img = load_image(payload, size=images.store_size, mode=images.resize_mode, max_pixels=images.max_pixels)
+                    out.append(prep.network_input(payload, max_pixels))
                 except ImageError:
                     skipped += 1
                     continue
-                out.append(to_network_input(img, input_size=size, mean=manifest.mean, std=manifest.std, region=manifest.region))
         finally:
             reader.close()
         if len(out) >= limit:
@@ -144,19 +149,13 @@ def quantize_bundle(
         quantize_mode="smart",
     )
     qaux = {k: v for k, v in qaux.items() if k in qsym.list_auxiliary_states()}
-    # save_bundle takes the input shape and normalisation from an ImageConfig: the fp32 bundle's own
-    images = ImageConfig(
-        store_size=m.input_shape[1], input_size=m.input_shape[1], resize_mode="shorter_side", jpeg_quality=90,
-        max_pixels=0, mean=m.mean, std=m.std,
-    )
     return save_bundle(
         out,
         qsym,
         qarg,
         qaux,
         heads=m.heads,
-        images=images,
-        region=m.region,
+        preprocessing=m.preprocessing,  # the fp32 bundle's whole preprocessing, unchanged
         base_model=f"{bundle.path}@sha256:{m.files[PARAMS_FILE]}",
         vocabulary=m.vocabulary,
         metrics={f"fp32_{k}": v for k, v in m.metrics.items()},

@@ -9,11 +9,10 @@ MXNet is not imported by this package module (the task sets thread counts before
 """
 
 from softlines_attr.score.errors import ScoreAccountingError, ScoreInputError, ScoreModelError, ScoreSchemaError
-from softlines_attr.score.job import FAIL_PARTITION_ENV, ScoreJob, run_score_job
+from softlines_attr.score.job import ScoreJob, run_score_job
 from softlines_attr.score.models import BundlePayload, Predictor, read_payload, resolve_model_dirs
 
 __all__ = [
-    "FAIL_PARTITION_ENV",
     "BundlePayload",
     "Predictor",
     "ScoreAccountingError",

@@ -6,8 +6,10 @@ A previous run's row for (asin, attribute) is carried into the new run, with its
 * the catalog's ``image_uri`` for the asin equals the row's ``image_uri`` (the change key: an image
   replaced under the same URI is not detected; catalogs that overwrite images in place should
   version their URIs, or run without ``--previous``), and
-* the model that scores the attribute now has the same parameters: the sha256 part of
-  ``model_version`` (after ``@``) is compared, so renaming a bundle folder does not force a rescore.
+* the model that scores the attribute now is the same model: the digest part of ``model_version``
+  (after ``@``: params, symbol, heads and classes, thresholds, preprocessing) is compared, so new
+  abstain thresholds (``evaluate --write-thresholds``) rescore the rows, and renaming a bundle folder
+  does not force a rescore.
 
 Carrying is per bundle: a bundle is run on an asin unless every attribute it predicts is carried
 (a multi-head bundle is all or nothing). Rows of attributes no model scores now, and of asins no
@@ -19,63 +21,47 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from softlines_attr.io.tables import SUMMARY_FILE, is_local, join_path
+from softlines_attr.io.commit import POINTER_FILE, SUMMARY_FILE, CurrentVersionError, OutputLocationError, read_current
+from softlines_attr.io.storage import join_uri
 from softlines_attr.score.errors import ScoreInputError, ScoreSchemaError
-from softlines_attr.score.models import VERSION_SHA_CHARS, BundlePayload
+from softlines_attr.score.models import BundlePayload
 from softlines_attr.score.schema import check_written, schema_version
 
 log = logging.getLogger(__name__)
 
 
 def read_previous(spark: SparkSession, previous_dir: str) -> tuple[DataFrame, dict]:
-    """The previous run's attributes table and summary.
+    """The previous run's attributes table and summary, from the current version of ``previous_dir``.
+
+    ``previous_dir`` is a scoring job's ``--out`` (its ``_current.json`` is followed, see
+    :func:`softlines_attr.io.commit.resolve_current`) or one run folder of it.
 
     Raises:
         ScoreInputError: when the folder holds no complete scoring run (no ``_summary.json``), a run
             of another schema version, or an attributes table not matching the contract.
     """
-    import json
-
-    summary_path = join_path(previous_dir, SUMMARY_FILE)
-    text = _read_text(spark, summary_path)
-    if text is None:
-        raise ScoreInputError(f"--previous {previous_dir}: expected a complete scoring run with {SUMMARY_FILE}, found none")
     try:
-        summary = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ScoreInputError(f"--previous {previous_dir}: {SUMMARY_FILE} is not valid JSON: {exc}") from None
+        current = read_current(previous_dir)
+    except (CurrentVersionError, OutputLocationError) as exc:
+        raise ScoreInputError(f"--previous {previous_dir}: {exc}") from None
+    summary = current.summary
+    if not summary:
+        raise ScoreInputError(f"--previous {previous_dir}: expected a complete scoring run with {POINTER_FILE} or {SUMMARY_FILE}, found neither")
     if summary.get("job") != "score":
         raise ScoreInputError(f"--previous {previous_dir}: expected the output of a score run, found job {summary.get('job')!r}")
     if summary.get("schema_version") != schema_version():
         raise ScoreInputError(f"--previous {previous_dir}: expected schema version {schema_version()}, found {summary.get('schema_version')!r}; rescore without --previous")
-    attrs = spark.read.parquet(join_path(previous_dir, "attributes"))
+    log.info("previous run %s at %s", current.run_id, current.uri)
+    attrs = spark.read.parquet(join_uri(current.uri, "attributes"))
     try:
         check_written(attrs, "attributes")
     except ScoreSchemaError as exc:
         raise ScoreInputError(f"--previous {previous_dir}: {exc}") from None
     return attrs, summary
-
-
-def _read_text(spark: SparkSession, path: str) -> str | None:
-    """A small text file's contents (local, or through Hadoop's FileSystem: Spark's readers skip ``_`` files); None if absent."""
-    if is_local(path):
-        local = Path(path.removeprefix("file://"))
-        return local.read_text(encoding="utf-8") if local.is_file() else None
-    jvm = spark.sparkContext._jvm
-    hpath = jvm.org.apache.hadoop.fs.Path(path)
-    fs = hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
-    if not fs.exists(hpath):
-        return None
-    stream = fs.open(hpath)
-    try:
-        return jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8")
-    finally:
-        stream.close()
 
 
 def _map_literal(pairs: dict[str, str]) -> Column:
@@ -102,7 +88,7 @@ def plan_rows(tagged: DataFrame, payloads: Sequence[BundlePayload], previous: Da
         need = F.array(*[is_candidate for _ in payloads])
         return tagged.withColumn("need", need).withColumn("carry_attrs", F.array().cast("array<string>")), None
     candidates = tagged.filter(is_candidate)
-    want_sha = _map_literal({a: p.params_sha256[:VERSION_SHA_CHARS] for p, attrs in zip(payloads, bundle_attrs) for a in attrs})
+    want_sha = _map_literal({a: p.version_sha for p, attrs in zip(payloads, bundle_attrs) for a in attrs})
     all_attrs = [a for attrs in bundle_attrs for a in attrs]
     prev = previous.filter(F.col("attribute").isin(*all_attrs))
     ok = (

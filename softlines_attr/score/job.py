@@ -1,15 +1,17 @@
 """The scoring job's driver: catalog + model bundles -> attributes, wide and errors tables.
 
-Output layout under ``--out`` (tables as in ``contract/score_tables.json``, docs/SCORING.md)::
+Output layout of one run, under ``<out>/runs/<run_id>/`` (tables as in ``contract/score_tables.json``,
+docs/SCORING.md), made the current version by ``<out>/_current.json``::
 
     attributes/attribute=<name>/   Parquet: one row per asin and attribute
     wide/                          Parquet: one row per asin, a column per attribute, keywords
     errors/                        Parquet: one row per catalog row not scored (and not skipped)
     _summary.json                  the run summary, written last
 
-Everything is staged under ``<out>/_staging/<run_id>/`` and committed whole
-(:class:`softlines_attr.io.tables.StagedOutput`): a rerun replaces every table, a failed run leaves the
-previous output as it was (and no ``_summary.json`` while tables are being swapped).
+Everything is written into the run folder and committed by one pointer write
+(:class:`softlines_attr.io.commit.StagedOutput`): a reader following the pointer sees the previous run
+whole until the commit and the new one whole after it; a failed run leaves the previous version current.
+A run in which no row reaches ``attributes/`` commits empty tables with the contract's schema.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ from pyspark.sql import functions as F
 
 from softlines_attr.config import PipelineConfig, config_to_dict
 from softlines_attr.io.storage import parse_uri
-from softlines_attr.io.tables import StagedOutput, new_run_id
+from softlines_attr.io.commit import StagedOutput
+from softlines_attr.io.tables import new_run_id
 from softlines_attr.score.errors import ScoreAccountingError, ScoreInputError
 from softlines_attr.score.incremental import plan_rows, read_previous
 from softlines_attr.score.inputs import read_catalog, tag_catalog
@@ -40,7 +43,6 @@ from softlines_attr.score.task import TASK_DDL, ScoreTaskSpec, score_partition
 
 log = logging.getLogger(__name__)
 
-FAIL_PARTITION_ENV = "SOFTLINES_ATTR_SCORE_FAIL_PARTITION"
 TABLES = ("attributes", "wide", "errors")
 
 
@@ -80,7 +82,7 @@ def load_models(model_dirs: tuple[str, ...], conf: PipelineConfig) -> tuple[list
         ScoreInputError, ScoreModelError, BundleError, BundleIntegrityError: unusable model folders.
     """
     payloads = [read_payload(path) for path in resolve_model_dirs(model_dirs)]
-    attributes = check_payloads(payloads, conf.images.store_size)
+    attributes = check_payloads(payloads)
     for p in payloads:
         log.info("model %s: %s (%.1f MB)", p.model_version, [h.attribute for h in p.heads], len(p.params) / 1e6)
     return payloads, attributes
@@ -119,7 +121,6 @@ def run_score_job(
     job: ScoreJob,
     *,
     run_id: str | None = None,
-    fail_partition: int | None = None,
     payloads: list[BundlePayload] | None = None,
 ) -> dict:
     """Score a catalog with model bundles and commit the tables; returns the run summary.
@@ -129,16 +130,17 @@ def run_score_job(
         conf: The pipeline config (``score``, ``images``).
         job: What to score and where.
         run_id: The run id (default: a new one).
-        fail_partition: Test hook: the first attempt of this scoring partition dies after its first batch.
         payloads: The bundles of ``job.model_dirs`` already loaded by :func:`load_models` (the command
             loads them before starting Spark, so a bad bundle fails fast); loaded here when None.
 
     Returns:
-        The summary written to ``<out>/_summary.json``.
+        The summary written to ``<out>/runs/<run_id>/_summary.json``.
 
     Raises:
         ScoreInputError, ScoreModelError, BundleError, InputSchemaError, InputFormatError: bad inputs.
         ScoreAccountingError: rows in != scored + carried + errors + skipped, or a duplicate row (nothing committed).
+        RunIdError, OutputLocationError: an unsafe run id; an ``--out`` that is a file, read-only or
+            another job's output (found before any work).
     """
     job.validate()
     started = time.monotonic()
@@ -147,11 +149,32 @@ def run_score_job(
     out_dir = job.out_dir if parse_uri(job.out_dir).scheme != "file" else os.path.abspath(parse_uri(job.out_dir).key)
     timings: dict[str, float] = {}
     mark = time.monotonic()
+    staged = StagedOutput(out_dir, run_id, job="score", keep_versions=conf.output.keep_versions)
+    staged.prepare()  # before the work: a bad --out fails now, a dead run's folder is removed
+    try:
+        return _run(spark, conf, job, staged, payloads, started, now, timings, mark)
+    except BaseException:
+        staged.abort()  # no-op once committed
+        raise
 
+
+def _run(
+    spark: SparkSession,
+    conf: PipelineConfig,
+    job: ScoreJob,
+    staged: StagedOutput,
+    payloads: list[BundlePayload] | None,
+    started: float,
+    now: dt.datetime,
+    timings: dict[str, float],
+    mark: float,
+) -> dict:
+    """The scoring job after its output is prepared: models, plan, tasks, tables, accounting, commit."""
+    run_id, out_dir = staged.run_id, staged.out_dir
     if payloads is None:
         payloads, attributes = load_models(job.model_dirs, conf)
     else:
-        attributes = check_payloads(payloads, conf.images.store_size)
+        attributes = check_payloads(payloads)
     timings["load_models"] = time.monotonic() - mark
     previous = previous_summary = None
     if job.previous_dir is not None:
@@ -166,7 +189,6 @@ def run_score_job(
     tagged = tag_catalog(read_catalog(spark, job.catalog_path, job.input_format), conf.score.product_types)
     planned = None
     results = None
-    staged = StagedOutput(spark, out_dir, run_id)
     try:
         mark = time.monotonic()
         planned, carried = plan_rows(tagged, payloads, previous)
@@ -192,7 +214,6 @@ def run_score_job(
             fetch=replace(conf.shard, fetch_threads=conf.score.fetch_threads, fetch_timeout_s=conf.score.fetch_timeout_s,
                           fetch_retries=conf.score.fetch_retries, max_image_bytes=conf.score.max_image_bytes),
             endpoint_url=os.environ.get("AWS_ENDPOINT_URL_S3") or None,
-            fail_partition=fail_partition,
         )
         to_score = planned.filter(F.exists("need", lambda x: x)).select("asin", "image_uri", "need")
         results = to_score.repartition(n_parts, "asin").mapInArrow(functools.partial(score_partition, spec), TASK_DDL).persist(StorageLevel.MEMORY_AND_DISK)
@@ -215,6 +236,9 @@ def run_score_job(
             attrs_df = attrs_df.unionByName(conform(carried.join(failed, "asin", "left_anti"), "attributes"))
         attrs_path = staged.table_path("attributes")
         attrs_df.sortWithinPartitions("attribute", "asin").write.mode("overwrite").partitionBy(*partition_by("attributes")).parquet(attrs_path)
+        if not staged.data_files("attributes"):  # no row reached the table: a partitioned write leaves no file
+            # one empty file with the contract's columns (the partition column is last in the contract, as read back)
+            attrs_df.limit(0).coalesce(1).write.mode("overwrite").parquet(attrs_path)
 
         input_errors = planned.filter(F.col("status") == "error").select("asin", "image_uri", "stage", "reason", "message")
         task_error_rows = results.filter(F.col("kind") == "error").select("asin", "image_uri", "stage", "reason", "message")
@@ -297,9 +321,6 @@ def run_score_job(
             "seconds": round(time.monotonic() - started, 3),
         }
         staged.commit(summary)
-    except BaseException:
-        staged.abort()
-        raise
     finally:
         for df in (results, planned):
             if df is not None:

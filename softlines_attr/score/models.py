@@ -16,6 +16,7 @@ MXNet is imported inside functions only, so the task code can set the thread cou
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import hashlib
 import json
 import logging
@@ -34,7 +35,7 @@ from softlines_attr.score.errors import ScoreInputError, ScoreModelError
 if TYPE_CHECKING:  # pragma: no cover
     import mxnet as mx
 
-    from softlines_attr.model.bundle import Bundle
+    from softlines_attr.model.bundle import Bundle, Preprocessing
 
 log = logging.getLogger(__name__)
 
@@ -68,15 +69,16 @@ class BundlePayload:
     Attributes:
         name: The bundle's name (:func:`bundle_name`).
         source: Where it was loaded from (the ``--models`` path).
-        params_sha256: sha256 of ``model.params`` (the cache key and the model version).
+        params_sha256: sha256 of ``model.params`` (the per-process cache key).
         symbol_json: ``symbol.json`` text.
         params: ``model.params`` bytes.
         manifest_json: ``manifest.json`` text.
         heads: The attribute heads (heads without an attribute, e.g. title words, are not scored).
-        input_shape: (3, H, W).
-        mean: Per-channel RGB mean.
-        std: Per-channel RGB std.
-        region: ``full`` or ``upper``.
+        preprocessing: The bundle's whole preprocessing (store size, resize mode, input size, region,
+            mean, std): the scoring job decodes and crops every image for the bundle with it, never
+            with the conf's ``[images]``.
+        model_digest: The manifest's :attr:`~softlines_attr.model.bundle.Manifest.model_digest`
+            (params, symbol, heads and classes, thresholds, preprocessing, precision).
     """
 
     name: str
@@ -86,20 +88,43 @@ class BundlePayload:
     params: bytes
     manifest_json: str
     heads: tuple[HeadSpec, ...]
-    input_shape: tuple[int, int, int]
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    region: str
+    preprocessing: "Preprocessing"
+    model_digest: str
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(3, H, W): the network input."""
+        return self.preprocessing.input_shape
+
+    @property
+    def region(self) -> str:
+        """``full`` or ``upper``."""
+        return self.preprocessing.region
 
     @property
     def model_version(self) -> str:
-        """``<name>@<first 12 hex of the params sha256>``: the attributes table's ``model_version``."""
-        return f"{self.name}@{self.params_sha256[:VERSION_SHA_CHARS]}"
+        """``<name>@<first 12 hex of the model digest>``: the attributes table's ``model_version``.
+
+        Anything that changes an output row (new thresholds from ``evaluate --write-thresholds``,
+        another preprocessing, other classes, other parameters) gives a new version.
+        """
+        return f"{self.name}@{self.version_sha}"
+
+    @property
+    def version_sha(self) -> str:
+        """The part of :attr:`model_version` after ``@`` (what incremental scoring compares)."""
+        return self.model_digest[:VERSION_SHA_CHARS]
+
+    @property
+    def decode_key(self) -> tuple:
+        """Bundles with equal keys share one decoded, resized image (store size, resize mode)."""
+        return self.preprocessing.decode_key
 
     @property
     def preprocess_key(self) -> tuple:
         """Bundles with equal keys share one network input per image."""
-        return (self.input_shape, self.mean, self.std, self.region)
+        p = self.preprocessing
+        return (p.store_size, p.resize_mode, p.input_size, p.crop, p.region, p.mean, p.std)
 
     def describe(self) -> dict[str, Any]:
         """A JSON-ready description for the run summary."""
@@ -107,9 +132,11 @@ class BundlePayload:
             "name": self.name,
             "source": self.source,
             "model_version": self.model_version,
+            "model_digest": self.model_digest,
             "params_sha256": self.params_sha256,
             "input_shape": list(self.input_shape),
             "region": self.region,
+            "preprocessing": dataclasses.asdict(self.preprocessing),
             "heads": [{"name": h.name, "attribute": h.attribute, "classes": len(h.classes), "threshold": h.threshold} for h in self.heads],
         }
 
@@ -209,19 +236,19 @@ def read_payload(path: Path, source: str | None = None) -> BundlePayload:
         params=params,
         manifest_json=(path / MANIFEST_FILE).read_text(encoding="utf-8"),
         heads=heads,
-        input_shape=tuple(int(v) for v in manifest.input_shape),  # type: ignore[arg-type]
-        mean=tuple(float(v) for v in manifest.mean),  # type: ignore[arg-type]
-        std=tuple(float(v) for v in manifest.std),  # type: ignore[arg-type]
-        region=manifest.region,
+        preprocessing=manifest.preprocessing,
+        model_digest=manifest.model_digest,
     )
 
 
-def check_payloads(payloads: Sequence[BundlePayload], store_size: int) -> list[str]:
+def check_payloads(payloads: Sequence[BundlePayload], store_size: int | None = None) -> list[str]:
     """Check the bundles can be scored together; returns the attributes in order.
 
+    Each bundle brings its own preprocessing (store size included): the conf's ``images.store_size``
+    plays no part, and ``store_size`` is accepted only for callers of the earlier signature.
+
     Raises:
-        ScoreModelError: two bundles (or heads) for one attribute, the same bundle twice, or an input
-            larger than the decoded image (``images.store_size``).
+        ScoreModelError: two bundles (or heads) for one attribute, or the same bundle twice.
     """
     seen: dict[str, str] = {}
     shas: dict[str, str] = {}
@@ -229,8 +256,6 @@ def check_payloads(payloads: Sequence[BundlePayload], store_size: int) -> list[s
         if p.params_sha256 in shas:
             raise ScoreModelError(f"bundle {p.source} is the same model as {shas[p.params_sha256]} (params sha256 {p.params_sha256[:12]}); expected each model once")
         shas[p.params_sha256] = p.source
-        if p.input_shape[1] > store_size or p.input_shape[2] > store_size:
-            raise ScoreModelError(f"bundle {p.source}: input {p.input_shape[1]}x{p.input_shape[2]} is larger than images.store_size {store_size}; expected input <= store size (the conf the model was trained with)")
         for h in p.heads:
             if h.attribute in seen:
                 raise ScoreModelError(f"attribute {h.attribute!r} is predicted by {seen[h.attribute]} and by {p.source} (head {h.name}); expected one model per attribute")

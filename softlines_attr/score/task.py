@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from softlines_attr.config import ImageConfig, ShardConfig
-from softlines_attr.images import ImageError, load_image, to_network_input
+from softlines_attr.images import ImageError
 from softlines_attr.io.fetch import FetchError, Fetcher, ordered_map
 from softlines_attr.score.errors import ScoreDeviceError
 from softlines_attr.score.models import BundlePayload, cached_predictor, process_load_counts, set_threads
@@ -57,10 +57,9 @@ class ScoreTaskSpec:
         threads: OpenMP / MXNet engine threads per task.
         top_k: Classes kept in ``top_k`` per row.
         device: ``cpu`` or ``gpu``.
-        images: ``[images]`` (store size, resize mode, pixel limit).
+        images: ``[images]``: only its pixel limit (``max_pixels``) is used; every bundle decodes with its own preprocessing.
         fetch: Fetch settings (a ``ShardConfig`` carrying the scoring job's fetch threads/limits).
         endpoint_url: S3 endpoint override seen on the driver.
-        fail_partition: Test hook: the first attempt of this partition's task dies after its first batch.
     """
 
     bundles: tuple[Any, ...]
@@ -72,7 +71,6 @@ class ScoreTaskSpec:
     images: ImageConfig
     fetch: ShardConfig
     endpoint_url: str | None = None
-    fail_partition: int | None = None
 
 
 @dataclass
@@ -142,12 +140,16 @@ def score_partition(spec: ScoreTaskSpec, batches: Iterator[Any]) -> Iterator[Any
         except FetchError as exc:
             return _Prepared(error=("fetch", exc.reason, str(exc)))
         try:
-            img = load_image(data, size=images.store_size, mode=images.resize_mode, max_pixels=images.max_pixels)
+            # each bundle's own preprocessing (store size, resize mode, crop, region, mean/std), never the
+            # conf's [images]: one decode per (store size, resize mode), one tensor per preprocessing
+            decoded: dict[tuple, Any] = {}
             tensors: dict[tuple, np.ndarray] = {}
             for b, key in enumerate(keys):
                 if need[b] and key not in tensors:
-                    p = payloads[b]
-                    tensors[key] = to_network_input(img, input_size=p.input_shape[1], mean=p.mean, std=p.std, region=p.region)  # type: ignore[arg-type]
+                    prep = payloads[b].preprocessing
+                    if prep.decode_key not in decoded:
+                        decoded[prep.decode_key] = prep.load(data, images.max_pixels)
+                    tensors[key] = prep.tensor(decoded[prep.decode_key])
             return _Prepared(tensors=tensors)
         except ImageError as exc:
             return _Prepared(error=("decode", exc.reason, str(exc)))
@@ -185,9 +187,6 @@ def score_partition(spec: ScoreTaskSpec, batches: Iterator[Any]) -> Iterator[Any
         counts["attr_rows"] += sum(1 for r in out if r[0] == "attr")
         counts["batches"] += 1
         yield _to_batch(out, schema, pa)
-        if spec.fail_partition is not None and partition == spec.fail_partition and attempt == 0:
-            log.warning("test hook: partition %d attempt %d dies after its first batch", partition, attempt)
-            os._exit(17)
     stats = {
         "partition": partition,
         "attempt": attempt,

@@ -6,11 +6,10 @@ executors), :mod:`.recordio` (the RecordIO format), :mod:`.job` (the driver).
 """
 
 from softlines_attr.shard.errors import ShardAccountingError, ShardCommitError, ShardInputError
-from softlines_attr.shard.job import FAIL_PARTITION_ENV, INDEX_DDL, MANIFEST_DDL, ShardJob, run_shard_job
+from softlines_attr.shard.job import INDEX_DDL, MANIFEST_DDL, ShardJob, run_shard_job
 from softlines_attr.shard.inputs import REJECT_DDL, labels_column
 
 __all__ = [
-    "FAIL_PARTITION_ENV",
     "INDEX_DDL",
     "MANIFEST_DDL",
     "REJECT_DDL",

@@ -1,6 +1,7 @@
 """The shard job's driver: inputs -> balanced partitions -> shards -> manifest, record index, rejects.
 
-Output layout under ``--out`` (local path or s3://)::
+Output layout of one run, under ``<out>/runs/<run_id>/`` (local path or s3://), made the current
+version by ``<out>/_current.json`` (:mod:`softlines_attr.io.commit`)::
 
     shards/<split>/<split>-<part>-<seq>.rec   MXNet RecordIO shards (with .idx beside each)
     shards/_manifest.json                     the manifest as JSON, for readers without Parquet
@@ -9,13 +10,14 @@ Output layout under ``--out`` (local path or s3://)::
     rejects/                                  Parquet, one row per rejected input row (:data:`REJECT_DDL`)
     _summary.json                             the run summary, written last
 
-Everything is staged under ``<out>/_staging/<run_id>/`` and committed together at the end; local
-outputs go through :class:`softlines_attr.io.tables.StagedOutput` (tables written by Spark), S3
-outputs through :class:`softlines_attr.io.storage.S3StagedOutput` (tables written with pyarrow by the tasks, one part each).
+Everything is written into the run folder and committed at the end by one pointer write, the same
+:class:`softlines_attr.io.commit.StagedOutput` for local and S3 outputs (local tables are written by
+Spark, S3 tables with pyarrow by the tasks, one part each; shards by the tasks in both cases).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import io
@@ -33,8 +35,10 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from softlines_attr.config import PipelineConfig, config_to_dict
-from softlines_attr.io.storage import S3StagedOutput, join_uri, parse_uri, storage_for
-from softlines_attr.io.tables import StagedOutput, new_run_id
+from softlines_attr.io.commit import StagedOutput, resolve_current
+from softlines_attr.io.storage import join_uri, parse_uri, storage_for
+from softlines_attr.io.tables import new_run_id
+from softlines_attr.shard.contract import SHARD_CONTRACT_VERSION, SHARD_MANIFEST, ShardEntry, ShardManifest, ShardSummary, manifest_json
 from softlines_attr.shard.errors import ShardAccountingError, ShardCommitError, ShardInputError
 from softlines_attr.shard.inputs import REJECT_DDL, Inputs, base_inputs, candidates_of, multi_inputs, refine_inputs, rejects_of
 from softlines_attr.shard.plan import PartSpec, bucket_column, plan_parts, route_rows
@@ -49,7 +53,6 @@ TASK_SHARD_DDL = (
     "idx_bytes long, idx_sha256 string, first_record_id long, last_record_id long"
 )
 MANIFEST_DDL = TASK_SHARD_DDL + ", label_width int, label_pad float, image_size int, resize_mode string, mode string, num_classes int"
-FAIL_PARTITION_ENV = "SOFTLINES_ATTR_SHARD_FAIL_PARTITION"
 ALL_ATTRIBUTES = "all"  # --attribute all: multi shards, one label column per taxonomy attribute
 
 
@@ -166,7 +169,6 @@ def run_shard_job(
     job: ShardJob,
     *,
     run_id: str | None = None,
-    fail_partition: int | None = None,
 ) -> dict:
     """Run the shard job and commit its outputs; returns the run summary.
 
@@ -175,35 +177,42 @@ def run_shard_job(
         conf: The pipeline config (``images``, ``shard``, ``seed``, ``labels.val_fraction``, taxonomy).
         job: What to shard and where.
         run_id: The run id (default: a new one).
-        fail_partition: Test hook: the first attempt of this partition's task dies two thirds of the way.
 
     Returns:
-        The summary written to ``<out>/_summary.json``.
+        The summary written to ``<out>/runs/<run_id>/_summary.json``.
 
     Raises:
         ShardInputError, InputSchemaError, InputFormatError, UnknownAttributeError: bad inputs.
         ShardAccountingError: rows in != records written + rows rejected (nothing is committed).
         ShardCommitError: a reported shard is missing from staging.
+        RunIdError, OutputLocationError: an unsafe run id; an ``--out`` that is a file, read-only or
+            another job's output (found before any work).
     """
     job.validate()
     started = time.monotonic()
     started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     run_id = run_id or new_run_id()
     out_dir = job.out_dir if parse_uri(job.out_dir).scheme == "s3" else os.path.abspath(parse_uri(job.out_dir).key)
-    s3_out = parse_uri(out_dir).scheme == "s3"
-    log.info("shard run %s: %s shards from %s to %s", run_id, job.mode, job.labels_dir, out_dir)
-
-    inputs = _inputs(spark, conf, job)
-    tagged = inputs.tagged.withColumn("_bucket", bucket_column(conf.seed)).persist(StorageLevel.MEMORY_AND_DISK)
+    staged = StagedOutput(out_dir, run_id, job="shard", keep_versions=conf.output.keep_versions)
+    staged.prepare()  # before the work: a bad --out fails now, a dead run's folder is removed
+    tagged = None
     try:
+        labels_version = resolve_current(job.labels_dir)  # the label job's current version (its run folder)
+        log.info("shard run %s: %s shards from %s to %s", run_id, job.mode, labels_version, out_dir)
+        inputs = _inputs(spark, conf, dataclasses.replace(job, labels_dir=labels_version))
+        tagged = inputs.tagged.withColumn("_bucket", bucket_column(conf.seed)).persist(StorageLevel.MEMORY_AND_DISK)
         facts = _input_facts(tagged)  # one pass: rows in, input rejects, per-split counts, label width
         label_width = {"refine": 0, "multi": len(conf.taxonomy.attributes)}.get(job.mode, conf.shard.label_width or max(1, facts.max_labels))
         slots = task_slots(spark)
         parts = plan_parts(facts.split_counts, conf.shard.records_per_shard, conf.shard.min_shards or 2 * slots, slots)
         log.info("%d rows in, %d candidates %s -> %d parts; label width %d", facts.rows_in, sum(facts.split_counts.values()), facts.split_counts, len(parts), label_width)
-        summary = _shard_and_commit(spark, conf, job, run_id, out_dir, inputs, tagged, facts, parts, label_width, fail_partition, started, started_at)
+        summary = _shard_and_commit(spark, conf, job, staged, labels_version, inputs, tagged, facts, parts, label_width, started, started_at)
+    except BaseException:
+        staged.abort()  # no-op once committed
+        raise
     finally:
-        tagged.unpersist()
+        if tagged is not None:
+            tagged.unpersist()
     log.info(
         "shard run %s: %d rows in = %d records written + %d rejected, %d shards",
         run_id, summary["rows_in"], summary["records_written"], summary["rows_rejected"], summary["shards"],
@@ -279,21 +288,20 @@ def _shard_and_commit(
     spark: SparkSession,
     conf: PipelineConfig,
     job: ShardJob,
-    run_id: str,
-    out_dir: str,
+    staged: StagedOutput,
+    labels_version: str,
     inputs: Inputs,
     tagged: DataFrame,
     facts: InputFacts,
     parts: list[PartSpec],
     label_width: int,
-    fail_partition: int | None,
     started: float,
     started_at: str,
 ) -> dict:
     """Run the shard tasks, check the accounting, stage the tables and commit everything."""
+    run_id, out_dir = staged.run_id, staged.out_dir
     s3_out = parse_uri(out_dir).scheme == "s3"
     storage = storage_for(out_dir, threads=conf.shard.fetch_threads, retries=conf.shard.fetch_retries, timeout_s=conf.shard.fetch_timeout_s, multipart_chunk_bytes=conf.shard.multipart_chunk_bytes)
-    staged: StagedOutput | S3StagedOutput = S3StagedOutput(storage, out_dir, run_id) if s3_out else StagedOutput(spark, out_dir, run_id)
     shards_uri = staged.table_path("shards")
     if not s3_out:
         os.makedirs(shards_uri, exist_ok=True)
@@ -305,7 +313,6 @@ def _shard_and_commit(
         images=conf.images,
         shard=conf.shard,
         endpoint_url=os.environ.get("AWS_ENDPOINT_URL_S3") or None,
-        fail_partition=fail_partition,
     )
     results = None
     try:
@@ -330,8 +337,7 @@ def _shard_and_commit(
         strays = _verify_shards(storage, shards_uri, shard_rows)
         extra = (label_width, LABEL_PAD, conf.images.store_size, conf.images.resize_mode, job.mode, inputs.num_classes)
         manifest_rows = [tuple(r) + extra for r in shard_rows]
-        attributes = inputs.extra.get("attributes") if job.mode == "multi" else None
-        storage.write_bytes(join_uri(shards_uri, "_manifest.json"), _manifest_json(manifest_rows, run_id, attributes).encode())
+        storage.write_bytes(join_uri(shards_uri, SHARD_MANIFEST), _manifest_json(manifest_rows, run_id, job, inputs, labels_version).encode())
 
         records_written = sum(r[5] for r in shard_rows)
         rejected = sum(reject_reasons.values()) + sum(facts.reasons.values())
@@ -357,10 +363,11 @@ def _shard_and_commit(
 
         log.info("tables staged")
         summary = _summary(
-            run_id=run_id, job=job, conf=conf, out_dir=out_dir, inputs=inputs, facts=facts, parts=parts,
+            run_id=run_id, job=job, labels_version=labels_version, conf=conf, out_dir=out_dir, inputs=inputs, facts=facts, parts=parts,
             shard_rows=shard_rows, stats=stats, strays=strays, reasons=reject_reasons + facts.reasons, label_width=label_width,
             records_written=records_written, rejected=rejected, started_at=started_at, seconds=time.monotonic() - started,
         )
+        ShardSummary.from_dict(summary, "the shard job's summary")  # its contract part must parse before it is committed
         staged.commit(summary)
     except BaseException:
         staged.abort()
@@ -395,23 +402,40 @@ def _verify_shards(storage: object, shards_uri: str, shard_rows: list[tuple]) ->
     return strays
 
 
-def _manifest_json(manifest_rows: list[tuple], run_id: str, attributes: list[str] | None = None) -> str:
-    """The shard manifest as JSON; multi shards also list ``attributes``, the attribute of each label column."""
+def _contract_facts(job: ShardJob, inputs: Inputs) -> tuple[tuple[str, ...], dict[str, tuple[str, ...]]]:
+    """The attribute of each label column and the class names per attribute (refine and multi shards)."""
+    if job.mode == "multi":
+        return tuple(inputs.extra["attributes"]), {a: tuple(c) for a, c in inputs.extra["classes"].items()}
+    if job.mode == "refine":
+        return (inputs.extra["attribute"],), {inputs.extra["attribute"]: tuple(inputs.extra["classes"])}
+    return (), {}
+
+
+def _manifest_json(manifest_rows: list[tuple], run_id: str, job: ShardJob, inputs: Inputs, labels_version: str) -> str:
+    """The shard manifest (:class:`softlines_attr.shard.contract.ShardManifest`) as JSON, paths relative to ``shards/``."""
     names = _schema_names(MANIFEST_DDL)
-    shards = [dict(zip(names, row)) for row in manifest_rows]
-    for shard in shards:  # paths relative to the shards folder, where this file lives
-        shard["shard"] = shard["shard"].removeprefix("shards/")
-        shard["idx"] = shard["idx"].removeprefix("shards/")
-    doc: dict = {"run_id": run_id, "shards": shards}
-    if attributes is not None:
-        doc["attributes"] = list(attributes)
-    return json.dumps(doc, indent=1, sort_keys=True) + "\n"
+    entries = []
+    for row in manifest_rows:
+        values = dict(zip(names, row))
+        values["shard"] = values["shard"].removeprefix("shards/")
+        values["idx"] = values["idx"].removeprefix("shards/")
+        entries.append(ShardEntry(**values))
+    first = manifest_rows[0] if manifest_rows else None
+    width, pad, size, resize, mode, classes = first[-6:] if first else (0, LABEL_PAD, 0, "shorter_side", job.mode, inputs.num_classes)
+    attributes, class_names = _contract_facts(job, inputs)
+    manifest = ShardManifest(
+        contract_version=SHARD_CONTRACT_VERSION, run_id=run_id, mode=mode, label_width=width, image_size=size, resize_mode=resize,
+        num_classes=classes, shards=tuple(entries), attributes=attributes, classes=class_names, vocab_size=job.vocab_size,
+        labels=labels_version, label_pad=pad,
+    )
+    return manifest_json(manifest)
 
 
 def _summary(
     *,
     run_id: str,
     job: ShardJob,
+    labels_version: str,
     conf: PipelineConfig,
     out_dir: str,
     inputs: Inputs,
@@ -449,7 +473,8 @@ def _summary(
         "job": "shard",
         "run_id": run_id,
         "mode": job.mode,
-        "labels": job.labels_dir,
+        "labels": labels_version,  # the label job's version read (its run folder), so readers find its vocabulary
+        "labels_out": job.labels_dir,
         "tags": job.tags_path,
         "attribute": job.attribute,
         "catalog": job.catalog_path,
@@ -469,6 +494,8 @@ def _summary(
         **({"attributes": inputs.extra["attributes"]} if job.mode == "multi" else {}),
         "image_size": conf.images.store_size,
         "resize_mode": conf.images.resize_mode,
+        "contract_version": SHARD_CONTRACT_VERSION,
+        "classes": {a: list(c) for a, c in _contract_facts(job, inputs)[1].items()},
         "inputs": {**inputs.extra, "split_source": facts.split_sources},
         "tasks": len(stats),
         "task_retries_seen": sum(1 for a in attempts if a > 0),

@@ -48,7 +48,6 @@ class TaskSpec:
         images: ``[images]`` config.
         shard: ``[shard]`` config.
         endpoint_url: S3 endpoint override seen on the driver (None: boto3's default).
-        fail_partition: Test hook: this partition's first attempt dies two thirds of the way (None: never).
     """
 
     mode: str
@@ -58,7 +57,6 @@ class TaskSpec:
     images: ImageConfig
     shard: ShardConfig
     endpoint_url: str | None = None
-    fail_partition: int | None = None
 
 
 def shard_name(split: str, part: int, seq: int) -> str:
@@ -116,7 +114,7 @@ class _ShardSink:
         return "shards/" + self.files[0] + ".rec", offset
 
     def flush(self) -> None:
-        """Flush the open files (the test hook uses it to leave a torn temp file behind)."""
+        """Flush the open files."""
         if self.writer is not None:
             self.files[1].flush()
             self.files[2].flush()
@@ -203,7 +201,6 @@ def shard_partition(spec: TaskSpec, partition: int, rows: Iterable[tuple[int, tu
     sink = _ShardSink(spec, part, attempt, s3)
     cpu_slots = threading.Semaphore(_task_cpus())
     images = spec.images
-    fail_at = max(1, len(items) * 2 // 3) if spec.fail_partition == partition and attempt == 0 else -1
 
     def work(item: tuple) -> object:
         data = fetcher.fetch(item[2])
@@ -211,11 +208,9 @@ def shard_partition(spec: TaskSpec, partition: int, rows: Iterable[tuple[int, tu
             return prepare_for_shard(data, images)
 
     threads = spec.shard.fetch_threads
-    done = 0
     try:
         for item, result in ordered_map(work, items, threads=threads, window=2 * threads):
             record_id, asin, uri, labels = item
-            done += 1
             if isinstance(result, BaseException):
                 if isinstance(result, FetchError):
                     yield "reject", (asin, uri, part.split, "fetch", result.reason, str(result))
@@ -235,10 +230,6 @@ def shard_partition(spec: TaskSpec, partition: int, rows: Iterable[tuple[int, tu
             while sink.pending:
                 yield sink.pending.pop(0)
             yield "index", (asin, part.split, shard, record_id, offset, result.width, result.height, result.passed_through)
-            if done == fail_at:
-                sink.flush()
-                log.warning("test hook: partition %d attempt %d dies after %d records", partition, attempt, done)
-                os._exit(17)
         if sink.writer is not None:
             yield sink.close_current()
     except BaseException:
