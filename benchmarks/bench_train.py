@@ -237,6 +237,96 @@ def bench_training(args: argparse.Namespace, shards_dir: Path) -> dict[str, Any]
     }
 
 
+def bench_recipe(args: argparse.Namespace, shards_dir: Path) -> dict[str, Any]:
+    """The training recipe's cost per image: train()'s epoch loop and the softmax_multi objective against the bare step.
+
+    Three arms on one in-memory batch (so only the training step differs), alternated:
+    **bare**: ``forward_backward`` + ``update`` + ``update_metric`` of the sigmoid network (the loop
+    of the earlier recipe); **loop**: the same network through :func:`softlines_attr.model.train._run_epoch`
+    (what train() runs: per-batch cross-entropy for the progress lines and the epoch's mean loss);
+    **recipe**: the default recipe's network (``softmax_multi`` head, BN without weight decay, warm-up +
+    cosine schedule) through ``_run_epoch``. The figures are the ratios loop/bare and recipe/bare of
+    images/s (target: recipe >= 0.9x, i.e. no more than 10 % slower per image at the same width).
+    """
+    import mxnet as mx
+    import numpy as np
+
+    from softlines_attr.model.bundle import Head
+    from softlines_attr.model.inception_bn import DATA_NAME, DEFAULT_HEAD, inception_bn
+    from softlines_attr.model.losses import LossConfig
+    from softlines_attr.model.metrics import train_metric
+    from softlines_attr.model.optim import lr_scheduler, no_decay_names
+    from softlines_attr.model.train import TrainConfig, _run_epoch, build_network
+    from softlines_attr.shard.contract import read_shard_set
+
+    shards = read_shard_set(shards_dir)
+    classes = shards.num_classes
+    size = args.input_size
+    count = args.batches or -(-shards.train_records // args.batch_size)
+    tc = TrainConfig(epochs=1, batch_size=args.batch_size, width=args.width, input_size=size, log_every=50)
+    label_name = f"{DEFAULT_HEAD}_label"
+    mx.random.seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    labels = np.zeros((tc.batch_size, classes), np.float32)
+    labels[np.arange(tc.batch_size)[:, None], rng.integers(0, classes, (tc.batch_size, 4))] = 1.0
+    batch = mx.io.DataBatch(data=[mx.nd.array(rng.normal(0, 1, (tc.batch_size, 3, size, size)).astype(np.float32))], label=[mx.nd.array(labels)])
+
+    def module(sym: mx.sym.Symbol, scheduler: Any = None) -> mx.mod.Module:
+        mod = mx.mod.Module(sym, data_names=[DATA_NAME], label_names=[label_name], context=[mx.cpu()])
+        mod.bind(data_shapes=[(DATA_NAME, (tc.batch_size, 3, size, size))], label_shapes=[(label_name, (tc.batch_size, classes))])
+        mod.init_params(mx.init.Xavier(rnd_type="gaussian", factor_type="in", magnitude=2))
+        params = {"learning_rate": 0.01, "momentum": 0.9, "wd": 1e-4, "rescale_grad": 1.0 / tc.batch_size}
+        if scheduler is not None:
+            params["lr_scheduler"] = scheduler
+        mod.init_optimizer(kvstore="local", optimizer="sgd", optimizer_params=params)
+        return mod
+
+    sigmoid = module(inception_bn(classes, tc.width, multi_label=True, head=DEFAULT_HEAD))
+    head = Head(DEFAULT_HEAD, tuple(f"w{i}" for i in range(classes)))
+    recipe_sym = build_network([head], LossConfig(), base=None, width=tc.width, masked=False, loss="softmax_multi")
+    recipe = module(recipe_sym, lr_scheduler("cosine", base_lr=0.01, epochs=args.repeat * 4 + 4, batches_per_epoch=count, warmup_epochs=1))
+    recipe._optimizer.set_wd_mult({n: 0.0 for n in no_decay_names(recipe_sym.list_arguments())})
+
+    def forever() -> Iterator[mx.io.DataBatch]:
+        while True:
+            yield batch
+
+    def bare() -> None:
+        metric = train_metric(True)
+        for _, b in zip(range(count), forever()):
+            sigmoid.forward_backward(b)
+            sigmoid.update()
+            sigmoid.update_metric(metric, b.label)
+
+    arms: dict[str, Callable[[], Any]] = {
+        "bare": bare,
+        "loop": lambda: _run_epoch(sigmoid, forever(), train_metric(True), 0, tc, count, "sigmoid", None),
+        "recipe": lambda: _run_epoch(recipe, forever(), train_metric(True), 0, tc, count, "softmax_multi", None),
+    }
+    for fn in arms.values():  # operator set-up before any clock starts
+        fn()
+    mx.nd.waitall()
+    runs = []
+    for run in range(args.repeat):
+        row = {}
+        for name, fn in arms.items():
+            mx.nd.waitall()
+            started, cpu = time.perf_counter(), time.process_time()
+            fn()
+            mx.nd.waitall()
+            row[name] = (time.perf_counter() - started, time.process_time() - cpu)
+        figures = {
+            "bare_images_per_s": count * tc.batch_size / row["bare"][0],
+            "loop_ratio": row["bare"][0] / row["loop"][0], "loop_cpu_ratio": row["bare"][1] / row["loop"][1],
+            "recipe_ratio": row["bare"][0] / row["recipe"][0], "recipe_cpu_ratio": row["bare"][1] / row["recipe"][1],
+        }
+        log.info("recipe run %d: bare %.1f images/s; loop/bare %.3f (CPU %.3f); recipe/bare %.3f (CPU %.3f)", run + 1, figures["bare_images_per_s"],
+                 figures["loop_ratio"], figures["loop_cpu_ratio"], figures["recipe_ratio"], figures["recipe_cpu_ratio"])
+        runs.append(figures)
+    mean = {k: round(sum(r[k] for r in runs) / len(runs), 3) for k in ("loop_ratio", "loop_cpu_ratio", "recipe_ratio", "recipe_cpu_ratio")}
+    return {"width": tc.width, "input_size": size, "batch_size": tc.batch_size, "classes": classes, "timed_batches": count, "runs": _rounded(runs), "mean": mean}
+
+
 def _rounded(value: Any) -> Any:
     if isinstance(value, float):
         return round(value, 3)
@@ -345,6 +435,7 @@ def main(argv: list[str] | None = None) -> int:
     result["load_average_start"] = load_average()
     if shards_dir is not None:
         result["training"] = bench_training(args, shards_dir)
+        result["recipe"] = bench_recipe(args, shards_dir)
     if not args.skip_forward:
         result["forward"] = bench_forward(args)
     result["load_average_end"] = load_average()
@@ -362,6 +453,14 @@ def main(argv: list[str] | None = None) -> int:
             for threads, a in r["shards"].items():
                 print(f"| {i} | {threads} | {a['images_per_s']:.1f} | {r['synthetic_images_per_s']:.1f} | {a['ratio']:.2f}x "
                       f"| {a['images_per_cpu_s']:.1f} / {r['synthetic_images_per_cpu_s']:.1f} | {a['cpu_ratio']:.2f}x | {a['pipeline_only_images_per_s']:.1f} |")
+    if "recipe" in result:
+        r = result["recipe"]
+        print(f"\nrecipe: width {r['width']} at {r['input_size']}, batch {r['batch_size']}, {r['classes']} classes, {r['timed_batches']} batches per arm, in-memory batch")
+        print("| run | bare step images/s | train() loop / bare | CPU | softmax_multi recipe / bare | CPU |")
+        print("|---:|---:|---:|---:|---:|---:|")
+        for i, x in enumerate(r["runs"], 1):
+            print(f"| {i} | {x['bare_images_per_s']:.1f} | {x['loop_ratio']:.3f} | {x['loop_cpu_ratio']:.3f} | {x['recipe_ratio']:.3f} | {x['recipe_cpu_ratio']:.3f} |")
+        print(f"mean: loop {r['mean']['loop_ratio']:.3f}x (CPU {r['mean']['loop_cpu_ratio']:.3f}), recipe {r['mean']['recipe_ratio']:.3f}x (CPU {r['mean']['recipe_cpu_ratio']:.3f})")
     if "forward" in result:
         f = result["forward"]
         print(f"\nforward: full width, {f['input_size']}x{f['input_size']}, {f['parameters']:,} parameters, {f['macs_per_image'] / 1e9:.3f} GMAC/image")
