@@ -49,6 +49,17 @@ def test_multi_hot_softmax_loss_is_cross_entropy_against_the_words_divided_by_th
     assert loss[1] == 0.0  # an image with no title word adds nothing
 
 
+def test_average_precision_counts_ties_as_one_threshold() -> None:
+    from softlines_attr.model.metrics import average_precision
+
+    labels = np.array([[1, 0], [0, 1], [1, 0], [0, 0], [0, 0]], np.float32)
+    same = average_precision(labels, np.full(labels.shape, 0.3))
+    np.testing.assert_allclose(same, [2 / 5, 1 / 5])  # a constant score: the share of positives, whatever the order
+    # positives at rank 1 and tied with a negative at ranks 2-3: (1/2) * 1 + (1/2) * (2/3)
+    ap = average_precision(labels[:, :1], np.array([[0.9], [0.5], [0.5], [0.1], [0.0]]))
+    assert ap[0] == pytest.approx(0.5 * 1 + 0.5 * 2 / 3)
+
+
 def test_title_word_metrics_show_a_model_that_learned_only_the_priors() -> None:
     rng = np.random.default_rng(0)
     labels = (rng.random((400, 6)) < np.array([0.6, 0.3, 0.2, 0.1, 0.05, 0.02])).astype(np.float32)

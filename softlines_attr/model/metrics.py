@@ -33,8 +33,11 @@ def precision_at_1(labels: np.ndarray, scores: np.ndarray) -> float:
 def average_precision(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
     """Per-class average precision over a whole split; NaN for a class with no positive image.
 
-    AP of a class: the mean, over its positive images, of the precision among the images scored at
-    least as high (images ranked by descending score, ties broken by order).
+    AP of a class: the sum, over the distinct scores from the highest down, of the share of the
+    class's positives scored exactly that high times the precision among the images scored at least
+    that high. Tied images count as one threshold (no order among them is invented), so a class
+    scored the same for every image (a model that learned only the priors) gets exactly its share
+    of positive images; with no ties it is the mean precision at each positive's rank.
     """
     ap = np.full(labels.shape[1], np.nan)
     for c in range(labels.shape[1]):
@@ -42,9 +45,12 @@ def average_precision(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
         if not positives.any():
             continue
         order = np.argsort(-scores[:, c], kind="stable")
-        hits = positives[order]
-        precision = np.cumsum(hits) / np.arange(1, len(hits) + 1)
-        ap[c] = float(precision[hits].mean())
+        ranked, hits = scores[order, c], positives[order].astype(np.float64)
+        last_of_tie = np.r_[ranked[1:] != ranked[:-1], True]  # the end of each group of equal scores
+        cum_hits = np.cumsum(hits)[last_of_tie]
+        precision = cum_hits / (np.nonzero(last_of_tie)[0] + 1)
+        new_hits = np.diff(np.r_[0.0, cum_hits])
+        ap[c] = float((new_hits * precision).sum() / positives.sum())
     return ap
 
 
@@ -91,7 +97,9 @@ def title_word_metrics(labels: np.ndarray, scores: np.ndarray, prior: np.ndarray
         labels: (N, K) 0/1 title words of each image.
         scores: (N, K) the model's scores (sigmoid or softmax; only their order per word matters).
         prior: (K,) each word's frequency in the train split: the scores of a model that learned
-            only the priors (every image scored the same), whose mAP is the baseline.
+            only the priors (every image scored the same for a word), whose mAP is the baseline: each
+            word's AP is then its share of positive val images (:func:`average_precision` counts ties
+            as one threshold), so ``prior_map`` is the mean share of positives.
         top_words: How many of the most frequent words (by ``prior``) ``top_words_map`` averages.
         prefix: Key prefix.
 
