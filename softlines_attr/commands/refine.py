@@ -7,7 +7,7 @@ import json
 import logging
 
 from softlines_attr.commands.common import add_config_arguments, config_from_args
-from softlines_attr.commands.train import _int_list, common_train_settings
+from softlines_attr.commands.train import add_training_arguments, common_train_settings
 
 log = logging.getLogger(__name__)
 
@@ -24,26 +24,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shards", required=True, help="refine shards of the attribute (shard --tags T --attribute NAME), or multi shards (--attribute all)")
     parser.add_argument("--attribute", required=True, help="the taxonomy attribute to refine; 'all' for a multi-head model on multi shards")
     parser.add_argument("--out", required=True, help="output folder: checkpoints/ and bundle/")
-    parser.add_argument("--epochs", type=int, default=10, help="passes over the train split (default 10)")
-    parser.add_argument("--batch-size", type=int, default=32, help="images per batch (default 32)")
-    parser.add_argument("--lr", type=float, default=0.01, help="learning rate of the new head (default 0.01)")
+    add_training_arguments(parser, epochs=15, lr=0.01, warmup_epochs=0.0)
     parser.add_argument("--backbone-lr-mult", type=float, default=0.1, help="backbone learning rate = --lr x this when refining a base (default 0.1; ignored with --base none)")
     parser.add_argument("--freeze-backbone", action="store_true", help="train only the new head(s); the base's backbone weights stay as they are")
-    parser.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default 0.9)")
-    parser.add_argument("--wd", type=float, default=1e-4, help="weight decay (default 1e-4)")
-    parser.add_argument("--lr-step-epochs", type=_int_list, default=(), help="epochs after which the rate is multiplied by --lr-factor, e.g. 8,12")
-    parser.add_argument("--lr-factor", type=float, default=0.1, help="learning-rate step factor (default 0.1)")
-    parser.add_argument("--width", type=float, default=1.0, help="width multiplier with --base none (a base bundle brings its own network)")
-    parser.add_argument("--input-size", type=int, default=None, help="network input side (default: the base bundle's, else the conf's images.input_size)")
+    parser.add_argument("--head-warmup-epochs", type=int, default=0, help="refining a base: the first N epochs train only the new head(s), then the backbone joins (default 0)")
+    parser.add_argument("--bn-stats", choices=["batch", "frozen"], default="batch",
+                        help="refining a base: batch (BN re-estimates its statistics on the tagged set) or frozen (the base's statistics are kept) (default batch)")
     parser.add_argument("--class-weights", choices=["none", "inverse", "effective"], default="none",
                         help="per-class loss weights from the train split's label counts: inverse frequency, or effective number of samples (Cui et al. 2019)")
     parser.add_argument("--cb-beta", type=float, default=0.999, help="beta of the effective number of samples, (1 - beta^n) / (1 - beta) (default 0.999)")
     parser.add_argument("--focal-gamma", type=float, default=0.0, help="focal-loss exponent gamma; 0 = cross-entropy (default 0)")
-    parser.add_argument("--color-jitter", action="store_true", help="training augmentation: random hue, saturation and lightness shifts")
-    parser.add_argument("--threads", type=int, default=2, help="image decoding threads per record iterator (default 2)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--resume", action="store_true", help="continue after the last complete checkpoint in --out")
-    parser.add_argument("--gpus", type=_int_list, default=(), help="GPU ids, e.g. 0,1 (default: CPU)")
     add_config_arguments(parser)
 
 
@@ -66,10 +56,11 @@ def run(args: argparse.Namespace) -> int:
         loss="softmax",
         backbone_lr_mult=args.backbone_lr_mult,
         freeze_backbone=args.freeze_backbone,
+        head_warmup_epochs=args.head_warmup_epochs,
+        bn_stats=args.bn_stats,
         class_weights=args.class_weights,
         cb_beta=args.cb_beta,
         focal_gamma=args.focal_gamma,
-        color_jitter=args.color_jitter,
     )
     manifest = train(args.shards, args.out, conf, tc, resume=args.resume, base=base)
     print(json.dumps({"bundle": f"{args.out}/{BUNDLE_DIR}", "base_model": manifest.base_model, "heads": [h.name for h in manifest.heads], "metrics": manifest.metrics}, sort_keys=True))

@@ -24,41 +24,64 @@ def _int_list(text: str) -> tuple[int, ...]:
 
 
 def common_train_settings(args: argparse.Namespace) -> dict:
-    """The TrainConfig fields that ``train`` and ``refine`` take from the same flags."""
+    """The TrainConfig fields that ``train`` and ``refine`` take from the same flags (:func:`add_training_arguments`)."""
     return {
         "epochs": args.epochs,
         "batch_size": args.batch_size,
         "learning_rate": args.lr,
         "momentum": args.momentum,
         "weight_decay": args.wd,
+        "lr_schedule": args.lr_schedule,
         "lr_step_epochs": args.lr_step_epochs,
         "lr_factor": args.lr_factor,
+        "warmup_epochs": args.warmup_epochs,
         "width": args.width,
         "input_size": args.input_size,
+        "label_smoothing": args.label_smoothing,
+        "bn_weight_decay": args.bn_weight_decay,
+        "prior_init": not args.no_prior_init,
+        "color_jitter": args.color_jitter,
         "threads": args.threads,
         "seed": args.seed,
         "gpus": args.gpus,
+        "log_every": args.log_every,
+        "val_every": args.val_every,
     }
+
+
+def add_training_arguments(parser: argparse.ArgumentParser, *, epochs: int, lr: float, warmup_epochs: float) -> None:
+    """The training flags ``train`` and ``refine`` share (their defaults differ only where given)."""
+    parser.add_argument("--epochs", type=int, default=epochs, help=f"passes over the train split (default {epochs})")
+    parser.add_argument("--batch-size", type=int, default=32, help="images per batch (default 32)")
+    parser.add_argument("--lr", type=float, default=lr, help=f"SGD learning rate after warm-up (default {lr})")
+    parser.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default 0.9)")
+    parser.add_argument("--wd", type=float, default=1e-4, help="weight decay, not applied to BN gamma/beta and biases (default 1e-4)")
+    parser.add_argument("--lr-schedule", choices=["cosine", "step"], default="cosine", help="cosine: to 0 at the last update; step: x --lr-factor after each --lr-step-epochs (default cosine)")
+    parser.add_argument("--lr-step-epochs", type=_int_list, default=(), help="step schedule: epochs after which the rate is multiplied by --lr-factor, e.g. 30,60")
+    parser.add_argument("--lr-factor", type=float, default=0.1, help="step schedule: the factor (default 0.1)")
+    parser.add_argument("--warmup-epochs", type=float, default=warmup_epochs, help=f"linear learning-rate warm-up from 0, in epochs, at most half the run (default {warmup_epochs:g})")
+    parser.add_argument("--width", type=float, default=1.0, help="Inception-BN width multiplier (default 1.0, the paper's network; a base bundle brings its own)")
+    parser.add_argument("--input-size", type=int, default=None, help="network input side (default: a base bundle's, else the conf's images.input_size)")
+    parser.add_argument("--label-smoothing", type=float, default=0.0, help="softmax losses: share of the target spread over all classes (default 0)")
+    parser.add_argument("--bn-weight-decay", action="store_true", help="also decay BN's gamma (by default BN parameters and biases get no weight decay)")
+    parser.add_argument("--no-prior-init", action="store_true", help="initialise the heads' biases at 0 instead of the log of the train label frequencies")
+    parser.add_argument("--color-jitter", action="store_true", help="training augmentation: random hue, saturation and lightness shifts")
+    parser.add_argument("--threads", type=int, default=2, help="image decoding threads per record iterator (default 2)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--resume", action="store_true", help="continue after the last complete checkpoint in --out (same result as an uninterrupted run of the same settings)")
+    parser.add_argument("--gpus", type=_int_list, default=(), help="GPU ids, e.g. 0,1 (default: CPU); with --launch local they are dealt to the workers in equal groups")
+    parser.add_argument("--log-every", type=int, default=50, help="a progress line (images/s, running loss) every N batches; 0 = none (default 50)")
+    parser.add_argument("--val-every", type=int, default=1, help="validate every N epochs (and after the last); 0 = only after the last (default 1)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The train command's arguments."""
     parser.add_argument("--shards", required=True, help="the shard job's output folder (holding shards/_manifest.json), local")
-    parser.add_argument("--out", required=True, help="output folder: checkpoints/ and bundle/")
-    parser.add_argument("--epochs", type=int, default=10, help="passes over the train split (default 10)")
-    parser.add_argument("--batch-size", type=int, default=32, help="images per batch (default 32)")
-    parser.add_argument("--lr", type=float, default=0.05, help="initial SGD learning rate (default 0.05)")
-    parser.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default 0.9)")
-    parser.add_argument("--wd", type=float, default=1e-4, help="weight decay (default 1e-4)")
-    parser.add_argument("--lr-step-epochs", type=_int_list, default=(), help="epochs after which the rate is multiplied by --lr-factor, e.g. 30,60")
-    parser.add_argument("--lr-factor", type=float, default=0.1, help="learning-rate step factor (default 0.1)")
-    parser.add_argument("--width", type=float, default=1.0, help="Inception-BN width multiplier (default 1.0, the paper's network)")
-    parser.add_argument("--input-size", type=int, default=None, help="network input side (default: the conf's images.input_size)")
-    parser.add_argument("--loss", choices=["auto", "sigmoid", "softmax"], default="auto", help="auto: sigmoid for base shards, softmax for refine shards")
-    parser.add_argument("--threads", type=int, default=2, help="image decoding threads per record iterator (default 2)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--resume", action="store_true", help="continue after the last complete checkpoint in --out (same result as an uninterrupted run)")
-    parser.add_argument("--gpus", type=_int_list, default=(), help="GPU ids, e.g. 0,1 (default: CPU); with --launch local they are dealt to the workers in equal groups")
+    parser.add_argument("--out", required=True, help="output folder: checkpoints/, history.json and bundle/")
+    add_training_arguments(parser, epochs=10, lr=0.05, warmup_epochs=1.0)
+    parser.add_argument("--loss", choices=["auto", "sigmoid", "softmax", "softmax_multi"], default="auto",
+                        help="base shards: softmax_multi (one softmax against the title's words, the auto default), sigmoid (one per word) "
+                             "or softmax (the title's most frequent word); refine shards: softmax")
     dist = parser.add_argument_group("distributed training (docs/MODEL.md, Distributed; docs/EMR.md)")
     dist.add_argument("--kv-store", choices=["local", "device", "dist_sync", "dist_device_sync"], default="local",
                       help="local/device: one process; dist_sync/dist_device_sync: a ps-lite worker (start it with --launch)")

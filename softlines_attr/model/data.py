@@ -233,3 +233,33 @@ def record_iter(
     return LabelMapIter(inner, first_label, mx.io.DataDesc(label_name, (tc.batch_size,)))
 
 
+
+
+def title_word_counts(paths: Sequence[Path], num_classes: int, *, max_records: int | None = None) -> tuple[np.ndarray, int]:
+    """How many records of ``paths`` carry each title word (base shards: word indices padded with -1), and the records read.
+
+    Reads only the records' headers (``mx.recordio.unpack``). With ``max_records``, at most that
+    many records in all, spread evenly over the files (the label priors need a sample, not a full pass).
+
+    Raises:
+        TrainInputError: a word index at or past ``num_classes``.
+    """
+    counts = np.zeros(num_classes, dtype=np.int64)
+    total = 0
+    per_file = None if max_records is None or not paths else max(1, max_records // len(paths))
+    for path in paths:
+        reader = mx.recordio.MXRecordIO(str(path), "r")
+        try:
+            read = 0
+            while (per_file is None or read < per_file) and (item := reader.read()) is not None:
+                header, _ = mx.recordio.unpack(item)
+                words = np.atleast_1d(np.asarray(header.label, dtype=np.float64))
+                words = np.unique(words[words >= 0]).astype(np.int64)
+                if words.size and words.max() >= num_classes:
+                    raise TrainInputError(f"{path}: record {header.id} has label index {int(words.max())}; expected indices below the vocabulary size {num_classes}")
+                counts[words] += 1
+                read += 1
+        finally:
+            reader.close()
+        total += read
+    return counts, total

@@ -11,8 +11,15 @@ per image::
 built from MXNet symbol ops (``log_softmax``, ``one_hot``, ``MakeLoss``), so MXNet's own autograd
 gives the gradient. ``gamma = 0`` is cross-entropy; ``w`` (one weight per class) is a variable
 ``<head>_class_weight`` that training holds fixed (it is saved with the model, so a bundle records
-the weights it was trained with). A head with neither weights nor focal term is MXNet's
-``SoftmaxOutput`` (with ``ignore_label=-1`` when tags may be missing), the same gradient.
+the weights it was trained with). Label smoothing ``eps`` replaces ``log p_i[y_i]`` by
+``(1 - eps) log p_i[y_i] + eps * mean_c log p_i[c]``. A head with neither weights, focal term nor
+smoothing is MXNet's ``SoftmaxOutput`` (with ``ignore_label=-1`` when tags may be missing), the same
+gradient.
+
+The base model on title words can be trained with :func:`multi_hot_softmax_head`: one softmax over
+the vocabulary against the multi-hot target divided by its number of words (Mahajan et al. 2018,
+"Exploring the Limits of Weakly Supervised Pretraining"), ``loss_i = - sum_c t_ic log p_ic`` with
+``t_i = y_i / |y_i|``, optionally smoothed towards the uniform distribution.
 
 Class weights (:func:`class_weights`) come from the train split's label counts: inverse frequency,
 or the inverse "effective number of samples" of Cui et al. 2019, ``(1 - beta ** n) / (1 - beta)``,
@@ -49,11 +56,13 @@ class LossConfig:
         class_weights: ``none``, ``inverse`` (frequency) or ``effective`` (number of samples, Cui et al. 2019).
         beta: The effective-number hyper-parameter, in [0, 1).
         focal_gamma: Focal-loss exponent; 0 = plain (weighted) cross-entropy.
+        label_smoothing: Share of the target spread uniformly over the classes, in [0, 1).
     """
 
     class_weights: WeightScheme = "none"
     beta: float = 0.999
     focal_gamma: float = 0.0
+    label_smoothing: float = 0.0
 
     def validate(self) -> None:
         """Raise ModelError naming a bad setting."""
@@ -63,11 +72,13 @@ class LossConfig:
             raise ModelError(f"effective-number beta: expected 0 <= beta < 1, found {self.beta}")
         if self.focal_gamma < 0:
             raise ModelError(f"focal gamma: expected >= 0, found {self.focal_gamma}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ModelError(f"label smoothing: expected 0 <= smoothing < 1, found {self.label_smoothing}")
 
     @property
     def plain(self) -> bool:
-        """True when the head is plain softmax cross-entropy (no weights, no focal term)."""
-        return self.class_weights == "none" and self.focal_gamma == 0
+        """True when the head is plain softmax cross-entropy (no weights, no focal term, no smoothing)."""
+        return self.class_weights == "none" and self.focal_gamma == 0 and self.label_smoothing == 0
 
 
 def class_weights(counts: Sequence[int] | np.ndarray, scheme: WeightScheme, beta: float = 0.999) -> np.ndarray:
@@ -148,10 +159,50 @@ def softmax_head(
     onehot = mx.sym.one_hot(label, depth=num_classes)  # a label of -1 (no tag) is a row of zeros
     log_py = mx.sym.sum(log_p * onehot, axis=1)  # 0 for an untagged image
     w_y = mx.sym.sum(mx.sym.broadcast_mul(onehot, mx.sym.reshape(weight, shape=(1, num_classes))), axis=1)
-    per_image = -w_y * log_py
+    log_target = log_py
+    if loss.label_smoothing > 0:
+        tagged = mx.sym.sum(onehot, axis=1)  # 1 for a tagged image, 0 for label -1
+        eps = loss.label_smoothing
+        log_target = (1.0 - eps) * log_py + eps * tagged * mx.sym.mean(log_p, axis=1)
+    per_image = -w_y * log_target
     if loss.focal_gamma > 0:
         p_y = mx.sym.exp(log_py)
         per_image = per_image * mx.sym.pow(mx.sym.clip(1.0 - p_y, 1e-12, 1.0), loss.focal_gamma)
+    loss_out = mx.sym.MakeLoss(per_image, normalization="null", name=f"{head}{LOSS_SUFFIX}")
+    probs = mx.sym.BlockGrad(mx.sym.softmax(fc, axis=1), name=head)
+    return mx.sym.Group([probs, loss_out])
+
+
+def multi_hot_softmax_head(features: mx.sym.Symbol, num_classes: int, head: str, *, label_smoothing: float = 0.0) -> mx.sym.Symbol:
+    """A softmax head ``fc_<head>`` trained on multi-hot targets normalised to sum to one.
+
+    Each image's target is its 0/1 label row divided by its number of words (Mahajan et al. 2018),
+    smoothed as ``(1 - eps) t + eps / num_classes``; the loss is the cross-entropy against it. An
+    image with no word (a row of zeros) adds nothing.
+
+    Args:
+        features: The pooled features (``flatten``).
+        num_classes: The vocabulary size.
+        head: The head name (FC ``fc_<head>``, label ``<head>_label`` of shape (N, num_classes)).
+        label_smoothing: ``eps`` in [0, 1).
+
+    Returns:
+        A group of ``<head>`` (softmax probabilities, no gradient) and ``<head>_loss`` (per image).
+
+    Raises:
+        ModelError: a smoothing outside [0, 1), or a bad class count or head name.
+    """
+    if not 0.0 <= label_smoothing < 1.0:
+        raise ModelError(f"label smoothing: expected 0 <= smoothing < 1, found {label_smoothing}")
+    fc = classification_head(features, num_classes, head).get_internals()[f"fc_{head}_output"]
+    label = mx.sym.Variable(f"{head}_label")
+    words = mx.sym.sum(label, axis=1, keepdims=True)
+    target = mx.sym.broadcast_div(label, mx.sym.maximum(words, 1.0))
+    if label_smoothing > 0:
+        has_words = mx.sym.clip(words, 0.0, 1.0)
+        target = (1.0 - label_smoothing) * target + mx.sym.broadcast_mul(has_words, mx.sym.ones_like(target)) * (label_smoothing / num_classes)
+    log_p = mx.sym.log_softmax(fc, axis=1)
+    per_image = -mx.sym.sum(target * log_p, axis=1)
     loss_out = mx.sym.MakeLoss(per_image, normalization="null", name=f"{head}{LOSS_SUFFIX}")
     probs = mx.sym.BlockGrad(mx.sym.softmax(fc, axis=1), name=head)
     return mx.sym.Group([probs, loss_out])

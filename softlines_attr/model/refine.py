@@ -11,6 +11,7 @@ the backbone (``TrainConfig.backbone_lr_mult``) or freezes it (``TrainConfig.fre
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -117,3 +118,20 @@ def check_refine_inputs(shards: ShardSet, attribute: str, taxonomy: Taxonomy) ->
     found = shards.summary.get("attribute")
     if found != attribute:
         raise TrainInputError(f"--attribute {attribute}: expected refine shards of {attribute!r}, found shards of attribute {found!r} at {shards.root}")
+
+
+def freeze_batch_norm(sym: mx.sym.Symbol) -> mx.sym.Symbol:
+    """``sym`` with every BatchNorm normalising with its moving statistics, in training too (``use_global_stats``).
+
+    For refining on a small tagged set: the base's statistics, estimated on the whole base
+    catalog, are kept instead of being re-estimated from batches of a few thousand images. BN's
+    gamma and beta still learn (unless the backbone is frozen).
+    """
+    graph = json.loads(sym.tojson())
+    frozen = 0
+    for node in graph["nodes"]:
+        if node["op"] == "BatchNorm":
+            node.setdefault("attrs", {})["use_global_stats"] = "True"
+            frozen += 1
+    log.info("refine: %d BatchNorm layers use the base's moving statistics", frozen)
+    return mx.sym.load_json(json.dumps(graph))

@@ -18,6 +18,7 @@ be trained with per-class weights and a focal term (:mod:`softlines_attr.model.l
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 import time
@@ -32,7 +33,7 @@ import numpy as np
 from softlines_attr.config import ImageConfig, PipelineConfig
 from softlines_attr.model.bundle import Bundle, Head, Manifest, VocabularyRef, save_bundle
 from softlines_attr.model.checkpoint import checkpoint_paths, latest_checkpoint, load_checkpoint, restore_optimizer, save_checkpoint
-from softlines_attr.model.data import label_counts, record_iter
+from softlines_attr.model.data import label_counts, record_iter, title_word_counts
 from softlines_attr.model.distributed import (
     agree,
     average_aux,
@@ -46,14 +47,22 @@ from softlines_attr.model.distributed import (
 )
 from softlines_attr.model.errors import ModelError, TrainInputError
 from softlines_attr.model.inception_bn import DATA_NAME, DEFAULT_HEAD, classification_head, inception_bn_features
-from softlines_attr.model.losses import LossConfig, class_weights, loss_constants, softmax_head
-from softlines_attr.model.metrics import split_metrics, train_metric
-from softlines_attr.model.refine import backbone_names, backbone_params, base_model_ref, refine_features
+from softlines_attr.model.losses import LossConfig, class_weights, loss_constants, multi_hot_softmax_head, softmax_head
+from softlines_attr.model.metrics import batch_cross_entropy, split_metrics, title_word_metrics, train_metric
+from softlines_attr.model.optim import Schedule, lr_scheduler, no_decay_names
+from softlines_attr.model.refine import backbone_names, backbone_params, base_model_ref, freeze_batch_norm, refine_features
 from softlines_attr.shard.contract import ShardSet, read_shard_set
 
 log = logging.getLogger(__name__)
 
 BUNDLE_DIR = "bundle"
+
+
+LossKind = Literal["sigmoid", "softmax", "softmax_multi"]
+# The base model's objective when --loss auto: measured on real products (docs/MODEL.md, Quality benchmark)
+DEFAULT_BASE_LOSS: LossKind = "softmax_multi"
+HISTORY_FILE = "history.json"
+PRIOR_SAMPLE_RECORDS = 50_000  # train records read for the label priors (the heads' initial biases)
 
 
 @dataclass(frozen=True)
@@ -63,26 +72,41 @@ class TrainConfig:
     Attributes:
         epochs: Passes over the train split.
         batch_size: Images per batch.
-        learning_rate: Initial SGD learning rate.
+        learning_rate: SGD learning rate after warm-up.
         momentum: SGD momentum.
-        weight_decay: L2 weight decay.
-        lr_step_epochs: Epochs after which the learning rate is multiplied by ``lr_factor``.
+        weight_decay: L2 weight decay (not applied to BN gamma/beta and biases unless ``bn_weight_decay``).
+        lr_schedule: ``cosine`` (to 0 at the last update) or ``step`` (``lr_step_epochs`` x ``lr_factor``).
+        lr_step_epochs: ``step``: epochs after which the learning rate is multiplied by ``lr_factor``.
         lr_factor: The step factor.
+        warmup_epochs: Epochs of linear learning-rate warm-up from 0 (may be fractional).
         width: Inception-BN width multiplier.
         input_size: Network input side; None: ``conf.images.input_size``.
-        loss: ``auto`` (sigmoid for base shards, softmax for refine), ``sigmoid`` or ``softmax``.
+        loss: ``auto`` (:data:`DEFAULT_BASE_LOSS` for base shards, softmax for refine), ``sigmoid``
+            (one per title word), ``softmax_multi`` (one softmax against the title's words, each
+            1 / number of words) or ``softmax`` (base shards: on the title's most frequent word).
+        label_smoothing: Softmax losses: share of the target spread uniformly over the classes.
+        bn_weight_decay: Also decay BN's gamma (MXNet's default); False exempts it (beta and biases always are).
+        prior_init: Start each head's bias at the log of its classes' train frequencies, so the
+            first updates learn from the images instead of the label priors.
         threads: Image decoding threads of each ImageRecordIter.
         seed: Random seed (initialisation, augmentation).
         gpus: GPU ids; empty for CPU.
         backbone_lr_mult: Learning-rate multiplier of the backbone when refining from a base model.
         freeze_backbone: When refining, train only the new head (backbone weights fixed; BN still
             normalises with batch statistics and updates its moving statistics).
+        head_warmup_epochs: When refining from a base, the first epochs train only the new heads
+            (backbone learning rate 0), then the backbone joins at ``backbone_lr_mult``.
+        bn_stats: When refining from a base: ``batch`` (BN normalises with batch statistics and
+            updates the base's moving statistics) or ``frozen`` (the base's statistics are kept and
+            used in training too: small tagged sets estimate them worse than the base did).
         class_weights: Softmax heads: ``none``, ``inverse`` (frequency) or ``effective`` (number of
             samples, Cui et al. 2019) per-class loss weights from the train split's label counts.
         cb_beta: The effective-number beta.
         focal_gamma: Softmax heads: focal-loss exponent (0 = cross-entropy).
         color_jitter: Training augmentation: random hue, saturation and lightness shifts (the
             attributes do not depend on a dress's colour; helps small data sets generalise).
+        log_every: A progress line (images/s, running loss) every this many batches; 0 = none.
+        val_every: Validate every this many epochs (and always after the last); 0 = only after the last.
         kv_store: ``local`` / ``device`` (one process) or ``dist_sync`` / ``dist_device_sync`` (a
             ps-lite worker; see :mod:`softlines_attr.model.distributed` and docs/MODEL.md).
         worker_dump: Debug (tests): a folder where every worker writes its final params and the
@@ -94,27 +118,36 @@ class TrainConfig:
     learning_rate: float = 0.05
     momentum: float = 0.9
     weight_decay: float = 1e-4
+    lr_schedule: Schedule = "cosine"
     lr_step_epochs: tuple[int, ...] = ()
     lr_factor: float = 0.1
+    warmup_epochs: float = 1.0
     width: float = 1.0
     input_size: int | None = None
-    loss: Literal["auto", "sigmoid", "softmax"] = "auto"
+    loss: Literal["auto", "sigmoid", "softmax", "softmax_multi"] = "auto"
+    label_smoothing: float = 0.0
+    bn_weight_decay: bool = False
+    prior_init: bool = True
     threads: int = 2
     seed: int = 0
     gpus: tuple[int, ...] = ()
     backbone_lr_mult: float = 1.0
     freeze_backbone: bool = False
+    head_warmup_epochs: int = 0
+    bn_stats: Literal["batch", "frozen"] = "batch"
     class_weights: Literal["none", "inverse", "effective"] = "none"
     cb_beta: float = 0.999
     focal_gamma: float = 0.0
     color_jitter: bool = False
+    log_every: int = 50
+    val_every: int = 1
     kv_store: str = "local"
     worker_dump: str | None = None
 
     @property
     def loss_config(self) -> LossConfig:
         """The softmax heads' loss settings."""
-        return LossConfig(self.class_weights, self.cb_beta, self.focal_gamma)
+        return LossConfig(self.class_weights, self.cb_beta, self.focal_gamma, self.label_smoothing)
 
 
 def class_names(shards: ShardSet, conf: PipelineConfig) -> tuple[str, ...]:
@@ -184,18 +217,37 @@ def predict_split(mod: mx.mod.Module, it: mx.io.DataIter) -> tuple[np.ndarray, n
 
 
 def predict_heads(mod: mx.mod.Module, it: mx.io.DataIter, heads: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Per head, the labels and scores (the module's first ``heads`` outputs) of every record of ``it``."""
+    """Per head, the labels and scores (the module's first ``heads`` outputs) of every record of ``it``.
+
+    The forward pass gets the images only, so ``it`` may carry labels of another shape than the
+    module was bound with (base shards: multi-hot val labels for a model trained on the first word).
+    """
     it.reset()
     labels: list[list[np.ndarray]] = [[] for _ in range(heads)]
     scores: list[list[np.ndarray]] = [[] for _ in range(heads)]
     for batch in it:
-        mod.forward(batch, is_train=False)
+        mod.forward(mx.io.DataBatch(data=batch.data, label=None, pad=batch.pad), is_train=False)
         n = batch.data[0].shape[0] - (batch.pad or 0)
         outputs = mod.get_outputs()
         for i in range(heads):
             scores[i].append(outputs[i].asnumpy()[:n])
             labels[i].append(batch.label[i].asnumpy()[:n])
     return [np.concatenate(x) for x in labels], [np.concatenate(x) for x in scores]
+
+
+def resolve_loss(requested: str, mode: str) -> LossKind:
+    """The loss a run of ``requested`` (``auto`` or a loss) trains on shards of ``mode``.
+
+    Raises:
+        TrainInputError: a multi-hot loss (``sigmoid``, ``softmax_multi``) on refine or multi shards.
+    """
+    if requested == "auto":
+        return DEFAULT_BASE_LOSS if mode == "base" else "softmax"
+    if requested not in ("sigmoid", "softmax", "softmax_multi"):
+        raise TrainInputError(f"loss: expected auto, sigmoid, softmax or softmax_multi, found {requested!r}")
+    if requested != "softmax" and mode != "base":
+        raise TrainInputError(f"loss {requested!r} expects base (title-word) shards; {mode} shards hold one class per image and attribute, found mode {mode!r}")
+    return requested  # type: ignore[return-value]
 
 
 def train(
@@ -212,18 +264,22 @@ def train(
     Each epoch reads the train split with a fresh iterator seeded ``seed + epoch`` (so an epoch's
     order and augmentation do not depend on the epochs before it) and runs the same number of
     batches, ceil(train records / batch size). After every epoch a checkpoint is written
-    (:func:`save_checkpoint`); with ``resume`` training continues after the last complete one in
-    ``out_dir``, giving the same parameters as an uninterrupted run. At the end the bundle is
-    written to ``<out>/bundle`` with the val metrics (mAP and precision at 1, or accuracy).
+    (:func:`~softlines_attr.model.checkpoint.save_checkpoint`); with ``resume`` training continues
+    after the last complete one in ``out_dir``, giving the same parameters as an uninterrupted run.
+    Every ``val_every`` epochs the val split is scored and logged (base: mAP beside the prior
+    baseline, precision at 1 and 5, the frequent words' AP, distinct top-1 words; refine: accuracy
+    and average per-class accuracy per head); the per-epoch records go to ``<out>/history.json``
+    and the last one into the bundle written to ``<out>/bundle``.
 
     With ``base`` (refine), the network is the base bundle's backbone with a new head for the
     shards' classes, initialised from the base's backbone parameters (the new head fresh), the
-    backbone trained at ``backbone_lr_mult`` times the learning rate or frozen.
+    backbone trained at ``backbone_lr_mult`` times the learning rate (after ``head_warmup_epochs``
+    of head-only training) or frozen; ``bn_stats = frozen`` keeps the base's BN statistics.
 
     Multi shards give one softmax head per attribute on the shared backbone (one bundle with a
     head per attribute); a record's -1 label for an attribute adds nothing to that head's loss.
-    ``tc.class_weights`` and ``tc.focal_gamma`` change the softmax heads' loss
-    (:mod:`softlines_attr.model.losses`); the class weights come from the train split's label counts.
+    ``tc.class_weights``, ``tc.focal_gamma`` and ``tc.label_smoothing`` change the softmax heads'
+    loss (:mod:`softlines_attr.model.losses`); the class weights come from the train split's label counts.
 
     With ``tc.kv_store`` ``dist_sync`` / ``dist_device_sync`` this is one ps-lite worker: it reads
     its part of each split, runs ceil(train records / workers / batch size) batches per epoch like
@@ -237,30 +293,31 @@ def train(
     """
     if tc.epochs < 1 or tc.batch_size < 1:
         raise TrainInputError(f"expected epochs >= 1 and batch_size >= 1, found epochs={tc.epochs} batch_size={tc.batch_size}")
+    if tc.head_warmup_epochs < 0 or tc.log_every < 0 or tc.val_every < 0:
+        raise TrainInputError(f"expected head_warmup_epochs, log_every and val_every >= 0, found {tc.head_warmup_epochs}, {tc.log_every}, {tc.val_every}")
+    if tc.bn_stats not in ("batch", "frozen"):
+        raise TrainInputError(f"bn_stats: expected batch or frozen, found {tc.bn_stats!r}")
     shards = read_shard_set(shards_dir)
-    loss = tc.loss if tc.loss != "auto" else ("sigmoid" if shards.mode == "base" else "softmax")
-    multi_label = loss == "sigmoid" and shards.mode == "base"
-    if loss == "sigmoid" and shards.mode != "base":
-        raise TrainInputError(f"loss 'sigmoid' expects base (title-word) shards; {shards.mode} shards hold one class per image and attribute, found mode {shards.mode!r}")
+    loss = resolve_loss(tc.loss, shards.mode)
+    multi_hot_targets = shards.mode == "base" and loss != "softmax"  # train labels: 0/1 rows over the vocabulary
     lc = tc.loss_config
     try:
         lc.validate()
     except ModelError as exc:
         raise TrainInputError(str(exc)) from exc
-    if multi_label and not lc.plain:
+    if multi_hot_targets and (lc.class_weights != "none" or lc.focal_gamma > 0 or (loss == "sigmoid" and lc.label_smoothing > 0)):
         raise TrainInputError(
-            f"class weights and focal loss apply to softmax heads; expected --loss softmax or refine/multi shards, found sigmoid on base shards "
-            f"(class_weights={lc.class_weights}, focal_gamma={lc.focal_gamma})"
+            f"class weights, focal loss{' and label smoothing' if loss == 'sigmoid' else ''} apply to softmax heads of one class; expected --loss softmax "
+            f"or refine/multi shards, found {loss} on base shards (class_weights={lc.class_weights}, focal_gamma={lc.focal_gamma}, label_smoothing={lc.label_smoothing})"
         )
-    heads = shard_heads(shards, conf, multi_label=multi_label)
+    heads = shard_heads(shards, conf, multi_label=loss == "sigmoid")
     head_names = [h.name for h in heads]
     label_names = [f"{name}_label" for name in head_names]
+    column_counts, counted = _train_label_counts(shards, heads, multi_hot=shards.mode == "base")
     weights: dict[str, np.ndarray] = {}
-    if not lc.plain:
-        width = shards.label_width if shards.mode == "multi" else 1
-        counts = label_counts(shards.train, width, [len(h.classes) for h in heads])
-        weights = {h.name: class_weights(c, lc.class_weights, lc.beta) for h, c in zip(heads, counts)}
-        for h, c in zip(heads, counts):
+    if not multi_hot_targets and not lc.plain:
+        weights = {h.name: class_weights(c, lc.class_weights, lc.beta) for h, c in zip(heads, column_counts)}
+        for h, c in zip(heads, column_counts):
             log.info("head %s: train label counts %s, class weights (%s) %s", h.name, c.tolist(), lc.class_weights, np.round(weights[h.name], 3).tolist())
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -269,11 +326,14 @@ def train(
     check_train_parts(shards.train, shards.train_records, workers, tc.batch_size)
     mx.random.seed(tc.seed)
     np.random.seed(tc.seed)
-    sym = build_network(heads, lc, base=base, width=tc.width, masked=shards.mode == "multi")
-    constants = loss_constants(sym, weights)
-    fixed = sorted(constants) + (backbone_names(sym, head_names) if base is not None and tc.freeze_backbone else [])
+    sym = build_network(heads, lc, base=base, width=tc.width, masked=shards.mode == "multi", loss=loss)
+    if base is not None and tc.bn_stats == "frozen":
+        sym = freeze_batch_norm(sym)
+    constants = loss_constants(sym, weights or {h.name: np.ones(len(h.classes), np.float32) for h in heads})
+    backbone = backbone_names(sym, head_names) if base is not None else []
+    fixed = sorted(constants) + (backbone if tc.freeze_backbone else [])
     size = tc.input_size or conf.images.input_size
-    label_shapes = [(label_names[0], (tc.batch_size, shards.num_classes))] if multi_label else [(name, (tc.batch_size,)) for name in label_names]
+    label_shapes = [(label_names[0], (tc.batch_size, shards.num_classes))] if multi_hot_targets else [(name, (tc.batch_size,)) for name in label_names]
     ctx = [mx.gpu(i) for i in tc.gpus] or [mx.cpu()]
     mod = mx.mod.Module(sym, data_names=[DATA_NAME], label_names=label_names, context=ctx, fixed_param_names=fixed or None)
     mod.bind(data_shapes=[(DATA_NAME, (tc.batch_size, 3, size, size))], label_shapes=label_shapes)
@@ -287,53 +347,64 @@ def train(
         if resume:
             log.info("resume: no checkpoint in %s; training from the start", out)
         initializer = mx.init.Xavier(rnd_type="gaussian", factor_type="in", magnitude=2)
+        given = dict(constants)
+        if tc.prior_init:
+            given.update(prior_biases(heads, column_counts, loss=loss, records=counted))
+        aux: dict[str, mx.nd.NDArray] = {}
         if base is not None:
             arg, aux = backbone_params(base, sym)
-            mod.init_params(initializer, arg_params={**arg, **constants}, aux_params=aux, allow_missing=True)
-        elif constants:
-            mod.init_params(initializer, arg_params=constants, allow_missing=True)
-        else:
-            mod.init_params(initializer)
+            given.update(arg)
+        mod.init_params(initializer, arg_params=given, aux_params=aux or None, allow_missing=True)
     batches_per_epoch = max(1, math.ceil(shards.train_records / workers.num_workers / tc.batch_size))
-    steps = [e * batches_per_epoch for e in tc.lr_step_epochs if 0 < e < tc.epochs]
     optimizer_params: dict = {"learning_rate": tc.learning_rate, "momentum": tc.momentum, "wd": tc.weight_decay, "rescale_grad": 1.0 / (tc.batch_size * workers.num_workers)}
-    if steps:
-        optimizer_params["lr_scheduler"] = mx.lr_scheduler.MultiFactorScheduler(step=steps, factor=tc.lr_factor, base_lr=tc.learning_rate)
+    scheduler = lr_scheduler(tc.lr_schedule, base_lr=tc.learning_rate, epochs=tc.epochs, batches_per_epoch=batches_per_epoch,
+                             warmup_epochs=tc.warmup_epochs, step_epochs=tc.lr_step_epochs, factor=tc.lr_factor)
+    if scheduler is not None:
+        optimizer_params["lr_scheduler"] = scheduler
     with optimizer_on_workers(workers):
         mod.init_optimizer(kvstore=workers.module_kvstore(), optimizer="sgd", optimizer_params=optimizer_params)
     sync_module_params(workers, mod)
-    if base is not None and tc.backbone_lr_mult != 1.0:
-        mod._optimizer.set_lr_mult({name: tc.backbone_lr_mult for name in backbone_names(sym, head_names)})
+    if not tc.bn_weight_decay:
+        mod._optimizer.set_wd_mult({name: 0.0 for name in no_decay_names(sym.list_arguments())})
     if begin:
         restore_optimizer(mod, states)
     log.info(
-        "training %s (%d classes, %s%s) width %s on %d train / %d val records, epochs %d..%d, %d batches each",
-        ",".join(head_names), shards.num_classes, loss, "" if lc.plain else f", class weights {lc.class_weights}, focal gamma {lc.focal_gamma}", tc.width, shards.train_records, shards.val_records, begin + 1, tc.epochs, batches_per_epoch,
+        "training %s (%d classes, %s%s) width %s on %d train / %d val records, epochs %d..%d, %d batches each, lr %g (%s, warm-up %g epochs)",
+        ",".join(head_names), shards.num_classes, loss, "" if lc.plain else f", class weights {lc.class_weights}, focal gamma {lc.focal_gamma}, smoothing {lc.label_smoothing}",
+        tc.width, shards.train_records, shards.val_records, begin + 1, tc.epochs, batches_per_epoch, tc.learning_rate, tc.lr_schedule, tc.warmup_epochs,
     )
     parts = {"num_parts": workers.num_workers, "part_index": workers.rank}
     val_part = part_record_counts(shards.val, workers.num_workers)[workers.rank] if workers.dist and shards.val else shards.val_records
-    val_iter = record_iter(shards.val, shards, conf, tc, train=False, label_name=label_names, multi_label=multi_label, **parts) if val_part else None
+    # base shards are always validated against every title word (multi-hot), whatever the loss
+    val_iter = record_iter(shards.val, shards, conf, tc, train=False, label_name=label_names, multi_label=shards.mode == "base", **parts) if val_part else None
+    prior = _word_prior(column_counts[0], counted) if shards.mode == "base" else None
+    history = _read_history(out, begin) if begin else []
     seen: list[list] = []
+    metrics: dict[str, float] = dict(history[-1]) if history else {}
     for epoch in range(begin, tc.epochs):
-        metric = train_metric(multi_label)
-        it = record_iter(shards.train, shards, conf, dataclasses.replace(tc, seed=tc.seed + epoch), train=True, label_name=label_names, multi_label=multi_label, **parts)
-        started = time.perf_counter()
+        if base is not None and not tc.freeze_backbone:
+            mult = 0.0 if epoch < tc.head_warmup_epochs else tc.backbone_lr_mult
+            mod._optimizer.set_lr_mult({name: mult for name in backbone})
+            if epoch == tc.head_warmup_epochs and tc.head_warmup_epochs:
+                log.info("epoch %d: head warm-up done; the backbone trains at %g x the learning rate", epoch + 1, tc.backbone_lr_mult)
+        metric = train_metric(multi_hot_targets)
+        it = record_iter(shards.train, shards, conf, dataclasses.replace(tc, seed=tc.seed + epoch), train=True, label_name=label_names, multi_label=multi_hot_targets, **parts)
         seen.append([])
-        for batch in fixed_batches(it, batches_per_epoch, seen[-1] if tc.worker_dump else None):
-            mod.forward_backward(batch)
-            mod.update()
-            mod.update_metric(metric, batch.label)
-        seconds = time.perf_counter() - started
-        log.info("epoch %d: train %s, %.1f images/s", epoch + 1, dict(metric.get_name_value()), batches_per_epoch * tc.batch_size / max(seconds, 1e-9))
+        train_loss = _run_epoch(mod, it, metric, epoch, tc, batches_per_epoch, loss, seen[-1] if tc.worker_dump else None)
         average_aux(workers, mod)
+        record: dict[str, float] = {"epoch": float(epoch + 1), "train_loss": train_loss, "learning_rate": _current_lr(mod)}
+        record.update({f"train_{k}": float(v) for k, v in metric.get_name_value()})
+        last = epoch + 1 == tc.epochs
+        if val_iter is not None and (last or (tc.val_every and (epoch + 1) % tc.val_every == 0)):
+            metrics = val_metrics(mod, val_iter, head_names, prior=prior)
+            if workers.dist:  # each worker validates its own part of the val split
+                metrics["val_workers"] = float(workers.num_workers)
+            record.update(metrics)
+            log.info("epoch %d/%d val (worker %d of %d): %s", epoch + 1, tc.epochs, workers.rank, workers.num_workers, describe_metrics(metrics, head_names))
+        history.append(record)
         if workers.chief:
             save_checkpoint(out, epoch + 1, mod)
-    metrics: dict[str, float] = {}
-    if val_iter is not None:
-        metrics = val_metrics(mod, val_iter, head_names, multi_label=multi_label)
-        if workers.dist:  # each worker validates its own part of the val split
-            metrics["val_workers"] = float(workers.num_workers)
-        log.info("validation (worker %d of %d): %s", workers.rank, workers.num_workers, metrics)
+            (out / HISTORY_FILE).write_text(json.dumps(history, indent=1, sort_keys=True), encoding="utf-8")
     if tc.worker_dump:
         write_worker_dump(tc.worker_dump, workers, mod, batches_per_epoch=batches_per_epoch, train_seen=seen, val_iter=val_iter, metrics=metrics)
     if not workers.chief:
@@ -352,20 +423,109 @@ def train(
         region="full",
         vocabulary=VocabularyRef(int(vocab_size), str(shards.summary.get("labels", ""))) if vocab_size is not None else None,
         base_model=base_model_ref(base) if base is not None else None,
-        metrics=metrics,
+        metrics={k: v for k, v in metrics.items() if k.startswith("val_")},
         overwrite=True,
     )
 
 
-def build_network(heads: Sequence[Head], lc: LossConfig, *, base: Bundle | None, width: float, masked: bool) -> mx.sym.Symbol:
+def _run_epoch(
+    mod: mx.mod.Module,
+    it: mx.io.DataIter,
+    metric: mx.metric.EvalMetric,
+    epoch: int,
+    tc: TrainConfig,
+    batches: int,
+    loss: LossKind,
+    seen: list | None,
+) -> float:
+    """One epoch of ``batches`` updates; a progress line every ``tc.log_every`` batches. Returns the mean train cross-entropy."""
+    started = window_started = time.perf_counter()
+    total, window = 0.0, []
+    heads = len(mod.label_names)
+    kind = "softmax" if loss == "softmax" else loss
+    for i, batch in enumerate(fixed_batches(it, batches, seen), start=1):
+        mod.forward_backward(batch)
+        mod.update()
+        mod.update_metric(metric, batch.label)
+        outputs = mod.get_outputs()[:heads]
+        ce = batch_cross_entropy([lab.asnumpy() for lab in batch.label], [o.asnumpy() for o in outputs], kind)
+        total += ce
+        window.append(ce)
+        if tc.log_every and i % tc.log_every == 0:
+            now = time.perf_counter()
+            log.info("epoch %d batch %d/%d: %.1f images/s, loss %.4f (mean of the last %d batches), lr %.4g",
+                     epoch + 1, i, batches, len(window) * tc.batch_size / max(now - window_started, 1e-9), float(np.mean(window)), len(window), _current_lr(mod))
+            window, window_started = [], now
+    seconds = time.perf_counter() - started
+    mean = total / max(batches, 1)
+    log.info("epoch %d/%d: train loss %.4f, %s, %.1f images/s", epoch + 1, tc.epochs, mean, dict(metric.get_name_value()), batches * tc.batch_size / max(seconds, 1e-9))
+    return mean
+
+
+def _current_lr(mod: mx.mod.Module) -> float:
+    opt = mod._optimizer
+    return float(opt.lr_scheduler(opt.num_update)) if opt.lr_scheduler is not None else float(opt.lr)
+
+
+def _read_history(out: Path, epochs: int) -> list[dict[str, float]]:
+    """The per-epoch records of a resumed run, up to ``epochs`` (empty when there is no history file)."""
+    path = out / HISTORY_FILE
+    if not path.is_file():
+        return []
+    try:
+        return [r for r in json.loads(path.read_text(encoding="utf-8")) if r.get("epoch", 0) <= epochs]
+    except (json.JSONDecodeError, AttributeError, TypeError):
+        log.warning("resume: %s is unreadable; the history restarts", path)
+        return []
+
+
+def _train_label_counts(shards: ShardSet, heads: Sequence[Head], *, multi_hot: bool) -> tuple[list[np.ndarray], int]:
+    """Per head, the train split's label counts, and the records counted: title-word counts (base,
+    from up to :data:`PRIOR_SAMPLE_RECORDS` records) or class counts per attribute column (every record)."""
+    if multi_hot:
+        counts, records = title_word_counts(shards.train, shards.num_classes, max_records=PRIOR_SAMPLE_RECORDS)
+        return [counts], records
+    width = shards.label_width if shards.mode == "multi" else 1
+    return label_counts(shards.train, width, [len(h.classes) for h in heads]), shards.train_records
+
+
+def _word_prior(counts: np.ndarray, records: int) -> np.ndarray:
+    """Each word's share of the train images (the prior baseline's constant scores)."""
+    return np.asarray(counts, dtype=np.float64) / max(records, 1)
+
+
+def prior_biases(heads: Sequence[Head], counts: Sequence[np.ndarray], *, loss: LossKind, records: int) -> dict[str, mx.nd.NDArray]:
+    """Initial biases of the heads' FC layers: the log of the train frequencies (a model that starts at the priors).
+
+    Sigmoid heads: the logit of each word's share of the images; softmax heads: the log of each
+    class's share of the labels (add-one smoothed). The network then spends its first updates on
+    what the images say beyond the priors, not on learning the priors.
+    """
+    out: dict[str, mx.nd.NDArray] = {}
+    for head, c in zip(heads, counts):
+        c = np.asarray(c, dtype=np.float64)
+        if loss == "sigmoid":
+            share = np.clip(c / max(records, 1), 1e-4, 1 - 1e-4)
+            bias = np.log(share / (1 - share))
+        else:
+            share = (c + 1.0) / (c.sum() + len(c))
+            bias = np.log(share) - np.log(share).mean()
+        out[f"fc_{head.name}_bias"] = mx.nd.array(bias.astype(np.float32))
+    return out
+
+
+def build_network(heads: Sequence[Head], lc: LossConfig, *, base: Bundle | None, width: float, masked: bool, loss: LossKind = "softmax") -> mx.sym.Symbol:
     """Inception-BN features (the base's backbone, or fresh at ``width``) with the given heads.
 
-    One plain head is exactly :func:`classification_head` (softmax or sigmoid). Softmax heads with
-    class weights or a focal term, or several heads (multi shards, ``masked``: label -1 = no tag),
-    are :func:`softlines_attr.model.losses.softmax_head`; the outputs are grouped as every head's
-    probabilities in head order, then the loss outputs.
+    One plain head is exactly :func:`classification_head` (softmax or sigmoid). ``softmax_multi``
+    (base shards) is :func:`~softlines_attr.model.losses.multi_hot_softmax_head`. Softmax heads
+    with class weights, a focal term or smoothing, or several heads (multi shards, ``masked``:
+    label -1 = no tag), are :func:`softlines_attr.model.losses.softmax_head`; the outputs are
+    grouped as every head's probabilities in head order, then the loss outputs.
     """
     features = refine_features(base) if base is not None else inception_bn_features(width)
+    if loss == "softmax_multi":
+        return multi_hot_softmax_head(features, len(heads[0].classes), heads[0].name, label_smoothing=lc.label_smoothing)
     if len(heads) == 1 and (heads[0].multi_label or (lc.plain and not masked)):
         return classification_head(features, len(heads[0].classes), heads[0].name, multi_label=heads[0].multi_label)
     probs, losses = [], []
@@ -380,18 +540,36 @@ def build_network(heads: Sequence[Head], lc: LossConfig, *, base: Bundle | None,
     return outputs[0] if len(outputs) == 1 else mx.sym.Group(outputs)
 
 
-def val_metrics(mod: mx.mod.Module, it: mx.io.DataIter, head_names: Sequence[str], *, multi_label: bool) -> dict[str, float]:
-    """Validation metrics of every head: as :func:`split_metrics`; several heads are prefixed ``val_<head>_``
-    and summarised by ``val_accuracy`` / ``val_mean_class_accuracy`` (the means over the heads)."""
+def val_metrics(mod: mx.mod.Module, it: mx.io.DataIter, head_names: Sequence[str], *, prior: np.ndarray | None = None) -> dict[str, float]:
+    """Validation metrics of every head.
+
+    With ``prior`` (base shards, ``it`` giving multi-hot labels): :func:`title_word_metrics`.
+    Otherwise accuracy and average per-class accuracy (:func:`split_metrics`); several heads are
+    prefixed ``val_<head>_`` and summarised by ``val_accuracy`` / ``val_mean_class_accuracy``
+    (the means over the heads).
+    """
     labels, scores = predict_heads(mod, it, len(head_names))
+    if prior is not None:
+        return title_word_metrics(labels[0], scores[0], prior)
     if len(head_names) == 1:
-        return split_metrics(labels[0], scores[0], multi_label=multi_label)
+        return split_metrics(labels[0], scores[0], multi_label=False)
     metrics: dict[str, float] = {}
     for name, y, p in zip(head_names, labels, scores):
         metrics.update(split_metrics(y, p, multi_label=False, prefix=f"val_{name}_"))
     for key in ("accuracy", "mean_class_accuracy"):
         metrics[f"val_{key}"] = float(np.mean([metrics[f"val_{name}_{key}"] for name in head_names]))
     return metrics
+
+
+def describe_metrics(metrics: dict[str, float], head_names: Sequence[str]) -> str:
+    """One log line of validation metrics: the base's mAP against its prior, or accuracy per head."""
+    if "val_map" in metrics:
+        return (f"mAP {metrics['val_map']:.4f} (priors alone {metrics['val_prior_map']:.4f}, {metrics['val_map_over_prior']:.1f}x), "
+                f"precision@1 {metrics['val_precision_at_1']:.3f}, @5 {metrics['val_precision_at_5']:.3f}, "
+                f"AP of the 10 most frequent words {metrics['val_top_words_map']:.3f}, distinct top-1 words {int(metrics['val_distinct_top1'])}")
+    if len(head_names) == 1:
+        return f"accuracy {metrics.get('val_accuracy', 0):.4f}, average per-class accuracy {metrics.get('val_mean_class_accuracy', 0):.4f}"
+    return ", ".join(f"{h} {metrics.get(f'val_{h}_accuracy', 0):.3f} (per-class {metrics.get(f'val_{h}_mean_class_accuracy', 0):.3f})" for h in head_names)
 
 
 def _with_input_size(conf: PipelineConfig, size: int) -> ImageConfig:
