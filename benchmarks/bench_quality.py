@@ -6,8 +6,8 @@ changes with the number of tagged products (the idea of the paper's Table 6). Ev
 the **held-out val split** of the label job (split by parent), which is never trained or tuned on;
 the val products are the same for every tagged-set size.
 
-    .venv/bin/python benchmarks/bench_quality.py                       # the real dev set (../shared/data/myntra-dev), ~25-30 min on 2 cores
-    .venv/bin/python benchmarks/bench_quality.py --quick               # smoke run: 1-2 epochs, sizes 200,all (~6-8 min)
+    .venv/bin/python benchmarks/bench_quality.py                       # the real dev set (../shared/data/myntra-dev); see "Time" below
+    .venv/bin/python benchmarks/bench_quality.py --quick               # smoke run: base 1 epoch, refine 2, sizes 200,all
     .venv/bin/python benchmarks/bench_quality.py --generated 1000      # the project's generated dresses instead
     .venv/bin/python benchmarks/bench_quality.py --base-args "--loss softmax" --refine-args "--backbone-lr-mult 1"
     .venv/bin/python benchmarks/bench_quality.py --write-docs          # also write the results into docs/MODEL.md
@@ -39,6 +39,15 @@ Recipe options: ``--base-args`` / ``--refine-args`` are passed verbatim (``shlex
 ``refine`` AFTER the benchmark's defaults (printed at the start), so a flag given there wins
 (``--lr-step-epochs ""`` removes the default step). Width and input size are the benchmark's own
 ``--width`` / ``--input-size`` (scratch and base must match).
+
+Time (default: base 10 epochs, refine 12, sizes 500,1000,2000,all; ~6,400 train images): about
+1,200 s of training at ~250 images/s (width 0.25, 64 px, an otherwise idle 2-core machine) plus six
+Spark stages (labels, base shards, four multi shards; ~40-60 s each when idle), so 25-30 min. The
+estimate of every stage is printed before it runs and beside its wall time after (training from the
+base's measured rate). Measured on 2026-12-01 at load average 8-16 (other jobs on the 2 cores):
+``--quick`` on the dev set took 21.7 min, of which the four Spark stages 12.8 min (2.7-4.0 min
+each) and training 74 s (base, 1 epoch, 120 images/s) + 3.3 min per refine of all tags (2 epochs);
+under such load the default run takes well over 30 minutes.
 
 Caching: each stage's key is a hash of its command, its upstream stages' keys and (for training)
 the project's model code; a re-run with the same key skips the stage (``--fresh`` forces all). So a
@@ -330,6 +339,20 @@ class Estimator:
         self.rate, self.measured = work / max(seconds - 15.0, 1.0), True
 
 
+def _print_plan(s: Settings, est: Estimator, n_products: int) -> None:
+    """The whole run's estimate before it starts (train = 80 % of the products; every stage assumed uncached)."""
+    train, val = int(0.8 * n_products), n_products - int(0.8 * n_products)
+    base_e = int(_last_value([*default_train_args(s.base_epochs, base=True), *s.base_args], "--epochs", "10"))
+    ref_e = int(_last_value([*default_train_args(s.refine_epochs, base=False), *s.refine_args], "--epochs", "10"))
+    sizes = [train if x is None else min(x, train) for x in s.sizes]
+    spark = _spark_estimate(n_products // 4) + _spark_estimate(n_products) + sum(_spark_estimate(n + val) for n in sizes)
+    base = est.train({"train": train, "val": val}, base_e)
+    refine = sum(2 * est.train({"train": n, "val": val}, ref_e) for n in sizes)
+    print(f"plan (uncached, about {train} train / {val} val products): Spark stages ~{_fmt_s(spark)}, base ~{_fmt_s(base)}, "
+          f"{2 * len(sizes)} refines ~{_fmt_s(refine)}; total ~{_fmt_s(spark + base + refine)} "
+          f"(training at ~{est.rate:.0f} images/s, Spark scaled by the load average)", flush=True)
+
+
 def run_benchmark(s: Settings, command: str) -> dict[str, Any]:
     """Every stage in order; the result dict written to ``<work>/quality.json``."""
     started_at = dt.datetime.now(dt.timezone.utc)
@@ -342,6 +365,7 @@ def run_benchmark(s: Settings, command: str) -> dict[str, Any]:
     attributes = list(prepared.classes)
     train_code = _code_digest("softlines_attr/model", "softlines_attr/commands/train.py", "softlines_attr/commands/refine.py", "softlines_attr/images")
     n_products = prepared.counts.get("rows_used") or s.generated
+    _print_plan(s, est, n_products)
 
     labels_dir = s.work / "labels"
     argv = ["labels", "--catalog", str(prepared.catalog), "--out", str(labels_dir), *cfg]
@@ -402,7 +426,7 @@ def run_benchmark(s: Settings, command: str) -> dict[str, Any]:
                 inputs["base"] = r.keys["train-base"]
             name = f"refine-{kind}-{label}"
             res = r.stage(name, inputs, lambda argv=argv, name=name: r.cli(name, argv), estimate_s=est.train(recs, refine_epochs), outputs=(out,))
-            models[kind] = {"bundle": res.get("bundle"), "metrics": res.get("metrics", {})}
+            models[kind] = {"bundle": res.get("bundle"), "metrics": res.get("metrics") or _bundle_metrics(Path(res.get("bundle") or out / "bundle"))}
         runs[label] = {"size": size, "subset": subset, "records": recs, "shard": {k: shard_res.get(k) for k in ("rows_in", "records_written", "rows_rejected", "rejects_by_reason")},
                        "models": models}
 
@@ -423,7 +447,7 @@ def run_benchmark(s: Settings, command: str) -> dict[str, Any]:
         "data": prepared.counts,
         "classes": prepared.classes,
         "labels": {k: labels_summary.get(k) for k in ("rows_in", "rows_labelled", "rows_rejected", "rejects_by_reason", "labelled_by_split")},
-        "base": {"argv": base_argv, "records": base_records, "metrics": base.get("metrics", {}), "prior": prior},
+        "base": {"argv": base_argv, "records": base_records, "metrics": base.get("metrics") or _bundle_metrics(base_bundle), "prior": prior},
         "refine_argv_tail": [*refine_defaults, *s.refine_args],
         "val_split": {"same_val_products_for_every_size": len(set(val_digests.values())) == 1, "val_asins_sha256": val_digests, "counts": counts},
         "runs": runs,
@@ -435,6 +459,14 @@ def run_benchmark(s: Settings, command: str) -> dict[str, Any]:
     result["learning_curve"] = learning_curve(result)
     result["targets"] = targets(result)
     return result
+
+
+def _bundle_metrics(bundle: Path) -> dict[str, Any]:
+    """A bundle manifest's metrics (when a command printed none)."""
+    try:
+        return json.loads((bundle / "manifest.json").read_text(encoding="utf-8")).get("metrics") or {}
+    except (OSError, json.JSONDecodeError):
+        return {}
 
 
 def _num_words(bundle: Path, default: int) -> int:
@@ -541,9 +573,13 @@ def markdown(res: dict[str, Any]) -> str:
         f"Base: `train {shlex.join(_tail(res['base']['argv']))}`; refine (both): `refine ... {shlex.join(res['refine_argv_tail'])}`.",
         "",
         f"**Base model** (title words, {prior['words']} words, {res['base']['records']['train']} train / {res['base']['records']['val']} val images): "
-        f"val mAP **{_num(base_m.get('val_map'))}** vs the prior baseline {_num(base_m.get('val_prior_map', prior['prior_map']))} "
-        f"(each word's train frequency; {_ratio(base_m.get('val_map'), base_m.get('val_prior_map', prior['prior_map']))}); "
-        f"precision@1 {_num(base_m.get('val_precision_at_1'))} vs the prior's {_num(prior['prior_precision_at_1'])}.",
+        f"val mAP **{_num(base_m.get('val_map'))}** vs the prior baseline (each word's train frequency) "
+        + (f"{_num(base_m['val_prior_map'])} as train computes it ({_ratio(base_m.get('val_map'), base_m['val_prior_map'])}), "
+           if base_m.get("val_prior_map") is not None else "")
+        + f"{_num(prior['prior_map'])} as the benchmark computes it (val prevalence, the tie-aware AP of a constant score; "
+        f"{_ratio(base_m.get('val_map'), prior['prior_map'])}); precision@1 {_num(base_m.get('val_precision_at_1'))} vs the prior's "
+        f"{_num(prior['prior_precision_at_1'])}.",
+        "Train's val metrics: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, (int, float)) else f"{k} {v}" for k, v in sorted(base_m.items())) + ".",
         "",
     ]
     for label, t in res["table3"].items():
@@ -669,7 +705,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     p.add_argument("--vocab-size", type=int, default=500, help="base shards' vocabulary (default 500)")
     p.add_argument("--min-class-count", type=int, default=20, help="dev set: a class with fewer tagged products is folded out (default 20)")
     p.add_argument("--base-epochs", type=int, default=None, help="base epochs in the defaults (default 10; --quick 1)")
-    p.add_argument("--refine-epochs", type=int, default=None, help="refine epochs in the defaults (default 15; --quick 2)")
+    p.add_argument("--refine-epochs", type=int, default=None, help="refine epochs in the defaults (default 12; --quick 2)")
     p.add_argument("--base-args", default="", help='extra `train` options for the base, passed verbatim after the defaults, e.g. "--loss softmax"')
     p.add_argument("--refine-args", default="", help='extra `refine` options for both refines, after the defaults, e.g. "--backbone-lr-mult 1"')
     p.add_argument("--quick", action="store_true", help="smoke run: base 1 epoch, refine 2, sizes 200,all")
@@ -693,7 +729,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         source=source, myntra=myntra, generated=a.generated or 0, work=work,
         sizes=a.sizes or ([200, None] if a.quick else [500, 1000, 2000, None]), seed=a.seed, width=a.width, input_size=a.input_size,
         store_size=a.store_size, resize_mode=a.resize_mode, vocab_size=a.vocab_size, min_class_count=a.min_class_count,
-        base_epochs=a.base_epochs or (1 if a.quick else 10), refine_epochs=a.refine_epochs or (2 if a.quick else 15),
+        base_epochs=a.base_epochs or (1 if a.quick else 10), refine_epochs=a.refine_epochs or (2 if a.quick else 12),
         base_args=base_args, refine_args=refine_args, quick=a.quick, fresh=a.fresh,
     ), a
 
