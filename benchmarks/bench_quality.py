@@ -574,7 +574,8 @@ def markdown(res: dict[str, Any]) -> str:
         "",
         f"**Base model** (title words, {prior['words']} words, {res['base']['records']['train']} train / {res['base']['records']['val']} val images): "
         f"val mAP **{_num(base_m.get('val_map'))}** vs the prior baseline (each word's train frequency) "
-        + (f"{_num(base_m['val_prior_map'])} as train computes it ({_ratio(base_m.get('val_map'), base_m['val_prior_map'])}), "
+        + (f"{_num(base_m['val_prior_map'])} as train computes it (its AP with the tied scores in record order, which "
+           f"favours rare words; {_ratio(base_m.get('val_map'), base_m['val_prior_map'])}), "
            if base_m.get("val_prior_map") is not None else "")
         + f"{_num(prior['prior_map'])} as the benchmark computes it (val prevalence, the tie-aware AP of a constant score; "
         f"{_ratio(base_m.get('val_map'), prior['prior_map'])}); precision@1 {_num(base_m.get('val_precision_at_1'))} vs the prior's "
