@@ -214,13 +214,20 @@ class PipelineConfig:
 # --------------------------------------------------------------------------------------------
 
 
+_PLURALS: dict[Any, str] = {int: "integers", float: "numbers", str: "strings", bool: "booleans (true or false)"}
+
+
 def _type_name(tp: Any) -> str:
     origin = typing.get_origin(tp)
     if origin is Literal:
         return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
     if origin in (list, tuple):
-        args = [a for a in typing.get_args(tp) if a is not Ellipsis]
-        return f"a list of {_type_name(args[0])}" if len(set(args)) == 1 else f"a list of {len(args)} values"
+        raw = typing.get_args(tp)
+        args = [a for a in raw if a is not Ellipsis]
+        if origin is tuple and raw and raw[-1] is not Ellipsis:  # a fixed length: "a list of 3 numbers"
+            kinds = set(args)
+            return f"a list of {len(args)} {_PLURALS.get(args[0], 'values')}" if len(kinds) == 1 else f"a list of {len(args)} values"
+        return f"a list of {_PLURALS.get(args[0], 'values')}" if args else "a list"
     if origin is dict:
         return f"a table of {_type_name(typing.get_args(tp)[1])}"
     if origin in (typing.Union, types.UnionType):
@@ -424,6 +431,36 @@ def load_spark_profile(name_or_path: str, conf_dir: Path | None = None) -> Spark
     return profile
 
 
+#: S3's smallest multipart part (every part but the last).
+S3_MIN_PART_BYTES = 5 * 1024 * 1024
+
+#: [shard] key -> (lowest allowed value, what the message says is expected). Every key is range-checked.
+_SHARD_RANGES: dict[str, tuple[float, str]] = {
+    "max_shard_bytes": (1024, ">= 1024 (bytes per .rec file)"),
+    "records_per_shard": (1, ">= 1 (records per shard)"),
+    "min_shards": (0, ">= 0 (0 = 2 x task slots)"),
+    "label_width": (0, ">= 0 (0 = the longest label list)"),
+    "fetch_threads": (1, ">= 1"),
+    "fetch_timeout_s": (1e-9, "> 0 seconds"),
+    "fetch_retries": (1, ">= 1 (attempts per image in all)"),
+    "max_image_bytes": (1, ">= 1 (bytes)"),
+    "multipart_chunk_bytes": (S3_MIN_PART_BYTES, f">= {S3_MIN_PART_BYTES} (S3's smallest multipart part, 5 MiB)"),
+}
+_SCORE_FETCH_RANGES: dict[str, tuple[float, str]] = {
+    "fetch_timeout_s": (1e-9, "> 0 seconds"),
+    "fetch_retries": (1, ">= 1 (attempts per image in all)"),
+    "max_image_bytes": (1, ">= 1 (bytes)"),
+}
+
+
+def _validate_ranges(section: Any, name: str, ranges: Mapping[str, tuple[float, str]], source: str) -> None:
+    """Refuse a key of ``section`` below its lowest allowed value, naming the key, what is expected and what was found."""
+    for key, (lowest, expected) in ranges.items():
+        value = getattr(section, key)
+        if value < lowest:
+            raise ConfigError(f"{source}: key '{name}.{key}': expected {expected}, found {value}")
+
+
 def _validate(conf: PipelineConfig, source: str) -> None:
     lab = conf.labels
     if not lab.vocab_sizes or any(v < 0 for v in lab.vocab_sizes) or len(set(lab.vocab_sizes)) != len(lab.vocab_sizes):
@@ -444,6 +481,8 @@ def _validate(conf: PipelineConfig, source: str) -> None:
             raise ConfigError(f"{source}: key 'score.{key}': expected >= 0 (0 = automatic), found {getattr(sc, key)}")
     if img.input_size > img.store_size:
         raise ConfigError(f"{source}: key 'images.input_size': expected <= images.store_size ({img.store_size}), found {img.input_size}")
+    _validate_ranges(conf.shard, "shard", _SHARD_RANGES, source)
+    _validate_ranges(conf.score, "score", _SCORE_FETCH_RANGES, source)
     if conf.output.keep_versions < 1:
         raise ConfigError(f"{source}: key 'output.keep_versions': expected >= 1 (the current version counts), found {conf.output.keep_versions}")
     ev = conf.evaluate

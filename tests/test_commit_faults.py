@@ -249,6 +249,13 @@ def _run_folders(out: str) -> list[str]:
     return sorted(i.base_name for i in fs.get_file_info(pafs.FileSelector(f"{root}/{RUNS_DIR}")) if i.type == pafs.FileType.Directory)
 
 
+def _top_level(out: str) -> list[str]:
+    from softlines_attr.io.commit import filesystem_for
+
+    fs, root = filesystem_for(out)
+    return sorted(i.base_name for i in fs.get_file_info(pafs.FileSelector(root)))
+
+
 def test_killed_at_every_commit_step_a_reader_finds_one_whole_version(out_uri: str) -> None:
     """For each K: v1 is committed; a run v2 is killed before its K-th filesystem change; then a run v3 follows.
 
@@ -268,6 +275,7 @@ def test_killed_at_every_commit_step_a_reader_finds_one_whole_version(out_uri: s
         seen.append((k, read_whole_version(out), _run_folders(out)))
         write_version(out, "v3", 4, 1)  # the next run
         assert read_whole_version(out) == "v3" and _run_folders(out) == ["v3"], (k, _run_folders(out))
+        assert _top_level(out) == ["_current.json", "runs"], (k, _top_level(out))  # nothing else left behind
     else:
         pytest.fail("the writer never finished")
     current = [c for _, c, _ in seen]
@@ -302,6 +310,28 @@ def test_a_reader_during_many_commits_always_reads_one_whole_version(out_uri: st
     assert not errors, errors
     assert read_whole_version(out_uri) == "v09" and _run_folders(out_uri) == ["v07", "v08", "v09"]
     assert len(set(reads)) >= 3 and reads == sorted(reads), reads  # several versions seen, in commit order
+
+
+def test_pointer_checks_and_a_version_folder_is_never_an_out(tmp_path: Path) -> None:
+    """A pointer whose run summary changed, or that names an unsafe path, is refused; a run folder cannot be an --out."""
+    from softlines_attr.io.commit import CurrentVersionError, OutputLocationError, StagedOutput, resolve_current
+
+    out = str(tmp_path / "out")
+    write_version(out, "v1", 2, 3)
+    assert resolve_current(out) == f"{out}/runs/v1" and resolve_current(f"{out}/runs/v1") == f"{out}/runs/v1"
+    with pytest.raises(OutputLocationError, match="found a version folder of one"):
+        StagedOutput(f"{out}/runs/v1", "x1", job="score").prepare()
+    summary = tmp_path / "out" / "runs" / "v1" / "_summary.json"
+    summary.write_text(summary.read_text().replace('"v1"', '"v1" '))
+    with pytest.raises(CurrentVersionError, match=r"runs/v1/_summary.json: expected sha256 [0-9a-f]{64} \(from _current.json\), found"):
+        resolve_current(out)
+    pointer = tmp_path / "out" / "_current.json"
+    pointer.write_text(json.dumps({**json.loads(pointer.read_text()), "run_id": "..", "path": "runs/.."}))
+    with pytest.raises(CurrentVersionError, match="run id '..': expected"):
+        resolve_current(out)
+    pointer.write_text("{not json")
+    with pytest.raises(CurrentVersionError, match="expected a JSON object, found unreadable JSON"):
+        resolve_current(out)
 
 
 if __name__ == "__main__":

@@ -97,3 +97,34 @@ def test_spark_profiles_parse():
     emr = load_spark_profile("emr_gpu")
     assert emr.conf["spark.task.resource.gpu.amount"] == "1"
     assert emr.conf["spark.python.worker.reuse"] == "true"
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("[shard]\nrecords_per_shard = 0\n", r"key 'shard\.records_per_shard': expected >= 1 \(records per shard\), found 0"),
+        ("[shard]\nmax_shard_bytes = 10\n", r"key 'shard\.max_shard_bytes': expected >= 1024"),
+        ("[shard]\nmin_shards = -1\n", r"key 'shard\.min_shards': expected >= 0"),
+        ("[shard]\nlabel_width = -2\n", r"key 'shard\.label_width': expected >= 0"),
+        ("[shard]\nfetch_threads = 0\n", r"key 'shard\.fetch_threads': expected >= 1, found 0"),
+        ("[shard]\nfetch_timeout_s = 0\n", r"key 'shard\.fetch_timeout_s': expected > 0 seconds, found 0"),
+        ("[shard]\nfetch_retries = 0\n", r"key 'shard\.fetch_retries': expected >= 1"),
+        ("[shard]\nmax_image_bytes = 0\n", r"key 'shard\.max_image_bytes': expected >= 1"),
+        ("[shard]\nmultipart_chunk_bytes = 1000\n", r"key 'shard\.multipart_chunk_bytes': expected >= 5242880"),
+        ("[score]\nfetch_retries = 0\n", r"key 'score\.fetch_retries': expected >= 1"),
+        ("[images]\nmean = [1, 2]\n", r"key 'images\.mean': expected a list of 3 numbers, found \[1, 2\]"),
+        ("[labels]\nstop_words = [1]\n", r"key 'labels\.stop_words\[0\]': expected a string, found 1"),
+    ],
+)
+def test_every_shard_key_is_range_checked(tmp_path, text, expected):
+    """Issue 11: records_per_shard = 0 and the other out-of-range [shard] keys are refused with what was expected."""
+    with pytest.raises(ConfigError, match=expected):
+        load_config(write(tmp_path / "mine.toml", text))
+
+
+def test_the_range_table_covers_every_shard_key():
+    import dataclasses
+
+    from softlines_attr.config import _SHARD_RANGES, ShardConfig
+
+    assert set(_SHARD_RANGES) == {f.name for f in dataclasses.fields(ShardConfig)}

@@ -137,3 +137,19 @@ def test_network_input_shape_and_normalisation() -> None:
     assert np.abs(arr).max() < 0.02
     upper = to_network_input(img, input_size=56, mean=CONF.mean, std=CONF.std, region="upper")
     assert upper.shape == (3, 56, 56)
+
+
+def test_upper_region_is_the_top_of_the_dress_at_the_stored_scale() -> None:
+    """The neck-style view: the top half of the stored image, scaled to its shorter side, then the centre crop."""
+    from softlines_attr.images import region_view
+
+    img = Image.new("RGB", (64, 96), (255, 0, 0))
+    img.paste((0, 0, 255), (0, 48, 64, 96))  # red top half, blue bottom half
+    view = region_view(img, "upper")
+    assert view.size == (64, 64)
+    arr = np.asarray(view)
+    assert arr[..., 0].min() > 200 and arr[..., 2].max() < 60  # only the (red) top half
+    upper = to_network_input(img, input_size=56, mean=(0, 0, 0), std=(1, 1, 1), region="upper")
+    full = to_network_input(img, input_size=56, mean=(0, 0, 0), std=(1, 1, 1), region="full")
+    assert upper[2].max() < 60 and full[2].max() > 200  # the full centre crop sees the blue skirt
+    assert region_view(img, "full") is img

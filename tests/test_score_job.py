@@ -19,7 +19,7 @@ from softlines_attr.io.commit import POINTER_FILE, OutputLocationError, resolve_
 from softlines_attr.model.bundle import load_bundle
 from softlines_attr.score import ScoreJob, run_score_job
 from softlines_attr.score.errors import ScoreInputError
-from softlines_attr.score.schema import columns
+from softlines_attr.score.schema import columns, schema_version
 from test_score_helpers import HEMLINE, PATTERN, SLEEVE, catalog_with_bad_rows, make_bundle, score_conf, write_catalog
 
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -136,7 +136,7 @@ def test_multi_head_wide_table_and_contract(run1) -> None:
         assert w["keywords"] == [v for v in vals if v is not None] and w["run_id"] == s["run_id"]
     schema = pq.read_schema(next((_cur(out) / "attributes" / "attribute=hemline").glob("*.parquet")))
     assert str(schema.field("scored_at").type) == "timestamp[us, tz=UTC]"
-    assert s["schema_version"] == 1 and s["attributes"] == ["hemline", "pattern", "sleeve_type"]
+    assert s["schema_version"] == schema_version() and s["attributes"] == ["hemline", "pattern", "sleeve_type"]
 
 
 def test_rerun_is_a_new_version_and_a_run_id_is_never_reused(spark, run1) -> None:

@@ -18,7 +18,7 @@ from softlines_attr.images.decode import (
     resize_to_store,
 )
 from softlines_attr.images.encode import PreparedImage, encode_jpeg, prepare_for_shard
-from softlines_attr.images.tensor import center_crop, to_network_input
+from softlines_attr.images.tensor import center_crop, region_view, to_network_input
 
 __all__ = [
     "ImageError",
@@ -29,6 +29,7 @@ __all__ = [
     "fit_size",
     "load_image",
     "prepare_for_shard",
+    "region_view",
     "resize_to_store",
     "to_network_input",
 ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import warnings
 from typing import Literal
 
@@ -69,6 +70,22 @@ def fit_size(width: int, height: int, size: int, mode: ResizeMode) -> tuple[int,
     return max(1, width * size // height), size
 
 
+def _bomb_pixels(exc: Exception) -> str:
+    """The pixel count of Pillow's decompression-bomb message (one limit only in ours: the caller's), or a description."""
+    match = re.search(r"\((\d+) pixels\)", str(exc))
+    return f"{match.group(1)} pixels (read from the header)" if match else "more pixels than Pillow opens (read from the header)"
+
+
+def _kind_of(data: bytes) -> str:
+    """A content-free description of bytes that are no image: text or binary, never the bytes themselves."""
+    head = data[:512]
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError:
+        return "binary data"
+    return "text, not an image"
+
+
 def _open(data: bytes, max_pixels: int) -> Image.Image:
     """Open the header only, refusing empty input, unknown formats and too many pixels."""
     if not data:
@@ -78,9 +95,10 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as exc:
-        raise ImageError("too_large", f"expected at most {max_pixels} pixels: {exc}") from None
+        raise ImageError("too_large", f"expected at most {max_pixels} pixels, found {_bomb_pixels(exc)}") from None
     except UnidentifiedImageError:
-        raise ImageError("unreadable", f"expected a JPEG/PNG/GIF/WebP/TIFF image, found {len(data)} bytes of an unknown format (starting {data[:8]!r})") from None
+        # the file's bytes are never quoted: a URI may name any file (/etc/passwd), and its content is not ours to echo
+        raise ImageError("unreadable", f"expected a JPEG/PNG/GIF/WebP/TIFF image, found {len(data)} bytes of an unknown format ({_kind_of(data)})") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError("unreadable", f"image header could not be read: {exc}") from None
     width, height = img.size

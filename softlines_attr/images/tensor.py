@@ -9,17 +9,37 @@ import numpy as np
 from PIL import Image
 
 
-def center_crop(img: Image.Image, size: int, region: Literal["full", "upper"] = "full") -> Image.Image:
-    """Crop a ``size`` x ``size`` square from the centre (``full``) or the top centre (``upper``).
+#: The ``upper`` view's height, as a share of the stored image's height: the top half (bodice and neckline).
+UPPER_FRACTION = 0.5
 
-    ``upper`` is the neck-style view: the upper part of the dress, where the neckline is. An image
-    smaller than ``size`` on a side is scaled up first so the crop is always full.
+
+def region_view(img: Image.Image, region: Literal["full", "upper"] = "full") -> Image.Image:
+    """The part of a stored-size image a model looks at, at the stored image's scale.
+
+    ``full`` is the image itself. ``upper`` is the neck-style view: the top-centre square whose side is
+    the top :data:`UPPER_FRACTION` of the image's height (at most its width), scaled up to a square of
+    the image's shorter side, so the neckline fills the network input instead of a sixth of it. The
+    same view is used by training (random crops of it), evaluation and scoring (the centre crop).
     """
+    if region == "full":
+        return img
+    side = max(1, min(img.width, round(img.height * UPPER_FRACTION)))
+    left = (img.width - side) // 2
+    target = min(img.size)
+    return img.crop((left, 0, left + side, side)).resize((target, target), Image.Resampling.BILINEAR)
+
+
+def center_crop(img: Image.Image, size: int, region: Literal["full", "upper"] = "full") -> Image.Image:
+    """Crop a ``size`` x ``size`` square from the centre of the region's view (:func:`region_view`).
+
+    An image smaller than ``size`` on a side is scaled up first so the crop is always full.
+    """
+    img = region_view(img, region)
     if min(img.size) < size:
         scale = size / min(img.size)
         img = img.resize((max(size, round(img.width * scale)), max(size, round(img.height * scale))), Image.Resampling.BILINEAR)
     left = (img.width - size) // 2
-    top = 0 if region == "upper" else (img.height - size) // 2
+    top = (img.height - size) // 2
     return img.crop((left, top, left + size, top + size))
 
 
@@ -38,7 +58,7 @@ def to_network_input(
         input_size: ``images.input_size`` (the crop side).
         mean: Per-channel RGB mean.
         std: Per-channel RGB standard deviation.
-        region: ``full`` for a centre crop, ``upper`` for the top-centre crop.
+        region: ``full`` for a centre crop of the image, ``upper`` for a centre crop of its upper view (:func:`region_view`).
 
     Returns:
         An array of shape (3, input_size, input_size).

@@ -87,6 +87,15 @@ def _endpoint() -> tuple[str | None, str]:
     return parsed.netloc, parsed.scheme or "https"
 
 
+def _bucket_region(bucket: str) -> str | None:
+    """The bucket's region as S3 reports it (an EMR node may run in another region than the bucket); None if unknown."""
+    try:
+        return pafs.resolve_s3_region(bucket)
+    except OSError as exc:
+        log.warning("cannot resolve the region of bucket %s (%s); using the SDK default", bucket, exc)
+        return None
+
+
 def filesystem_for(uri: str) -> tuple[pafs.FileSystem, str]:
     """The filesystem for ``uri`` and the path of ``uri`` on it.
 
@@ -100,8 +109,10 @@ def filesystem_for(uri: str) -> tuple[pafs.FileSystem, str]:
     loc = parse_uri(uri)
     if loc.scheme == "s3":
         endpoint, scheme = _endpoint()
-        region = os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION") or "us-east-1"
-        fs = pafs.S3FileSystem(endpoint_override=endpoint, scheme=scheme, region=region, allow_bucket_creation=False)
+        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        if region is None and endpoint is None:
+            region = _bucket_region(loc.bucket)
+        fs = pafs.S3FileSystem(endpoint_override=endpoint, scheme=scheme, region=region or "us-east-1", allow_bucket_creation=False)
         return fs, f"{loc.bucket}/{loc.key}".rstrip("/")
     return pafs.LocalFileSystem(), os.path.abspath(loc.key)
 
@@ -305,6 +316,10 @@ class StagedOutput:
         self._created_root = info.type == pafs.FileType.NotFound
         if info.type == pafs.FileType.File:
             raise OutputLocationError(f"--out {self.out_dir}: expected a folder (or nothing), found a file")
+        parent, _, _ = self._root.rpartition("/")
+        grandparent, _, parent_name = parent.rpartition("/")
+        if parent_name == RUNS_DIR and self.fs.get_file_info(f"{grandparent}/{POINTER_FILE}").type == pafs.FileType.File:
+            raise OutputLocationError(f"--out {self.out_dir}: expected a job's output folder, found a version folder of one (versions are never changed); choose another --out")
         current = read_current(self.out_dir, filesystem=self.fs)
         if current.job is not None and current.job != self.job:
             raise OutputLocationError(
@@ -333,6 +348,10 @@ class StagedOutput:
                 log.warning("removing %s/%s/%s: a run that never committed", self.out_dir, RUNS_DIR, name)
                 self.fs.delete_dir(f"{self._root}/{RUNS_DIR}/{name}")
         _delete(self.fs, f"{self._root}/{LEGACY_STAGING_DIR}")
+        if self.fs.get_file_info(self._root).type == pafs.FileType.Directory:  # a pointer's temporary file left by a killed commit
+            for info in self.fs.get_file_info(pafs.FileSelector(self._root)):
+                if info.type == pafs.FileType.File and info.base_name.startswith(f".{POINTER_FILE}.tmp-"):
+                    self.fs.delete_file(info.path)
 
     def _probe(self) -> None:
         """Create the run folder and write and delete one small file in it: a read-only ``--out`` fails here, before the work."""

@@ -91,10 +91,47 @@ def read_table(spark: SparkSession, path: str, fmt: str | None = None) -> DataFr
     kind = detect_format(path, fmt)
     log.info("reading %s as %s", path, kind)
     if kind == "parquet":
-        return spark.read.parquet(path)
+        return read_parquet(spark, path, what="input")
     if kind == "json":
         return spark.read.option("mode", "PERMISSIVE").json(path)
     return spark.read.option("header", True).option("multiLine", True).option("escape", '"').csv(path)
+
+
+def spark_error_line(exc: BaseException, limit: int = 300) -> str:
+    """The innermost cause of a Spark / Py4J error as one line of at most ``limit`` characters."""
+    java = getattr(exc, "java_exception", None)
+    text = ""
+    while java is not None:
+        try:
+            text = str(java.toString())
+            java = java.getCause()
+        except Exception:  # noqa: BLE001 - a broken Py4J handle: keep what we have
+            break
+    text = text or str(exc)
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def read_parquet(spark: SparkSession, path: str, *, what: str = "input") -> DataFrame:
+    """``spark.read.parquet(path)``, with a missing or unreadable (corrupt, not Parquet) input as one clear error.
+
+    Spark reads the footers (the schema) here; a file whose footer is fine but whose pages are broken
+    fails later, in the task that reads it.
+
+    Raises:
+        InputFormatError: ``<what> <path>: expected ...`` naming what was found.
+    """
+    from pyspark.errors import AnalysisException
+    from py4j.protocol import Py4JError
+
+    try:
+        return spark.read.parquet(path)
+    except AnalysisException as exc:
+        if "PATH_NOT_FOUND" in str(exc) or "does not exist" in str(exc).lower():
+            raise InputFormatError(f"{what} {path}: expected a Parquet file or folder, found nothing there") from None
+        raise InputFormatError(f"{what} {path}: expected a readable Parquet table, found: {spark_error_line(exc)}") from None
+    except Py4JError as exc:
+        raise InputFormatError(f"{what} {path}: expected a readable Parquet table, found an unreadable file: {spark_error_line(exc)}") from None
 
 
 def require_columns(df: DataFrame, columns: dict[str, str], *, source: str, optional: frozenset[str] = frozenset()) -> DataFrame:

@@ -28,18 +28,14 @@ from softlines_attr.config import LabelsConfig, PipelineConfig, config_to_dict
 from softlines_attr.errors import SoftlinesAttrError
 from softlines_attr.io.commit import StagedOutput
 from softlines_attr.io.tables import new_run_id, read_table, require_columns
+from softlines_attr.labels.contract import CATALOG_COLUMNS as CATALOG_CONTRACT
+from softlines_attr.labels.contract import cap_message, check_labels_table, check_text_columns, trim_space
 from softlines_attr.labels.tokenize import title_tokens
 
 log = logging.getLogger(__name__)
 
 STAGE = "labels"
-CATALOG_COLUMNS = {
-    "asin": "string",
-    "parent_asin": "string",
-    "title": "string",
-    "image_uri": "string",
-    "product_type": "string",
-}
+CATALOG_COLUMNS = CATALOG_CONTRACT  # softlines_attr.labels.contract: the catalog's text columns
 OPTIONAL_CATALOG_COLUMNS = frozenset({"parent_asin", "product_type"})
 
 # Reject reason codes of this stage, in the order they are checked (a row gets the first that applies).
@@ -83,15 +79,16 @@ def clean_catalog(catalog: DataFrame, *, source: str = "catalog") -> DataFrame:
     """Select and type the catalog columns; trim keys; a null/blank parent_asin becomes the asin.
 
     Raises:
-        InputSchemaError: when ``asin``, ``title`` or ``image_uri`` is missing.
+        InputSchemaError: when ``asin``, ``title`` or ``image_uri`` is missing, or a text column is not text.
     """
+    check_text_columns(catalog, CATALOG_COLUMNS, source=source)  # an int64 title or a float asin is refused, not cast
     df = require_columns(catalog, CATALOG_COLUMNS, source=source, optional=OPTIONAL_CATALOG_COLUMNS)
-    asin = F.trim(F.col("asin"))
+    asin = trim_space(F.col("asin"))
     return df.select(
         asin.alias("asin"),
-        F.when(_blank(F.col("parent_asin")), asin).otherwise(F.trim(F.col("parent_asin"))).alias("parent_asin"),
+        F.when(_blank(F.col("parent_asin")), asin).otherwise(trim_space(F.col("parent_asin"))).alias("parent_asin"),
         F.col("title"),
-        F.trim(F.col("image_uri")).alias("image_uri"),
+        trim_space(F.col("image_uri")).alias("image_uri"),
         F.col("product_type"),
     )
 
@@ -144,7 +141,7 @@ def tokenize_catalog(catalog: DataFrame, conf: LabelsConfig, *, seed: int, parti
         .when(_blank(F.col("image_uri")), F.lit("image_uri is null or blank; expected s3://bucket/key or a file path"))
         .when(
             F.size("tokens") == 0,
-            F.format_string("title %s has no label word after tokenisation (only numbers, sizes or stop words)", F.to_json(F.array(F.col("title")))),
+            F.format_string("title %s has no label word after tokenisation (only numbers, sizes or stop words)", F.to_json(F.array(F.substring(F.col("title"), 1, 200)))),
         )
     )
     return df.withColumn("reason", reason).withColumn("message", message).drop("_dup_rank", "_dup_count")
@@ -235,7 +232,7 @@ def _rejects_frame(df: DataFrame) -> DataFrame:
         "product_type",
         F.lit(STAGE).alias("stage"),
         "reason",
-        "message",
+        cap_message(F.col("message")).alias("message"),
     )
 
 
@@ -351,6 +348,9 @@ def run_label_job(
         written_labels = spark.read.parquet(staged.table_path("labels"))
         written_rejects = spark.read.parquet(staged.table_path("rejects"))
         written_vocab = spark.read.parquet(staged.table_path("vocabulary"))
+        label_cols = [labels_column(v) for v in lab.vocab_sizes]
+        for table, written, extra_cols in (("labels", written_labels, label_cols), ("rejects", written_rejects, ()), ("vocabulary", written_vocab, ())):
+            check_labels_table(written, table, source="label job output", label_columns=extra_cols)  # the contract the shard job reads
         rows_in = rows.count()
         n_labelled = written_labels.count()
         by_reason = {r["reason"]: r["n"] for r in written_rejects.groupBy("reason").agg(F.count(F.lit(1)).alias("n")).collect()}

@@ -170,6 +170,125 @@ def multi_hot(indices: np.ndarray, num_classes: int) -> np.ndarray:
     return out
 
 
+def training_region(shards: ShardSet, conf: PipelineConfig) -> str:
+    """The region a model of these shards should look at: the taxonomy's region of a refine shard set's attribute.
+
+    A multi-head model (multi shards) shares one input for all its heads, so it looks at the full
+    image; base (title-word) models too. Only a single-attribute (refine) model of an attribute whose
+    taxonomy ``region`` is ``upper`` (neck style) gets the upper view.
+    """
+    if shards.mode != "refine" or not shards.attribute:
+        return "full"
+    return conf.taxonomy.attribute(shards.attribute).region
+
+
+class RegionRecordIter(mx.io.DataIter):
+    """Refine records through the region view, as evaluation and scoring preprocess them.
+
+    ``mx.io.ImageRecordIter`` crops the whole stored image only; for the ``upper`` region each
+    record (read with ``mx.recordio.MXRecordIO``) is decoded with Pillow, turned into
+    :func:`softlines_attr.images.tensor.region_view` and cropped: at random positions and randomly
+    mirrored for training, the centre otherwise (exactly :func:`to_network_input`). Records are held
+    in memory (refine data: thousands of images), shuffled per epoch from ``seed``; a short last batch
+    is filled from the start in training (``pad = 0``, like ``round_batch``) and zero-padded with
+    ``pad`` set otherwise. Colour jitter is not applied on this path.
+
+    Args:
+        paths: ``.rec`` files.
+        batch_size: Images per batch.
+        input_size: The square crop side.
+        mean: Per-channel RGB mean.
+        std: Per-channel RGB std.
+        region: ``upper`` (or ``full``, for tests).
+        train: Random crop, mirror and shuffle.
+        label_name: The network's label name.
+        seed: Shuffle and augmentation seed.
+        threads: Decoding threads.
+    """
+
+    def __init__(self, paths: Sequence[Path], *, batch_size: int, input_size: int, mean: Sequence[float], std: Sequence[float],
+                 region: str, train: bool, label_name: str, seed: int = 0, threads: int = 2) -> None:
+        super().__init__(batch_size)
+        self._records: list[tuple[float, bytes]] = []
+        for path in paths:
+            reader = mx.recordio.MXRecordIO(str(path), "r")
+            try:
+                while (item := reader.read()) is not None:
+                    header, jpeg = mx.recordio.unpack(item)
+                    self._records.append((float(np.atleast_1d(header.label)[0]), jpeg))
+            finally:
+                reader.close()
+        if not self._records:
+            raise StopIteration
+        self._size, self._region, self._train, self._seed, self._threads = input_size, region, train, seed, max(1, threads)
+        self._mean = np.asarray(mean, dtype=np.float32)
+        self._std = np.asarray(std, dtype=np.float32)
+        self._data_desc = mx.io.DataDesc(DATA_NAME, (batch_size, 3, input_size, input_size))
+        self._label_desc = mx.io.DataDesc(label_name, (batch_size,))
+        self._epoch = 0
+        self.reset()
+
+    @property
+    def provide_data(self) -> list[mx.io.DataDesc]:
+        return [self._data_desc]
+
+    @property
+    def provide_label(self) -> list[mx.io.DataDesc]:
+        return [self._label_desc]
+
+    def reset(self) -> None:
+        self._rng = np.random.default_rng(self._seed + 1000 * self._epoch)
+        self._order = self._rng.permutation(len(self._records)) if self._train else np.arange(len(self._records))
+        self._cursor = 0
+        self._epoch += 1
+
+    def _tensor(self, index: int, flip: bool, top: float, left: float) -> np.ndarray:
+        import io
+
+        from PIL import Image
+
+        from softlines_attr.images.tensor import region_view, to_network_input
+
+        with Image.open(io.BytesIO(self._records[index][1])) as img:
+            rgb = img.convert("RGB")
+        if not self._train:
+            return to_network_input(rgb, input_size=self._size, mean=self._mean, std=self._std, region=self._region)  # type: ignore[arg-type]
+        view = region_view(rgb, self._region)  # type: ignore[arg-type]
+        if min(view.size) < self._size:
+            scale = self._size / min(view.size)
+            view = view.resize((max(self._size, round(view.width * scale)), max(self._size, round(view.height * scale))), Image.Resampling.BILINEAR)
+        x0, y0 = int(left * (view.width - self._size + 1)), int(top * (view.height - self._size + 1))
+        crop = view.crop((x0, y0, x0 + self._size, y0 + self._size))
+        if flip:
+            crop = crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        arr = (np.asarray(crop, dtype=np.float32) - self._mean) / self._std
+        return np.ascontiguousarray(arr.transpose(2, 0, 1))
+
+    def next(self) -> mx.io.DataBatch:
+        from concurrent.futures import ThreadPoolExecutor
+
+        n = len(self._records)
+        if self._cursor >= n:
+            raise StopIteration
+        take = list(self._order[self._cursor:self._cursor + self.batch_size])
+        self._cursor += self.batch_size
+        pad = self.batch_size - len(take)
+        if pad and self._train:  # fill from the start, as ImageRecordIter's round_batch
+            take += list(self._order[:pad])
+            pad = 0
+        draws = [(bool(self._rng.random() < 0.5), float(self._rng.random()), float(self._rng.random())) for _ in take]
+        with ThreadPoolExecutor(max_workers=self._threads) as pool:
+            tensors = list(pool.map(lambda a: self._tensor(a[0], *a[1]), zip(take, draws)))
+        data = np.zeros((self.batch_size, 3, self._size, self._size), dtype=np.float32)
+        data[: len(tensors)] = np.stack(tensors)
+        labels = np.zeros(self.batch_size, dtype=np.float32)
+        labels[: len(take)] = [self._records[i][0] for i in take]
+        if pad:
+            labels[len(take):] = labels[0]
+        return mx.io.DataBatch(data=[mx.nd.array(data)], label=[mx.nd.array(labels)], pad=pad,
+                               provide_data=self.provide_data, provide_label=self.provide_label)
+
+
 def record_iter(
     paths: Sequence[Path],
     shards: ShardSet,
@@ -182,6 +301,7 @@ def record_iter(
     num_parts: int = 1,
     part_index: int = 0,
     records: int | None = None,
+    region: str = "full",
 ) -> mx.io.DataIter:
     """An iterator over ``paths`` (part ``part_index`` of ``num_parts``): random crop and mirror for training, a centre crop otherwise.
 
@@ -189,11 +309,21 @@ def record_iter(
     ``records`` (not training): the records in this part (default: counted, see
     :func:`~softlines_attr.model.distributed.part_record_counts`); the last batch's rows past them
     are marked as ``pad``. Raises StopIteration (MXNet's) for an empty part.
+    ``region``: ``full`` (ImageRecordIter, the whole stored image), or ``upper`` for refine shards
+    (:class:`RegionRecordIter`, the neck-style view; :func:`training_region` says which); the bundle
+    must then record the same region (``save_bundle(..., region=...)``).
     """
     label_names = [label_name] if isinstance(label_name, str) else list(label_name)
     label_name = label_names[0]
     size = tc.input_size or conf.images.input_size
     img = conf.images
+    if region != "full":
+        if shards.mode != "refine":
+            raise TrainInputError(f"region {region!r}: expected refine shards (one attribute; a multi-head model shares one input), found {shards.mode!r} shards")
+        if num_parts > 1:
+            raise TrainInputError(f"region {region!r}: expected one worker (the region iterator does not split parts), found {num_parts}")
+        return RegionRecordIter(paths, batch_size=tc.batch_size, input_size=size, mean=img.mean, std=img.std, region=region,
+                                train=train, label_name=label_name, seed=tc.seed, threads=tc.threads)
     inner = mx.io.ImageRecordIter(
         path_imgrec=";".join(str(p) for p in paths),
         data_shape=(3, size, size),

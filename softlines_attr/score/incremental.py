@@ -26,7 +26,9 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from softlines_attr.io.commit import POINTER_FILE, SUMMARY_FILE, CurrentVersionError, OutputLocationError, read_current
+from softlines_attr.errors import InputFormatError
 from softlines_attr.io.storage import join_uri
+from softlines_attr.io.tables import read_parquet
 from softlines_attr.score.errors import ScoreInputError, ScoreSchemaError
 from softlines_attr.score.models import BundlePayload
 from softlines_attr.score.schema import check_written, schema_version
@@ -56,12 +58,50 @@ def read_previous(spark: SparkSession, previous_dir: str) -> tuple[DataFrame, di
     if summary.get("schema_version") != schema_version():
         raise ScoreInputError(f"--previous {previous_dir}: expected schema version {schema_version()}, found {summary.get('schema_version')!r}; rescore without --previous")
     log.info("previous run %s at %s", current.run_id, current.uri)
-    attrs = spark.read.parquet(join_uri(current.uri, "attributes"))
+    attrs_uri = join_uri(current.uri, "attributes")
+    check_parquet_files(attrs_uri, f"--previous {previous_dir}: table attributes")
+    try:
+        attrs = read_parquet(spark, attrs_uri, what=f"--previous {previous_dir}: table attributes at")
+    except InputFormatError as exc:
+        raise ScoreInputError(str(exc)) from None
     try:
         check_written(attrs, "attributes")
     except ScoreSchemaError as exc:
         raise ScoreInputError(f"--previous {previous_dir}: {exc}") from None
     return attrs, summary
+
+
+def check_parquet_files(uri: str, what: str) -> int:
+    """Read the footer of every Parquet file under ``uri`` (local or S3): a missing table or a corrupt file is one clear error.
+
+    Spark would read only one footer for the schema and fail on a corrupt file later, inside the
+    scoring job's tasks; the footers are small, so all of them are checked on the driver first.
+
+    Returns:
+        The number of Parquet files.
+
+    Raises:
+        ScoreInputError: no such folder, no Parquet file in it, or a file whose footer cannot be read.
+    """
+    import pyarrow.fs as pafs
+    import pyarrow.parquet as pq
+
+    from softlines_attr.io.commit import filesystem_for
+
+    fs, path = filesystem_for(uri)
+    if fs.get_file_info(path).type != pafs.FileType.Directory:
+        raise ScoreInputError(f"{what}: expected a Parquet folder at {uri}, found none")
+    files = [i for i in fs.get_file_info(pafs.FileSelector(path, recursive=True))
+             if i.type == pafs.FileType.File and not i.base_name.startswith(("_", ".")) and "/_" not in i.path[len(path):]]
+    if not files:
+        raise ScoreInputError(f"{what}: expected Parquet files in {uri}, found none")
+    for info in files:
+        try:
+            with fs.open_input_file(info.path) as fh:
+                pq.read_metadata(fh)
+        except (OSError, ValueError) as exc:
+            raise ScoreInputError(f"{what}: expected readable Parquet files, found {info.path[len(path) + 1:]} unreadable ({' '.join(str(exc).split())[:200]})") from None
+    return len(files)
 
 
 def _map_literal(pairs: dict[str, str]) -> Column:

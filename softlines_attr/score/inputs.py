@@ -23,6 +23,7 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from softlines_attr.io.tables import read_table, require_columns
+from softlines_attr.labels.contract import check_text_columns, trim_space
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ TAGGED_COLUMNS = ("asin", "image_uri", "product_type", "status", "stage", "reaso
 
 
 def _blank(col: Column) -> Column:
-    return col.isNull() | (F.trim(col) == "")
+    return col.isNull() | (trim_space(col) == "")
 
 
 def read_catalog(spark: SparkSession, path: str, fmt: str | None = None) -> DataFrame:
@@ -42,16 +43,18 @@ def read_catalog(spark: SparkSession, path: str, fmt: str | None = None) -> Data
 
     Raises:
         InputFormatError: the path does not exist or has an unknown format.
-        InputSchemaError: ``asin`` or ``image_uri`` is missing (naming the columns found).
+        InputSchemaError: ``asin`` or ``image_uri`` is missing (naming the columns found), or a text
+            column holds another type (a number, a boolean).
     """
     raw = read_table(spark, path, fmt)
+    check_text_columns(raw, CATALOG_COLUMNS, source=path)  # a float asin would become "0.0": refused, not cast
     return require_columns(raw, CATALOG_COLUMNS, source=path, optional=OPTIONAL_COLUMNS)
 
 
 def tag_catalog(catalog: DataFrame, product_types: Sequence[str]) -> DataFrame:
     """Tag every catalog row: candidate, skipped (product type) or error (with a reason code)."""
-    asin = F.trim(F.col("asin"))
-    uri = F.trim(F.col("image_uri"))
+    asin = trim_space(F.col("asin"))
+    uri = trim_space(F.col("image_uri"))  # every kind of whitespace: a URI ending in a newline is not "missing"
     df = catalog.select(asin.alias("asin"), uri.alias("image_uri"), F.col("product_type"))
     wanted = [t.strip().upper() for t in product_types]
     keep: Column = F.lit(True) if not wanted else F.coalesce(F.upper(F.trim(F.col("product_type"))).isin(*wanted), F.lit(False))
@@ -64,7 +67,7 @@ def tag_catalog(catalog: DataFrame, product_types: Sequence[str]) -> DataFrame:
     )
     checks: list[tuple[Column, str, Column]] = [
         (_blank(F.col("asin")), "missing_asin", F.lit("asin is null or blank; expected a product id")),
-        (F.col("_rank") > 1, "duplicate_asin", F.format_string("asin %s appears %d times in the catalog; expected one row (the first is scored)", F.col("asin"), F.col("_count"))),
+        (F.col("_rank") > 1, "duplicate_asin", F.format_string("asin %s appears %d times in the catalog; expected one row (the one scored has an image_uri, then the smallest image_uri)", F.col("asin"), F.col("_count"))),
         (_blank(F.col("image_uri")), "missing_image_uri", F.lit("image_uri is null or blank; expected s3://bucket/key or a file path")),
     ]
     reason: Column = F.lit(None).cast("string")

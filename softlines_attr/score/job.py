@@ -34,6 +34,7 @@ from softlines_attr.config import PipelineConfig, config_to_dict
 from softlines_attr.io.storage import parse_uri
 from softlines_attr.io.commit import StagedOutput
 from softlines_attr.io.tables import new_run_id
+from softlines_attr.labels.contract import cap_message
 from softlines_attr.score.errors import ScoreAccountingError, ScoreInputError
 from softlines_attr.score.incremental import plan_rows, read_previous
 from softlines_attr.score.inputs import read_catalog, tag_catalog
@@ -242,7 +243,7 @@ def _run(
 
         input_errors = planned.filter(F.col("status") == "error").select("asin", "image_uri", "stage", "reason", "message")
         task_error_rows = results.filter(F.col("kind") == "error").select("asin", "image_uri", "stage", "reason", "message")
-        errors_df = conform(input_errors.unionByName(task_error_rows).withColumn("run_id", F.lit(run_id)), "errors")
+        errors_df = conform(input_errors.unionByName(task_error_rows).withColumn("run_id", F.lit(run_id)).withColumn("message", cap_message(F.col("message"))), "errors")
         errors_df.coalesce(1).sortWithinPartitions("stage", "reason", "asin").write.mode("overwrite").parquet(staged.table_path("errors"))
 
         written = spark.read.parquet(attrs_path)

@@ -17,6 +17,7 @@ from pyspark.sql.types import ArrayType, IntegralType
 
 from softlines_attr.config import Attribute
 from softlines_attr.io.tables import join_path, read_table, require_columns
+from softlines_attr.labels.contract import check_labels_table
 from softlines_attr.shard.errors import ShardInputError
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,7 @@ def read_labels(spark: SparkSession, labels_dir: str, label_col: str | None) -> 
     """
     path = join_path(labels_dir, "labels")
     raw = read_table(spark, path)
+    check_labels_table(raw, "labels", source=path)  # the label job's contract (softlines_attr.labels.contract)
     cols = {"asin": "string", "parent_asin": "string", "image_uri": "string", "split": "string"}
     df = require_columns(raw, cols, source=path)
     if label_col is None:
@@ -108,7 +110,9 @@ def vocabulary_classes(spark: SparkSession, labels_dir: str, vocab_size: int) ->
         ShardInputError: when the vocabulary table has no rows for ``vocab_size``.
     """
     path = join_path(labels_dir, "vocabulary")
-    vocab = require_columns(read_table(spark, path), {"vocab_size": "int", "label_index": "int"}, source=path)
+    raw = read_table(spark, path)
+    check_labels_table(raw, "vocabulary", source=path)
+    vocab = require_columns(raw, {"vocab_size": "int", "label_index": "int"}, source=path)
     row = vocab.filter(F.col("vocab_size") == vocab_size).agg(F.count("*").alias("n"), F.max("label_index").alias("top")).first()
     if row is None or not row["n"]:
         sizes = sorted(r[0] for r in vocab.select("vocab_size").distinct().collect())
