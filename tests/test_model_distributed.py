@@ -46,7 +46,9 @@ LABEL_WIDTH = 2
 TRAIN_LARGE, TRAIN_SMALL, VAL = 8, 16, 8
 TRAIN = TRAIN_LARGE + TRAIN_SMALL
 # a small, fast job: 2 workers x 3 batches of 4 per epoch (ceil(24 / 2 / 4)), 2 epochs
-TRAIN_ARGS = ["--epochs", "2", "--batch-size", "4", "--width", "0.125", "--input-size", "32", "--threads", "1", "--lr", "0.02", "--seed", "3"]
+# a step schedule without warm-up: a 1-epoch run is then the first epoch of the 2-epoch run (resume tests)
+TRAIN_ARGS = ["--epochs", "2", "--batch-size", "4", "--width", "0.125", "--input-size", "32", "--threads", "1", "--lr", "0.02", "--seed", "3",
+              "--lr-schedule", "step", "--warmup-epochs", "0"]
 ROLE_ENV = {"OMP_NUM_THREADS": "1", "MXNET_CPU_WORKER_NTHREADS": "1"}
 
 

@@ -30,10 +30,10 @@ from typing import Literal
 import mxnet as mx
 import numpy as np
 
-from softlines_attr.config import ImageConfig, PipelineConfig
+from softlines_attr.config import PipelineConfig
 from softlines_attr.model.bundle import Bundle, Head, Manifest, VocabularyRef, save_bundle
 from softlines_attr.model.checkpoint import checkpoint_paths, latest_checkpoint, load_checkpoint, restore_optimizer, save_checkpoint
-from softlines_attr.model.data import label_counts, record_iter, title_word_counts
+from softlines_attr.model.data import label_counts, record_iter, title_word_counts, training_region
 from softlines_attr.model.distributed import (
     agree,
     average_aux,
@@ -373,7 +373,8 @@ def train(
         ",".join(head_names), shards.num_classes, loss, "" if lc.plain else f", class weights {lc.class_weights}, focal gamma {lc.focal_gamma}, smoothing {lc.label_smoothing}",
         tc.width, shards.train_records, shards.val_records, begin + 1, tc.epochs, batches_per_epoch, tc.learning_rate, tc.lr_schedule, tc.warmup_epochs,
     )
-    parts = {"num_parts": workers.num_workers, "part_index": workers.rank}
+    region = training_region(shards, conf)
+    parts = {"num_parts": workers.num_workers, "part_index": workers.rank, "region": region}
     val_part = part_record_counts(shards.val, workers.num_workers)[workers.rank] if workers.dist and shards.val else shards.val_records
     # base shards are always validated against every title word (multi-hot), whatever the loss
     val_iter = record_iter(shards.val, shards, conf, tc, train=False, label_name=label_names, multi_label=shards.mode == "base", **parts) if val_part else None
@@ -417,10 +418,10 @@ def train(
         arg_params,
         aux_params,
         heads=list(heads),
-        images=conf.images if tc.input_size is None else _with_input_size(conf, tc.input_size),
-        # the crop the network was trained on: ImageRecordIter crops the whole stored image (random in
-        # training, centre in validation), so scoring must too, whatever the taxonomy's region says
-        region="full",
+        # the preprocessing the network was trained on: the shards' stored size and resize mode, the
+        # input crop, and the region (the upper view for a single-attribute model of an upper-region attribute)
+        images=dataclasses.replace(conf.images, store_size=shards.image_size, resize_mode=shards.resize_mode, input_size=tc.input_size or conf.images.input_size),
+        region=region,
         vocabulary=VocabularyRef(int(vocab_size), str(shards.summary.get("labels", ""))) if vocab_size is not None else None,
         base_model=base_model_ref(base) if base is not None else None,
         metrics={k: v for k, v in metrics.items() if k.startswith("val_")},
@@ -572,5 +573,3 @@ def describe_metrics(metrics: dict[str, float], head_names: Sequence[str]) -> st
     return ", ".join(f"{h} {metrics.get(f'val_{h}_accuracy', 0):.3f} (per-class {metrics.get(f'val_{h}_mean_class_accuracy', 0):.3f})" for h in head_names)
 
 
-def _with_input_size(conf: PipelineConfig, size: int) -> ImageConfig:
-    return dataclasses.replace(conf.images, input_size=size)
