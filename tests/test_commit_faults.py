@@ -334,5 +334,24 @@ def test_pointer_checks_and_a_version_folder_is_never_an_out(tmp_path: Path) -> 
         resolve_current(out)
 
 
+def test_keep_versions_is_a_strictly_parsed_config_key(tmp_path: Path) -> None:
+    from softlines_attr.config import load_config
+    from softlines_attr.errors import ConfigError
+
+    assert load_config().output.keep_versions == 3
+    over = tmp_path / "over.toml"
+    over.write_text("[output]\nkeep_versions = 5\n")
+    assert load_config(conf_path=over).output.keep_versions == 5
+    over.write_text("[output]\nkeep_versions = 0\n")
+    with pytest.raises(ConfigError, match=r"key 'output.keep_versions': expected >= 1 \(the current version counts\), found 0"):
+        load_config(conf_path=over)
+    over.write_text('[output]\nkeep_versions = "3"\n')
+    with pytest.raises(ConfigError, match="output.keep_versions"):
+        load_config(conf_path=over)
+    over.write_text("[output]\nkeep = 3\n")
+    with pytest.raises(ConfigError, match="unknown key 'output.keep'"):
+        load_config(conf_path=over)
+
+
 if __name__ == "__main__":
     sys.exit(_main(sys.argv[1:]))
