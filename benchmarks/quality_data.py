@@ -293,21 +293,9 @@ def _digest(values: list[str]) -> str:
 
 def _record_labels(rec_paths: list[Path]) -> list[np.ndarray]:
     """Every record's label array (the IRHeader label), in file order, from RecordIO files."""
-    import mxnet as mx
+    from softlines_attr.model.evaluate import read_records
 
-    labels: list[np.ndarray] = []
-    for path in rec_paths:
-        reader = mx.recordio.MXRecordIO(str(path), "r")
-        try:
-            while True:
-                item = reader.read()
-                if item is None:
-                    break
-                header, _ = mx.recordio.unpack(item)
-                labels.append(np.atleast_1d(np.asarray(header.label, dtype=np.float64)))
-        finally:
-            reader.close()
-    return labels
+    return [labels.astype(np.float64) for labels, _ in read_records(rec_paths)]
 
 
 def _split_recs(shards_dir: Path) -> dict[str, list[Path]]:
