@@ -16,17 +16,23 @@ REPO = Path(__file__).resolve().parent.parent
 def test_demo_runs_every_stage_end_to_end(tmp_path):
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
     done = subprocess.run(
-        [sys.executable, "-m", "softlines_attr.cli", "demo", "--out", str(tmp_path / "demo"), "--n", "200", "--master", "local[2]",
+        [sys.executable, "-m", "softlines_attr.cli", "demo", "--out", str(tmp_path / "demo"), "--n", "200", "--catalog-n", "400", "--master", "local[2]",
          "--base-epochs", "2", "--epochs", "2"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=1800,  # minutes on an idle machine; a shared one can be several times slower
     )
     assert done.returncode == 0, done.stderr[-4000:]
     assert f"demo outputs under {tmp_path / 'demo'}" in done.stdout
     summary = json.loads((tmp_path / "demo" / "demo_summary.json").read_text())
     stages = summary["stages"]
-    assert {"make-catalog", "labels", "shard base"} <= set(stages)
+    assert {"make-catalog", "select tags", "labels", "shard base"} <= set(stages)
+    assert stages["make-catalog"]["n"] == 400
+    # human tags on 200 of the dresses, every attribute on the same products; the base learns from every title
+    tags = stages["select tags"]
+    assert tags["products_tagged"] == 200 < tags["products_in"] and tags["rows_kept"] == 200 * 5
+    tagged = pq.read_table(tmp_path / "demo" / "tags.parquet")
+    assert len(set(tagged.column("asin").to_pylist())) == 200
     labels = stages["labels"]
-    assert labels["rows_in"] == labels["rows_labelled"] + labels["rows_rejected"] == 201
+    assert labels["rows_in"] == labels["rows_labelled"] + labels["rows_rejected"] == 401
     for name, stage in stages.items():
         if name.startswith("shard"):
             assert stage["rows_in"] == stage["records_written"] + stage["rows_rejected"], name
@@ -35,6 +41,7 @@ def test_demo_runs_every_stage_end_to_end(tmp_path):
 
     assert (Path(resolve_current(str(tmp_path / "demo" / "labels"))) / "_summary.json").is_file()
     assert any((tmp_path / "demo" / "shards" / "base").rglob("*.rec"))
+    assert stages["shard multi"]["rows_in"] <= 200 < stages["shard base"]["records_written"]
 
     # the models: a base model, the multi-head model refined from it and from scratch, an INT8 copy
     attributes = ["hemline", "neck_style", "pattern", "silhouette", "sleeve_type"]
@@ -44,6 +51,11 @@ def test_demo_runs_every_stage_end_to_end(tmp_path):
     assert [h["name"] for h in multi["heads"]] == attributes and multi["base_model"]
     assert set(multi["thresholds"]) == set(attributes)  # written by the evaluate stage, used by scoring
     assert stages["train multi-scratch"]["base_model"] is None
+    base_metrics = stages["train base"]["metrics"]
+    assert 0.0 < base_metrics["val_prior_map"] <= 1.0 and 0.0 < base_metrics["val_map"] <= 1.0
+    assert "priors alone" in done.stdout
+    history = json.loads((tmp_path / "demo" / "models" / "base" / "history.json").read_text())
+    assert [r["epoch"] for r in history] == [1.0, 2.0]  # the recipe's per-epoch validation
     int8 = json.loads((tmp_path / "demo" / "models" / "multi-base-int8" / "bundle" / "manifest.json").read_text())
     assert int8["precision"] == "int8" and int8["calibration"]["examples"] > 0
     for model in ("multi-base", "multi-scratch", "multi-base-int8"):
@@ -56,13 +68,19 @@ def test_demo_runs_every_stage_end_to_end(tmp_path):
             assert 0.0 <= row[key] <= 1.0, (attr, key, row)
         assert row["val_records"] > 0
     assert "Table 3" in done.stdout and "refined from base" in done.stdout
+    base_mean = sum(r["base_acc"] for r in table3.values()) / 5
+    scratch_mean = sum(r["scratch_acc"] for r in table3.values()) / 5
+    verdict = [line for line in done.stdout.splitlines() if "of mean accuracy over 5 attributes" in line]
+    assert len(verdict) == 1 and f"{100 * base_mean:.1f}% vs {100 * scratch_mean:.1f}%" in verdict[0]
+    assert ("BEAT" in verdict[0]) == (base_mean > scratch_mean), verdict
 
     # the scoring job's tables: every catalog row accounted for, one row per scored asin and attribute
     score = stages["score"]
-    assert score["rows_in"] == 201 and score["rows_in"] == score["rows_scored"] + score["rows_errors"] + score["rows_skipped"]
+    assert score["rows_in"] == 401 and score["rows_in"] == score["rows_scored"] + score["rows_errors"] + score["rows_skipped"]
     assert score["rows_errors"] >= 3  # the generator's missing, corrupt and null-uri images
     assert score["attribute_rows"] == score["rows_scored"] * len(attributes)
     scored = pq.read_table(Path(resolve_current(str(tmp_path / "demo" / "scores"))) / "attributes")
     assert scored.num_rows == score["attribute_rows"]
     report = (tmp_path / "demo" / "report.html").read_text()
     assert report.count("data:image/jpeg;base64,") == stages["report"]["images"] > 0 and "Table 3" in report
+    assert "priors alone" in report and "of mean accuracy over 5 attributes" in report  # the base's mAP and the verdict
