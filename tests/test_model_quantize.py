@@ -26,8 +26,8 @@ TC = TrainConfig(epochs=3, batch_size=16, learning_rate=0.02, width=0.125, input
 def trained(tmp_path_factory: pytest.TempPathFactory, conf: PipelineConfig) -> tuple[Path, Bundle]:
     """A tiny hemline model trained on colour-coded shards (three learnable classes)."""
     root = tmp_path_factory.mktemp("quantize")
-    shards = write_base_shards(root / "shards", {"train": 64, "val": 32}, refine="hemline")
-    # trained with pad_square at the shards' store size: the bundle's preprocessing differs from the default conf's
+    # shards stored pad_square at STORE: the bundle records the shards' preprocessing, which differs from the default conf's
+    shards = write_base_shards(root / "shards", {"train": 64, "val": 32}, refine="hemline", resize_mode="pad_square")
     train(shards, root / "fp32", dataclasses.replace(conf, images=dataclasses.replace(conf.images, store_size=STORE, resize_mode="pad_square")), TC)
     return shards, load_bundle(root / "fp32" / "bundle")
 

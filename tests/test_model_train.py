@@ -36,7 +36,8 @@ def _jpeg(colour: tuple[int, int, int], rng: np.random.Generator) -> bytes:
     return buf.getvalue()
 
 
-def write_base_shards(out: Path, per_split: dict[str, int], parts: int = 2, seed: int = 0, refine: str | None = None, classes: tuple[str, ...] | None = None) -> Path:
+def write_base_shards(out: Path, per_split: dict[str, int], parts: int = 2, seed: int = 0, refine: str | None = None, classes: tuple[str, ...] | None = None,
+                      resize_mode: str = "shorter_side") -> Path:
     """Shards as the shard job lays them out, one colour of three per image.
 
     Base shards (``refine=None``): labels [colour word, 'dress'] padded with -1 to LABEL_WIDTH.
@@ -46,7 +47,7 @@ def write_base_shards(out: Path, per_split: dict[str, int], parts: int = 2, seed
     names = {refine: classes or load_config().taxonomy.attribute(refine).classes} if refine else {}
     mode, width, num_classes = ("refine", 1, len(names[refine])) if refine else ("base", LABEL_WIDTH, len(WORDS))
     writer = ShardSetWriter(out, mode=mode, label_width=width, image_size=STORE, num_classes=num_classes, attributes=(refine,) if refine else (),
-                            classes=names, vocab_size=None if refine else len(WORDS), labels=str(out / "no_labels"))
+                            classes=names, vocab_size=None if refine else len(WORDS), labels=str(out / "no_labels"), resize_mode=resize_mode)
     record_id = 0
     for split, n in per_split.items():
         for part in range(parts):
