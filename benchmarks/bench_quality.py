@@ -297,13 +297,11 @@ def _config_args(conf: Path, prepared: Prepared) -> list[str]:
 
 
 def _last_value(argv: list[str], flag: str, default: str) -> str:
-    value = default
-    for i, a in enumerate(argv):
-        if a == flag and i + 1 < len(argv):
-            value = argv[i + 1]
-        elif a.startswith(flag + "="):
-            value = a.split("=", 1)[1]
-    return value
+    """The last value of ``flag`` in ``argv`` (as the command's parser sees it), else ``default``."""
+    from softlines_attr.model.distributed import option_value
+
+    value = option_value(argv, flag)
+    return default if value is None else value
 
 
 def _records(shards_dir: Path) -> dict[str, int]:
@@ -372,7 +370,7 @@ def run_benchmark(s: Settings, command: str) -> dict[str, Any]:
 
     labels_dir = s.work / "labels"
     argv = ["labels", "--catalog", str(prepared.catalog), "--out", str(labels_dir), *cfg]
-    labels = r.stage("labels", {"argv": argv, "data": r.keys["data"]}, lambda: r.cli("labels", argv),
+    r.stage("labels", {"argv": argv, "data": r.keys["data"]}, lambda: r.cli("labels", argv),
                      estimate_s=_spark_estimate(n_products // 4), outputs=(labels_dir,))
     labels_summary = read_json(labels_dir, "_summary.json")
 
