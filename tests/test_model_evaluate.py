@@ -34,7 +34,8 @@ from softlines_attr.model.evaluate import (
 )
 from softlines_attr.model.inception_bn import DATA_NAME, classification_head, inception_bn_features
 from softlines_attr.model.report import confusion_png, render_html, render_markdown
-from softlines_attr.model.train import TrainConfig, train
+from softlines_attr.model.train import train
+from softlines_attr.train_config import TrainConfig
 from softlines_attr.shard.contract import ShardSetWriter, read_shard_set
 from softlines_attr.shard.recordio import pack_image_record
 from tests.test_model_train import COLOURS, STORE, _jpeg, write_base_shards

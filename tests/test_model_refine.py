@@ -12,7 +12,8 @@ import pytest
 from softlines_attr.config import PipelineConfig
 from softlines_attr.model.bundle import Bundle, load_bundle
 from softlines_attr.model.refine import backbone_names, backbone_params, base_model_ref, refine_network
-from softlines_attr.model.train import TrainConfig, train
+from softlines_attr.model.train import train
+from softlines_attr.train_config import TrainConfig
 from test_model_train import write_base_shards
 
 TC = TrainConfig(epochs=1, batch_size=16, learning_rate=0.02, width=0.125, input_size=32, threads=1, seed=2)

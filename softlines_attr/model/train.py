@@ -23,7 +23,6 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -49,9 +48,10 @@ from softlines_attr.model.errors import ModelError, TrainInputError
 from softlines_attr.model.inception_bn import DATA_NAME, DEFAULT_HEAD, classification_head, inception_bn_features
 from softlines_attr.model.losses import LossConfig, class_weights, loss_constants, multi_hot_softmax_head, softmax_head
 from softlines_attr.model.metrics import batch_cross_entropy, split_metrics, title_word_metrics, train_metric
-from softlines_attr.model.optim import Schedule, lr_scheduler, no_decay_names
+from softlines_attr.model.optim import lr_scheduler, no_decay_names
 from softlines_attr.model.refine import backbone_names, backbone_params, base_model_ref, freeze_batch_norm, refine_features
 from softlines_attr.shard.contract import ShardSet, read_shard_set
+from softlines_attr.train_config import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -65,89 +65,9 @@ HISTORY_FILE = "history.json"
 PRIOR_SAMPLE_RECORDS = 50_000  # train records read for the label priors (the heads' initial biases)
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    """Training settings (from the command line).
-
-    Attributes:
-        epochs: Passes over the train split.
-        batch_size: Images per batch.
-        learning_rate: SGD learning rate after warm-up.
-        momentum: SGD momentum.
-        weight_decay: L2 weight decay (not applied to BN gamma/beta and biases unless ``bn_weight_decay``).
-        lr_schedule: ``cosine`` (to 0 at the last update) or ``step`` (``lr_step_epochs`` x ``lr_factor``).
-        lr_step_epochs: ``step``: epochs after which the learning rate is multiplied by ``lr_factor``.
-        lr_factor: The step factor.
-        warmup_epochs: Epochs of linear learning-rate warm-up from 0 (may be fractional).
-        width: Inception-BN width multiplier.
-        input_size: Network input side; None: ``conf.images.input_size``.
-        loss: ``auto`` (:data:`DEFAULT_BASE_LOSS` for base shards, softmax for refine), ``sigmoid``
-            (one per title word), ``softmax_multi`` (one softmax against the title's words, each
-            1 / number of words) or ``softmax`` (base shards: on the title's most frequent word).
-        label_smoothing: Softmax losses: share of the target spread uniformly over the classes.
-        bn_weight_decay: Also decay BN's gamma (MXNet's default); False exempts it (beta and biases always are).
-        prior_init: Start each head's bias at the log of its classes' train frequencies, so the
-            first updates learn from the images instead of the label priors.
-        threads: Image decoding threads of each ImageRecordIter.
-        seed: Random seed (initialisation, augmentation).
-        gpus: GPU ids; empty for CPU.
-        backbone_lr_mult: Learning-rate multiplier of the backbone when refining from a base model.
-        freeze_backbone: When refining, train only the new head (backbone weights fixed; BN still
-            normalises with batch statistics and updates its moving statistics).
-        head_warmup_epochs: When refining from a base, the first epochs train only the new heads
-            (backbone learning rate 0), then the backbone joins at ``backbone_lr_mult``.
-        bn_stats: When refining from a base: ``batch`` (BN normalises with batch statistics and
-            updates the base's moving statistics) or ``frozen`` (the base's statistics are kept and
-            used in training too: small tagged sets estimate them worse than the base did).
-        class_weights: Softmax heads: ``none``, ``inverse`` (frequency) or ``effective`` (number of
-            samples, Cui et al. 2019) per-class loss weights from the train split's label counts.
-        cb_beta: The effective-number beta.
-        focal_gamma: Softmax heads: focal-loss exponent (0 = cross-entropy).
-        color_jitter: Training augmentation: random hue, saturation and lightness shifts (the
-            attributes do not depend on a dress's colour; helps small data sets generalise).
-        log_every: A progress line (images/s, running loss) every this many batches; 0 = none.
-        val_every: Validate every this many epochs (and always after the last); 0 = only after the last.
-        kv_store: ``local`` / ``device`` (one process) or ``dist_sync`` / ``dist_device_sync`` (a
-            ps-lite worker; see :mod:`softlines_attr.model.distributed` and docs/MODEL.md).
-        worker_dump: Debug (tests): a folder where every worker writes its final params and the
-            labels it read (:func:`~softlines_attr.model.distributed.write_worker_dump`).
-    """
-
-    epochs: int = 10
-    batch_size: int = 32
-    learning_rate: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    lr_schedule: Schedule = "cosine"
-    lr_step_epochs: tuple[int, ...] = ()
-    lr_factor: float = 0.1
-    warmup_epochs: float = 1.0
-    width: float = 1.0
-    input_size: int | None = None
-    loss: Literal["auto", "sigmoid", "softmax", "softmax_multi"] = "auto"
-    label_smoothing: float = 0.0
-    bn_weight_decay: bool = False
-    prior_init: bool = True
-    threads: int = 2
-    seed: int = 0
-    gpus: tuple[int, ...] = ()
-    backbone_lr_mult: float = 1.0
-    freeze_backbone: bool = False
-    head_warmup_epochs: int = 0
-    bn_stats: Literal["batch", "frozen"] = "batch"
-    class_weights: Literal["none", "inverse", "effective"] = "none"
-    cb_beta: float = 0.999
-    focal_gamma: float = 0.0
-    color_jitter: bool = False
-    log_every: int = 50
-    val_every: int = 1
-    kv_store: str = "local"
-    worker_dump: str | None = None
-
-    @property
-    def loss_config(self) -> LossConfig:
-        """The softmax heads' loss settings."""
-        return LossConfig(self.class_weights, self.cb_beta, self.focal_gamma, self.label_smoothing)
+def loss_settings(tc: TrainConfig) -> LossConfig:
+    """The softmax heads' loss settings of ``tc``."""
+    return LossConfig(tc.class_weights, tc.cb_beta, tc.focal_gamma, tc.label_smoothing)
 
 
 def class_names(shards: ShardSet, conf: PipelineConfig) -> tuple[str, ...]:
@@ -300,7 +220,7 @@ def train(
     shards = read_shard_set(shards_dir)
     loss = resolve_loss(tc.loss, shards.mode)
     multi_hot_targets = shards.mode == "base" and loss != "softmax"  # train labels: 0/1 rows over the vocabulary
-    lc = tc.loss_config
+    lc = loss_settings(tc)
     try:
         lc.validate()
     except ModelError as exc:
