@@ -68,7 +68,8 @@ def demo_overrides(conf: PipelineConfig, args: argparse.Namespace) -> PipelineCo
 
 def run(args: argparse.Namespace) -> int:
     """Load the demo's conf (``conf/demo.toml`` over the defaults, then ``--conf``), run the demo, print the report."""
-    from softlines_attr.demo import demo_conf_path, format_report, run_demo
+    from softlines_attr.demo import demo_conf_path, run_demo
+    from softlines_attr.demo_tables import format_report
 
     conf = demo_overrides(config_from_args(args, overlays=[demo_conf_path()]), args)
     result = run_demo(args.out, conf, n=args.n, seed=args.seed, master=args.master)
