@@ -256,7 +256,8 @@ def bench_recipe(args: argparse.Namespace, shards_dir: Path) -> dict[str, Any]:
     from softlines_attr.model.losses import LossConfig
     from softlines_attr.model.metrics import train_metric
     from softlines_attr.model.optim import lr_scheduler, no_decay_names
-    from softlines_attr.model.train import _run_epoch, build_network
+    from softlines_attr.model.network import build_network
+    from softlines_attr.model.train import _run_epoch
     from softlines_attr.train_config import TrainConfig
     from softlines_attr.shard.contract import read_shard_set
 

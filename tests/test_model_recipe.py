@@ -19,7 +19,8 @@ from softlines_attr.model.losses import multi_hot_softmax_head
 from softlines_attr.model.metrics import title_word_metrics
 from softlines_attr.model.optim import lr_scheduler, no_decay_names
 from softlines_attr.model.inception_bn import inception_bn_features
-from softlines_attr.model.train import HISTORY_FILE, prior_biases, resolve_loss, train
+from softlines_attr.model.network import prior_biases, resolve_loss
+from softlines_attr.model.train import HISTORY_FILE, train
 from softlines_attr.train_config import TrainConfig
 from test_model_refine import write_multi_shards
 from test_model_train import WORDS, write_base_shards

@@ -138,7 +138,7 @@ def test_multi_head_masked_labels_give_no_gradient_to_their_head(conf: PipelineC
 
     from softlines_attr.model.bundle import Head
     from softlines_attr.model.losses import LossConfig
-    from softlines_attr.model.train import build_network
+    from softlines_attr.model.network import build_network
 
     heads = [Head("hemline", conf.taxonomy.attribute("hemline").classes, "hemline"), Head("sleeve_type", conf.taxonomy.attribute("sleeve_type").classes, "sleeve_type")]
     sym = build_network(heads, LossConfig(), base=None, width=0.125, masked=True)

@@ -24,7 +24,6 @@ import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
 
 import mxnet as mx
 import numpy as np
@@ -45,11 +44,13 @@ from softlines_attr.model.distributed import (
     write_worker_dump,
 )
 from softlines_attr.model.errors import ModelError, TrainInputError
-from softlines_attr.model.inception_bn import DATA_NAME, DEFAULT_HEAD, classification_head, inception_bn_features
-from softlines_attr.model.losses import LossConfig, class_weights, loss_constants, multi_hot_softmax_head, softmax_head
+from softlines_attr.model.inception_bn import DATA_NAME
+from softlines_attr.model.losses import class_weights, loss_constants
+from softlines_attr.model.heads import shard_heads
 from softlines_attr.model.metrics import batch_cross_entropy, split_metrics, title_word_metrics, train_metric
+from softlines_attr.model.network import LossKind, build_network, loss_settings, prior_biases, resolve_loss, word_prior
 from softlines_attr.model.optim import lr_scheduler, no_decay_names
-from softlines_attr.model.refine import backbone_names, backbone_params, base_model_ref, freeze_batch_norm, refine_features
+from softlines_attr.model.refine import backbone_names, backbone_params, base_model_ref, freeze_batch_norm
 from softlines_attr.shard.contract import ShardSet, read_shard_set
 from softlines_attr.train_config import TrainConfig
 
@@ -58,76 +59,8 @@ log = logging.getLogger(__name__)
 BUNDLE_DIR = "bundle"
 
 
-LossKind = Literal["sigmoid", "softmax", "softmax_multi"]
-# The base model's objective when --loss auto: measured on real products (docs/MODEL.md, Quality benchmark)
-DEFAULT_BASE_LOSS: LossKind = "softmax_multi"
 HISTORY_FILE = "history.json"
 PRIOR_SAMPLE_RECORDS = 50_000  # train records read for the label priors (the heads' initial biases)
-
-
-def loss_settings(tc: TrainConfig) -> LossConfig:
-    """The softmax heads' loss settings of ``tc``."""
-    return LossConfig(tc.class_weights, tc.cb_beta, tc.focal_gamma, tc.label_smoothing)
-
-
-def class_names(shards: ShardSet, conf: PipelineConfig) -> tuple[str, ...]:
-    """The class names of the shards' labels, in index order.
-
-    Refine shards: the attribute's classes from the taxonomy (the shard summary names the attribute).
-    Base shards: the words of the vocabulary from the label job's ``vocabulary/`` table (the shard
-    summary names it); ``word_<i>`` placeholders, with a warning, when it cannot be read.
-    """
-    attribute = shards.summary.get("attribute")
-    if shards.mode == "refine" and attribute:
-        classes = conf.taxonomy.attribute(attribute).classes
-        if len(classes) != shards.num_classes:
-            raise TrainInputError(f"attribute {attribute!r} has {len(classes)} classes in the taxonomy but the shards have {shards.num_classes}")
-        return classes
-    words = _vocabulary_words(shards)
-    if words is not None and len(words) == shards.num_classes:
-        return words
-    log.warning("class names of %s not found (vocabulary table unreadable or of another size); using word_<i>", shards.root)
-    return tuple(f"word_{i}" for i in range(shards.num_classes))
-
-
-def shard_heads(shards: ShardSet, conf: PipelineConfig, *, multi_label: bool) -> tuple[Head, ...]:
-    """The heads a model of these shards has: one per label column.
-
-    Base shards: the title-word head ``base``. Refine shards: one head named after the attribute.
-    Multi shards: one softmax head per attribute, in label-column order, classes from the taxonomy.
-
-    Raises:
-        TrainInputError: an attribute the taxonomy lacks, or of another class count than the shards.
-    """
-    if shards.mode != "multi":
-        attribute = shards.summary.get("attribute") if shards.mode == "refine" else None
-        return (Head(attribute or DEFAULT_HEAD, tuple(class_names(shards, conf)), attribute=attribute, multi_label=multi_label),)
-    declared = shards.summary.get("num_classes")
-    heads = []
-    for attribute in shards.attributes:
-        classes = conf.taxonomy.attribute(attribute).classes
-        if isinstance(declared, dict) and attribute in declared and int(declared[attribute]) != len(classes):
-            raise TrainInputError(f"attribute {attribute!r} has {len(classes)} classes in the taxonomy but the multi shards have {declared[attribute]}")
-        heads.append(Head(attribute, tuple(classes), attribute=attribute, multi_label=False))
-    return tuple(heads)
-
-
-def _vocabulary_words(shards: ShardSet) -> tuple[str, ...] | None:
-    labels, vocab_size = shards.summary.get("labels"), shards.summary.get("vocab_size")
-    if not labels or vocab_size is None or "://" in str(labels):
-        return None
-    table = Path(labels) / "vocabulary"
-    if not table.exists():
-        return None
-    try:
-        import pyarrow.parquet as pq
-
-        rows = pq.read_table(table, columns=["vocab_size", "word", "label_index"]).to_pylist()
-    except Exception as exc:  # noqa: BLE001 - any unreadable table falls back to placeholders
-        log.warning("cannot read vocabulary table %s: %s", table, exc)
-        return None
-    words = sorted((r["label_index"], r["word"]) for r in rows if r["vocab_size"] == vocab_size)
-    return tuple(w for _, w in words)
 
 
 def predict_split(mod: mx.mod.Module, it: mx.io.DataIter) -> tuple[np.ndarray, np.ndarray]:
@@ -153,21 +86,6 @@ def predict_heads(mod: mx.mod.Module, it: mx.io.DataIter, heads: int) -> tuple[l
             scores[i].append(outputs[i].asnumpy()[:n])
             labels[i].append(batch.label[i].asnumpy()[:n])
     return [np.concatenate(x) for x in labels], [np.concatenate(x) for x in scores]
-
-
-def resolve_loss(requested: str, mode: str) -> LossKind:
-    """The loss a run of ``requested`` (``auto`` or a loss) trains on shards of ``mode``.
-
-    Raises:
-        TrainInputError: a multi-hot loss (``sigmoid``, ``softmax_multi``) on refine or multi shards.
-    """
-    if requested == "auto":
-        return DEFAULT_BASE_LOSS if mode == "base" else "softmax"
-    if requested not in ("sigmoid", "softmax", "softmax_multi"):
-        raise TrainInputError(f"loss: expected auto, sigmoid, softmax or softmax_multi, found {requested!r}")
-    if requested != "softmax" and mode != "base":
-        raise TrainInputError(f"loss {requested!r} expects base (title-word) shards; {mode} shards hold one class per image and attribute, found mode {mode!r}")
-    return requested  # type: ignore[return-value]
 
 
 def train(
@@ -298,7 +216,7 @@ def train(
     val_part = part_record_counts(shards.val, workers.num_workers)[workers.rank] if workers.dist and shards.val else shards.val_records
     # base shards are always validated against every title word (multi-hot), whatever the loss
     val_iter = record_iter(shards.val, shards, conf, tc, train=False, label_name=label_names, multi_label=shards.mode == "base", **parts) if val_part else None
-    prior = _word_prior(column_counts[0], counted) if shards.mode == "base" else None
+    prior = word_prior(column_counts[0], counted) if shards.mode == "base" else None
     history = _read_history(out, begin) if begin else []
     seen: list[list] = []
     metrics: dict[str, float] = dict(history[-1]) if history else {}
@@ -408,57 +326,6 @@ def _train_label_counts(shards: ShardSet, heads: Sequence[Head], *, multi_hot: b
         return [counts], records
     width = shards.label_width if shards.mode == "multi" else 1
     return label_counts(shards.train, width, [len(h.classes) for h in heads]), shards.train_records
-
-
-def _word_prior(counts: np.ndarray, records: int) -> np.ndarray:
-    """Each word's share of the train images (the prior baseline's constant scores)."""
-    return np.asarray(counts, dtype=np.float64) / max(records, 1)
-
-
-def prior_biases(heads: Sequence[Head], counts: Sequence[np.ndarray], *, loss: LossKind, records: int) -> dict[str, mx.nd.NDArray]:
-    """Initial biases of the heads' FC layers: the log of the train frequencies (a model that starts at the priors).
-
-    Sigmoid heads: the logit of each word's share of the images; softmax heads: the log of each
-    class's share of the labels (add-one smoothed). The network then spends its first updates on
-    what the images say beyond the priors, not on learning the priors.
-    """
-    out: dict[str, mx.nd.NDArray] = {}
-    for head, c in zip(heads, counts):
-        c = np.asarray(c, dtype=np.float64)
-        if loss == "sigmoid":
-            share = np.clip(c / max(records, 1), 1e-4, 1 - 1e-4)
-            bias = np.log(share / (1 - share))
-        else:
-            share = (c + 1.0) / (c.sum() + len(c))
-            bias = np.log(share) - np.log(share).mean()
-        out[f"fc_{head.name}_bias"] = mx.nd.array(bias.astype(np.float32))
-    return out
-
-
-def build_network(heads: Sequence[Head], lc: LossConfig, *, base: Bundle | None, width: float, masked: bool, loss: LossKind = "softmax") -> mx.sym.Symbol:
-    """Inception-BN features (the base's backbone, or fresh at ``width``) with the given heads.
-
-    One plain head is exactly :func:`classification_head` (softmax or sigmoid). ``softmax_multi``
-    (base shards) is :func:`~softlines_attr.model.losses.multi_hot_softmax_head`. Softmax heads
-    with class weights, a focal term or smoothing, or several heads (multi shards, ``masked``:
-    label -1 = no tag), are :func:`softlines_attr.model.losses.softmax_head`; the outputs are
-    grouped as every head's probabilities in head order, then the loss outputs.
-    """
-    features = refine_features(base) if base is not None else inception_bn_features(width)
-    if loss == "softmax_multi":
-        return multi_hot_softmax_head(features, len(heads[0].classes), heads[0].name, label_smoothing=lc.label_smoothing)
-    if len(heads) == 1 and (heads[0].multi_label or (lc.plain and not masked)):
-        return classification_head(features, len(heads[0].classes), heads[0].name, multi_label=heads[0].multi_label)
-    probs, losses = [], []
-    for h in heads:
-        out = softmax_head(features, len(h.classes), h.name, lc, masked=masked)
-        if len(out.list_outputs()) == 2:
-            probs.append(out[0])
-            losses.append(out[1])
-        else:
-            probs.append(out)
-    outputs = probs + losses
-    return outputs[0] if len(outputs) == 1 else mx.sym.Group(outputs)
 
 
 def val_metrics(mod: mx.mod.Module, it: mx.io.DataIter, head_names: Sequence[str], *, prior: np.ndarray | None = None) -> dict[str, float]:
