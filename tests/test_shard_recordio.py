@@ -124,7 +124,8 @@ def test_image_records_unpack_as_mxnet_unpack(tmp_path: Path) -> None:
 def test_reader_refuses_what_is_not_recordio(tmp_path: Path) -> None:
     good = frame_record(b"abcdefgh")
     (tmp_path / "bad.rec").write_bytes(good + b"\0" * 8)
-    with pytest.raises(RecordIOError, match=r"bad.rec: expected a RecordIO header \(magic 0xced7230a\) at byte 16, found magic 0x0"):
+    expected = r"bad.rec: expected a RecordIO header \(magic 0xced7230a\) at byte 16, found magic 0x0"
+    with pytest.raises(RecordIOError, match=expected):
         list(read_payloads(tmp_path / "bad.rec"))
     with pytest.raises(RecordIOError, match="at byte 16, found magic 0x0"):
         record_offsets(tmp_path / "bad.rec")
