@@ -298,7 +298,7 @@ def _config_args(conf: Path, prepared: Prepared) -> list[str]:
 
 def _last_value(argv: list[str], flag: str, default: str) -> str:
     """The last value of ``flag`` in ``argv`` (as the command's parser sees it), else ``default``."""
-    from softlines_attr.model.distributed import option_value
+    from softlines_attr.model.distributed.argv import option_value
 
     value = option_value(argv, flag)
     return default if value is None else value

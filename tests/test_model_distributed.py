@@ -22,19 +22,12 @@ from PIL import Image
 
 from softlines_attr.config import PipelineConfig
 from softlines_attr.model.bundle import load_bundle
-from softlines_attr.model.distributed import (
-    CheckpointUploader,
-    Workers,
-    check_train_parts,
-    part_record_counts,
-    _download_checkpoints,
-    _upload_bundle,
-    argv_from_namespace,
-    fixed_batches,
-    label_ids,
-    launch_local,
-    replace_option,
-)
+from softlines_attr.model.distributed.argv import argv_from_namespace, replace_option
+from softlines_attr.model.distributed.barrier import CheckpointUploader, _download_checkpoints, _upload_bundle
+from softlines_attr.model.distributed.dump import label_ids
+from softlines_attr.model.distributed.kvstore import Workers
+from softlines_attr.model.distributed.launch import launch_local
+from softlines_attr.model.distributed.parts import check_train_parts, fixed_batches, part_record_counts
 from softlines_attr.model.errors import DistributedLaunchError, TrainInputError
 from softlines_attr.model.train import train
 from softlines_attr.train_config import TrainConfig
@@ -254,7 +247,7 @@ def test_workers_get_the_launchers_resolved_settings_as_json_not_its_flags(tmp_p
 
 
 def test_gpus_are_dealt_to_local_workers() -> None:
-    from softlines_attr.model.distributed import split_gpus
+    from softlines_attr.model.distributed.launch import split_gpus
 
     assert split_gpus((), 2) is None
     assert split_gpus((0, 1, 2, 3), 2) == ["0,1", "2,3"]

@@ -92,7 +92,9 @@ def worker_command_line(args: argparse.Namespace, tc: TrainConfig) -> list[str]:
 
 def _launch(args: argparse.Namespace) -> int:
     """``--launch local|spark``: start the ps-lite roles, wait, print rank 0's JSON line."""
-    from softlines_attr.model.distributed import DIST_KV_STORES, SparkLaunch, launch_local, launch_spark, split_gpus
+    from softlines_attr.model.distributed.barrier import SparkLaunch, launch_spark
+    from softlines_attr.model.distributed.kvstore import DIST_KV_STORES
+    from softlines_attr.model.distributed.launch import launch_local, split_gpus
     from softlines_attr.model.errors import DistributedLaunchError
 
     if args.kv_store not in DIST_KV_STORES:

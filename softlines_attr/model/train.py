@@ -32,17 +32,15 @@ from softlines_attr.config import PipelineConfig
 from softlines_attr.model.bundle import Bundle, Head, Manifest, VocabularyRef, save_bundle
 from softlines_attr.model.checkpoint import checkpoint_paths, latest_checkpoint, load_checkpoint, restore_optimizer, save_checkpoint
 from softlines_attr.model.data import label_counts, record_iter, title_word_counts, training_region
-from softlines_attr.model.distributed import (
+from softlines_attr.model.distributed.dump import write_worker_dump
+from softlines_attr.model.distributed.kvstore import (
     agree,
     average_aux,
-    check_train_parts,
-    fixed_batches,
     open_kvstore,
     optimizer_on_workers,
-    part_record_counts,
     sync_module_params,
-    write_worker_dump,
 )
+from softlines_attr.model.distributed.parts import check_train_parts, fixed_batches, part_record_counts
 from softlines_attr.model.errors import ModelError, TrainInputError
 from softlines_attr.model.inception_bn import DATA_NAME
 from softlines_attr.model.losses import class_weights, loss_constants
