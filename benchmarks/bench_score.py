@@ -145,7 +145,8 @@ def decode_all(catalog: Path, bundle, conf, limit: int | None = None):
 
 def forward_rate(bundle, tensors, batch: int, threads: int) -> float:
     """Images/s of the bound predictor on preloaded tensors with ``threads`` OpenMP threads (one warm-up batch first)."""
-    from softlines_attr.score.models import Predictor, set_threads
+    from softlines_attr.model.predictor import Predictor
+    from softlines_attr.score.models import set_threads
 
     set_threads(threads)
     pred = Predictor(bundle, batch)

@@ -233,6 +233,9 @@ class Bundle:
     def predict(self, batch: np.ndarray, ctx: mx.Context | None = None) -> dict[str, np.ndarray]:
         """Class probabilities of a preprocessed batch (N, C, H, W), per head name (inference mode BN).
 
+        One call binds a :class:`~softlines_attr.model.predictor.Predictor` for this batch; bind one
+        yourself to run many batches.
+
         Args:
             batch: Float32 network input, as :func:`softlines_attr.images.tensor.to_network_input` makes.
             ctx: The MXNet context; CPU by default.
@@ -243,14 +246,9 @@ class Bundle:
         batch = np.asarray(batch, dtype=np.float32)
         if batch.ndim != 4 or batch.shape[1:] != self.manifest.input_shape:
             raise BundleError(f"predict: expected a batch of shape (N, {', '.join(map(str, self.manifest.input_shape))}), found {batch.shape}")
-        ctx = ctx or mx.cpu()
-        sym = self.inference_symbol()
-        args = {name: arr.as_in_context(ctx) for name, arr in self.arg_params.items() if name in sym.list_arguments()}
-        args[DATA_NAME] = mx.nd.array(batch, ctx=ctx)
-        aux = {name: arr.as_in_context(ctx) for name, arr in self.aux_params.items()}
-        exe = sym.bind(ctx, args=args, aux_states=aux, grad_req="null")
-        outputs = exe.forward(is_train=False)
-        return {h.name: out.asnumpy() for h, out in zip(self.manifest.heads, outputs)}
+        from softlines_attr.model.predictor import Predictor  # the one forward pass (bundle.py is below it)
+
+        return Predictor(self, max(1, batch.shape[0]), ctx).predict(batch)
 
 
 def inference_symbol(symbol: mx.sym.Symbol, heads: Sequence[Head]) -> mx.sym.Symbol:
