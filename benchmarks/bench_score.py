@@ -97,7 +97,8 @@ def make_bundles(cache: Path, conf, width: float, input_size: int, catalog: Path
     """Multi-head, five single-attribute and INT8 bundles (cached by width and size)."""
     import mxnet as mx
 
-    from softlines_attr.model.bundle import Head, save_bundle
+    from softlines_attr.model.bundle import save_bundle
+    from softlines_attr.model.manifest import Head
     from softlines_attr.model.inception_bn import classification_head, inception_bn_features
 
     root = cache / f"score-models-w{width}-s{input_size}"

@@ -12,7 +12,8 @@ import pytest
 from PIL import Image
 
 from softlines_attr.config import PipelineConfig
-from softlines_attr.model.bundle import Head, load_bundle, save_bundle
+from softlines_attr.model.bundle import load_bundle, save_bundle
+from softlines_attr.model.manifest import Head
 from softlines_attr.model.data import RegionRecordIter, record_iter, training_region
 from softlines_attr.model.errors import TrainInputError
 from softlines_attr.model.evaluate import evaluate_bundle

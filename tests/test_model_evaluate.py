@@ -14,7 +14,8 @@ import pytest
 from PIL import Image
 
 from softlines_attr.config import EvaluateConfig, PipelineConfig
-from softlines_attr.model.bundle import Bundle, Head, load_bundle, save_bundle, update_manifest
+from softlines_attr.model.bundle import Bundle, load_bundle, save_bundle
+from softlines_attr.model.manifest import Head, update_manifest
 from softlines_attr.model.errors import BundleIntegrityError, ClassMismatchError, EvaluateInputError
 from softlines_attr.model.evaluate import evaluate_bundle, evaluate_model, manifest_updates
 from softlines_attr.model.evaluation import Evaluation, evaluate_head, evaluation_to_json

@@ -82,7 +82,7 @@ def test_check_payloads(bundles) -> None:
 
 def test_model_version_changes_with_thresholds_and_preprocessing(bundles, tmp_path: Path) -> None:
     """Issue 11 item 7: new abstain thresholds (evaluate --write-thresholds) or another preprocessing give a new model_version."""
-    from softlines_attr.model.bundle import update_manifest
+    from softlines_attr.model.manifest import update_manifest
 
     copy = tmp_path / "hemline"
     shutil.copytree(bundles["hem"], copy)

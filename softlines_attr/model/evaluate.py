@@ -35,7 +35,8 @@ from pathlib import Path
 import mxnet as mx
 import numpy as np
 from softlines_attr.config import EvaluateConfig
-from softlines_attr.model.bundle import MANIFEST_FILE, PARAMS_FILE, Bundle, Head, load_bundle, read_manifest, update_manifest
+from softlines_attr.model.bundle import Bundle, load_bundle
+from softlines_attr.model.manifest import MANIFEST_FILE, PARAMS_FILE, Head, read_manifest, update_manifest
 from softlines_attr.model.errors import ClassMismatchError, EvaluateInputError
 from softlines_attr.model.predictor import predict_records
 from softlines_attr.model.evaluation import EVALUATION_FILE, Evaluation, evaluate_head, evaluation_to_json, write_text_atomic

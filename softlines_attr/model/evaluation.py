@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from softlines_attr.model.bundle import Head
+from softlines_attr.model.manifest import Head
 from softlines_attr.model.errors import ClassMismatchError
 from softlines_attr.model.metrics import ClassRow, accuracy, average_per_class_accuracy, confusion_matrix, per_class_table, top_k_accuracy
 from softlines_attr.model.thresholds import AbstainChoice, CurvePoint, choose_abstain_threshold, precision_coverage, threshold_grid

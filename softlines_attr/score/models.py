@@ -34,7 +34,8 @@ from softlines_attr.score.errors import ScoreInputError, ScoreModelError
 if TYPE_CHECKING:  # pragma: no cover
     import mxnet as mx
 
-    from softlines_attr.model.bundle import Bundle, Preprocessing
+    from softlines_attr.model.bundle import Bundle
+    from softlines_attr.model.manifest import Preprocessing
     from softlines_attr.model.predictor import Predictor
 
 log = logging.getLogger(__name__)
@@ -201,7 +202,7 @@ def resolve_model_dirs(paths: Sequence[str], download_dir: Path | None = None) -
 
 def bundle_name(path: Path) -> str:
     """A bundle's readable name: its folder's, or the training output folder's for ``<out>/bundle`` (what ``train`` writes)."""
-    from softlines_attr.model.train import BUNDLE_DIR
+    from softlines_attr.model.bundle import BUNDLE_DIR
 
     return path.parent.name if path.name == BUNDLE_DIR and path.parent.name else path.name
 
