@@ -181,7 +181,7 @@ def run_demo(
 
 
 def _bundle_dir(model_dir: Path) -> Path:
-    from softlines_attr.model.train import BUNDLE_DIR
+    from softlines_attr.model.bundle import BUNDLE_DIR
 
     return model_dir / BUNDLE_DIR
 

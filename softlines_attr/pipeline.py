@@ -18,7 +18,7 @@ from softlines_attr.config import PipelineConfig
 from softlines_attr.train_config import TrainConfig
 
 if TYPE_CHECKING:
-    from softlines_attr.model.bundle import Manifest
+    from softlines_attr.model.manifest import Manifest
     from softlines_attr.model.quantize import CalibMode
 
 log = logging.getLogger(__name__)

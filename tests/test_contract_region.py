@@ -12,10 +12,12 @@ import pytest
 from PIL import Image
 
 from softlines_attr.config import PipelineConfig
-from softlines_attr.model.bundle import Head, load_bundle, save_bundle
+from softlines_attr.model.bundle import load_bundle, save_bundle
+from softlines_attr.model.manifest import Head
 from softlines_attr.model.data import RegionRecordIter, record_iter, training_region
 from softlines_attr.model.errors import TrainInputError
-from softlines_attr.model.evaluate import evaluate_bundle, network_input, read_records
+from softlines_attr.model.evaluate import evaluate_bundle
+from softlines_attr.model.predictor import network_input, read_records
 from softlines_attr.model.inception_bn import DATA_NAME, classification_head, inception_bn_features
 from softlines_attr.train_config import TrainConfig
 from softlines_attr.shard.contract import ShardSetWriter, read_shard_set

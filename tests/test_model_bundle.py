@@ -12,20 +12,8 @@ import pytest
 
 from softlines_attr.config import ImageConfig, PipelineConfig
 from softlines_attr.errors import SoftlinesAttrError
-from softlines_attr.model.bundle import (
-    MANIFEST_FILE,
-    PARAMS_FILE,
-    SYMBOL_FILE,
-    Head,
-    Preprocessing,
-    VocabularyRef,
-    load_bundle,
-    read_manifest,
-    save_bundle,
-    sha256_file,
-    update_manifest,
-    upgrade_manifest,
-)
+from softlines_attr.model.bundle import load_bundle, save_bundle
+from softlines_attr.model.manifest import MANIFEST_FILE, PARAMS_FILE, SYMBOL_FILE, Head, Preprocessing, VocabularyRef, read_manifest, sha256_file, update_manifest, upgrade_manifest
 from softlines_attr.model.errors import BundleError, BundleIntegrityError
 from softlines_attr.model.inception_bn import inception_bn
 

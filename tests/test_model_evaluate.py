@@ -14,24 +14,13 @@ import pytest
 from PIL import Image
 
 from softlines_attr.config import EvaluateConfig, PipelineConfig
-from softlines_attr.model.bundle import Bundle, Head, load_bundle, save_bundle, update_manifest
+from softlines_attr.model.bundle import Bundle, load_bundle, save_bundle
+from softlines_attr.model.manifest import Head, update_manifest
 from softlines_attr.model.errors import BundleIntegrityError, ClassMismatchError, EvaluateInputError
-from softlines_attr.model.evaluate import (
-    CurvePoint,
-    Evaluation,
-    average_per_class_accuracy,
-    choose_abstain_threshold,
-    confusion_matrix,
-    evaluate_bundle,
-    evaluate_head,
-    evaluate_model,
-    evaluation_to_json,
-    manifest_updates,
-    per_class_table,
-    precision_coverage,
-    threshold_grid,
-    top_k_accuracy,
-)
+from softlines_attr.model.evaluate import evaluate_bundle, evaluate_model, manifest_updates
+from softlines_attr.model.evaluation import Evaluation, evaluate_head, evaluation_to_json
+from softlines_attr.model.metrics import average_per_class_accuracy, confusion_matrix, per_class_table, top_k_accuracy
+from softlines_attr.model.thresholds import CurvePoint, choose_abstain_threshold, precision_coverage, threshold_grid
 from softlines_attr.model.inception_bn import DATA_NAME, classification_head, inception_bn_features
 from softlines_attr.model.report import confusion_png, render_html, render_markdown
 from softlines_attr.model.train import train

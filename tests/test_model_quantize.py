@@ -16,7 +16,7 @@ from softlines_attr.model.quantize import QuantizeError, calibration_images, qua
 from softlines_attr.model.train import train
 from softlines_attr.train_config import TrainConfig
 from softlines_attr.images import load_image
-from softlines_attr.model.evaluate import read_records
+from softlines_attr.model.predictor import read_records
 from softlines_attr.shard.contract import read_shard_set
 from test_model_train import STORE, write_base_shards
 

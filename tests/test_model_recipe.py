@@ -101,7 +101,7 @@ def test_no_weight_decay_on_bn_and_biases() -> None:
 
 
 def test_prior_biases_start_the_heads_at_the_label_frequencies() -> None:
-    from softlines_attr.model.bundle import Head
+    from softlines_attr.model.manifest import Head
 
     head = Head("base", ("a", "b", "c"))
     sig = prior_biases([head], [np.array([50, 10, 0])], loss="sigmoid", records=100)["fc_base_bias"].asnumpy()

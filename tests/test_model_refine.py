@@ -136,7 +136,7 @@ def test_multi_head_masked_labels_give_no_gradient_to_their_head(conf: PipelineC
     """Two heads on one backbone: a record with -1 for head A adds nothing to A's gradient; B still learns from it."""
     import mxnet as mx
 
-    from softlines_attr.model.bundle import Head
+    from softlines_attr.model.manifest import Head
     from softlines_attr.model.losses import LossConfig
     from softlines_attr.model.network import build_network
 

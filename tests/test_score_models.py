@@ -13,7 +13,8 @@ import pytest
 from softlines_attr.model.bundle import load_bundle
 from softlines_attr.model.errors import BundleIntegrityError
 from softlines_attr.score.errors import ScoreInputError, ScoreModelError
-from softlines_attr.score.models import Predictor, bundle_from_payload, cached_bundle, cached_predictor, check_payloads, process_load_counts, read_payload, resolve_model_dirs
+from softlines_attr.model.predictor import Predictor, PredictorError
+from softlines_attr.score.models import bundle_from_payload, cached_bundle, cached_predictor, check_payloads, process_load_counts, read_payload, resolve_model_dirs
 from softlines_attr.score.task import top_k_rows
 from test_score_helpers import HEMLINE, PATTERN, SLEEVE, SIZE, make_bundle, score_conf
 
@@ -43,7 +44,7 @@ def test_predictor_equals_bundle_predict_with_padding_and_chunks(bundles) -> Non
             np.testing.assert_allclose(one[head], direct[head][5:6], rtol=1e-5, atol=1e-6)
             assert pred.predict(x[:0])[head].shape == (0, direct[head].shape[1])
     assert not np.allclose(direct["pattern"], direct["pattern"][0])  # outputs depend on the input
-    with pytest.raises(ScoreModelError, match=r"expected a batch of shape \(N, 3, 32, 32\)"):
+    with pytest.raises(PredictorError, match=r"expected a batch of shape \(N, 3, 32, 32\)"):
         pred.predict(x[:, :, :16])
 
 
@@ -81,7 +82,7 @@ def test_check_payloads(bundles) -> None:
 
 def test_model_version_changes_with_thresholds_and_preprocessing(bundles, tmp_path: Path) -> None:
     """Issue 11 item 7: new abstain thresholds (evaluate --write-thresholds) or another preprocessing give a new model_version."""
-    from softlines_attr.model.bundle import update_manifest
+    from softlines_attr.model.manifest import update_manifest
 
     copy = tmp_path / "hemline"
     shutil.copytree(bundles["hem"], copy)

@@ -39,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
     import mxnet as mx
 
     from softlines_attr.errors import ConfigError
-    from softlines_attr.model.evaluate import EVALUATION_FILE, evaluate_model
+    from softlines_attr.model.evaluate import evaluate_model
+    from softlines_attr.model.evaluation import EVALUATION_FILE
 
     conf = config_from_args(args)
     settings = conf.evaluate

@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Refine (or train from scratch), write the bundle, print its path, heads and metrics as JSON."""
-    from softlines_attr.model.train import BUNDLE_DIR
+    from softlines_attr.model.bundle import BUNDLE_DIR
     from softlines_attr.pipeline import refine_stage
 
     conf = config_from_args(args)

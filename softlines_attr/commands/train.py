@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     """Train, write the bundle, print its path and metrics as JSON (with ``--launch``: start the workers that do)."""
     if args.launch != "none":
         return _launch(args)
-    from softlines_attr.model.train import BUNDLE_DIR
+    from softlines_attr.model.bundle import BUNDLE_DIR
     from softlines_attr.pipeline import train_stage
 
     conf = config_from_args(args)

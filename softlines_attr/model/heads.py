@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 
 from softlines_attr.config import PipelineConfig
-from softlines_attr.model.bundle import Head
+from softlines_attr.model.manifest import Head
 from softlines_attr.model.errors import TrainInputError
 from softlines_attr.model.inception_bn import DEFAULT_HEAD
 from softlines_attr.shard.contract import ShardSet

@@ -14,7 +14,8 @@ from typing import Literal
 import mxnet as mx
 import numpy as np
 
-from softlines_attr.model.bundle import Bundle, Head
+from softlines_attr.model.bundle import Bundle
+from softlines_attr.model.manifest import Head
 from softlines_attr.model.errors import TrainInputError
 from softlines_attr.model.inception_bn import classification_head, inception_bn_features
 from softlines_attr.model.losses import LossConfig, multi_hot_softmax_head, softmax_head

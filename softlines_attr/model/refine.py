@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING
 import mxnet as mx
 
 from softlines_attr.config import Taxonomy
-from softlines_attr.model.bundle import PARAMS_FILE, Bundle
+from softlines_attr.model.bundle import Bundle
+from softlines_attr.model.manifest import PARAMS_FILE
 from softlines_attr.model.errors import ModelError, TrainInputError
 from softlines_attr.model.inception_bn import DATA_NAME, FEATURES_NAME, classification_head
 from softlines_attr.model.losses import is_loss_constant

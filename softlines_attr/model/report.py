@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from softlines_attr.model.evaluate import CurvePoint, Evaluation, HeadEvaluation, write_text_atomic
+from softlines_attr.model.evaluation import Evaluation, HeadEvaluation, write_text_atomic
+from softlines_attr.model.thresholds import CurvePoint
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,8 @@ import mxnet as mx
 import numpy as np
 
 from softlines_attr.config import PipelineConfig
-from softlines_attr.model.bundle import Bundle, Head, Manifest, VocabularyRef, save_bundle
+from softlines_attr.model.bundle import BUNDLE_DIR, Bundle, save_bundle
+from softlines_attr.model.manifest import Head, Manifest, VocabularyRef
 from softlines_attr.model.checkpoint import checkpoint_paths, latest_checkpoint, load_checkpoint, restore_optimizer, save_checkpoint
 from softlines_attr.model.data import label_counts, record_iter, title_word_counts, training_region
 from softlines_attr.model.distributed.dump import write_worker_dump
@@ -54,7 +55,6 @@ from softlines_attr.train_config import TrainConfig
 
 log = logging.getLogger(__name__)
 
-BUNDLE_DIR = "bundle"
 
 
 HISTORY_FILE = "history.json"

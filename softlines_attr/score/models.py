@@ -7,8 +7,8 @@
   once (checksums verified again by :func:`softlines_attr.model.bundle.load_bundle`) and keep it in a
   per-process cache keyed by the parameters' sha256, so a reused worker never reloads a model per
   partition or row.
-* :class:`Predictor` is a bound MXNet executor with a fixed batch shape, reused across batches (the
-  last, short batch is padded): the forward pass the job and the benchmarks use.
+* The bound forward pass itself is :class:`softlines_attr.model.predictor.Predictor` (a fixed batch
+  shape, the last short batch padded), the one every stage uses; this module caches one per model.
 
 MXNet is imported inside functions only, so the task code can set the thread counts first.
 """
@@ -28,14 +28,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 
 from softlines_attr.score.errors import ScoreInputError, ScoreModelError
 
 if TYPE_CHECKING:  # pragma: no cover
     import mxnet as mx
 
-    from softlines_attr.model.bundle import Bundle, Preprocessing
+    from softlines_attr.model.bundle import Bundle
+    from softlines_attr.model.manifest import Preprocessing
+    from softlines_attr.model.predictor import Predictor
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +202,7 @@ def resolve_model_dirs(paths: Sequence[str], download_dir: Path | None = None) -
 
 def bundle_name(path: Path) -> str:
     """A bundle's readable name: its folder's, or the training output folder's for ``<out>/bundle`` (what ``train`` writes)."""
-    from softlines_attr.model.train import BUNDLE_DIR
+    from softlines_attr.model.bundle import BUNDLE_DIR
 
     return path.parent.name if path.name == BUNDLE_DIR and path.parent.name else path.name
 
@@ -313,6 +314,8 @@ def cached_bundle(payload: BundlePayload) -> "Bundle":
 
 def cached_predictor(payload: BundlePayload, batch_size: int, ctx: "mx.Context | None" = None) -> "Predictor":
     """The process's bound :class:`Predictor` for (model, context, batch size), built on first use."""
+    from softlines_attr.model.predictor import Predictor
+
     import mxnet as mx
 
     ctx = ctx or mx.cpu()
@@ -327,71 +330,6 @@ def cached_predictor(payload: BundlePayload, batch_size: int, ctx: "mx.Context |
 def process_load_counts() -> dict[str, int]:
     """How many times this process rebuilt each model (params sha256 -> count; 1 with a working cache)."""
     return dict(_LOADS)
-
-
-class Predictor:
-    """A bundle's inference network bound once at a fixed batch shape, reused for every batch.
-
-    Args:
-        bundle: A loaded bundle.
-        batch_size: The bound batch size; :meth:`predict` pads a shorter batch and splits a longer one.
-        ctx: MXNet context (CPU by default).
-
-    Example::
-
-        pred = Predictor(load_bundle(path), batch_size=32)
-        probs = pred.predict(x)["hemline"]      # (N, classes), as Bundle.predict, without a bind per call
-    """
-
-    def __init__(self, bundle: "Bundle", batch_size: int, ctx: "mx.Context | None" = None) -> None:
-        import mxnet as mx
-
-        from softlines_attr.model.inception_bn import DATA_NAME
-
-        if batch_size < 1:
-            raise ScoreModelError(f"Predictor: expected batch_size >= 1, found {batch_size}")
-        self.bundle = bundle
-        self.batch_size = int(batch_size)
-        self.ctx = ctx or mx.cpu()
-        self.input_shape = tuple(bundle.manifest.input_shape)
-        self.heads = tuple(h.name for h in bundle.manifest.heads)
-        sym = bundle.inference_symbol()
-        # an INT8 bundle's quantised weights are int8 arrays: bind them with their own dtypes
-        types = {name: arr.dtype for name, arr in {**bundle.arg_params, **bundle.aux_params}.items()}
-        types[DATA_NAME] = np.float32
-        self._exe = sym.simple_bind(self.ctx, grad_req="null", type_dict=types, **{DATA_NAME: (self.batch_size, *self.input_shape)})
-        for name, arr in self._exe.arg_dict.items():
-            if name != DATA_NAME:
-                bundle.arg_params[name].copyto(arr)
-        for name, arr in self._exe.aux_dict.items():
-            bundle.aux_params[name].copyto(arr)
-        self._data = self._exe.arg_dict[DATA_NAME]
-        self._pad = np.zeros((self.batch_size, *self.input_shape), dtype=np.float32)
-
-    def predict(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        """Class probabilities per head name for a float32 batch (N, 3, H, W), any N >= 0.
-
-        Raises:
-            ScoreModelError: when the batch's image shape is not the bundle's input shape.
-        """
-        batch = np.asarray(batch, dtype=np.float32)
-        if batch.ndim != 4 or tuple(batch.shape[1:]) != self.input_shape:
-            raise ScoreModelError(f"Predictor: expected a batch of shape (N, {', '.join(map(str, self.input_shape))}), found {batch.shape}")
-        parts: dict[str, list[np.ndarray]] = {h: [] for h in self.heads}
-        for start in range(0, batch.shape[0], self.batch_size):
-            chunk = batch[start:start + self.batch_size]
-            n = chunk.shape[0]
-            if n == self.batch_size:
-                self._data[:] = chunk
-            else:
-                self._pad[:n] = chunk
-                self._pad[n:] = 0.0
-                self._data[:] = self._pad
-            outputs = self._exe.forward(is_train=False)
-            for head, out in zip(self.heads, outputs):
-                parts[head].append(out.asnumpy()[:n])
-        classes = {h.name: len(h.classes) for h in self.bundle.manifest.heads}
-        return {h: np.concatenate(v) if v else np.zeros((0, classes[h]), dtype=np.float32) for h, v in parts.items()}
 
 
 def payload_summary(payloads: Sequence[BundlePayload]) -> list[dict[str, Any]]:
