@@ -99,11 +99,12 @@ def _launch(args: argparse.Namespace) -> int:
 
     if args.kv_store not in DIST_KV_STORES:
         raise DistributedLaunchError(f"--launch {args.launch} starts ps-lite workers: expected --kv-store among {list(DIST_KV_STORES)}, found {args.kv_store!r}")
-    argv = worker_command_line(args, train_settings(args, config_from_args(args)))
+    tc = train_settings(args, config_from_args(args))
+    argv = worker_command_line(args, tc)
     if args.launch == "local":
         logs = args.launch_logs or f"{args.out}/launch-logs"
         result = launch_local(args.num_workers, args.num_servers, argv, timeout_s=args.launch_timeout, log_dir=logs,
-                              worker_gpus=split_gpus(args.gpus, args.num_workers))
+                              worker_gpus=split_gpus(tc.gpus, args.num_workers))
         printed = result.chief_output()
         if printed is None:
             raise DistributedLaunchError(f"expected one worker to print its bundle, found none (worker logs in {result.log_dir})")
