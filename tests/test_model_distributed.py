@@ -22,7 +22,7 @@ from PIL import Image
 
 from softlines_attr.config import PipelineConfig
 from softlines_attr.model.bundle import load_bundle
-from softlines_attr.model.distributed.argv import argv_from_namespace, replace_option
+from softlines_attr.model.distributed.argv import replace_option
 from softlines_attr.model.distributed.barrier import CheckpointUploader, _download_checkpoints, _upload_bundle
 from softlines_attr.model.distributed.dump import label_ids
 from softlines_attr.model.distributed.kvstore import Workers
