@@ -97,7 +97,8 @@ def make_bundles(cache: Path, conf, width: float, input_size: int, catalog: Path
     """Multi-head, five single-attribute and INT8 bundles (cached by width and size)."""
     import mxnet as mx
 
-    from softlines_attr.model.bundle import Head, save_bundle
+    from softlines_attr.model.bundle import save_bundle
+    from softlines_attr.model.manifest import Head
     from softlines_attr.model.inception_bn import classification_head, inception_bn_features
 
     root = cache / f"score-models-w{width}-s{input_size}"
@@ -145,7 +146,8 @@ def decode_all(catalog: Path, bundle, conf, limit: int | None = None):
 
 def forward_rate(bundle, tensors, batch: int, threads: int) -> float:
     """Images/s of the bound predictor on preloaded tensors with ``threads`` OpenMP threads (one warm-up batch first)."""
-    from softlines_attr.score.models import Predictor, set_threads
+    from softlines_attr.model.predictor import Predictor
+    from softlines_attr.score.models import set_threads
 
     set_threads(threads)
     pred = Predictor(bundle, batch)

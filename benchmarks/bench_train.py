@@ -251,7 +251,7 @@ def bench_recipe(args: argparse.Namespace, shards_dir: Path) -> dict[str, Any]:
     import mxnet as mx
     import numpy as np
 
-    from softlines_attr.model.bundle import Head
+    from softlines_attr.model.manifest import Head
     from softlines_attr.model.inception_bn import DATA_NAME, DEFAULT_HEAD, inception_bn
     from softlines_attr.model.losses import LossConfig
     from softlines_attr.model.metrics import train_metric

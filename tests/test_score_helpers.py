@@ -51,7 +51,8 @@ def make_bundle(path: Path, heads: list[tuple[str, tuple[str, ...]]], conf: Pipe
     """
     import mxnet as mx
 
-    from softlines_attr.model.bundle import Head, save_bundle
+    from softlines_attr.model.bundle import save_bundle
+    from softlines_attr.model.manifest import Head
     from softlines_attr.model.inception_bn import classification_head, inception_bn_features
 
     features = inception_bn_features(0.125)

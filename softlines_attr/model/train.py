@@ -31,7 +31,7 @@ import mxnet as mx
 import numpy as np
 
 from softlines_attr.config import PipelineConfig
-from softlines_attr.model.bundle import Bundle, Head, Manifest, VocabularyRef, save_bundle
+from softlines_attr.model.bundle import Bundle, save_bundle
 from softlines_attr.model.checkpoint import checkpoint_paths, latest_checkpoint, load_checkpoint, restore_optimizer, save_checkpoint
 from softlines_attr.model.data import label_counts, record_iter, title_word_counts, training_region
 from softlines_attr.model.distributed import (
@@ -48,14 +48,14 @@ from softlines_attr.model.distributed import (
 from softlines_attr.model.errors import ModelError, TrainInputError
 from softlines_attr.model.inception_bn import DATA_NAME, DEFAULT_HEAD, classification_head, inception_bn_features
 from softlines_attr.model.losses import LossConfig, class_weights, loss_constants, multi_hot_softmax_head, softmax_head
+from softlines_attr.model.manifest import BUNDLE_DIR, Head, Manifest, VocabularyRef
 from softlines_attr.model.metrics import batch_cross_entropy, split_metrics, title_word_metrics, train_metric
 from softlines_attr.model.optim import Schedule, lr_scheduler, no_decay_names
+from softlines_attr.model.predictor import Predictor
 from softlines_attr.model.refine import backbone_names, backbone_params, base_model_ref, freeze_batch_norm, refine_features
 from softlines_attr.shard.contract import ShardSet, read_shard_set
 
 log = logging.getLogger(__name__)
-
-BUNDLE_DIR = "bundle"
 
 
 LossKind = Literal["sigmoid", "softmax", "softmax_multi"]
@@ -208,31 +208,6 @@ def _vocabulary_words(shards: ShardSet) -> tuple[str, ...] | None:
         return None
     words = sorted((r["label_index"], r["word"]) for r in rows if r["vocab_size"] == vocab_size)
     return tuple(w for _, w in words)
-
-
-def predict_split(mod: mx.mod.Module, it: mx.io.DataIter) -> tuple[np.ndarray, np.ndarray]:
-    """Labels and first-output scores of every record of ``it`` (batch padding removed)."""
-    labels, scores = predict_heads(mod, it, 1)
-    return labels[0], scores[0]
-
-
-def predict_heads(mod: mx.mod.Module, it: mx.io.DataIter, heads: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Per head, the labels and scores (the module's first ``heads`` outputs) of every record of ``it``.
-
-    The forward pass gets the images only, so ``it`` may carry labels of another shape than the
-    module was bound with (base shards: multi-hot val labels for a model trained on the first word).
-    """
-    it.reset()
-    labels: list[list[np.ndarray]] = [[] for _ in range(heads)]
-    scores: list[list[np.ndarray]] = [[] for _ in range(heads)]
-    for batch in it:
-        mod.forward(mx.io.DataBatch(data=batch.data, label=None, pad=batch.pad), is_train=False)
-        n = batch.data[0].shape[0] - (batch.pad or 0)
-        outputs = mod.get_outputs()
-        for i in range(heads):
-            scores[i].append(outputs[i].asnumpy()[:n])
-            labels[i].append(batch.label[i].asnumpy()[:n])
-    return [np.concatenate(x) for x in labels], [np.concatenate(x) for x in scores]
 
 
 def resolve_loss(requested: str, mode: str) -> LossKind:
@@ -397,7 +372,7 @@ def train(
         record.update({f"train_{k}": float(v) for k, v in metric.get_name_value()})
         last = epoch + 1 == tc.epochs
         if val_iter is not None and (last or (tc.val_every and (epoch + 1) % tc.val_every == 0)):
-            metrics = val_metrics(mod, val_iter, head_names, prior=prior)
+            metrics = val_metrics(mod, val_iter, heads, ctx[0], prior=prior)
             if workers.dist:  # each worker validates its own part of the val split
                 metrics["val_workers"] = float(workers.num_workers)
             record.update(metrics)
@@ -541,15 +516,21 @@ def build_network(heads: Sequence[Head], lc: LossConfig, *, base: Bundle | None,
     return outputs[0] if len(outputs) == 1 else mx.sym.Group(outputs)
 
 
-def val_metrics(mod: mx.mod.Module, it: mx.io.DataIter, head_names: Sequence[str], *, prior: np.ndarray | None = None) -> dict[str, float]:
-    """Validation metrics of every head.
+def val_metrics(
+    mod: mx.mod.Module, it: mx.io.DataIter, heads: Sequence[Head], ctx: mx.Context, *, prior: np.ndarray | None = None
+) -> dict[str, float]:
+    """Validation metrics of every head, predicted by a :class:`Predictor` of the module's current parameters.
 
     With ``prior`` (base shards, ``it`` giving multi-hot labels): :func:`title_word_metrics`.
     Otherwise accuracy and average per-class accuracy (:func:`split_metrics`); several heads are
     prefixed ``val_<head>_`` and summarised by ``val_accuracy`` / ``val_mean_class_accuracy``
     (the means over the heads).
     """
-    labels, scores = predict_heads(mod, it, len(head_names))
+    head_names = [h.name for h in heads]
+    shape = mod.data_shapes[0].shape
+    predictor = Predictor.for_network(mod.symbol, heads, shape[1:], *mod.get_params(), batch_size=shape[0], ctx=ctx)
+    labels, probs = predictor.predict_iter(it)
+    scores = [probs[name] for name in head_names]
     if prior is not None:
         return title_word_metrics(labels[0], scores[0], prior)
     if len(head_names) == 1:
