@@ -364,20 +364,25 @@ def run_benchmark(s: Settings, command: str) -> dict[str, Any]:
     prepared, conf = stage_data(r, s)
     cfg = _config_args(conf, prepared)
     attributes = list(prepared.classes)
-    train_code = _code_digest("softlines_attr/model", "softlines_attr/commands/train.py", "softlines_attr/commands/refine.py", "softlines_attr/images")
+    # every file a stage's result depends on: its code and the defaults it reads (conf/pipeline.toml holds [train] / [refine])
+    conf_code = _code_digest("conf", "softlines_attr/config.py", "softlines_attr/strict.py")
+    labels_code = _code_digest("softlines_attr/labels", "softlines_attr/io")
+    shard_code = _code_digest("softlines_attr/shard", "softlines_attr/images", "softlines_attr/io")
+    train_code = _code_digest("softlines_attr/model", "softlines_attr/train_config.py", "softlines_attr/pipeline.py", "softlines_attr/commands/train.py",
+                              "softlines_attr/commands/refine.py", "softlines_attr/commands/training.py", "softlines_attr/images", "conf/pipeline.toml")
     n_products = prepared.counts.get("rows_used") or s.generated
     _print_plan(s, est, n_products)
 
     labels_dir = s.work / "labels"
     argv = ["labels", "--catalog", str(prepared.catalog), "--out", str(labels_dir), *cfg]
-    r.stage("labels", {"argv": argv, "data": r.keys["data"]}, lambda: r.cli("labels", argv),
+    r.stage("labels", {"argv": argv, "data": r.keys["data"], "code": [labels_code, conf_code]}, lambda: r.cli("labels", argv),
                      estimate_s=_spark_estimate(n_products // 4), outputs=(labels_dir,))
     labels_summary = read_json(labels_dir, "_summary.json")
 
     base_shards = s.work / "shards" / "base"
     labels_run = resolve_output(labels_dir)  # the committed run (versioned layout) or the folder itself
     argv = ["shard", "--labels", str(labels_run), "--out", str(base_shards), "--vocab-size", str(s.vocab_size), *cfg]
-    r.stage("shard-base", {"argv": argv, "labels": r.keys["labels"]}, lambda: r.cli("shard-base", argv),
+    r.stage("shard-base", {"argv": argv, "labels": r.keys["labels"], "code": [shard_code, conf_code]}, lambda: r.cli("shard-base", argv),
             estimate_s=_spark_estimate(n_products), outputs=(base_shards,))
     base_records = _records(base_shards)
 
@@ -412,7 +417,7 @@ def run_benchmark(s: Settings, command: str) -> dict[str, Any]:
         seen_sizes.add(subset["train_products"])
         shards = s.work / "shards" / f"multi-{label}"
         argv = ["shard", "--labels", str(labels_run), "--tags", str(tags_file), "--attribute", "all", "--out", str(shards), *cfg]
-        shard_res = r.stage(f"shard-multi-{label}", {"argv": argv, "tags": r.keys[f"tags-{label}"]},
+        shard_res = r.stage(f"shard-multi-{label}", {"argv": argv, "tags": r.keys[f"tags-{label}"], "code": [shard_code, conf_code]},
                             lambda argv=argv, label=label: r.cli(f"shard-multi-{label}", argv),
                             estimate_s=_spark_estimate(subset["train_products"] + subset["val_products"]), outputs=(shards,))
         recs = _records(shards)

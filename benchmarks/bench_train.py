@@ -146,7 +146,7 @@ def bench_training(args: argparse.Namespace, shards_dir: Path) -> dict[str, Any]
 
     from softlines_attr.config import load_config
     from softlines_attr.model.inception_bn import DATA_NAME, DEFAULT_HEAD, count_macs, inception_bn
-    from softlines_attr.model.train import TrainConfig
+    from softlines_attr.train_config import TrainConfig
     from softlines_attr.model.metrics import train_metric as _metric
     from softlines_attr.shard.contract import read_shard_set
     from softlines_attr.model.data import record_iter
@@ -256,7 +256,9 @@ def bench_recipe(args: argparse.Namespace, shards_dir: Path) -> dict[str, Any]:
     from softlines_attr.model.losses import LossConfig
     from softlines_attr.model.metrics import train_metric
     from softlines_attr.model.optim import lr_scheduler, no_decay_names
-    from softlines_attr.model.train import TrainConfig, _run_epoch, build_network
+    from softlines_attr.model.network import build_network
+    from softlines_attr.model.train import _run_epoch
+    from softlines_attr.train_config import TrainConfig
     from softlines_attr.shard.contract import read_shard_set
 
     shards = read_shard_set(shards_dir)

@@ -293,7 +293,7 @@ def _digest(values: list[str]) -> str:
 
 def _record_labels(rec_paths: list[Path]) -> list[np.ndarray]:
     """Every record's label array (the IRHeader label), in file order, from RecordIO files."""
-    from softlines_attr.model.evaluate import read_records
+    from softlines_attr.model.predictor import read_records
 
     return [labels.astype(np.float64) for labels, _ in read_records(rec_paths)]
 

@@ -1,7 +1,8 @@
 """The ``softlines-attr`` console command: one subcommand per pipeline stage.
 
 Each subcommand lives in ``softlines_attr/commands/<name>.py`` and defines ``HELP``,
-``add_arguments(parser)`` and ``run(args) -> int``. Command modules import Spark and MXNet only
+``add_arguments(parser)`` and ``run(args) -> int``, and optionally ``parents()``: argparse parent
+parsers of flags several commands share (train and refine's training settings). Command modules import Spark and MXNet only
 inside ``run`` so that ``--help`` stays fast.
 """
 
@@ -43,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, module_name in COMMANDS.items():
         module = importlib.import_module(f"softlines_attr.commands.{module_name}")
-        cmd = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        parents = module.parents() if hasattr(module, "parents") else []
+        cmd = sub.add_parser(name, help=module.HELP, description=module.HELP, parents=parents)
         module.add_arguments(cmd)
         cmd.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
         cmd.set_defaults(_run=module.run)

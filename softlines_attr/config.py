@@ -17,19 +17,19 @@ import logging
 import os
 import re
 import sys
-import tomllib
-import types
-import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 from softlines_attr.errors import ConfigError, UnknownAttributeError
+from softlines_attr.strict import check_keys_known, config_to_dict, deep_merge, parse_dataclass, read_toml
+from softlines_attr.train_config import TrainConfig
+from softlines_attr.train_config import validate as validate_training
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
+__all__ = ["config_to_dict", "parse_dataclass", "read_toml"]  # the strict parser's names importers still use here
 
 CONF_DIR_ENV = "SOFTLINES_ATTR_CONF_DIR"
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -144,6 +144,15 @@ class OutputConfig:
 
 
 @dataclass(frozen=True)
+class DemoConfig:
+    """The demo's own settings (``softlines-attr demo``; its models' settings are ``conf/demo.toml``'s [train] / [refine])."""
+
+    catalog_factor: float = 4.0
+    report_images: int = 36
+    single_models: bool = False
+
+
+@dataclass(frozen=True)
 class SparkProfile:
     """A named set of Spark settings: ``master`` is used only outside spark-submit."""
 
@@ -204,166 +213,12 @@ class PipelineConfig:
     score: ScoreConfig
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    refine: TrainConfig = field(default_factory=TrainConfig)
+    demo: DemoConfig = field(default_factory=DemoConfig)
     taxonomy: Taxonomy = field(default_factory=lambda: Taxonomy(attributes=()))
     spark: SparkProfile = field(default_factory=lambda: SparkProfile("local", "local[*]", {}))
     sources: tuple[str, ...] = ()
-
-
-# --------------------------------------------------------------------------------------------
-# Strict parsing
-# --------------------------------------------------------------------------------------------
-
-
-_PLURALS: dict[Any, str] = {int: "integers", float: "numbers", str: "strings", bool: "booleans (true or false)"}
-
-
-def _type_name(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
-    if origin in (list, tuple):
-        raw = typing.get_args(tp)
-        args = [a for a in raw if a is not Ellipsis]
-        if origin is tuple and raw and raw[-1] is not Ellipsis:  # a fixed length: "a list of 3 numbers"
-            kinds = set(args)
-            return f"a list of {len(args)} {_PLURALS.get(args[0], 'values')}" if len(kinds) == 1 else f"a list of {len(args)} values"
-        return f"a list of {_PLURALS.get(args[0], 'values')}" if args else "a list"
-    if origin is dict:
-        return f"a table of {_type_name(typing.get_args(tp)[1])}"
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in typing.get_args(tp))
-    if dataclasses.is_dataclass(tp):
-        return "a table"
-    if tp is type(None):
-        return "nothing"
-    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(tp, str(tp))
-
-
-def _convert(value: Any, tp: Any, *, source: str, key: str) -> Any:
-    def fail() -> ConfigError:
-        return ConfigError(f"{source}: key {key!r}: expected {_type_name(tp)}, found {value!r}")
-
-    origin = typing.get_origin(tp)
-    if tp is Any:
-        return value
-    if origin is Literal:
-        if value not in typing.get_args(tp):
-            raise fail()
-        return value
-    if origin in (typing.Union, types.UnionType):
-        for arg in typing.get_args(tp):
-            try:
-                return _convert(value, arg, source=source, key=key)
-            except ConfigError:
-                continue
-        raise fail()
-    if tp is type(None):
-        if value is not None:
-            raise fail()
-        return None
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, Mapping):
-            raise fail()
-        return parse_dataclass(tp, value, source=source, prefix=f"{key}.")
-    if origin in (list, tuple):
-        if not isinstance(value, (list, tuple)):
-            raise fail()
-        args = typing.get_args(tp)
-        if origin is tuple and args and args[-1] is not Ellipsis:
-            if len(value) != len(args):
-                raise fail()
-            items = [_convert(v, a, source=source, key=f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args))]
-        else:
-            item_tp = args[0] if args else Any
-            items = [_convert(v, item_tp, source=source, key=f"{key}[{i}]") for i, v in enumerate(value)]
-        return tuple(items) if origin is tuple else items
-    if origin is dict:
-        if not isinstance(value, Mapping):
-            raise fail()
-        val_tp = typing.get_args(tp)[1]
-        return {str(k): _convert(v, val_tp, source=source, key=f"{key}.{k}") for k, v in value.items()}
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise fail()
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise fail()
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise fail()
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise fail()
-        return value
-    raise ConfigError(f"{source}: key {key!r}: no parser for type {tp!r}")  # pragma: no cover
-
-
-def parse_dataclass(cls: type[T], data: Mapping[str, Any], *, source: str, prefix: str = "") -> T:
-    """Build dataclass ``cls`` from ``data``, refusing unknown keys, missing keys and wrong types.
-
-    Args:
-        cls: A dataclass type whose fields carry type hints.
-        data: The parsed TOML (or JSON) table.
-        source: The file name used in error messages.
-        prefix: The dotted key prefix of ``data`` inside the file, for error messages.
-
-    Returns:
-        An instance of ``cls``.
-
-    Raises:
-        ConfigError: naming the file, the key and what was expected.
-    """
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise ConfigError(
-            f"{source}: unknown key {(prefix + unknown[0])!r}; expected one of {sorted(prefix + k for k in fields)}"
-        )
-    kwargs: dict[str, Any] = {}
-    for name, f in fields.items():
-        if name in data:
-            kwargs[name] = _convert(data[name], hints[name], source=source, key=f"{prefix}{name}")
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise ConfigError(f"{source}: missing key {prefix + name!r}; expected {_type_name(hints[name])}")
-    return cls(**kwargs)
-
-
-def read_toml(path: Path) -> dict[str, Any]:
-    """Read a TOML file, turning a missing file or a syntax error into ``ConfigError``."""
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist; expected a TOML file")
-    try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
-
-
-def _deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in over.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = _deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
-# tables whose keys are the user's own (Spark settings, per-attribute overrides), not checked against the defaults
-_FREE_TABLES = frozenset({"conf", "target_precision_by_attribute"})
-
-
-def _check_keys_known(user: Mapping[str, Any], default: Mapping[str, Any], *, source: str, prefix: str = "") -> None:
-    """An override file may only name keys the defaults define (so typos are caught with their file)."""
-    for key, value in user.items():
-        if key not in default:
-            raise ConfigError(f"{source}: unknown key {prefix + key!r}; expected one of {sorted(prefix + k for k in default)}")
-        if isinstance(value, Mapping) and isinstance(default[key], Mapping) and key not in _FREE_TABLES:
-            _check_keys_known(value, default[key], source=source, prefix=f"{prefix}{key}.")
 
 
 # --------------------------------------------------------------------------------------------
@@ -494,14 +349,15 @@ def _validate(conf: PipelineConfig, source: str) -> None:
 
 
 def load_config(
-    conf_path: Path | str | None = None,
+    conf_path: Path | str | Sequence[Path | str] | None = None,
     taxonomy_path: Path | str | None = None,
     spark_profile: str | None = None,
 ) -> PipelineConfig:
     """Load the pipeline configuration once.
 
     Args:
-        conf_path: A user's TOML laid over ``conf/pipeline.toml`` (only the keys it changes).
+        conf_path: A user's TOML laid over ``conf/pipeline.toml`` (only the keys it changes), or
+            several, laid in order (the demo's ``conf/demo.toml``, then the user's).
         taxonomy_path: A taxonomy file replacing ``conf/taxonomy.toml``.
         spark_profile: A profile name (``local``, ``emr_gpu``) or a ``.toml`` path; defaults to the
             conf's ``spark_profile``.
@@ -517,28 +373,23 @@ def load_config(
     data = read_toml(default_path)
     sources = [str(default_path)]
     source = str(default_path)
-    if conf_path is not None:
-        user_path = Path(conf_path)
+    overlays = [] if conf_path is None else [conf_path] if isinstance(conf_path, (str, Path)) else list(conf_path)
+    for over in overlays:
+        user_path = Path(over)
         user = read_toml(user_path)
-        _check_keys_known(user, data, source=str(user_path))
-        data = _deep_merge(data, user)
+        # [refine] may name any [train] key (it is laid over [train] below)
+        check_keys_known(user, {**data, "refine": {**data.get("train", {}), **data.get("refine", {})}}, source=str(user_path))
+        data = deep_merge(data, user)
         sources.append(str(user_path))
         source = str(user_path)
+    # [refine] holds the keys in which refining differs from [train]; the rest it takes from [train]
+    data = {**data, "refine": {**data.get("train", {}), **data.get("refine", {})}}
     base = parse_dataclass(PipelineConfig, data, source=source)
     taxonomy = load_taxonomy(Path(taxonomy_path) if taxonomy_path is not None else conf_dir / "taxonomy.toml")
     spark = load_spark_profile(spark_profile or base.spark_profile, conf_dir)
     conf = dataclasses.replace(base, taxonomy=taxonomy, spark=spark, sources=tuple(sources))
     _validate(conf, source)
+    validate_training(conf.train, source=source, section="train")
+    validate_training(conf.refine, source=source, section="refine")
     log.debug("loaded config from %s (taxonomy %s, spark profile %s)", sources, taxonomy.source, spark.name)
-    return conf
-
-
-def config_to_dict(conf: Any) -> Any:
-    """A JSON-ready view of a config dataclass (for run summaries and model manifests)."""
-    if dataclasses.is_dataclass(conf):
-        return {f.name: config_to_dict(getattr(conf, f.name)) for f in dataclasses.fields(conf)}
-    if isinstance(conf, (list, tuple)):
-        return [config_to_dict(v) for v in conf]
-    if isinstance(conf, dict):
-        return {k: config_to_dict(v) for k, v in conf.items()}
     return conf

@@ -8,104 +8,41 @@ writes its abstain thresholds into its bundle) -> an INT8 copy of it, evaluated 
 -> score the catalog with it -> an HTML report (``report.html``) of scored images and the tables.
 ``--single-models`` adds the paper's per-attribute models (five refined from the base, five from
 scratch) for the comparison with the shared backbone. The demo shards small images and trains a
-narrow network (:class:`DemoTraining`) so that it runs in minutes on a laptop.
+narrow network (``conf/demo.toml``, laid over the pipeline's conf) so that it runs in minutes on a laptop.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from softlines_attr.config import PipelineConfig
+from softlines_attr.demo_tables import MULTI, base_quality, refined_vs_scratch, table3
 
 log = logging.getLogger(__name__)
 
-MULTI = "multi"  # the multi shards and multi-head models
 SCORED_MODEL = f"{MULTI}-base"  # the model the demo scores the catalog with
 TAGS_FILE = "tags.parquet"  # the demo's human tags: n products of the catalog (select_tags)
 
 
-@dataclass(frozen=True)
-class DemoTraining:
-    """The demo's data and model settings: small images and a narrow Inception-BN, so training takes minutes on 2 cores.
-
-    The demo's conf (:func:`demo_config`) replaces ``images.store_size``, ``input_size`` and
-    ``resize_mode`` for every stage, so later stages (evaluate, score) must use the same conf.
-    The settings were chosen on the demo's val split (dev numbers, docs/MODEL.md).
-
-    Attributes:
-        store_size: ``images.store_size`` for the demo's shards (the conf's is for real training).
-        input_size: ``images.input_size``: the random (train) / centre (val) crop of the stored image.
-        resize_mode: ``pad_square``: the whole (portrait) image padded to a square, so that a crop
-            keeps the neckline and the hemline (a shorter-side resize and a centre crop cut them off).
-        image_min_size: ``catalog.min_size`` of the generated images (width, height): small images
-            are cheap to draw, shard and score, and the shards store 104 px anyway.
-        image_max_size: ``catalog.max_size``.
-        catalog_factor: The catalog has this many products per tagged product: the base model
-            learns from the title words of all of them, the refined models from the ``n`` tagged
-            ones (the paper's setting: many titled products, few human tags).
-        width: Inception-BN width multiplier.
-        batch_size: Images per batch.
-        base_epochs: Epochs of the base model (title words, ``softmax_multi``).
-        base_lr: Peak learning rate of the base model (cosine schedule after ``warmup_epochs``).
-        refine_epochs: Epochs of each refined, from-scratch and multi-head model.
-        refine_lr: Peak learning rate of the new heads (and of the from-scratch networks).
-        warmup_epochs: Linear learning-rate warm-up of every model.
-        backbone_lr_mult: Backbone learning rate multiplier when refining from the base.
-        head_warmup_epochs: Refining from the base: epochs that train only the new heads.
-        color_jitter: Random hue / saturation / lightness shifts in training (the attributes do not
-            depend on colour; on a few hundred images per attribute it helps the models generalise).
-        threads: Decoding threads per record iterator.
-        single_models: Also train the per-attribute models (refined from the base and from
-            scratch, ten in all) and add them to Table 3.
-        report_images: Scored images shown in the HTML report.
-        target_precision: The abstain thresholds' target precision (``evaluate.target_precision``;
-            the conf's 0.9 is for production models, which the demo's few-minute models do not
-            reach: there every value would be an abstention).
-    """
-
-    store_size: int = 104
-    input_size: int = 96
-    resize_mode: Literal["shorter_side", "pad_square"] = "pad_square"
-    image_min_size: tuple[int, int] = (150, 200)
-    image_max_size: tuple[int, int] = (300, 400)
-    catalog_factor: float = 4.0
-    width: float = 0.25
-    batch_size: int = 32
-    base_epochs: int = 10
-    base_lr: float = 0.1
-    refine_epochs: int = 20
-    refine_lr: float = 0.05
-    warmup_epochs: float = 1.0
-    backbone_lr_mult: float = 1.0
-    head_warmup_epochs: int = 1
-    color_jitter: bool = True
-    threads: int = 2
-    single_models: bool = False
-    report_images: int = 36
-    target_precision: float = 0.6
-
-    def catalog_size(self, n: int) -> int:
-        """Products in the generated catalog for ``n`` tagged products."""
-        return max(n, int(round(n * self.catalog_factor)))
+DEMO_CONF = "demo.toml"  # the demo's overlay in the conf folder: small images, a narrow network
 
 
-def demo_config(conf: PipelineConfig, training: DemoTraining) -> PipelineConfig:
-    """``conf`` with the demo's image sizes (catalog, shards and networks), every dress tagged (the demo keeps n), and abstain target."""
-    images = dataclasses.replace(conf.images, store_size=training.store_size, input_size=training.input_size, resize_mode=training.resize_mode)
-    catalog = dataclasses.replace(conf.catalog, tag_share=1.0, min_size=tuple(training.image_min_size), max_size=tuple(training.image_max_size))
-    return dataclasses.replace(
-        conf,
-        images=images,
-        catalog=catalog,
-        evaluate=dataclasses.replace(conf.evaluate, target_precision=training.target_precision),
-    )
+def demo_conf_path() -> Path:
+    """``conf/demo.toml``: laid over ``pipeline.toml`` (before a user's ``--conf``) for every demo run."""
+    from softlines_attr.config import default_conf_dir
+
+    return default_conf_dir() / DEMO_CONF
+
+
+def catalog_size(n: int, conf: PipelineConfig) -> int:
+    """Products in the generated catalog for ``n`` tagged products (``demo.catalog_factor`` per tagged one)."""
+    return max(n, int(round(n * conf.demo.catalog_factor)))
 
 
 def select_tags(tags_path: Path, out_path: Path, *, n: int, seed: int) -> dict[str, Any]:
@@ -154,7 +91,6 @@ def run_demo(
     n: int,
     seed: int | None = None,
     master: str | None = None,
-    training: DemoTraining | None = None,
 ) -> DemoResult:
     """Run every stage that exists on a generated catalog of ``n`` products under ``out_dir``.
 
@@ -164,17 +100,15 @@ def run_demo(
             ``models/multi-base-int8``, ``evaluations/<model>/``, ``scores/`` (the scoring job's
             tables), ``report.html``; with single models also ``shards/<attribute>`` and
             ``models/<attribute>-base``, ``models/<attribute>-scratch``.
-        conf: The pipeline configuration (its images section is replaced by the demo's sizes).
+        conf: The demo's configuration: ``conf/demo.toml`` laid over ``pipeline.toml``
+            (:func:`demo_conf_path`); its ``[train]`` / ``[refine]`` train the models.
         n: Number of generated products.
         seed: Generator seed (default: the conf's).
         master: Spark master (default: the conf's Spark profile).
-        training: Image sizes and training settings (default :class:`DemoTraining`).
 
     Returns:
         The stages' summaries and timings, and ``table3``, the accuracy comparison (:func:`table3`).
     """
-    training = training or DemoTraining()
-    conf = demo_config(conf, training)
     from softlines_attr.labels.job import run_label_job
     from softlines_attr.score.job import ScoreJob, run_score_job
     from softlines_attr.shard import ShardJob, run_shard_job
@@ -194,7 +128,7 @@ def run_demo(
         return summary
 
     catalog_dir = out_dir / "catalog"
-    timed("make-catalog", lambda: generate_catalog(catalog_dir, conf, n=training.catalog_size(n), seed=seed))
+    timed("make-catalog", lambda: generate_catalog(catalog_dir, conf, n=catalog_size(n, conf), seed=seed))
     tags = str(out_dir / TAGS_FILE)
     timed("select tags", lambda: select_tags(catalog_dir / "tags.parquet", out_dir / TAGS_FILE, n=n, seed=conf.seed if seed is None else seed))
     spark = build_session(conf.spark, app_name="softlines-attr-demo", master=master)
@@ -215,7 +149,7 @@ def run_demo(
                 spark, conf, ShardJob(labels_dir=labels_dir, out_dir=str(out_dir / "shards" / MULTI), tags_path=tags, attribute="all")
             ),
         )
-        if training.single_models:
+        if conf.demo.single_models:
             for attr in conf.taxonomy.attributes:
                 timed(
                     f"shard {attr.name}",
@@ -225,7 +159,7 @@ def run_demo(
                         ShardJob(labels_dir=labels_dir, out_dir=str(out_dir / "shards" / attr.name), tags_path=tags, attribute=attr.name),
                     ),
                 )
-        _train_stages(out_dir, conf, training, timed)
+        _train_stages(out_dir, conf, timed)
         _evaluate_stages(out_dir, conf, timed)
         scores = out_dir / "scores"
         timed(
@@ -239,60 +173,53 @@ def run_demo(
     finally:
         spark.stop()
     result.table3 = table3(result.stages, {a.name: len(a.classes) for a in conf.taxonomy.attributes})
-    timed("report", lambda: _write_report(result, conf, training))
+    timed("report", lambda: _write_report(result, conf))
     (out_dir / "demo_summary.json").write_text(
         json.dumps({"stages": result.stages, "seconds": result.seconds, "table3": result.table3}, indent=2, sort_keys=True, default=str) + "\n"
     )
     return result
 
 
-def _bundle(out_dir: Path, model: str) -> Path:
-    from softlines_attr.model.train import BUNDLE_DIR
+def _bundle_dir(model_dir: Path) -> Path:
+    from softlines_attr.model.bundle import BUNDLE_DIR
 
-    return out_dir / "models" / model / BUNDLE_DIR
+    return model_dir / BUNDLE_DIR
+
+
+def _bundle(out_dir: Path, model: str) -> Path:
+    return _bundle_dir(out_dir / "models" / model)
 
 
 Timed = Callable[[str, Callable[[], dict[str, Any]]], dict[str, Any]]
 
 
-def _train_stages(out_dir: Path, conf: PipelineConfig, training: DemoTraining, timed: Timed) -> None:
+def _train_stages(out_dir: Path, conf: PipelineConfig, timed: Timed) -> None:
     """The base model, the multi-head model refined from it and from scratch, and (optionally) the single-attribute models.
 
-    Each model is one timed stage ``train <name>`` whose summary holds the bundle path, heads, base
-    model and validation metrics; bundles go to ``<out>/models/<name>/bundle``.
+    The base trains with the conf's ``[train]``, every other model with its ``[refine]``. Each model
+    is one timed stage ``train <name>`` whose summary holds the bundle path, heads, base model and
+    validation metrics; bundles go to ``<out>/models/<name>/bundle``.
     """
-    from softlines_attr.model.bundle import load_bundle
-    from softlines_attr.model.train import BUNDLE_DIR, TrainConfig, train
+    from softlines_attr.pipeline import refine_stage, train_stage
 
     shards, models = out_dir / "shards", out_dir / "models"
-    common = TrainConfig(
-        width=training.width,
-        batch_size=training.batch_size,
-        threads=training.threads,
-        input_size=training.input_size,
-        color_jitter=training.color_jitter,
-        lr_schedule="cosine",
-        warmup_epochs=training.warmup_epochs,
-    )
 
     def summary(manifest, model_dir: Path) -> dict[str, Any]:
-        return {"bundle": str(model_dir / BUNDLE_DIR), "heads": [h.name for h in manifest.heads], "base_model": manifest.base_model, "metrics": manifest.metrics}
+        return {"bundle": str(_bundle_dir(model_dir)), "heads": [h.name for h in manifest.heads], "base_model": manifest.base_model,
+                "metrics": manifest.metrics}
 
-    def fit(name: str, shard_dir: Path, tc: TrainConfig, base=None) -> None:
-        model_dir = models / name
-        timed(f"train {name}", lambda: summary(train(shard_dir, model_dir, conf, tc, base=base), model_dir))
-
-    base_tc = dataclasses.replace(common, epochs=training.base_epochs, learning_rate=training.base_lr, loss="softmax_multi")
-    fit("base", shards / "base", base_tc)
-    base = load_bundle(models / "base" / BUNDLE_DIR)
-    refine = dataclasses.replace(common, epochs=training.refine_epochs, learning_rate=training.refine_lr, loss="softmax")
-    from_base = dataclasses.replace(refine, backbone_lr_mult=training.backbone_lr_mult, head_warmup_epochs=training.head_warmup_epochs)
-    fit(f"{MULTI}-base", shards / MULTI, from_base, base)
-    fit(f"{MULTI}-scratch", shards / MULTI, refine)
-    if training.single_models:
-        for attr in conf.taxonomy.attributes:
-            fit(f"{attr.name}-base", shards / attr.name, from_base, base)
-            fit(f"{attr.name}-scratch", shards / attr.name, refine)
+    timed("train base", lambda: summary(train_stage(shards / "base", models / "base", conf, conf.train), models / "base"))
+    base = _bundle(out_dir, "base")
+    runs = [(MULTI, "all")] + ([(a.name, a.name) for a in conf.taxonomy.attributes] if conf.demo.single_models else [])
+    for shard_name, attribute in runs:
+        for kind, from_bundle in (("base", base), ("scratch", None)):
+            model_dir = models / f"{shard_name}-{kind}"
+            timed(
+                f"train {shard_name}-{kind}",
+                lambda d=model_dir, s=shard_name, a=attribute, b=from_bundle: summary(
+                    refine_stage(shards / s, d, conf, conf.refine, base=b, attribute=a), d
+                ),
+            )
 
 
 def _evaluation_summary(ev: Any, out: Path) -> dict[str, Any]:
@@ -317,10 +244,8 @@ def _evaluate_stages(out_dir: Path, conf: PipelineConfig, timed: Timed) -> None:
     ``quantize`` makes an INT8 copy calibrated on the val split and ``evaluate multi-base-int8``
     measures what quantisation costs in accuracy on the same images.
     """
-    from softlines_attr.model.bundle import load_bundle
     from softlines_attr.model.evaluate import evaluate_model
-    from softlines_attr.model.quantize import calibration_images, quantize_bundle
-    from softlines_attr.shard.contract import read_shard_set
+    from softlines_attr.pipeline import quantize_stage
 
     shards = out_dir / "shards" / MULTI
     evaluations = out_dir / "evaluations"
@@ -333,16 +258,15 @@ def _evaluate_stages(out_dir: Path, conf: PipelineConfig, timed: Timed) -> None:
     timed(f"evaluate {MULTI}-scratch", lambda: evaluate(f"{MULTI}-scratch", False))
 
     def quantize() -> dict[str, Any]:
-        bundle = load_bundle(_bundle(out_dir, SCORED_MODEL))
-        calib = calibration_images(read_shard_set(shards).val, bundle.manifest, conf.images, limit=128)
-        manifest = quantize_bundle(bundle, calib, _bundle(out_dir, f"{SCORED_MODEL}-int8"), source=f"{shards} (val)", overwrite=True)
-        return {"bundle": str(_bundle(out_dir, f"{SCORED_MODEL}-int8")), "precision": manifest.precision, "calibration": manifest.calibration}
+        out = _bundle(out_dir, f"{SCORED_MODEL}-int8")
+        manifest = quantize_stage(_bundle(out_dir, SCORED_MODEL), shards, out, conf, split="val", num_calib=128, overwrite=True)
+        return {"bundle": str(out), "precision": manifest.precision, "calibration": manifest.calibration}
 
     timed("quantize", quantize)
     timed(f"evaluate {SCORED_MODEL}-int8", lambda: evaluate(f"{SCORED_MODEL}-int8", False))
 
 
-def _write_report(result: DemoResult, conf: PipelineConfig, training: DemoTraining) -> dict[str, Any]:
+def _write_report(result: DemoResult, conf: PipelineConfig) -> dict[str, Any]:
     """``<out>/report.html``: scored images with their predictions, Table 3, INT8 vs fp32, the scoring run."""
     from softlines_attr.demo_report import ReportInputs, Table, format_cells, sample_scored, write_report
     from softlines_attr.io.commit import resolve_current
@@ -350,7 +274,7 @@ def _write_report(result: DemoResult, conf: PipelineConfig, training: DemoTraini
     out_dir = result.out_dir
     score = result.stages["score"]
     t3 = result.table3
-    single = training.single_models
+    single = conf.demo.single_models
     columns = ("attribute", "chance", "refined from base: acc", "per-class", "from scratch: acc", "per-class")
     if single:
         columns += ("single from base: acc", "per-class", "single from scratch: acc", "per-class")
@@ -367,7 +291,7 @@ def _write_report(result: DemoResult, conf: PipelineConfig, training: DemoTraini
     facts = [
         ("catalog rows", str(score["rows_in"])),
         ("human-tagged products", str(result.stages.get("select tags", {}).get("products_tagged", "?"))),
-        ("base model (title words), val split", _base_quality(base_metrics)),
+        ("base model (title words), val split", base_quality(base_metrics)),
         ("refined vs scratch", refined_vs_scratch(t3) or "n/a"),
         ("scored / errors / skipped", f"{score['rows_scored']} / {score['rows_errors']} / {score['rows_skipped']}"),
         ("errors by reason", ", ".join(f"{k}: {v}" for k, v in score["errors_by_reason"].items()) or "none"),
@@ -377,7 +301,7 @@ def _write_report(result: DemoResult, conf: PipelineConfig, training: DemoTraini
     ]
     inputs = ReportInputs(
         title="softlines-attr demo",
-        scored=sample_scored(Path(resolve_current(str(out_dir / "scores"))) / "attributes", out_dir / "catalog" / "catalog.parquet", truth_path=out_dir / "catalog" / "truth.parquet", n=training.report_images),
+        scored=sample_scored(Path(resolve_current(str(out_dir / "scores"))) / "attributes", out_dir / "catalog" / "catalog.parquet", truth_path=out_dir / "catalog" / "truth.parquet", n=conf.demo.report_images),
         tables=[
             Table("Table 3: held-out generated images (val split)", columns, tuple(rows),
                   note="multi-class accuracy and average per-class accuracy of the multi-head model (one backbone, a head per attribute)"
@@ -388,147 +312,3 @@ def _write_report(result: DemoResult, conf: PipelineConfig, training: DemoTraini
     )
     path = write_report(out_dir / "report.html", inputs)
     return {"out": str(path), "images": len(inputs.scored)}
-
-
-def _base_quality(metrics: dict[str, Any]) -> str:
-    """The base model's val mAP beside the mAP of predicting every word's frequency (the priors)."""
-    if "val_map" not in metrics:
-        return "n/a"
-    prior = metrics.get("val_prior_map")
-    text = f"mAP {metrics['val_map']:.3f}"
-    if prior:
-        text += f" (priors alone {prior:.3f}: {metrics['val_map'] / prior:.1f}x)"
-    if "val_distinct_top1" in metrics:
-        text += f", {int(metrics['val_distinct_top1'])} distinct top-1 words"
-    return text
-
-
-def table3(stages: dict[str, dict[str, Any]], classes: dict[str, int]) -> dict[str, dict[str, float | None]]:
-    """The paper's Table 3 per attribute, from the demo's evaluations (and the single models' training metrics).
-
-    Args:
-        stages: The demo's stage summaries: ``evaluate multi-base``, ``evaluate multi-scratch``,
-            ``evaluate multi-base-int8`` and, with ``--single-models``, ``train <attribute>-base`` /
-            ``train <attribute>-scratch``.
-        classes: Class count per attribute, in table order.
-
-    Returns:
-        attribute -> ``chance`` (1 / classes), ``base_acc`` / ``base_class_acc`` (multi-class and
-        average per-class accuracy of the multi-head model refined from the base), ``scratch_acc`` /
-        ``scratch_class_acc`` (the same network from scratch), ``int8_acc`` / ``int8_class_acc`` (the
-        INT8 copy of the refined one), ``val_records``; and ``single_base_acc``, ``single_base_class_acc``,
-        ``single_scratch_acc``, ``single_scratch_class_acc`` where the single models ran. None where missing.
-    """
-    evals = {kind: stages.get(f"evaluate {MULTI}-{kind}", {}).get("heads", {}) for kind in ("base", "scratch", "base-int8")}
-    rows: dict[str, dict[str, float | None]] = {}
-    for attr, n_classes in classes.items():
-        row: dict[str, float | None] = {"chance": 1.0 / n_classes}
-        for kind, key in (("base", "base"), ("scratch", "scratch"), ("base-int8", "int8")):
-            head = evals[kind].get(attr, {})
-            row[f"{key}_acc"] = head.get("accuracy")
-            row[f"{key}_class_acc"] = head.get("average_per_class_accuracy")
-        row["val_records"] = evals["base"].get(attr, {}).get("records")
-        for kind in ("base", "scratch"):
-            metrics = stages.get(f"train {attr}-{kind}", {}).get("metrics")
-            if metrics is not None:
-                row[f"single_{kind}_acc"] = metrics.get("val_accuracy")
-                row[f"single_{kind}_class_acc"] = metrics.get("val_mean_class_accuracy")
-        rows[attr] = row
-    return rows
-
-
-def format_table3(rows: dict[str, dict[str, float | None]]) -> list[str]:
-    """Table 3 as text lines: multi-class accuracy / average per-class accuracy on the val split."""
-
-    def pct(v: float | None) -> str:
-        return "   -  " if v is None else f"{100 * v:5.1f}%"
-
-    single = any("single_base_acc" in r for r in rows.values())
-    header = f"  {'attribute':<13} {'chance':>7}  {'refined from base':>17}  {'from scratch':>15}  {'int8 (refined)':>15}"
-    if single:
-        header += f"  {'single, from base':>17}  {'single, scratch':>15}"
-    lines = [
-        "  Table 3 (val split, held-out generated images): multi-class accuracy / average per-class accuracy;",
-        "  the multi-head model (one backbone, a head per attribute)" + (" and the per-attribute models" if single else ""),
-        header,
-    ]
-    for attr, r in rows.items():
-        line = (
-            f"  {attr:<13} {pct(r.get('chance')):>7}  {pct(r['base_acc'])} / {pct(r['base_class_acc'])}  {pct(r['scratch_acc'])} / {pct(r['scratch_class_acc'])}"
-            f"  {pct(r.get('int8_acc'))} / {pct(r.get('int8_class_acc'))}"
-        )
-        if single:
-            line += f"  {pct(r.get('single_base_acc'))} / {pct(r.get('single_base_class_acc'))}  {pct(r.get('single_scratch_acc'))} / {pct(r.get('single_scratch_class_acc'))}"
-        lines.append(line)
-    return lines
-
-
-def format_report(result: DemoResult) -> str:
-    """A short, human summary of a demo run: one line per stage with its counts and where it wrote."""
-    lines = [f"demo outputs under {result.out_dir}"]
-    for name, summary in result.stages.items():
-        secs = result.seconds[name]
-        head = f"  {name:<26} {secs:6.1f}s  "
-        if name == "make-catalog":
-            lines.append(f"{head}{summary.get('rows', summary.get('n'))} products -> {result.out_dir / 'catalog'}")
-        elif name.startswith("train "):
-            m = summary["metrics"]
-            if "val_map" in m:
-                score = f"val {_base_quality(m)}, precision@1 {m['val_precision_at_1']:.3f}"
-            else:
-                score = f"val accuracy {m.get('val_accuracy', 0):.3f}, per-class {m.get('val_mean_class_accuracy', 0):.3f}"
-            lines.append(f"{head}{score} -> {summary['bundle']}")
-        elif name.startswith("evaluate "):
-            acc = sum(h["accuracy"] for h in summary["heads"].values()) / max(1, len(summary["heads"]))
-            lines.append(f"{head}mean accuracy {acc:.3f} over {len(summary['heads'])} heads, {summary['records']} val images -> {summary['out']}")
-        elif name == "quantize":
-            lines.append(f"{head}INT8, {summary['calibration']['examples']} calibration images -> {summary['bundle']}")
-        elif name == "score":
-            lines.append(
-                f"{head}rows in {summary['rows_in']} = scored {summary['rows_scored']} + errors {summary['rows_errors']} + skipped "
-                f"{summary['rows_skipped']}; {summary['attribute_rows']} attribute rows ({summary['attribute_rows_abstained']} abstained) -> {summary['out']}"
-            )
-        elif name == "report":
-            lines.append(f"{head}{summary['images']} scored images and the tables -> {summary['out']}")
-        elif name == "select tags":
-            lines.append(f"{head}human tags of {summary['products_tagged']} of {summary['products_in']} dresses ({summary['rows_kept']} tag rows) -> {summary['out']}")
-        elif name == "labels":
-            lines.append(
-                f"{head}rows in {summary['rows_in']} = labelled {summary['rows_labelled']} + rejected "
-                f"{summary['rows_rejected']}; vocabulary words {summary['vocabulary_words']} -> {summary['out']}"
-            )
-        else:
-            lines.append(
-                f"{head}rows in {summary['rows_in']} = records {summary['records_written']} + rejected "
-                f"{summary['rows_rejected']} in {summary['shards']} shards -> {summary['out']}"
-            )
-    if result.table3:
-        lines.extend(format_table3(result.table3))
-        verdict = refined_vs_scratch(result.table3)
-        if verdict:
-            lines.append(verdict)
-    return "\n".join(lines)
-
-
-def mean_accuracies(rows: dict[str, dict[str, float | None]]) -> tuple[float | None, float | None]:
-    """Mean over the attributes of the refined-from-base and the from-scratch accuracy (None if any is missing)."""
-    base = [r.get("base_acc") for r in rows.values()]
-    scratch = [r.get("scratch_acc") for r in rows.values()]
-    if not rows or any(v is None for v in base + scratch):
-        return None, None
-    return sum(base) / len(base), sum(scratch) / len(scratch)  # type: ignore[arg-type]
-
-
-def refined_vs_scratch(rows: dict[str, dict[str, float | None]]) -> str | None:
-    """The demo's last line: did refining from the base beat the same network from scratch, by how many points."""
-    base, scratch = mean_accuracies(rows)
-    if base is None or scratch is None:
-        return None
-    diff = 100 * (base - scratch)
-    if diff > 0:
-        verdict = f"refined from the base BEAT from scratch by {diff:.1f} points"
-    elif diff < 0:
-        verdict = f"refined from the base did NOT beat from scratch: {-diff:.1f} points behind"
-    else:
-        verdict = "refined from the base did NOT beat from scratch: a tie"
-    return f"  {verdict} of mean accuracy over {len(rows)} attributes (val split): {100 * base:.1f}% vs {100 * scratch:.1f}%"

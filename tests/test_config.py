@@ -128,3 +128,35 @@ def test_the_range_table_covers_every_shard_key():
     from softlines_attr.config import _SHARD_RANGES, ShardConfig
 
     assert set(_SHARD_RANGES) == {f.name for f in dataclasses.fields(ShardConfig)}
+
+
+def test_training_settings_are_defined_once_in_the_conf(tmp_path):
+    import dataclasses
+
+    from softlines_attr.train_config import TrainConfig, from_json, to_json
+
+    conf = load_config()
+    assert conf.train == TrainConfig()  # the dataclass's defaults are [train]'s: one set of defaults
+    # [refine] names only what differs and takes the rest from [train]
+    assert (conf.refine.epochs, conf.refine.learning_rate, conf.refine.backbone_lr_mult, conf.refine.loss) == (15, 0.01, 0.1, "softmax")
+    assert dataclasses.replace(conf.refine, epochs=10, learning_rate=0.05, warmup_epochs=1.0, backbone_lr_mult=1.0, loss="auto") == conf.train
+    user = write(tmp_path / "mine.toml", "[train]\nwidth = 0.5\nepochs = 3\n[refine]\nhead_warmup_epochs = 2\n")
+    mine = load_config(user)
+    assert (mine.train.width, mine.train.epochs, mine.refine.width, mine.refine.epochs, mine.refine.head_warmup_epochs) == (0.5, 3, 0.5, 15, 2)
+    assert from_json(to_json(mine.refine), source="test") == mine.refine  # what a distributed worker receives
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("[train]\nepochz = 3\n", "unknown key 'train.epochz'"),
+        ("[refine]\nlearning_rate = 'fast'\n", "key 'refine.learning_rate': expected a number"),
+        ("[train]\nepochs = 0\n", "key 'train.epochs': expected >= 1, found 0"),
+        ("[refine]\nlabel_smoothing = 1.0\n", "key 'refine.label_smoothing': expected 0 <= value < 1"),
+        ("[train]\nlr_schedule = 'linear'\n", "key 'train.lr_schedule': expected one of 'step', 'cosine'"),
+        ("[train]\nkv_store = 'dist_sync'\n", "unknown key 'train.kv_store'"),  # a run's own setting, not the conf's
+    ],
+)
+def test_malformed_training_settings_name_file_key_and_expectation(tmp_path, text, expected):
+    with pytest.raises(ConfigError, match=expected.replace("(", r"\(").replace(")", r"\)")):
+        load_config(write(tmp_path / "bad.toml", text))

@@ -36,7 +36,8 @@ from softlines_attr.model.distributed import (
     replace_option,
 )
 from softlines_attr.model.errors import DistributedLaunchError, TrainInputError
-from softlines_attr.model.train import TrainConfig, train
+from softlines_attr.model.train import train
+from softlines_attr.train_config import TrainConfig
 from softlines_attr.shard.contract import read_shard_set
 from softlines_attr.model.data import record_iter
 from softlines_attr.shard.recordio import pack_image_record, pad_labels
@@ -226,22 +227,28 @@ def test_launch_needs_a_dist_kv_store(tmp_path: Path, id_shards: Path, capsys: p
     assert "expected --kv-store among" in capsys.readouterr().err
 
 
-def test_worker_command_line_round_trips() -> None:
-    from softlines_attr.commands.train import add_arguments, worker_command_line
+def test_workers_get_the_launchers_resolved_settings_as_json_not_its_flags(tmp_path: Path) -> None:
+    from softlines_attr.cli import build_parser
+    from softlines_attr.commands.common import config_from_args
+    from softlines_attr.commands.train import train_settings, worker_command_line
+    from softlines_attr.errors import ConfigError
 
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    parser.add_argument("--log-level", default="INFO")
-    argv = ["--shards", "s", "--out", "o", "--epochs", "3", "--lr-step-epochs", "1,2", "--gpus", "0,1", "--resume",
-            "--kv-store", "dist_sync", "--launch", "local", "--num-workers", "4", "--conf", "c.toml", "--log-level", "DEBUG",
-            "--input-size", "48", "--worker-dump", "d"]
+    conf_file = tmp_path / "c.toml"
+    conf_file.write_text("[train]\nwidth = 0.5\nepochs = 7\n")
+    argv = ["train", "--shards", "s", "--out", "o", "--epochs", "3", "--lr-step-epochs", "1,2", "--gpus", "0,1", "--resume",
+            "--kv-store", "dist_sync", "--launch", "local", "--num-workers", "4", "--conf", str(conf_file), "--log-level", "DEBUG",
+            "--input-size", "48", "--worker-dump", "d", "--no-prior-init"]
+    parser = build_parser()
     args = parser.parse_args(argv)
-    worker = worker_command_line(args)
-    assert worker[0] == "train" and "--launch" not in worker and "--num-workers" not in worker
-    again = parser.parse_args(worker[1:])
-    launch_only = {"launch", "num_workers", "num_servers", "launch_timeout", "launch_logs", "master", "spark_profile"}
-    assert {k: v for k, v in vars(again).items() if k not in launch_only} == {k: v for k, v in vars(args).items() if k not in launch_only}
-    assert argv_from_namespace(parser, parser.parse_args(["--shards", "s", "--out", "o"])) == ["--shards", "s", "--out", "o"]
+    launcher = train_settings(args, config_from_args(args))
+    assert (launcher.epochs, launcher.width, launcher.input_size, launcher.prior_init) == (3, 0.5, 48, False)  # flag > conf > default
+    worker = worker_command_line(args, launcher)
+    assert worker[0] == "train" and "--launch" not in worker and "--num-workers" not in worker and "--epochs" not in worker
+    again = parser.parse_args(worker)
+    assert (again.shards, again.out, again.resume, again.log_level, again.launch) == ("s", "o", True, "DEBUG", "none")
+    assert train_settings(again, config_from_args(again)) == launcher  # the worker trains exactly what the launcher resolved
+    with pytest.raises(ConfigError, match="unknown key 'epochz'"):
+        train_settings(parser.parse_args(["train", "--shards", "s", "--out", "o", "--settings-json", '{"epochz": 3}']), config_from_args(args))
     assert replace_option(["train", "--out", "s3://b/m", "--x"], "--out", "/tmp/o") == ["train", "--out", "/tmp/o", "--x"]
     assert replace_option(["train", "--out=s3://b/m"], "--out", "/tmp/o") == ["train", "--out=/tmp/o"]
 

@@ -14,9 +14,10 @@ from softlines_attr.config import PipelineConfig
 from softlines_attr.model.bundle import Bundle, load_bundle
 from softlines_attr.model.predictor import Predictor
 from softlines_attr.model.quantize import QuantizeError, calibration_images, quantize_bundle
-from softlines_attr.model.train import TrainConfig, train
+from softlines_attr.model.train import train
+from softlines_attr.train_config import TrainConfig
 from softlines_attr.images import load_image
-from softlines_attr.model.evaluate import read_records
+from softlines_attr.model.predictor import read_records
 from softlines_attr.shard.contract import read_shard_set
 from test_model_train import STORE, write_base_shards
 

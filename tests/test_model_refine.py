@@ -13,7 +13,8 @@ from softlines_attr.config import PipelineConfig
 from softlines_attr.model.bundle import Bundle, load_bundle
 from softlines_attr.model.predictor import Predictor
 from softlines_attr.model.refine import backbone_names, backbone_params, base_model_ref, refine_network
-from softlines_attr.model.train import TrainConfig, train
+from softlines_attr.model.train import train
+from softlines_attr.train_config import TrainConfig
 from test_model_train import write_base_shards
 
 TC = TrainConfig(epochs=1, batch_size=16, learning_rate=0.02, width=0.125, input_size=32, threads=1, seed=2)
@@ -138,7 +139,7 @@ def test_multi_head_masked_labels_give_no_gradient_to_their_head(conf: PipelineC
 
     from softlines_attr.model.manifest import Head
     from softlines_attr.model.losses import LossConfig
-    from softlines_attr.model.train import build_network
+    from softlines_attr.model.network import build_network
 
     heads = [Head("hemline", conf.taxonomy.attribute("hemline").classes, "hemline"), Head("sleeve_type", conf.taxonomy.attribute("sleeve_type").classes, "sleeve_type")]
     sym = build_network(heads, LossConfig(), base=None, width=0.125, masked=True)

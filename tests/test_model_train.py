@@ -16,7 +16,8 @@ from softlines_attr.config import PipelineConfig, load_config
 from softlines_attr.model.bundle import load_bundle
 from softlines_attr.model.predictor import Predictor
 from softlines_attr.model.errors import TrainInputError
-from softlines_attr.model.train import TrainConfig, train
+from softlines_attr.model.train import train
+from softlines_attr.train_config import TrainConfig
 from softlines_attr.model.metrics import average_precision
 from softlines_attr.model.data import first_label, multi_hot
 from softlines_attr.model.checkpoint import latest_checkpoint
@@ -79,10 +80,10 @@ def test_read_shard_set(tmp_path: Path) -> None:
 
 def test_tiny_base_model_trains_checkpoints_and_writes_a_bundle(tmp_path: Path, conf: PipelineConfig) -> None:
     shards = write_base_shards(tmp_path / "shards_out", {"train": 96, "val": 32})
-    tc = TrainConfig(epochs=8, batch_size=16, learning_rate=0.02, width=0.125, input_size=32, threads=1, seed=1, loss="sigmoid")
+    tc = TrainConfig(epochs=12, batch_size=16, learning_rate=0.02, width=0.125, input_size=32, threads=1, seed=1, loss="sigmoid")
     manifest = train(shards, tmp_path / "model", conf, tc)
 
-    for epoch in range(1, 9):
+    for epoch in range(1, 13):
         assert (tmp_path / "model" / "checkpoints" / f"model-{epoch:04d}.params").is_file()
     bundle = load_bundle(tmp_path / "model" / "bundle")
     assert bundle.manifest == manifest

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
 
 from softlines_attr.config import PipelineConfig, load_config
@@ -37,10 +38,11 @@ def check_run_id(args: argparse.Namespace) -> None:
         validate_run_id(args.run_id)
 
 
-def config_from_args(args: argparse.Namespace) -> PipelineConfig:
-    """Load the configuration once from the parsed arguments."""
+def config_from_args(args: argparse.Namespace, *, overlays: Sequence[Path] = ()) -> PipelineConfig:
+    """Load the configuration once from the parsed arguments; ``overlays`` are laid over the defaults before ``--conf``."""
+    user = getattr(args, "conf", None)
     return load_config(
-        conf_path=getattr(args, "conf", None),
+        conf_path=[*overlays, *([user] if user is not None else [])],
         taxonomy_path=getattr(args, "taxonomy", None),
         spark_profile=getattr(args, "spark_profile", None),
     )

@@ -30,19 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Calibrate, quantise, write the bundle, print its path and calibration as JSON."""
-    from softlines_attr.model.bundle import load_bundle
-    from softlines_attr.model.quantize import QuantizeError, calibration_images, quantize_bundle
-    from softlines_attr.shard.contract import read_shard_set
+    from softlines_attr.pipeline import quantize_stage
 
-    if args.num_calib < 1:
-        raise QuantizeError(f"--num-calib: expected a positive number of images, found {args.num_calib}")
-    conf = config_from_args(args)
-    bundle = load_bundle(args.model)
-    shards = read_shard_set(args.shards)
-    paths = shards.val if args.split == "val" else shards.train
-    calib = calibration_images(paths, bundle.manifest, conf.images, limit=args.num_calib)
-    manifest = quantize_bundle(
-        bundle, calib, args.out, calib_mode=args.calib_mode, source=f"{shards.root} ({args.split})", overwrite=args.overwrite
+    manifest = quantize_stage(
+        args.model, args.shards, args.out, config_from_args(args),
+        split=args.split, num_calib=args.num_calib, calib_mode=args.calib_mode, overwrite=args.overwrite,
     )
     print(json.dumps({"bundle": args.out, "precision": manifest.precision, "calibration": manifest.calibration}, sort_keys=True))
     return 0

@@ -23,7 +23,7 @@ from softlines_attr.model.inception_bn import DATA_NAME
 from softlines_attr.shard.contract import ShardSet
 
 if TYPE_CHECKING:
-    from softlines_attr.model.train import TrainConfig
+    from softlines_attr.train_config import TrainConfig
 
 # ImageRecordIter's random HSL shifts for TrainConfig.color_jitter (hue in [0, 180], s and l in [0, 255])
 COLOR_JITTER = {"random_h": 36, "random_s": 60, "random_l": 40}

@@ -17,16 +17,12 @@ class BundleIntegrityError(BundleError):
     """A file of a model bundle is missing or its sha256 differs from the one in the manifest."""
 
 
-class PredictInputError(ModelError):
-    """A forward pass that cannot run as asked: a batch not of the network's input shape, a batch size < 1."""
-
-
 class TrainInputError(ModelError):
     """The shards given to training cannot be used: no manifest, no train split, inconsistent shards."""
 
 
 class EvaluateInputError(ModelError):
-    """A bundle and shards that cannot be evaluated together: base shards, an empty split, no head for the attribute."""
+    """A model and shards that cannot be evaluated together: title-word shards, an empty split, no head for the attribute."""
 
 
 class ClassMismatchError(EvaluateInputError):
@@ -34,4 +30,4 @@ class ClassMismatchError(EvaluateInputError):
 
 
 class DistributedLaunchError(ModelError):
-    """A distributed (ps-lite) training could not start or did not finish: a role failed, timed out, misconfigured."""
+    """A distributed (ps-lite) training could not start or did not finish: a role failed, timed out, or is misconfigured."""

@@ -1,183 +1,203 @@
-"""Evaluating a model bundle on RecordIO shards: the driver of ``softlines-attr evaluate``.
+"""Evaluating a model bundle on RecordIO shards: the paper's metrics, and the abstain thresholds.
 
-:func:`evaluate_model` loads and verifies a bundle, pairs its heads with the shards' label columns
-(:mod:`~softlines_attr.model.eval_inputs`), predicts every record of a split, computes per head the
-paper's metrics (:mod:`~softlines_attr.model.metrics`: accuracy, average per-class accuracy, the
-per-class table, the confusion matrix, top-k accuracy for k = 1, 2, 3) and the precision/coverage
-curve with the abstain threshold (:mod:`~softlines_attr.model.thresholds`), then writes
-``evaluation.json`` (:mod:`~softlines_attr.model.eval_output`), the report
-(:mod:`~softlines_attr.model.report`) and, on request, the thresholds into the bundle.
+Metrics (pure numpy, one head at a time, single-label heads):
+
+* multi-class accuracy and average per-class accuracy (the mean recall over the classes present);
+* the per-class table (the paper's Table 5): support, correct, accuracy (recall), precision;
+* the confusion matrix (rows: true class, columns: predicted class);
+* top-k accuracy for k = 1, 2, 3 (bounded by the class count);
+* precision and coverage at each confidence threshold 0, step, ..., 1: an image is *kept* when its
+  top probability is at least the threshold; coverage = kept / images, precision = correct among
+  kept / kept;
+* the abstain threshold: the lowest threshold whose precision reaches the target precision (from
+  ``conf.evaluate``), or none when no threshold does (``reached = false``).
 
 Images come from the shards and go through the bundle's own preprocessing (its manifest's, never
 the conf's): each record's JPEG is decoded and resized to the bundle's store size and resize mode,
 and cropped by :func:`softlines_attr.images.to_network_input` with the bundle's input size, mean, std
 and region (the upper view of a neck-style model included) -- what the scoring job feeds the
-network -- and the bundle runs through :class:`~softlines_attr.model.predictor.Predictor`
-(inference-mode BN). Shards stored with another store size or resize mode than the bundle's are refused.
+network -- and the bundle's inference symbol runs with inference-mode BN. Shards stored with
+another store size or resize mode than the bundle's are refused.
+
+Refine shards carry one class index per record and are evaluated against the bundle head of the
+shards' attribute. Multi shards (one column per attribute, -1 = no tag) are evaluated against every
+head whose attribute has a column, skipping the untagged records of that column.
 """
 
 from __future__ import annotations
 
 import datetime
+import json
 import logging
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import mxnet as mx
 import numpy as np
-
 from softlines_attr.config import EvaluateConfig
 from softlines_attr.model.bundle import Bundle, load_bundle
+from softlines_attr.model.manifest import MANIFEST_FILE, PARAMS_FILE, Head, read_manifest, update_manifest
 from softlines_attr.model.errors import ClassMismatchError, EvaluateInputError
-from softlines_attr.model.eval_inputs import check_shard_preprocessing, head_labels, match_heads, split_paths
-from softlines_attr.model.eval_output import write_evaluation, write_thresholds
-from softlines_attr.model.eval_results import Evaluation, HeadEvaluation
-from softlines_attr.model.manifest import PARAMS_FILE, Head
-from softlines_attr.model.metrics import (
-    accuracy,
-    average_per_class_accuracy,
-    confusion_matrix,
-    per_class_table,
-    top_k_accuracy,
-)
-from softlines_attr.model.predictor import Predictor
-from softlines_attr.model.report import write_report
-from softlines_attr.model.thresholds import choose_abstain_threshold, precision_coverage, threshold_grid
-from softlines_attr.shard.contract import ShardSet, read_shard_set
+from softlines_attr.model.predictor import predict_records
+from softlines_attr.model.evaluation import EVALUATION_FILE, Evaluation, evaluate_head, evaluation_to_json, write_text_atomic
+from softlines_attr.shard.contract import ShardSet
 
 log = logging.getLogger(__name__)
 
-TOP_K = (1, 2, 3)
+NO_TAG = -1
 
 
-def read_records(paths: Sequence[Path]) -> Iterator[tuple[np.ndarray, bytes]]:
-    """Each record's labels (a 1-D float array: one value for refine shards) and image bytes, in file order."""
-    for path in paths:
-        reader = mx.recordio.MXRecordIO(str(path), "r")
-        try:
-            while True:
-                item = reader.read()
-                if item is None:
-                    break
-                header, image = mx.recordio.unpack(item)
-                yield np.atleast_1d(np.asarray(header.label, dtype=np.float32)), image
-        finally:
-            reader.close()
+# --------------------------------------------------------------------------------------------
+# Shards and bundle: which head reads which label column
+# --------------------------------------------------------------------------------------------
 
 
-def network_input(image: bytes, bundle: Bundle) -> np.ndarray:
-    """A shard record's JPEG as the bundle's network input, through the bundle's own preprocessing.
+@dataclass(frozen=True)
+class HeadColumn:
+    """A bundle head and the label column of the shards it is evaluated against."""
 
-    The record is decoded and resized to the bundle's store size and resize mode (a no-op for shards
-    written with that preprocessing, which :func:`check_shard_preprocessing` requires), then cropped
-    (region), normalised with the manifest's mean and std: exactly what the scoring job feeds it.
-    """
-    return bundle.manifest.preprocessing.network_input(image, max_pixels=RECORD_MAX_PIXELS)
+    head: Head
+    column: int
 
 
-#: Shard records are at most store-size images: a generous pixel limit for decoding them.
-RECORD_MAX_PIXELS = 1 << 26
-
-
-def predict_records(
-    bundle: Bundle,
-    paths: Sequence[Path],
-    *,
-    batch_size: int = 64,
-    threads: int = 2,
-    ctx: mx.Context | None = None,
-) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Labels and per-head probabilities of every record of ``paths``.
-
-    Returns:
-        (labels (N, label columns) float32, head name -> (N, classes) probabilities).
+def shard_attributes(shards: ShardSet) -> tuple[str, ...]:
+    """The attribute of each label column: refine shards one (the contract's ``attribute``), multi shards theirs.
 
     Raises:
-        EvaluateInputError: no records, or records with different label widths.
+        EvaluateInputError: base (title-word) shards, or shards that do not name their attribute(s).
     """
-    predictor = Predictor(bundle, batch_size, ctx)
-    labels: list[np.ndarray] = []
-    probs: dict[str, list[np.ndarray]] = {h.name: [] for h in bundle.manifest.heads}
-    pending: list[tuple[np.ndarray, bytes]] = []
-
-    def flush(pool: ThreadPoolExecutor) -> None:
-        batch = np.stack(list(pool.map(lambda item: network_input(item[1], bundle), pending)))
-        for name, values in predictor.predict(batch).items():
-            probs[name].append(values)
-        labels.extend(item[0] for item in pending)
-        pending.clear()
-
-    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-        for record in read_records(paths):
-            pending.append(record)
-            if len(pending) == batch_size:
-                flush(pool)
-        if pending:
-            flush(pool)
-    if not labels:
-        raise EvaluateInputError(f"no records in {[str(p) for p in paths]}; expected at least one to evaluate on")
-    widths = {len(v) for v in labels}
-    if len(widths) != 1:
+    if shards.mode == "base":
         raise EvaluateInputError(
-            f"records of {[str(p) for p in paths]} carry labels of different widths {sorted(widths)}; expected one"
+            f"shards {shards.root} are base shards (title-word labels); expected refine or multi shards holding human attribute tags"
         )
-    return np.stack(labels), {name: np.concatenate(chunks) for name, chunks in probs.items()}
+    if shards.mode == "multi":
+        if len(shards.attributes) != shards.label_width:
+            raise EvaluateInputError(
+                f"multi shards {shards.root}: expected one attribute per label column ({shards.label_width}), found {list(shards.attributes)}"
+            )
+        return tuple(shards.attributes)
+    if not shards.attribute:
+        raise EvaluateInputError(f"refine shards {shards.root}: expected the shard manifest to name the attribute, found {shards.attribute!r}")
+    return (shards.attribute,)
 
 
-def evaluate_head(
-    labels: np.ndarray,
-    probs: np.ndarray,
-    head: Head,
-    *,
-    target_precision: float,
-    threshold_step: float = 0.01,
-    skipped: int = 0,
-) -> HeadEvaluation:
-    """Every metric of one single-label head.
+def _shard_class_count(shards: ShardSet, attribute: str) -> int | None:
+    """The class count the shards declare for ``attribute`` (None when they do not say).
 
-    Args:
-        labels: (N,) true class indices (untagged records already removed).
-        probs: (N, classes) the head's class probabilities.
-        head: The bundle head (its classes name the rows).
-        target_precision: The precision the abstain threshold must reach.
-        threshold_step: The spacing of the precision/coverage curve.
-        skipped: Untagged records left out (reported only).
+    Refine shards: the manifest's ``num_classes``. Multi shards: the number of class names the
+    manifest records for the attribute (the manifest's ``num_classes`` is the total over all attributes).
+    """
+    if shards.mode == "refine":
+        return shards.num_classes
+    names = shards.class_names(attribute)
+    return len(names) if names is not None else None
+
+
+def check_head_classes(bundle: Bundle, shards: ShardSet, head: Head, column: int) -> None:
+    """Check a head's classes against the shards' for its attribute: names when recorded, else the count.
 
     Raises:
-        ClassMismatchError: a label outside the head's classes, or probabilities of another width.
+        ClassMismatchError: naming the head's classes and the shards'.
     """
-    n_classes = len(head.classes)
-    probs = np.asarray(probs, dtype=np.float64)
-    if probs.ndim != 2 or probs.shape[1] != n_classes:
+    names = shards.class_names(str(head.attribute))
+    if names is not None and names != tuple(head.classes):
         raise ClassMismatchError(
-            f"head {head.name!r}: expected probabilities of shape (N, {n_classes}), found {probs.shape}"
+            f"head {head.name!r} of bundle {bundle.path} has classes {list(head.classes)}; "
+            f"the shards {shards.root} have classes {list(names)} for attribute {head.attribute!r}"
         )
-    labels = np.asarray(labels).astype(np.int64).reshape(-1)
-    if len(labels) != len(probs):
+    declared = _shard_class_count(shards, str(head.attribute))
+    if declared is not None and declared != len(head.classes):
         raise ClassMismatchError(
-            f"head {head.name!r}: expected one label per prediction, "
-            f"found {len(labels)} labels for {len(probs)} predictions"
+            f"head {head.name!r} of bundle {bundle.path} has {len(head.classes)} classes {list(head.classes)}; "
+            f"the shards {shards.root} have {declared} classes for attribute {head.attribute!r}"
         )
-    confusion = confusion_matrix(labels, probs.argmax(axis=1), n_classes)
-    rows = per_class_table(confusion, head.classes)
-    mean_acc, with_support = average_per_class_accuracy(rows)
-    curve = precision_coverage(labels, probs, threshold_grid(threshold_step))
-    return HeadEvaluation(
-        head=head.name,
-        attribute=head.attribute,
-        classes=tuple(head.classes),
-        records=len(labels),
-        skipped=skipped,
-        accuracy=accuracy(confusion),
-        average_per_class_accuracy=mean_acc,
-        classes_with_support=with_support,
-        top_k={k: top_k_accuracy(labels, probs, k) for k in TOP_K if k <= n_classes},
-        per_class=rows,
-        confusion=confusion,
-        curve=curve,
-        abstain=choose_abstain_threshold(curve, target_precision),
-    )
+
+
+def match_heads(bundle: Bundle, shards: ShardSet) -> tuple[HeadColumn, ...]:
+    """Pair each bundle head with the shards' label column of its attribute.
+
+    A refine bundle with one head whose attribute differs from the shards' is refused (not guessed);
+    heads of a multi-head bundle without a column in multi shards are left out with a warning.
+
+    Raises:
+        EvaluateInputError: base shards, no head for any of the shards' attributes.
+        ClassMismatchError: a head's classes (names or count) differ from the shards' for its attribute.
+    """
+    attributes = shard_attributes(shards)
+    pairs = []
+    for head in bundle.manifest.heads:
+        if head.multi_label or head.attribute not in attributes:
+            if shards.mode == "multi":
+                log.warning("head %r (attribute %r) has no label column in %s; not evaluated", head.name, head.attribute, shards.root)
+            continue
+        column = attributes.index(head.attribute)
+        check_head_classes(bundle, shards, head, column)
+        pairs.append(HeadColumn(head, column))
+    if not pairs:
+        found = [(h.name, h.attribute) for h in bundle.manifest.heads]
+        raise EvaluateInputError(f"bundle {bundle.path}: expected a head for attribute(s) {list(attributes)} of the shards, found heads {found}")
+    return tuple(pairs)
+
+
+def split_paths(shards: ShardSet, split: str) -> tuple[Path, ...]:
+    """The non-empty ``.rec`` files of ``split``.
+
+    Raises:
+        EvaluateInputError: an unknown split name, or a split without records.
+    """
+    if split not in ("train", "val"):
+        raise EvaluateInputError(f"split: expected 'train' or 'val', found {split!r}")
+    paths = shards.val if split == "val" else shards.train
+    records = shards.val_records if split == "val" else shards.train_records
+    if not paths or records == 0:
+        raise EvaluateInputError(f"shards {shards.root}: split {split!r} has no records; expected at least one to evaluate on")
+    return paths
+
+
+# --------------------------------------------------------------------------------------------
+# Reading records and predicting with the bundle
+# --------------------------------------------------------------------------------------------
+
+
+def check_shard_preprocessing(bundle: Bundle, shards: ShardSet) -> None:
+    """Refuse shards stored at another size or resize mode than the bundle's preprocessing.
+
+    Records resized once more to another store size (or padded vs cropped) are not what the scoring
+    job gives the model, so the metrics and thresholds would describe another model input.
+
+    Raises:
+        EvaluateInputError: naming both preprocessings.
+    """
+    prep = bundle.manifest.preprocessing
+    found = (shards.image_size, shards.resize_mode)
+    if found != (prep.store_size, prep.resize_mode):
+        raise EvaluateInputError(
+            f"shards {shards.root} hold images stored at {found[0]} px {found[1]}; bundle {bundle.path} expects its preprocessing, "
+            f"store size {prep.store_size} px {prep.resize_mode}: reshard with that [images] conf"
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# The whole evaluation
+# --------------------------------------------------------------------------------------------
+
+
+def head_labels(labels: np.ndarray, column: int, head: Head) -> tuple[np.ndarray, np.ndarray]:
+    """The tagged records' class indices of ``column`` and a mask of those records (-1 = no tag).
+
+    Raises:
+        ClassMismatchError: a label that is not an integer in [0, classes) or -1.
+    """
+    values = labels[:, column]
+    tagged = values != NO_TAG
+    classes = values[tagged]
+    bad = (classes < 0) | (classes >= len(head.classes)) | (classes != np.round(classes))
+    if bad.any():
+        raise ClassMismatchError(
+            f"head {head.name!r}: a record's label is {float(classes[bad][0])!r}; expected a class index 0..{len(head.classes) - 1} "
+            f"({len(head.classes)} classes of the bundle) or {NO_TAG} for no tag"
+        )
+    return classes.astype(np.int64), tagged
 
 
 def evaluate_bundle(
@@ -198,46 +218,25 @@ def evaluate_bundle(
     pairs = match_heads(bundle, shards)
     check_shard_preprocessing(bundle, shards)
     paths = split_paths(shards, split)
-    log.info(
-        "evaluating %s on %s split %s (%d shard files), heads %s",
-        bundle.path,
-        shards.root,
-        split,
-        len(paths),
-        [p.head.name for p in pairs],
-    )
+    log.info("evaluating %s on %s split %s (%d shard files), heads %s", bundle.path, shards.root, split, len(paths), [p.head.name for p in pairs])
     labels, probs = predict_records(bundle, paths, batch_size=settings.batch_size, threads=threads, ctx=ctx)
     width = shards.label_width if shards.mode == "multi" else 1
     if labels.shape[1] != width:
-        raise EvaluateInputError(
-            f"shards {shards.root}: records carry {labels.shape[1]} label values; "
-            f"expected {width} (mode {shards.mode!r})"
-        )
+        raise EvaluateInputError(f"shards {shards.root}: records carry {labels.shape[1]} label values; expected {width} (mode {shards.mode!r})")
     heads = []
     for pair in pairs:
         classes, tagged = head_labels(labels, pair.column, pair.head)
         if not tagged.any():
-            raise EvaluateInputError(
-                f"head {pair.head.name!r}: no record of split {split!r} has a tag for {pair.head.attribute!r}; "
-                "expected at least one"
-            )
+            raise EvaluateInputError(f"head {pair.head.name!r}: no record of split {split!r} has a tag for {pair.head.attribute!r}; expected at least one")
         target = settings.target_for(pair.head.attribute or pair.head.name)
         evaluation = evaluate_head(
-            classes,
-            probs[pair.head.name][tagged],
-            pair.head,
-            target_precision=target,
-            threshold_step=settings.threshold_step,
-            skipped=int((~tagged).sum()),
+            classes, probs[pair.head.name][tagged], pair.head,
+            target_precision=target, threshold_step=settings.threshold_step, skipped=int((~tagged).sum()),
         )
         log.info(
             "%s: accuracy %.4f, average per-class accuracy %.4f on %d records; abstain threshold %s for precision %.2f",
-            pair.head.name,
-            evaluation.accuracy,
-            evaluation.average_per_class_accuracy,
-            evaluation.records,
-            evaluation.abstain.threshold if evaluation.abstain.reached else "none reaches it",
-            target,
+            pair.head.name, evaluation.accuracy, evaluation.average_per_class_accuracy, evaluation.records,
+            evaluation.abstain.threshold if evaluation.abstain.reached else "none reaches it", target,
         )
         heads.append(evaluation)
     return Evaluation(
@@ -250,6 +249,67 @@ def evaluate_bundle(
         heads=tuple(heads),
         evaluated_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     )
+
+
+# --------------------------------------------------------------------------------------------
+# The bundle's manifest
+# --------------------------------------------------------------------------------------------
+
+
+def manifest_updates(ev: Evaluation) -> tuple[dict[str, float], dict[str, float]]:
+    """The thresholds and metrics an evaluation adds to a bundle manifest.
+
+    Thresholds: head name -> abstain threshold; 1.0 when the target is not reached (the scoring job
+    then abstains on everything but saturated confidences), flagged by the metric
+    ``eval.<head>.target_reached`` = 0.0. Metrics: ``eval.<head>.<name>`` floats.
+    """
+    thresholds: dict[str, float] = {}
+    metrics: dict[str, float] = {}
+    for h in ev.heads:
+        a = h.abstain
+        thresholds[h.head] = float(a.threshold) if a.reached and a.threshold is not None else 1.0
+        values = {
+            "records": float(h.records),
+            "accuracy": h.accuracy,
+            "average_per_class_accuracy": h.average_per_class_accuracy,
+            **{f"top_{k}_accuracy": v for k, v in h.top_k.items()},
+            "target_precision": a.target_precision,
+            "target_reached": 1.0 if a.reached else 0.0,
+            "abstain_threshold": thresholds[h.head],
+            "abstain_coverage": a.coverage,
+        }
+        if a.precision is not None:
+            values["abstain_precision"] = a.precision
+        metrics.update({f"eval.{h.head}.{k}": float(v) for k, v in values.items()})
+    return thresholds, metrics
+
+
+def write_thresholds(bundle_path: str | Path, ev: Evaluation) -> Bundle:
+    """Put the evaluation's abstain thresholds and metrics into the bundle's ``manifest.json``.
+
+    Through :func:`softlines_attr.model.bundle.update_manifest`: the bundle is verified, the manifest
+    rewritten atomically with its checksum recomputed, other keys kept. New thresholds change the
+    bundle's :attr:`~softlines_attr.model.bundle.Manifest.model_digest`, hence the scoring tables'
+    ``model_version``, so incremental scoring rescores the rows whose abstain decisions they change.
+
+    Raises:
+        EvaluateInputError: the bundle's parameters are not the ones evaluated.
+        BundleError: the rewritten bundle does not load.
+    """
+    path = Path(bundle_path)
+    manifest = read_manifest(path)
+    found = manifest.files.get(PARAMS_FILE)
+    if found != ev.params_sha256:
+        raise EvaluateInputError(f"bundle {path}: {PARAMS_FILE} has sha256 {found}; expected {ev.params_sha256}, the parameters evaluated")
+    thresholds, metrics = manifest_updates(ev)
+    update_manifest(path, thresholds={**manifest.thresholds, **thresholds}, metrics={**manifest.metrics, **metrics})
+    log.info("wrote thresholds %s into %s", thresholds, path / MANIFEST_FILE)
+    return load_bundle(path)
+
+
+# --------------------------------------------------------------------------------------------
+# The command's library function
+# --------------------------------------------------------------------------------------------
 
 
 def default_out_dir(model: str | Path, split: str) -> Path:
@@ -266,10 +326,7 @@ def check_out_dir(out: Path, model: Path) -> None:
     """
     out_r, model_r = out.resolve(), model.resolve()
     if out_r == model_r or model_r in out_r.parents:
-        raise EvaluateInputError(
-            f"output folder {out} is inside the bundle {model}; "
-            f"expected a folder outside it (e.g. {default_out_dir(model, 'val')})"
-        )
+        raise EvaluateInputError(f"output folder {out} is inside the bundle {model}; expected a folder outside it (e.g. {default_out_dir(model, 'val')})")
 
 
 def evaluate_model(
@@ -303,6 +360,9 @@ def evaluate_model(
         TrainInputError: the shards folder is unreadable.
         EvaluateInputError, ClassMismatchError: the bundle and shards do not fit together.
     """
+    from softlines_attr.model.report import write_report
+    from softlines_attr.shard.contract import read_shard_set
+
     model = Path(model)
     out = Path(out_dir) if out_dir is not None else default_out_dir(model, split)
     check_out_dir(out, model)
@@ -311,8 +371,8 @@ def evaluate_model(
     ev = evaluate_bundle(bundle, shards, settings, split=split, threads=threads, ctx=ctx)
     out.mkdir(parents=True, exist_ok=True)
     write_report(ev, out)
-    written = write_evaluation(ev, out)
+    write_text_atomic(out / EVALUATION_FILE, json.dumps(evaluation_to_json(ev), indent=2, sort_keys=True) + "\n")
     if write_to_bundle:
         write_thresholds(model, ev)
-    log.info("wrote %s", written)
+    log.info("wrote %s", out / EVALUATION_FILE)
     return ev, out

@@ -1,28 +1,13 @@
-"""A model bundle's folder layout and its manifest: the types, reading, writing and checking them.
+"""The bundle manifest: heads, preprocessing, checksums; read, verified, rewritten only through here.
 
-Layout (format version 2)::
-
-    <bundle>/symbol.json    the training symbol (mx.sym.Symbol.tojson)
-    <bundle>/model.params   mx.nd.save of {"arg:NAME": NDArray, "aux:NAME": NDArray}
-    <bundle>/manifest.json  heads (attribute, classes in order), the whole preprocessing (store size,
-                            resize mode, input size, crop, region, mean/std), base model, vocabulary,
-                            metrics, thresholds, MXNet version, the sha256 of every other file of the
-                            bundle, and ``manifest_sha256``: the sha256 of the manifest itself
-
-The manifest is JSON only. :func:`read_manifest` refuses a manifest that was edited by hand (its
-``manifest_sha256`` no longer matches, :class:`BundleIntegrityError`) or is malformed
-(:class:`BundleError`); :func:`verify_files` checks the other files' checksums. The manifest is
-rewritten only through :func:`update_manifest` (``evaluate --write-thresholds``), which recomputes its
-checksum. Format 1 bundles (no preprocessing, no manifest checksum) are refused with a clear error; a
-user who knows the conf a format 1 bundle was trained with can upgrade it explicitly with
-:func:`upgrade_manifest` (docs/MODEL.md, "Bundles").
-
-:attr:`Manifest.model_digest` identifies everything that changes an output row of the scoring job:
-the symbol and parameters, the heads and their classes, the thresholds, the preprocessing and the
-precision; it is the sha256 part of the scoring tables' ``model_version``.
-
-This module does not import MXNet: the scoring driver reads manifests and bundle file names before
-its tasks set MXNet's thread counts. Saving and loading the network is :mod:`softlines_attr.model.bundle`.
+``manifest.json`` holds the heads (attribute, classes in order), the whole preprocessing (store size,
+resize mode, input size, crop, region, mean/std), base model, vocabulary, metrics, thresholds, the
+MXNet version, the sha256 of every other file of the bundle, and ``manifest_sha256``, the sha256 of
+the manifest itself. :func:`read_manifest` refuses an edited or malformed manifest,
+:func:`verify_files` a bundle file that is missing or changed; :func:`update_manifest` is the one
+way to change a manifest (it recomputes the checksum), :func:`upgrade_manifest` the explicit way to
+bring a format 1 manifest to format 2. The bundle as a whole (symbol, parameters, loading) is
+:mod:`softlines_attr.model.bundle`.
 """
 
 from __future__ import annotations
@@ -30,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import uuid
 from collections.abc import Mapping
@@ -43,11 +29,12 @@ from softlines_attr.config import ImageConfig, parse_dataclass
 from softlines_attr.errors import ConfigError
 from softlines_attr.model.errors import BundleError, BundleIntegrityError
 
+log = logging.getLogger(__name__)
+
 FORMAT_VERSION = 2
 SYMBOL_FILE = "symbol.json"
 PARAMS_FILE = "model.params"
 MANIFEST_FILE = "manifest.json"
-BUNDLE_DIR = "bundle"  # training writes its bundle to <out>/bundle
 _CHUNK = 1 << 20
 
 
@@ -112,18 +99,15 @@ class Preprocessing:
             store_size=int(images.store_size),
             resize_mode=images.resize_mode,
             input_size=int(images.input_size),
-            mean=tuple(float(v) for v in images.mean),  # type: ignore[arg-type]  # three values, checked by the conf
-            std=tuple(float(v) for v in images.std),  # type: ignore[arg-type]  # three values, checked by the conf
+            mean=tuple(float(v) for v in images.mean),  # type: ignore[arg-type]
+            std=tuple(float(v) for v in images.std),  # type: ignore[arg-type]
             region=region,
         )
 
     def check(self, where: str) -> None:
         """Raise BundleError when the values cannot be a preprocessing (sizes, std)."""
         if self.store_size < 1 or self.input_size < 1 or self.input_size > self.store_size:
-            raise BundleError(
-                f"{where}: expected 1 <= input_size <= store_size, "
-                f"found input_size {self.input_size}, store_size {self.store_size}"
-            )
+            raise BundleError(f"{where}: expected 1 <= input_size <= store_size, found input_size {self.input_size}, store_size {self.store_size}")
         if any(v <= 0 for v in self.std):
             raise BundleError(f"{where}: expected a positive std per channel, found {list(self.std)}")
 
@@ -187,7 +171,7 @@ class Manifest:
 
     @property
     def model_digest(self) -> str:
-        """sha256 of what changes an output row: symbol, params, heads, classes, thresholds, preprocessing, precision.
+        """sha256 of everything that changes an output row: symbol and params, heads and classes, thresholds, preprocessing, precision.
 
         Metrics, timestamps, the calibration record and provenance (base model, vocabulary source) do not enter it.
         """
@@ -198,8 +182,7 @@ class Manifest:
             "preprocessing": dataclasses.asdict(self.preprocessing),
             "precision": self.precision,
         }
-        canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+        return hashlib.sha256(json.dumps(identity, sort_keys=True, separators=(",", ":")).encode("utf-8")).hexdigest()
 
     def head(self, name: str) -> Head:
         """The head called ``name``; raise BundleError naming the heads there are."""
@@ -225,7 +208,7 @@ def manifest_checksum(data: Mapping[str, Any]) -> str:
 
 
 def write_manifest_file(file: Path, manifest: Manifest) -> Manifest:
-    """Write ``manifest`` (checksum recomputed) to ``file`` through a flushed temporary file; return it as written."""
+    """Write ``manifest`` (its checksum recomputed) to ``file`` through a flushed temporary file; returns it as written."""
     data = json.loads(json.dumps(dataclasses.asdict(dataclasses.replace(manifest, manifest_sha256=""))))
     data["manifest_sha256"] = manifest_checksum(data)
     tmp = file.with_name(f".{file.name}.tmp-{uuid.uuid4().hex[:8]}")
@@ -259,70 +242,35 @@ def read_manifest(path: str | Path) -> Manifest:
     found_version = data.get("format_version") if isinstance(data, dict) else type(data).__name__
     if found_version == 1:
         raise BundleError(
-            f"bundle {path}: file {MANIFEST_FILE}: expected format_version {FORMAT_VERSION}, found 1, which records "
-            "no preprocessing (store size, resize mode) and no manifest checksum; retrain it, or upgrade it with "
-            "softlines_attr.model.manifest.upgrade_manifest(path, images) naming the [images] conf it was trained with"
+            f"bundle {path}: file {MANIFEST_FILE}: expected format_version {FORMAT_VERSION}, found 1, which records no preprocessing "
+            "(store size, resize mode) and no manifest checksum; retrain it, or upgrade it with "
+            "softlines_attr.model.bundle.upgrade_manifest(path, images) naming the [images] conf it was trained with"
         )
     if found_version != FORMAT_VERSION:
-        raise BundleError(
-            f"bundle {path}: file {MANIFEST_FILE}: expected format_version {FORMAT_VERSION}, found {found_version!r}"
-        )
+        raise BundleError(f"bundle {path}: file {MANIFEST_FILE}: expected format_version {FORMAT_VERSION}, found {found_version!r}")
     recorded = data.get("manifest_sha256")
     actual = manifest_checksum(data)
     if recorded != actual:
         raise BundleIntegrityError(
-            f"bundle {path}: file {MANIFEST_FILE} does not match its checksum: expected manifest_sha256 {recorded!r}, "
-            f"found {actual} (edited by hand? rewrite it only through update_manifest / evaluate --write-thresholds)"
+            f"bundle {path}: file {MANIFEST_FILE} does not match its checksum: expected manifest_sha256 {recorded!r}, found {actual} "
+            "(edited by hand? rewrite it only through update_manifest / evaluate --write-thresholds)"
         )
     try:
         manifest = parse_dataclass(Manifest, data, source=str(file))
     except ConfigError as exc:
         raise BundleError(f"bundle {path}: {exc}") from exc
-    heads = tuple(dataclasses.replace(h, classes=tuple(h.classes)) for h in manifest.heads)
-    manifest = dataclasses.replace(manifest, heads=heads)
+    manifest = dataclasses.replace(manifest, heads=tuple(dataclasses.replace(h, classes=tuple(h.classes)) for h in manifest.heads))
     prep = manifest.preprocessing
     try:
         prep.check(f"bundle {path}: {MANIFEST_FILE}: preprocessing")
     except BundleError as exc:
         raise BundleError(str(exc)) from None
-    repeated = {
-        "input_shape": (tuple(manifest.input_shape), prep.input_shape),
-        "mean": (tuple(manifest.mean), tuple(prep.mean)),
-        "std": (tuple(manifest.std), tuple(prep.std)),
-        "region": (manifest.region, prep.region),
-    }
+    repeated = {"input_shape": (tuple(manifest.input_shape), prep.input_shape), "mean": (tuple(manifest.mean), tuple(prep.mean)),
+                "std": (tuple(manifest.std), tuple(prep.std)), "region": (manifest.region, prep.region)}
     for key, (top, inner) in repeated.items():
         if top != inner:
-            raise BundleError(
-                f"bundle {path}: {MANIFEST_FILE}: {key} {top} disagrees with preprocessing.{key} {inner}; "
-                "expected the same value"
-            )
+            raise BundleError(f"bundle {path}: {MANIFEST_FILE}: {key} {top} disagrees with preprocessing.{key} {inner}; expected the same value")
     return manifest
-
-
-def verify_files(path: str | Path, manifest: Manifest) -> None:
-    """Check that the manifest lists the symbol and params, and every listed file exists with its sha256.
-
-    Raises:
-        BundleIntegrityError: naming the first missing or changed file.
-    """
-    path = Path(path)
-    for required in (SYMBOL_FILE, PARAMS_FILE):
-        if required not in manifest.files:
-            raise BundleIntegrityError(
-                f"bundle {path}: {MANIFEST_FILE} lists no checksum for {required}; expected one for every file"
-            )
-    for name, expected in sorted(manifest.files.items()):
-        file = path / name
-        if Path(name).name != name or not file.is_file():
-            raise BundleIntegrityError(
-                f"bundle {path}: file {name} is missing; the manifest lists it with sha256 {expected}"
-            )
-        found = sha256_file(file)
-        if found != expected:
-            raise BundleIntegrityError(
-                f"bundle {path}: file {name} does not match its checksum: expected sha256 {expected}, found {found}"
-            )
 
 
 def update_manifest(path: str | Path, **changes: Any) -> Manifest:
@@ -357,22 +305,11 @@ def upgrade_manifest(path: str | Path, images: ImageConfig, region: Literal["ful
     file = path / MANIFEST_FILE
     data = json.loads(file.read_text(encoding="utf-8"))
     if data.get("format_version") != 1:
-        raise BundleError(
-            f"bundle {path}: expected a format_version 1 manifest to upgrade, found {data.get('format_version')!r}"
-        )
+        raise BundleError(f"bundle {path}: expected a format_version 1 manifest to upgrade, found {data.get('format_version')!r}")
     prep = Preprocessing.from_images(images, region)
-    recorded = (
-        tuple(data.get("input_shape", ())),
-        tuple(data.get("mean", ())),
-        tuple(data.get("std", ())),
-        data.get("region", "full"),
-    )
-    given = (prep.input_shape, tuple(prep.mean), tuple(prep.std), prep.region)
-    if recorded != given:
-        raise BundleError(
-            f"bundle {path}: the manifest records input_shape, mean, std, region {recorded}; "
-            f"images gives {(prep.input_shape, prep.mean, prep.std, prep.region)}"
-        )
+    recorded = (tuple(data.get("input_shape", ())), tuple(data.get("mean", ())), tuple(data.get("std", ())), data.get("region", "full"))
+    if recorded != (prep.input_shape, tuple(prep.mean), tuple(prep.std), prep.region):
+        raise BundleError(f"bundle {path}: the manifest records input_shape, mean, std, region {recorded}; images gives {(prep.input_shape, prep.mean, prep.std, prep.region)}")
     data.update(format_version=FORMAT_VERSION, preprocessing=dataclasses.asdict(prep), manifest_sha256="")
     try:
         manifest = parse_dataclass(Manifest, data, source=str(file))
@@ -380,3 +317,22 @@ def upgrade_manifest(path: str | Path, images: ImageConfig, region: Literal["ful
         raise BundleError(f"bundle {path}: {exc}") from exc
     verify_files(path, manifest)
     return write_manifest_file(file, manifest)
+
+
+def verify_files(path: str | Path, manifest: Manifest) -> None:
+    """Check that the manifest lists the symbol and params, and every listed file exists with its sha256.
+
+    Raises:
+        BundleIntegrityError: naming the first missing or changed file.
+    """
+    path = Path(path)
+    for required in (SYMBOL_FILE, PARAMS_FILE):
+        if required not in manifest.files:
+            raise BundleIntegrityError(f"bundle {path}: {MANIFEST_FILE} lists no checksum for {required}; expected one for every file")
+    for name, expected in sorted(manifest.files.items()):
+        file = path / name
+        if Path(name).name != name or not file.is_file():
+            raise BundleIntegrityError(f"bundle {path}: file {name} is missing; the manifest lists it with sha256 {expected}")
+        found = sha256_file(file)
+        if found != expected:
+            raise BundleIntegrityError(f"bundle {path}: file {name} does not match its checksum: expected sha256 {expected}, found {found}")

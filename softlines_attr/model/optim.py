@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Literal
 
 import mxnet as mx
 
 from softlines_attr.model.errors import TrainInputError
+from softlines_attr.train_config import Schedule
 
 log = logging.getLogger(__name__)
 
-Schedule = Literal["step", "cosine"]
 NO_DECAY_SUFFIXES = ("_gamma", "_beta", "_bias")
 
 

@@ -1,11 +1,9 @@
-"""Abstain thresholds: precision and coverage at each confidence threshold, and the threshold chosen.
+"""Abstain thresholds: precision and coverage of the top-1 prediction per confidence threshold.
 
-An image is *kept* at threshold ``t`` when its top probability is at least ``t`` (the scoring job
-keeps a value under the same rule; below it the value is null: the head abstains). Over the
-thresholds 0, step, ..., 1 (:func:`threshold_grid`): coverage = kept / images, precision = correct
-among kept / kept (:func:`precision_coverage`). The abstain threshold is the lowest threshold whose
-precision reaches the target precision (from ``conf.evaluate``), or none when no threshold does
-(``reached = false``: :func:`choose_abstain_threshold`).
+The scoring job keeps a value when its top probability is at least the head's threshold; these
+functions measure that rule on a split (:func:`precision_coverage`) and pick the lowest threshold
+that reaches a target precision (:func:`choose_abstain_threshold`), inventing none when no
+threshold does.
 """
 
 from __future__ import annotations
@@ -15,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from softlines_attr.model.metrics import _ratio
 
 
 @dataclass(frozen=True)
@@ -79,15 +79,7 @@ def precision_coverage(labels: np.ndarray, probs: np.ndarray, thresholds: Sequen
     for t in thresholds:
         keep = confidence >= t
         kept, correct = int(keep.sum()), int((keep & hit).sum())
-        points.append(
-            CurvePoint(
-                threshold=float(t),
-                kept=kept,
-                correct=correct,
-                coverage=kept / n if n else 0.0,
-                precision=correct / kept if kept else None,
-            )
-        )
+        points.append(CurvePoint(threshold=float(t), kept=kept, correct=correct, coverage=kept / n if n else 0.0, precision=_ratio(correct, kept)))
     return tuple(points)
 
 

@@ -23,15 +23,14 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import mxnet as mx
 import numpy as np
 
 from softlines_attr.config import PipelineConfig
-from softlines_attr.model.bundle import Bundle, save_bundle
+from softlines_attr.model.bundle import BUNDLE_DIR, Bundle, save_bundle
+from softlines_attr.model.manifest import Head, Manifest, VocabularyRef
 from softlines_attr.model.checkpoint import checkpoint_paths, latest_checkpoint, load_checkpoint, restore_optimizer, save_checkpoint
 from softlines_attr.model.data import label_counts, record_iter, title_word_counts, training_region
 from softlines_attr.model.distributed import (
@@ -46,183 +45,47 @@ from softlines_attr.model.distributed import (
     write_worker_dump,
 )
 from softlines_attr.model.errors import ModelError, TrainInputError
-from softlines_attr.model.inception_bn import DATA_NAME, DEFAULT_HEAD, classification_head, inception_bn_features
-from softlines_attr.model.losses import LossConfig, class_weights, loss_constants, multi_hot_softmax_head, softmax_head
-from softlines_attr.model.manifest import BUNDLE_DIR, Head, Manifest, VocabularyRef
+from softlines_attr.model.inception_bn import DATA_NAME
+from softlines_attr.model.losses import class_weights, loss_constants
+from softlines_attr.model.heads import shard_heads
 from softlines_attr.model.metrics import batch_cross_entropy, split_metrics, title_word_metrics, train_metric
-from softlines_attr.model.optim import Schedule, lr_scheduler, no_decay_names
-from softlines_attr.model.predictor import Predictor
-from softlines_attr.model.refine import backbone_names, backbone_params, base_model_ref, freeze_batch_norm, refine_features
+from softlines_attr.model.network import LossKind, build_network, loss_settings, prior_biases, resolve_loss, word_prior
+from softlines_attr.model.optim import lr_scheduler, no_decay_names
+from softlines_attr.model.refine import backbone_names, backbone_params, base_model_ref, freeze_batch_norm
 from softlines_attr.shard.contract import ShardSet, read_shard_set
+from softlines_attr.train_config import TrainConfig
 
 log = logging.getLogger(__name__)
 
 
-LossKind = Literal["sigmoid", "softmax", "softmax_multi"]
-# The base model's objective when --loss auto: measured on real products (docs/MODEL.md, Quality benchmark)
-DEFAULT_BASE_LOSS: LossKind = "softmax_multi"
+
 HISTORY_FILE = "history.json"
 PRIOR_SAMPLE_RECORDS = 50_000  # train records read for the label priors (the heads' initial biases)
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    """Training settings (from the command line).
+def predict_split(mod: mx.mod.Module, it: mx.io.DataIter) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and first-output scores of every record of ``it`` (batch padding removed)."""
+    labels, scores = predict_heads(mod, it, 1)
+    return labels[0], scores[0]
 
-    Attributes:
-        epochs: Passes over the train split.
-        batch_size: Images per batch.
-        learning_rate: SGD learning rate after warm-up.
-        momentum: SGD momentum.
-        weight_decay: L2 weight decay (not applied to BN gamma/beta and biases unless ``bn_weight_decay``).
-        lr_schedule: ``cosine`` (to 0 at the last update) or ``step`` (``lr_step_epochs`` x ``lr_factor``).
-        lr_step_epochs: ``step``: epochs after which the learning rate is multiplied by ``lr_factor``.
-        lr_factor: The step factor.
-        warmup_epochs: Epochs of linear learning-rate warm-up from 0 (may be fractional).
-        width: Inception-BN width multiplier.
-        input_size: Network input side; None: ``conf.images.input_size``.
-        loss: ``auto`` (:data:`DEFAULT_BASE_LOSS` for base shards, softmax for refine), ``sigmoid``
-            (one per title word), ``softmax_multi`` (one softmax against the title's words, each
-            1 / number of words) or ``softmax`` (base shards: on the title's most frequent word).
-        label_smoothing: Softmax losses: share of the target spread uniformly over the classes.
-        bn_weight_decay: Also decay BN's gamma (MXNet's default); False exempts it (beta and biases always are).
-        prior_init: Start each head's bias at the log of its classes' train frequencies, so the
-            first updates learn from the images instead of the label priors.
-        threads: Image decoding threads of each ImageRecordIter.
-        seed: Random seed (initialisation, augmentation).
-        gpus: GPU ids; empty for CPU.
-        backbone_lr_mult: Learning-rate multiplier of the backbone when refining from a base model.
-        freeze_backbone: When refining, train only the new head (backbone weights fixed; BN still
-            normalises with batch statistics and updates its moving statistics).
-        head_warmup_epochs: When refining from a base, the first epochs train only the new heads
-            (backbone learning rate 0), then the backbone joins at ``backbone_lr_mult``.
-        bn_stats: When refining from a base: ``batch`` (BN normalises with batch statistics and
-            updates the base's moving statistics) or ``frozen`` (the base's statistics are kept and
-            used in training too: small tagged sets estimate them worse than the base did).
-        class_weights: Softmax heads: ``none``, ``inverse`` (frequency) or ``effective`` (number of
-            samples, Cui et al. 2019) per-class loss weights from the train split's label counts.
-        cb_beta: The effective-number beta.
-        focal_gamma: Softmax heads: focal-loss exponent (0 = cross-entropy).
-        color_jitter: Training augmentation: random hue, saturation and lightness shifts (the
-            attributes do not depend on a dress's colour; helps small data sets generalise).
-        log_every: A progress line (images/s, running loss) every this many batches; 0 = none.
-        val_every: Validate every this many epochs (and always after the last); 0 = only after the last.
-        kv_store: ``local`` / ``device`` (one process) or ``dist_sync`` / ``dist_device_sync`` (a
-            ps-lite worker; see :mod:`softlines_attr.model.distributed` and docs/MODEL.md).
-        worker_dump: Debug (tests): a folder where every worker writes its final params and the
-            labels it read (:func:`~softlines_attr.model.distributed.write_worker_dump`).
+
+def predict_heads(mod: mx.mod.Module, it: mx.io.DataIter, heads: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per head, the labels and scores (the module's first ``heads`` outputs) of every record of ``it``.
+
+    The forward pass gets the images only, so ``it`` may carry labels of another shape than the
+    module was bound with (base shards: multi-hot val labels for a model trained on the first word).
     """
-
-    epochs: int = 10
-    batch_size: int = 32
-    learning_rate: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    lr_schedule: Schedule = "cosine"
-    lr_step_epochs: tuple[int, ...] = ()
-    lr_factor: float = 0.1
-    warmup_epochs: float = 1.0
-    width: float = 1.0
-    input_size: int | None = None
-    loss: Literal["auto", "sigmoid", "softmax", "softmax_multi"] = "auto"
-    label_smoothing: float = 0.0
-    bn_weight_decay: bool = False
-    prior_init: bool = True
-    threads: int = 2
-    seed: int = 0
-    gpus: tuple[int, ...] = ()
-    backbone_lr_mult: float = 1.0
-    freeze_backbone: bool = False
-    head_warmup_epochs: int = 0
-    bn_stats: Literal["batch", "frozen"] = "batch"
-    class_weights: Literal["none", "inverse", "effective"] = "none"
-    cb_beta: float = 0.999
-    focal_gamma: float = 0.0
-    color_jitter: bool = False
-    log_every: int = 50
-    val_every: int = 1
-    kv_store: str = "local"
-    worker_dump: str | None = None
-
-    @property
-    def loss_config(self) -> LossConfig:
-        """The softmax heads' loss settings."""
-        return LossConfig(self.class_weights, self.cb_beta, self.focal_gamma, self.label_smoothing)
-
-
-def class_names(shards: ShardSet, conf: PipelineConfig) -> tuple[str, ...]:
-    """The class names of the shards' labels, in index order.
-
-    Refine shards: the attribute's classes from the taxonomy (the shard summary names the attribute).
-    Base shards: the words of the vocabulary from the label job's ``vocabulary/`` table (the shard
-    summary names it); ``word_<i>`` placeholders, with a warning, when it cannot be read.
-    """
-    attribute = shards.summary.get("attribute")
-    if shards.mode == "refine" and attribute:
-        classes = conf.taxonomy.attribute(attribute).classes
-        if len(classes) != shards.num_classes:
-            raise TrainInputError(f"attribute {attribute!r} has {len(classes)} classes in the taxonomy but the shards have {shards.num_classes}")
-        return classes
-    words = _vocabulary_words(shards)
-    if words is not None and len(words) == shards.num_classes:
-        return words
-    log.warning("class names of %s not found (vocabulary table unreadable or of another size); using word_<i>", shards.root)
-    return tuple(f"word_{i}" for i in range(shards.num_classes))
-
-
-def shard_heads(shards: ShardSet, conf: PipelineConfig, *, multi_label: bool) -> tuple[Head, ...]:
-    """The heads a model of these shards has: one per label column.
-
-    Base shards: the title-word head ``base``. Refine shards: one head named after the attribute.
-    Multi shards: one softmax head per attribute, in label-column order, classes from the taxonomy.
-
-    Raises:
-        TrainInputError: an attribute the taxonomy lacks, or of another class count than the shards.
-    """
-    if shards.mode != "multi":
-        attribute = shards.summary.get("attribute") if shards.mode == "refine" else None
-        return (Head(attribute or DEFAULT_HEAD, tuple(class_names(shards, conf)), attribute=attribute, multi_label=multi_label),)
-    declared = shards.summary.get("num_classes")
-    heads = []
-    for attribute in shards.attributes:
-        classes = conf.taxonomy.attribute(attribute).classes
-        if isinstance(declared, dict) and attribute in declared and int(declared[attribute]) != len(classes):
-            raise TrainInputError(f"attribute {attribute!r} has {len(classes)} classes in the taxonomy but the multi shards have {declared[attribute]}")
-        heads.append(Head(attribute, tuple(classes), attribute=attribute, multi_label=False))
-    return tuple(heads)
-
-
-def _vocabulary_words(shards: ShardSet) -> tuple[str, ...] | None:
-    labels, vocab_size = shards.summary.get("labels"), shards.summary.get("vocab_size")
-    if not labels or vocab_size is None or "://" in str(labels):
-        return None
-    table = Path(labels) / "vocabulary"
-    if not table.exists():
-        return None
-    try:
-        import pyarrow.parquet as pq
-
-        rows = pq.read_table(table, columns=["vocab_size", "word", "label_index"]).to_pylist()
-    except Exception as exc:  # noqa: BLE001 - any unreadable table falls back to placeholders
-        log.warning("cannot read vocabulary table %s: %s", table, exc)
-        return None
-    words = sorted((r["label_index"], r["word"]) for r in rows if r["vocab_size"] == vocab_size)
-    return tuple(w for _, w in words)
-
-
-def resolve_loss(requested: str, mode: str) -> LossKind:
-    """The loss a run of ``requested`` (``auto`` or a loss) trains on shards of ``mode``.
-
-    Raises:
-        TrainInputError: a multi-hot loss (``sigmoid``, ``softmax_multi``) on refine or multi shards.
-    """
-    if requested == "auto":
-        return DEFAULT_BASE_LOSS if mode == "base" else "softmax"
-    if requested not in ("sigmoid", "softmax", "softmax_multi"):
-        raise TrainInputError(f"loss: expected auto, sigmoid, softmax or softmax_multi, found {requested!r}")
-    if requested != "softmax" and mode != "base":
-        raise TrainInputError(f"loss {requested!r} expects base (title-word) shards; {mode} shards hold one class per image and attribute, found mode {mode!r}")
-    return requested  # type: ignore[return-value]
+    it.reset()
+    labels: list[list[np.ndarray]] = [[] for _ in range(heads)]
+    scores: list[list[np.ndarray]] = [[] for _ in range(heads)]
+    for batch in it:
+        mod.forward(mx.io.DataBatch(data=batch.data, label=None, pad=batch.pad), is_train=False)
+        n = batch.data[0].shape[0] - (batch.pad or 0)
+        outputs = mod.get_outputs()
+        for i in range(heads):
+            scores[i].append(outputs[i].asnumpy()[:n])
+            labels[i].append(batch.label[i].asnumpy()[:n])
+    return [np.concatenate(x) for x in labels], [np.concatenate(x) for x in scores]
 
 
 def train(
@@ -275,7 +138,7 @@ def train(
     shards = read_shard_set(shards_dir)
     loss = resolve_loss(tc.loss, shards.mode)
     multi_hot_targets = shards.mode == "base" and loss != "softmax"  # train labels: 0/1 rows over the vocabulary
-    lc = tc.loss_config
+    lc = loss_settings(tc)
     try:
         lc.validate()
     except ModelError as exc:
@@ -353,7 +216,7 @@ def train(
     val_part = part_record_counts(shards.val, workers.num_workers)[workers.rank] if workers.dist and shards.val else shards.val_records
     # base shards are always validated against every title word (multi-hot), whatever the loss
     val_iter = record_iter(shards.val, shards, conf, tc, train=False, label_name=label_names, multi_label=shards.mode == "base", **parts) if val_part else None
-    prior = _word_prior(column_counts[0], counted) if shards.mode == "base" else None
+    prior = word_prior(column_counts[0], counted) if shards.mode == "base" else None
     history = _read_history(out, begin) if begin else []
     seen: list[list] = []
     metrics: dict[str, float] = dict(history[-1]) if history else {}
@@ -372,7 +235,7 @@ def train(
         record.update({f"train_{k}": float(v) for k, v in metric.get_name_value()})
         last = epoch + 1 == tc.epochs
         if val_iter is not None and (last or (tc.val_every and (epoch + 1) % tc.val_every == 0)):
-            metrics = val_metrics(mod, val_iter, heads, ctx[0], prior=prior)
+            metrics = val_metrics(mod, val_iter, head_names, prior=prior)
             if workers.dist:  # each worker validates its own part of the val split
                 metrics["val_workers"] = float(workers.num_workers)
             record.update(metrics)
@@ -465,72 +328,15 @@ def _train_label_counts(shards: ShardSet, heads: Sequence[Head], *, multi_hot: b
     return label_counts(shards.train, width, [len(h.classes) for h in heads]), shards.train_records
 
 
-def _word_prior(counts: np.ndarray, records: int) -> np.ndarray:
-    """Each word's share of the train images (the prior baseline's constant scores)."""
-    return np.asarray(counts, dtype=np.float64) / max(records, 1)
-
-
-def prior_biases(heads: Sequence[Head], counts: Sequence[np.ndarray], *, loss: LossKind, records: int) -> dict[str, mx.nd.NDArray]:
-    """Initial biases of the heads' FC layers: the log of the train frequencies (a model that starts at the priors).
-
-    Sigmoid heads: the logit of each word's share of the images; softmax heads: the log of each
-    class's share of the labels (add-one smoothed). The network then spends its first updates on
-    what the images say beyond the priors, not on learning the priors.
-    """
-    out: dict[str, mx.nd.NDArray] = {}
-    for head, c in zip(heads, counts):
-        c = np.asarray(c, dtype=np.float64)
-        if loss == "sigmoid":
-            share = np.clip(c / max(records, 1), 1e-4, 1 - 1e-4)
-            bias = np.log(share / (1 - share))
-        else:
-            share = (c + 1.0) / (c.sum() + len(c))
-            bias = np.log(share) - np.log(share).mean()
-        out[f"fc_{head.name}_bias"] = mx.nd.array(bias.astype(np.float32))
-    return out
-
-
-def build_network(heads: Sequence[Head], lc: LossConfig, *, base: Bundle | None, width: float, masked: bool, loss: LossKind = "softmax") -> mx.sym.Symbol:
-    """Inception-BN features (the base's backbone, or fresh at ``width``) with the given heads.
-
-    One plain head is exactly :func:`classification_head` (softmax or sigmoid). ``softmax_multi``
-    (base shards) is :func:`~softlines_attr.model.losses.multi_hot_softmax_head`. Softmax heads
-    with class weights, a focal term or smoothing, or several heads (multi shards, ``masked``:
-    label -1 = no tag), are :func:`softlines_attr.model.losses.softmax_head`; the outputs are
-    grouped as every head's probabilities in head order, then the loss outputs.
-    """
-    features = refine_features(base) if base is not None else inception_bn_features(width)
-    if loss == "softmax_multi":
-        return multi_hot_softmax_head(features, len(heads[0].classes), heads[0].name, label_smoothing=lc.label_smoothing)
-    if len(heads) == 1 and (heads[0].multi_label or (lc.plain and not masked)):
-        return classification_head(features, len(heads[0].classes), heads[0].name, multi_label=heads[0].multi_label)
-    probs, losses = [], []
-    for h in heads:
-        out = softmax_head(features, len(h.classes), h.name, lc, masked=masked)
-        if len(out.list_outputs()) == 2:
-            probs.append(out[0])
-            losses.append(out[1])
-        else:
-            probs.append(out)
-    outputs = probs + losses
-    return outputs[0] if len(outputs) == 1 else mx.sym.Group(outputs)
-
-
-def val_metrics(
-    mod: mx.mod.Module, it: mx.io.DataIter, heads: Sequence[Head], ctx: mx.Context, *, prior: np.ndarray | None = None
-) -> dict[str, float]:
-    """Validation metrics of every head, predicted by a :class:`Predictor` of the module's current parameters.
+def val_metrics(mod: mx.mod.Module, it: mx.io.DataIter, head_names: Sequence[str], *, prior: np.ndarray | None = None) -> dict[str, float]:
+    """Validation metrics of every head.
 
     With ``prior`` (base shards, ``it`` giving multi-hot labels): :func:`title_word_metrics`.
     Otherwise accuracy and average per-class accuracy (:func:`split_metrics`); several heads are
     prefixed ``val_<head>_`` and summarised by ``val_accuracy`` / ``val_mean_class_accuracy``
     (the means over the heads).
     """
-    head_names = [h.name for h in heads]
-    shape = mod.data_shapes[0].shape
-    predictor = Predictor.for_network(mod.symbol, heads, shape[1:], *mod.get_params(), batch_size=shape[0], ctx=ctx)
-    labels, probs = predictor.predict_iter(it)
-    scores = [probs[name] for name in head_names]
+    labels, scores = predict_heads(mod, it, len(head_names))
     if prior is not None:
         return title_word_metrics(labels[0], scores[0], prior)
     if len(head_names) == 1:

@@ -7,12 +7,10 @@
   once (checksums verified again by :func:`softlines_attr.model.bundle.load_bundle`) and keep it in a
   per-process cache keyed by the parameters' sha256, so a reused worker never reloads a model per
   partition or row.
-* :func:`cached_predictor` keeps, per process, one :class:`softlines_attr.model.predictor.Predictor`
-  (the model stage's one forward pass: a bound executor with a fixed batch shape, the last, short
-  batch padded) per model, context and batch size: the forward pass the job and the benchmarks use.
+* The bound forward pass itself is :class:`softlines_attr.model.predictor.Predictor` (a fixed batch
+  shape, the last short batch padded), the one every stage uses; this module caches one per model.
 
-MXNet is imported inside functions only (:mod:`softlines_attr.model.manifest` does not import it), so the
-task code can set the thread counts first.
+MXNet is imported inside functions only, so the task code can set the thread counts first.
 """
 
 from __future__ import annotations
@@ -30,17 +28,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from softlines_attr.model.manifest import BUNDLE_DIR, MANIFEST_FILE, PARAMS_FILE, SYMBOL_FILE, Preprocessing
+
 from softlines_attr.score.errors import ScoreInputError, ScoreModelError
 
 if TYPE_CHECKING:  # pragma: no cover
     import mxnet as mx
 
     from softlines_attr.model.bundle import Bundle
+    from softlines_attr.model.manifest import Preprocessing
     from softlines_attr.model.predictor import Predictor
 
 log = logging.getLogger(__name__)
 
+MANIFEST_FILE = "manifest.json"
+SYMBOL_FILE = "symbol.json"
+PARAMS_FILE = "model.params"
 VERSION_SHA_CHARS = 12
 
 
@@ -76,7 +78,7 @@ class BundlePayload:
         preprocessing: The bundle's whole preprocessing (store size, resize mode, input size, region,
             mean, std): the scoring job decodes and crops every image for the bundle with it, never
             with the conf's ``[images]``.
-        model_digest: The manifest's :attr:`~softlines_attr.model.manifest.Manifest.model_digest`
+        model_digest: The manifest's :attr:`~softlines_attr.model.bundle.Manifest.model_digest`
             (params, symbol, heads and classes, thresholds, preprocessing, precision).
     """
 
@@ -87,7 +89,7 @@ class BundlePayload:
     params: bytes
     manifest_json: str
     heads: tuple[HeadSpec, ...]
-    preprocessing: Preprocessing
+    preprocessing: "Preprocessing"
     model_digest: str
 
     @property
@@ -136,10 +138,7 @@ class BundlePayload:
             "input_shape": list(self.input_shape),
             "region": self.region,
             "preprocessing": dataclasses.asdict(self.preprocessing),
-            "heads": [
-                {"name": h.name, "attribute": h.attribute, "classes": len(h.classes), "threshold": h.threshold}
-                for h in self.heads
-            ],
+            "heads": [{"name": h.name, "attribute": h.attribute, "classes": len(h.classes), "threshold": h.threshold} for h in self.heads],
         }
 
 
@@ -189,25 +188,22 @@ def resolve_model_dirs(paths: Sequence[str], download_dir: Path | None = None) -
         else:
             local = Path(path.removeprefix("file://"))
         if not local.is_dir():
-            raise ScoreInputError(
-                f"--models {path}: expected a model bundle folder, found {'a file' if local.exists() else 'nothing'}"
-            )
+            raise ScoreInputError(f"--models {path}: expected a model bundle folder, found {'a file' if local.exists() else 'nothing'}")
         if (local / MANIFEST_FILE).is_file():
             found.append(local)
             continue
         subs = sorted(p for p in local.iterdir() if p.is_dir() and (p / MANIFEST_FILE).is_file())
         if not subs:
             listing = sorted(p.name for p in local.iterdir())[:10]
-            raise ScoreInputError(
-                f"--models {path}: expected a bundle folder (with {MANIFEST_FILE}) or a folder of bundles, "
-                f"found {listing}"
-            )
+            raise ScoreInputError(f"--models {path}: expected a bundle folder (with {MANIFEST_FILE}) or a folder of bundles, found {listing}")
         found += subs
     return found
 
 
 def bundle_name(path: Path) -> str:
-    """A bundle's readable name: its folder's, or the training output folder's for ``<out>/bundle`` (``train``'s)."""
+    """A bundle's readable name: its folder's, or the training output folder's for ``<out>/bundle`` (what ``train`` writes)."""
+    from softlines_attr.model.bundle import BUNDLE_DIR
+
     return path.parent.name if path.name == BUNDLE_DIR and path.parent.name else path.name
 
 
@@ -225,20 +221,14 @@ def read_payload(path: Path, source: str | None = None) -> BundlePayload:
     params = (path / PARAMS_FILE).read_bytes()
     sha = hashlib.sha256(params).hexdigest()
     if sha != manifest.files.get(PARAMS_FILE):
-        raise ScoreModelError(
-            f"bundle {path}: {PARAMS_FILE} changed while it was read: "
-            f"expected sha256 {manifest.files.get(PARAMS_FILE)}, found {sha}"
-        )
+        raise ScoreModelError(f"bundle {path}: {PARAMS_FILE} changed while it was read: expected sha256 {manifest.files.get(PARAMS_FILE)}, found {sha}")
     heads = tuple(
         HeadSpec(h.name, h.attribute, tuple(h.classes), float(manifest.thresholds.get(h.name, 0.0)))
         for h in manifest.heads
         if h.attribute is not None
     )
     if not heads:
-        raise ScoreModelError(
-            f"bundle {path}: expected at least one head with an attribute, "
-            f"found heads {[h.name for h in manifest.heads]} (a base model?)"
-        )
+        raise ScoreModelError(f"bundle {path}: expected at least one head with an attribute, found heads {[h.name for h in manifest.heads]} (a base model?)")
     return BundlePayload(
         name=bundle_name(path),
         source=source or str(path),
@@ -265,17 +255,11 @@ def check_payloads(payloads: Sequence[BundlePayload], store_size: int | None = N
     shas: dict[str, str] = {}
     for p in payloads:
         if p.params_sha256 in shas:
-            raise ScoreModelError(
-                f"bundle {p.source} is the same model as {shas[p.params_sha256]} "
-                f"(params sha256 {p.params_sha256[:12]}); expected each model once"
-            )
+            raise ScoreModelError(f"bundle {p.source} is the same model as {shas[p.params_sha256]} (params sha256 {p.params_sha256[:12]}); expected each model once")
         shas[p.params_sha256] = p.source
         for h in p.heads:
             if h.attribute in seen:
-                raise ScoreModelError(
-                    f"attribute {h.attribute!r} is predicted by {seen[h.attribute]} and by {p.source} "
-                    f"(head {h.name}); expected one model per attribute"
-                )
+                raise ScoreModelError(f"attribute {h.attribute!r} is predicted by {seen[h.attribute]} and by {p.source} (head {h.name}); expected one model per attribute")
             seen[h.attribute] = f"{p.source} (head {h.name})"
     return list(seen)
 
@@ -329,10 +313,10 @@ def cached_bundle(payload: BundlePayload) -> "Bundle":
 
 
 def cached_predictor(payload: BundlePayload, batch_size: int, ctx: "mx.Context | None" = None) -> "Predictor":
-    """The process's bound :class:`~softlines_attr.model.predictor.Predictor` per (model, context, batch size)."""
-    import mxnet as mx
-
+    """The process's bound :class:`Predictor` for (model, context, batch size), built on first use."""
     from softlines_attr.model.predictor import Predictor
+
+    import mxnet as mx
 
     ctx = ctx or mx.cpu()
     key = (payload.params_sha256, str(ctx), int(batch_size))

@@ -12,7 +12,7 @@ Runs inside ``mapInArrow``. Per task:
    Decoding is the shared :func:`~softlines_attr.images.load_image` (once per image) and
    :func:`~softlines_attr.images.to_network_input` once per distinct preprocessing (input size, mean,
    std, region) among the bundles that score the row.
-4. Forward: per bundle, the rows that need it, through its bound :class:`~softlines_attr.score.models.Predictor`.
+4. Forward: per bundle, the rows that need it, through its bound :class:`~softlines_attr.model.predictor.Predictor`.
 
 Output rows have :data:`TASK_DDL`: ``kind`` is ``attr`` (one per asin and attribute), ``error`` (one
 per row that could not be scored) or ``stats`` (one per task, JSON in ``message``).
