@@ -41,7 +41,7 @@ def _bundle(bundle_dir: Path):
 
 
 def _direct(bundle_dir: Path, uri: str, conf) -> dict[str, np.ndarray]:
-    """In-process forward of one image with Bundle.predict (its own bind), the same shared decode."""
+    """In-process forward of one image with a Predictor of its own (its own bind), the same shared decode."""
     bundle = _bundle(bundle_dir)
     m = bundle.manifest
     img = load_image(Path(uri).read_bytes(), size=conf.images.store_size, mode=conf.images.resize_mode, max_pixels=conf.images.max_pixels)
