@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 from softlines_attr.config import load_config
 from softlines_attr.images import load_image, to_network_input
 from softlines_attr.model.bundle import load_bundle
+from softlines_attr.model.predictor import Predictor
 from softlines_attr.score import ScoreJob, run_score_job
 from test_score_helpers import HEMLINE, SIZE, make_bundle, write_catalog
 from test_shard_helpers import write_images
@@ -46,12 +47,12 @@ def test_scoring_uses_the_bundles_preprocessing_not_the_confs(spark, tmp_path: P
     changed = 0
     for i, uri in enumerate(uris):
         data = Path(uri).read_bytes()
-        expected = bundle.predict(prep.network_input(data, max_pixels=400000)[None])["hemline"][0]
+        expected = Predictor(bundle, 1).predict(prep.network_input(data, max_pixels=400000)[None])["hemline"][0]
         got = {t["value"]: t["probability"] for t in rows[f"A{i}"]["top_k"]}
         for cls, p in got.items():
             assert abs(p - float(expected[HEMLINE.index(cls)])) < 1e-4, (uri, cls, p, expected)
         # what the old code fed the network: the conf's decode (256 px shorter side), then the bundle's crop
         conf_img = load_image(data, size=256, mode="shorter_side", max_pixels=400000)
-        old = bundle.predict(to_network_input(conf_img, input_size=SIZE, mean=prep.mean, std=prep.std)[None])["hemline"][0]
+        old = Predictor(bundle, 1).predict(to_network_input(conf_img, input_size=SIZE, mean=prep.mean, std=prep.std)[None])["hemline"][0]
         changed += int(not np.allclose(old, expected, atol=1e-4))
     assert changed == len(uris)  # the two preprocessings really differ on every image

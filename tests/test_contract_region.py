@@ -17,7 +17,7 @@ from softlines_attr.model.manifest import Head
 from softlines_attr.model.data import RegionRecordIter, record_iter, training_region
 from softlines_attr.model.errors import TrainInputError
 from softlines_attr.model.evaluate import evaluate_bundle
-from softlines_attr.model.predictor import network_input, read_records
+from softlines_attr.model.predictor import Predictor, network_input, read_records
 from softlines_attr.model.inception_bn import DATA_NAME, classification_head, inception_bn_features
 from softlines_attr.train_config import TrainConfig
 from softlines_attr.shard.contract import ShardSetWriter, read_shard_set
@@ -108,7 +108,7 @@ def test_an_upper_region_model_trains_and_evaluates_on_its_view(neck_shards: Pat
     assert bundle.manifest.preprocessing.region == "upper"
     ev = evaluate_bundle(bundle, shards, c.evaluate, threads=1)
     views = np.stack([bundle.manifest.preprocessing.network_input(jpeg, 1 << 20) for _, jpeg in read_records(shards.val)])
-    predicted = bundle.predict(views)["neck_style"].argmax(axis=1)
+    predicted = Predictor(bundle, len(views)).predict(views)["neck_style"].argmax(axis=1)
     truth = np.array([i % 2 for i in range(10)])
     expected = np.zeros((len(NECKS), len(NECKS)), int)
     np.add.at(expected, (truth, predicted), 1)

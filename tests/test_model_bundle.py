@@ -14,8 +14,9 @@ from softlines_attr.config import ImageConfig, PipelineConfig
 from softlines_attr.errors import SoftlinesAttrError
 from softlines_attr.model.bundle import load_bundle, save_bundle
 from softlines_attr.model.manifest import MANIFEST_FILE, PARAMS_FILE, SYMBOL_FILE, Head, Preprocessing, VocabularyRef, read_manifest, sha256_file, update_manifest, upgrade_manifest
-from softlines_attr.model.errors import BundleError, BundleIntegrityError
+from softlines_attr.model.errors import BundleError, BundleIntegrityError, PredictorError
 from softlines_attr.model.inception_bn import inception_bn
+from softlines_attr.model.predictor import Predictor
 
 SIZE = 48
 CLASSES = ("mini", "knee_length", "midi", "maxi", "high_low")
@@ -60,7 +61,7 @@ def test_round_trip_gives_the_same_outputs(tmp_path: Path, trained, images: Imag
           metrics={"accuracy": 0.5}, thresholds={"hemline": 0.7})
 
     bundle = load_bundle(tmp_path / "b")
-    after = bundle.predict(x)["hemline"]
+    after = Predictor(bundle, len(x)).predict(x)["hemline"]
     np.testing.assert_allclose(after, before, rtol=1e-5, atol=1e-6)
     assert not np.allclose(before, before[0])  # outputs really depend on the input
 
@@ -204,3 +205,21 @@ def test_bad_manifest_json_and_format_version_are_refused(tmp_path: Path, traine
     manifest.write_text("{not json")
     with pytest.raises(BundleError, match="not valid JSON"):
         load_bundle(tmp_path / "b")
+
+
+def test_predictor_of_a_training_network_equals_its_saved_bundle(tmp_path: Path, trained, images: ImageConfig) -> None:
+    """Training validation predicts with Predictor.for_network: the same outputs as the bundle saved from the module."""
+    mod, sym, x = trained
+    _save(tmp_path / "b", trained, images)
+    bundle = load_bundle(tmp_path / "b")
+    saved = Predictor(bundle, len(x)).predict(x)["hemline"]
+    arg, aux = mod.get_params()
+    live = Predictor.for_network(sym, bundle.manifest.heads, (3, SIZE, SIZE), arg, aux, batch_size=3, ctx=mx.cpu())
+    np.testing.assert_allclose(live.predict(x)["hemline"], saved, rtol=1e-5, atol=1e-6)  # 4 = 3 + 1 (padded)
+    # a data iterator's last batch is padded: predict_iter drops the padding, of the labels too
+    it = mx.io.NDArrayIter(x[:3], np.arange(3, dtype=np.float32), batch_size=2, last_batch_handle="pad")
+    labels, probs = live.predict_iter(it)
+    np.testing.assert_array_equal(labels[0], [0, 1, 2])
+    np.testing.assert_allclose(probs["hemline"], saved[:3], rtol=1e-5, atol=1e-6)
+    with pytest.raises(PredictorError, match="expected batch_size >= 1, found 0"):
+        Predictor(bundle, 0)

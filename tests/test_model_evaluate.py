@@ -22,6 +22,7 @@ from softlines_attr.model.evaluation import Evaluation, evaluate_head, evaluatio
 from softlines_attr.model.metrics import average_per_class_accuracy, confusion_matrix, per_class_table, top_k_accuracy
 from softlines_attr.model.thresholds import CurvePoint, choose_abstain_threshold, precision_coverage, threshold_grid
 from softlines_attr.model.inception_bn import DATA_NAME, classification_head, inception_bn_features
+from softlines_attr.model.predictor import Predictor
 from softlines_attr.model.report import confusion_png, render_html, render_markdown
 from softlines_attr.model.train import train
 from softlines_attr.train_config import TrainConfig
@@ -200,10 +201,10 @@ def test_evaluate_command_end_to_end(trained: tuple[Path, Path], capsys: pytest.
     assert data["shards"]["split"] == "val" and data["shards"]["records"] == 32 and data["shards"]["mode"] == "refine"
     h = data["heads"]["hemline"]
 
-    # independently: the same images through bundle.predict, metrics with plain numpy
+    # independently: the same images through a Predictor of their own, metrics with plain numpy
     bundle = load_bundle(model)
     labels, images = _decode_val(shards, bundle)
-    probs = bundle.predict(images)["hemline"]
+    probs = Predictor(bundle, len(images)).predict(images)["hemline"]
     predicted = probs.argmax(axis=1)
     assert h["records"] == 32 and h["accuracy"] == float(np.mean(predicted == labels))
     assert h["accuracy"] > 0.5, h["accuracy"]  # chance is 1/3 (three colours)
@@ -342,7 +343,7 @@ def test_multi_head_bundle_on_multi_shards_skips_missing_tags(tmp_path: Path, co
         arr = np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB"), dtype=np.float32)
         top, left = (arr.shape[0] - INPUT) // 2, (arr.shape[1] - INPUT) // 2
         images.append(((arr[top:top + INPUT, left:left + INPUT] - np.asarray(conf.images.mean, np.float32)) / np.asarray(conf.images.std, np.float32)).transpose(2, 0, 1))
-    probs = bundle.predict(np.stack(images))
+    probs = Predictor(bundle, len(images)).predict(np.stack(images))
     for column, h in enumerate(ev.heads):
         truth = np.array([t[column] for t in tags])
         tagged = truth >= 0

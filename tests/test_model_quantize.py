@@ -12,6 +12,7 @@ import pytest
 from softlines_attr.cli import main
 from softlines_attr.config import PipelineConfig
 from softlines_attr.model.bundle import Bundle, load_bundle
+from softlines_attr.model.predictor import Predictor
 from softlines_attr.model.quantize import QuantizeError, calibration_images, quantize_bundle
 from softlines_attr.model.train import train
 from softlines_attr.train_config import TrainConfig
@@ -52,8 +53,8 @@ def test_quantize_command_writes_an_int8_bundle_that_agrees_with_fp32(
     assert any("quantize" in op for op in ops), ops  # the graph really is quantised
 
     images = calibration_images(read_shard_set(shards).val, fp32.manifest, conf.images, limit=32)
-    p32 = fp32.predict(images)["hemline"]
-    p8 = int8.predict(images)["hemline"]
+    p32 = Predictor(fp32, len(images)).predict(images)["hemline"]
+    p8 = Predictor(int8, len(images)).predict(images)["hemline"]
     assert p8.shape == p32.shape == (32, 5)
     np.testing.assert_allclose(p8.sum(axis=1), 1.0, atol=1e-3)
     assert np.abs(p8 - p32).max() < 0.15

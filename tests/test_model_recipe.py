@@ -18,6 +18,7 @@ from softlines_attr.model.errors import TrainInputError
 from softlines_attr.model.losses import multi_hot_softmax_head
 from softlines_attr.model.metrics import title_word_metrics
 from softlines_attr.model.optim import lr_scheduler, no_decay_names
+from softlines_attr.model.predictor import Predictor
 from softlines_attr.model.inception_bn import inception_bn_features
 from softlines_attr.model.network import prior_biases, resolve_loss
 from softlines_attr.model.train import HISTORY_FILE, train
@@ -132,7 +133,7 @@ def test_base_model_with_softmax_over_the_title_words_learns_and_logs_the_truth_
     # one of three colours per image plus 'dress' everywhere: the priors give 'dress' AP 1 and each colour about 1/3
     assert last["val_map"] > 0.9 and last["val_prior_map"] < 0.75 and last["val_distinct_top1"] >= 2, last  # priors only: 1
     assert manifest.metrics["val_map"] == last["val_map"]
-    probs = load_bundle(tmp_path / "model" / "bundle").predict(np.zeros((2, 3, 32, 32), np.float32))["base"]
+    probs = Predictor(load_bundle(tmp_path / "model" / "bundle"), 2).predict(np.zeros((2, 3, 32, 32), np.float32))["base"]
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
     progress = [r.getMessage() for r in caplog.records if "batch 2/" in r.getMessage()]
     assert progress and "images/s" in progress[0] and "loss" in progress[0]

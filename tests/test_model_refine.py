@@ -11,6 +11,7 @@ import pytest
 
 from softlines_attr.config import PipelineConfig
 from softlines_attr.model.bundle import Bundle, load_bundle
+from softlines_attr.model.predictor import Predictor
 from softlines_attr.model.refine import backbone_names, backbone_params, base_model_ref, refine_network
 from softlines_attr.model.train import train
 from softlines_attr.train_config import TrainConfig
@@ -111,7 +112,7 @@ def test_refine_command_from_a_base_and_from_scratch(tmp_path: Path, base: Bundl
     # the class weights it was trained with are kept, unchanged by training (three colours used of five classes)
     weights = refined.arg_params["hemline_class_weight"].asnumpy()
     assert weights.shape == (5,) and (weights[:3] > 0).all() and (weights[3:] == 0).all()
-    probs = refined.predict(np.zeros((2, 3, 32, 32), np.float32))["hemline"]
+    probs = Predictor(refined, 2).predict(np.zeros((2, 3, 32, 32), np.float32))["hemline"]
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
 
     assert main(_refine_cli("--base", "none", "--shards", str(refine_shards), "--attribute", "hemline", "--out", str(tmp_path / "scratch"))) == 0
@@ -195,7 +196,7 @@ def test_multi_head_model_from_a_base_learns_every_tagged_attribute(tmp_path: Pa
     # chance: 1/3 (three classes used); the untagged columns have no val records
     assert m["val_hemline_accuracy"] > 0.9 and m["val_neck_style_accuracy"] > 0.9, m
     assert m["val_hemline_records"] == 32 and 0 < m["val_neck_style_records"] < 32 and m["val_pattern_records"] == 0
-    probs = bundle.predict(np.zeros((2, 3, 32, 32), np.float32))
+    probs = Predictor(bundle, 2).predict(np.zeros((2, 3, 32, 32), np.float32))
     assert list(probs) == list(attributes)
     for name, p in probs.items():
         np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-5, err_msg=name)

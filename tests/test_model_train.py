@@ -14,6 +14,7 @@ from PIL import Image
 
 from softlines_attr.config import PipelineConfig, load_config
 from softlines_attr.model.bundle import load_bundle
+from softlines_attr.model.predictor import Predictor
 from softlines_attr.model.errors import TrainInputError
 from softlines_attr.model.train import train
 from softlines_attr.train_config import TrainConfig
@@ -114,7 +115,7 @@ def test_refine_shards_train_a_softmax_head_named_after_the_attribute(tmp_path: 
     assert head.classes == conf.taxonomy.attribute("hemline").classes
     assert manifest.vocabulary is None
     assert manifest.metrics["val_accuracy"] > 0.9, manifest.metrics  # chance: 1/3 (three classes used)
-    probs = load_bundle(tmp_path / "model" / "bundle").predict(np.zeros((2, 3, 32, 32), np.float32))["hemline"]
+    probs = Predictor(load_bundle(tmp_path / "model" / "bundle"), 2).predict(np.zeros((2, 3, 32, 32), np.float32))["hemline"]
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
 
 

@@ -17,6 +17,7 @@ from softlines_attr.errors import InputSchemaError, SoftlinesAttrError
 from softlines_attr.images import load_image, to_network_input
 from softlines_attr.io.commit import POINTER_FILE, OutputLocationError, resolve_current
 from softlines_attr.model.bundle import load_bundle
+from softlines_attr.model.predictor import Predictor
 from softlines_attr.score import ScoreJob, run_score_job
 from softlines_attr.score.errors import ScoreInputError
 from softlines_attr.score.schema import columns, schema_version
@@ -40,12 +41,12 @@ def _bundle(bundle_dir: Path):
 
 
 def _direct(bundle_dir: Path, uri: str, conf) -> dict[str, np.ndarray]:
-    """In-process forward of one image with Bundle.predict (its own bind), the same shared decode."""
+    """In-process forward of one image with a Predictor of its own (its own bind), the same shared decode."""
     bundle = _bundle(bundle_dir)
     m = bundle.manifest
     img = load_image(Path(uri).read_bytes(), size=conf.images.store_size, mode=conf.images.resize_mode, max_pixels=conf.images.max_pixels)
     x = to_network_input(img, input_size=m.input_shape[1], mean=m.mean, std=m.std, region=m.region)
-    return {k: v[0] for k, v in bundle.predict(x[None]).items()}
+    return {k: v[0] for k, v in Predictor(bundle, 1).predict(x[None]).items()}
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Scoring models: the bound Predictor against Bundle.predict, bundles as bytes, the per-process cache, --models folders."""
+"""Scoring models: the bound Predictor against one plain bind, bundles as bytes, the per-process cache, --models folders."""
 
 from __future__ import annotations
 
@@ -7,13 +7,15 @@ import shutil
 from pathlib import Path
 
 import boto3
+import mxnet as mx
 import numpy as np
 import pytest
 
-from softlines_attr.model.bundle import load_bundle
-from softlines_attr.model.errors import BundleIntegrityError
+from softlines_attr.model.bundle import Bundle, load_bundle
+from softlines_attr.model.errors import BundleIntegrityError, PredictorError
+from softlines_attr.model.inception_bn import DATA_NAME
 from softlines_attr.score.errors import ScoreInputError, ScoreModelError
-from softlines_attr.model.predictor import Predictor, PredictorError
+from softlines_attr.model.predictor import Predictor
 from softlines_attr.score.models import bundle_from_payload, cached_bundle, cached_predictor, check_payloads, process_load_counts, read_payload, resolve_model_dirs
 from softlines_attr.score.task import top_k_rows
 from test_score_helpers import HEMLINE, PATTERN, SLEEVE, SIZE, make_bundle, score_conf
@@ -28,11 +30,20 @@ def bundles(tmp_path_factory):
     return {"root": root, "conf": conf, "hem": hem, "multi": multi}
 
 
-def test_predictor_equals_bundle_predict_with_padding_and_chunks(bundles) -> None:
+def _bind_once(bundle: Bundle, batch: np.ndarray) -> dict[str, np.ndarray]:
+    """The reference: the bundle's inference symbol bound once for exactly this batch (no padding, no chunks)."""
+    sym = bundle.inference_symbol()
+    args = {name: arr for name, arr in bundle.arg_params.items() if name in sym.list_arguments()}
+    args[DATA_NAME] = mx.nd.array(batch)
+    exe = sym.bind(mx.cpu(), args=args, aux_states=dict(bundle.aux_params), grad_req="null")
+    return {h.name: out.asnumpy() for h, out in zip(bundle.manifest.heads, exe.forward(is_train=False))}
+
+
+def test_predictor_equals_one_plain_bind_with_padding_and_chunks(bundles) -> None:
     x = np.random.default_rng(0).normal(size=(11, 3, SIZE, SIZE)).astype(np.float32)
     for path in (bundles["hem"], bundles["multi"]):
         bundle = load_bundle(path)
-        direct = bundle.predict(x)
+        direct = _bind_once(bundle, x)
         pred = Predictor(bundle, batch_size=4)  # 11 = 4 + 4 + 3 (padded)
         for _ in range(2):  # reused across calls
             got = pred.predict(x)

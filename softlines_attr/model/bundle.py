@@ -9,7 +9,9 @@ Layout (format version 2)::
                             metrics, thresholds, MXNet version, the sha256 of every other file of the
                             bundle, and ``manifest_sha256``: the sha256 of the manifest itself
 
-No pickle anywhere: the parameters are MXNet's own NDArray file format, the rest is JSON.
+No pickle anywhere: the parameters are MXNet's own NDArray file format, the rest is JSON. The
+manifest's types, reading and rewriting are :mod:`softlines_attr.model.manifest`; a loaded
+:class:`Bundle` runs through :class:`softlines_attr.model.predictor.Predictor`.
 :func:`load_bundle` verifies every checksum before it parses a file and refuses a bundle whose
 files are missing or changed, or whose manifest was edited (:class:`BundleIntegrityError`, naming
 the file), or whose parameters do not fit its symbol (:class:`BundleError`). The manifest is
@@ -38,7 +40,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import mxnet as mx
-import numpy as np
 
 from softlines_attr.config import ImageConfig
 from softlines_attr.model.errors import BundleError
@@ -82,26 +83,6 @@ class Bundle:
             return self.symbol
         return inference_symbol(self.symbol, self.manifest.heads)
 
-    def predict(self, batch: np.ndarray, ctx: mx.Context | None = None) -> dict[str, np.ndarray]:
-        """Class probabilities of a preprocessed batch (N, C, H, W), per head name (inference mode BN).
-
-        One call binds a :class:`~softlines_attr.model.predictor.Predictor` for this batch; bind one
-        yourself to run many batches.
-
-        Args:
-            batch: Float32 network input, as :func:`softlines_attr.images.tensor.to_network_input` makes.
-            ctx: The MXNet context; CPU by default.
-
-        Returns:
-            head name -> array (N, classes).
-        """
-        batch = np.asarray(batch, dtype=np.float32)
-        if batch.ndim != 4 or batch.shape[1:] != self.manifest.input_shape:
-            raise BundleError(f"predict: expected a batch of shape (N, {', '.join(map(str, self.manifest.input_shape))}), found {batch.shape}")
-        from softlines_attr.model.predictor import Predictor  # the one forward pass (bundle.py is below it)
-
-        return Predictor(self, max(1, batch.shape[0]), ctx).predict(batch)
-
 
 def inference_symbol(symbol: mx.sym.Symbol, heads: Sequence[Head]) -> mx.sym.Symbol:
     """Cut ``symbol`` at each head's ``fc_<name>`` and apply its softmax or sigmoid; grouped in head order."""
@@ -113,7 +94,11 @@ def inference_symbol(symbol: mx.sym.Symbol, heads: Sequence[Head]) -> mx.sym.Sym
         if key not in names:
             raise BundleError(f"head {h.name!r}: expected a layer fc_{h.name} in the symbol, found none")
         fc = internals[key]
-        outs.append(mx.sym.sigmoid(fc, name=f"{h.name}_prob") if h.multi_label else mx.sym.softmax(fc, axis=1, name=f"{h.name}_prob"))
+        outs.append(
+            mx.sym.sigmoid(fc, name=f"{h.name}_prob")
+            if h.multi_label
+            else mx.sym.softmax(fc, axis=1, name=f"{h.name}_prob")
+        )
     return outs[0] if len(outs) == 1 else mx.sym.Group(outs)
 
 
@@ -138,31 +123,43 @@ def check_params(
         arg_shapes, out_shapes, aux_shapes = symbol.infer_shape_partial(**{DATA_NAME: data_shape})
     except mx.base.MXNetError as exc:
         raise BundleError(f"the symbol does not accept input {data_shape}: {str(exc).splitlines()[0]}") from exc
-    expected_args = {n: tuple(s) for n, s in zip(symbol.list_arguments(), arg_shapes) if n != DATA_NAME and not n.endswith("_label")}
+    expected_args = {
+        n: tuple(s) for n, s in zip(symbol.list_arguments(), arg_shapes) if n != DATA_NAME and not n.endswith("_label")
+    }
     expected_aux = {n: tuple(s) for n, s in zip(symbol.list_auxiliary_states(), aux_shapes)}
     for kind, expected, found in (("arg", expected_args, arg_params), ("aux", expected_aux, aux_params)):
         missing = sorted(set(expected) - set(found))
         if missing:
-            raise BundleError(f"{kind} parameter {missing[0]!r} of the symbol is missing from the parameters ({len(missing)} missing)")
+            raise BundleError(
+                f"{kind} parameter {missing[0]!r} of the symbol is missing from the parameters ({len(missing)} missing)"
+            )
         extra = sorted(set(found) - set(expected))
         if extra:
             raise BundleError(f"{kind} parameter {extra[0]!r} is not used by the symbol ({len(extra)} unused)")
         for name, shape in expected.items():
             if tuple(found[name].shape) != shape:
-                raise BundleError(f"{kind} parameter {name!r}: expected shape {shape}, found {tuple(found[name].shape)}")
+                raise BundleError(
+                    f"{kind} parameter {name!r}: expected shape {shape}, found {tuple(found[name].shape)}"
+                )
     if precision == "int8":
         if len(out_shapes) != len(heads):
             raise BundleError(f"the INT8 symbol has {len(out_shapes)} outputs; expected one per head ({len(heads)})")
         for h, shape in zip(heads, out_shapes):
             if tuple(shape) != (1, len(h.classes)):
-                raise BundleError(f"head {h.name!r}: the INT8 output has shape {tuple(shape)}; expected (1, {len(h.classes)}) for its classes")
+                raise BundleError(
+                    f"head {h.name!r}: the INT8 output has shape {tuple(shape)}; "
+                    f"expected (1, {len(h.classes)}) for its classes"
+                )
         return
     for h in heads:
         weight = arg_params.get(f"fc_{h.name}_weight")
         if weight is None:
             raise BundleError(f"head {h.name!r}: expected parameter fc_{h.name}_weight, found none")
         if weight.shape[0] != len(h.classes):
-            raise BundleError(f"head {h.name!r}: fc_{h.name} has {weight.shape[0]} outputs but the head lists {len(h.classes)} classes")
+            raise BundleError(
+                f"head {h.name!r}: fc_{h.name} has {weight.shape[0]} outputs "
+                f"but the head lists {len(h.classes)} classes"
+            )
 
 
 def save_bundle(
@@ -215,9 +212,12 @@ def save_bundle(
         raise BundleError(f"bundle folder {path} already exists; expected a new path (or overwrite=True)")
     if not heads:
         raise BundleError("save_bundle: expected at least one head, found none")
-    if (images is None) == (preprocessing is None):
-        raise BundleError("save_bundle: expected exactly one of images= (an ImageConfig) or preprocessing=, found " + ("both" if images is not None else "neither"))
-    prep = preprocessing if preprocessing is not None else Preprocessing.from_images(images, region)  # type: ignore[arg-type]
+    prep = Preprocessing.from_images(images, region) if images is not None else preprocessing
+    if prep is None or (images is not None and preprocessing is not None):
+        raise BundleError(
+            "save_bundle: expected exactly one of images= (an ImageConfig) or preprocessing=, found "
+            + ("both" if images is not None else "neither")
+        )
     prep.check("save_bundle")
     input_shape = prep.input_shape
     arg = {k: v.as_in_context(mx.cpu()) for k, v in arg_params.items()}
@@ -229,7 +229,10 @@ def save_bundle(
     staging.mkdir()
     try:
         (staging / SYMBOL_FILE).write_text(symbol.tojson(), encoding="utf-8")
-        mx.nd.save(str(staging / PARAMS_FILE), {**{f"arg:{k}": v for k, v in arg.items()}, **{f"aux:{k}": v for k, v in aux.items()}})
+        mx.nd.save(
+            str(staging / PARAMS_FILE),
+            {**{f"arg:{k}": v for k, v in arg.items()}, **{f"aux:{k}": v for k, v in aux.items()}},
+        )
         manifest = Manifest(
             format_version=FORMAT_VERSION,
             heads=tuple(heads),
@@ -286,13 +289,19 @@ def load_bundle(path: str | Path) -> Bundle:
     try:
         symbol = mx.sym.load_json((path / SYMBOL_FILE).read_text(encoding="utf-8"))
     except mx.base.MXNetError as exc:
-        raise BundleError(f"bundle {path}: file {SYMBOL_FILE} is not an MXNet symbol: {str(exc).splitlines()[0]}") from exc
+        raise BundleError(
+            f"bundle {path}: file {SYMBOL_FILE} is not an MXNet symbol: {str(exc).splitlines()[0]}"
+        ) from exc
     try:
         loaded = mx.nd.load(str(path / PARAMS_FILE))
     except mx.base.MXNetError as exc:
-        raise BundleError(f"bundle {path}: file {PARAMS_FILE} is not an MXNet parameter file: {str(exc).splitlines()[0]}") from exc
+        raise BundleError(
+            f"bundle {path}: file {PARAMS_FILE} is not an MXNet parameter file: {str(exc).splitlines()[0]}"
+        ) from exc
     if not isinstance(loaded, dict):
-        raise BundleError(f"bundle {path}: file {PARAMS_FILE}: expected named arrays (arg:NAME, aux:NAME), found a list")
+        raise BundleError(
+            f"bundle {path}: file {PARAMS_FILE}: expected named arrays (arg:NAME, aux:NAME), found a list"
+        )
     arg_params = {k[4:]: v for k, v in loaded.items() if k.startswith("arg:")}
     aux_params = {k[4:]: v for k, v in loaded.items() if k.startswith("aux:")}
     odd = sorted(k for k in loaded if not k.startswith(("arg:", "aux:")))

@@ -65,20 +65,18 @@ def average_precision(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
     return ap
 
 
-def mean_class_accuracy(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Average per-class accuracy of top-1 predictions (:func:`average_per_class_accuracy` over the
-    classes present in ``labels``); labels < 0 (no tag) are skipped; 0.0 when none is left."""
-    y = np.asarray(labels).reshape(-1).astype(np.int64)
-    scores = np.asarray(scores)
-    keep = y >= 0
-    if not keep.any():
-        return 0.0
-    confusion = confusion_matrix(y[keep], np.argmax(scores[keep], axis=1), scores.shape[1])
-    return average_per_class_accuracy(per_class_table(confusion, [str(i) for i in range(scores.shape[1])]))[0]
+def split_metrics(
+    labels: np.ndarray, scores: np.ndarray, *, multi_label: bool, prefix: str = "val_"
+) -> dict[str, float]:
+    """Metrics of a whole split: mAP and precision at 1 (multi-label), or accuracy and average per-class accuracy.
 
+    Single-label: labels < 0 (multi shards: no tag for this attribute) are skipped; the keys are
+    ``accuracy`` (:func:`accuracy`), ``mean_class_accuracy`` (:func:`average_per_class_accuracy`, the
+    number ``evaluate`` reports as ``average_per_class_accuracy``) and ``records``.
 
-def split_metrics(labels: np.ndarray, scores: np.ndarray, *, multi_label: bool, prefix: str = "val_") -> dict[str, float]:
-    """Metrics of a whole split: mAP and precision at 1 (multi-label), or accuracy (single label)."""
+    Raises:
+        ClassMismatchError: a single label outside the scores' classes.
+    """
     if multi_label:
         ap = average_precision(labels, scores)
         return {
@@ -87,21 +85,28 @@ def split_metrics(labels: np.ndarray, scores: np.ndarray, *, multi_label: bool, 
             f"{prefix}records": float(len(labels)),
         }
     y = labels.reshape(-1).astype(np.int64)
-    keep = y >= 0  # multi shards: -1 = no tag for this attribute
+    keep = y >= 0
     y, scores = y[keep], scores[keep]
-    accuracy = float(np.mean(np.argmax(scores, axis=1) == y)) if len(y) else 0.0
-    return {f"{prefix}accuracy": accuracy, f"{prefix}mean_class_accuracy": mean_class_accuracy(y, scores), f"{prefix}records": float(len(y))}
+    classes = scores.shape[1]
+    confusion = confusion_matrix(y, np.argmax(scores, axis=1), classes)
+    mean_class, _ = average_per_class_accuracy(per_class_table(confusion, [str(c) for c in range(classes)]))
+    return {
+        f"{prefix}accuracy": accuracy(confusion),
+        f"{prefix}mean_class_accuracy": mean_class,
+        f"{prefix}records": float(len(y)),
+    }
 
 
 def train_metric(multi_label: bool) -> mx.metric.EvalMetric:
+    """The running train metric: precision at 1 for multi-hot targets, else :class:`HeadsAccuracy`."""
     if multi_label:
         return mx.metric.CustomMetric(precision_at_1, name="precision_at_1", allow_extra_outputs=True)
     return HeadsAccuracy()
 
 
-
-
-def title_word_metrics(labels: np.ndarray, scores: np.ndarray, prior: np.ndarray, *, top_words: int = 10, prefix: str = "val_") -> dict[str, float]:
+def title_word_metrics(
+    labels: np.ndarray, scores: np.ndarray, prior: np.ndarray, *, top_words: int = 10, prefix: str = "val_"
+) -> dict[str, float]:
     """What a base model on title words has learned, beside what the label priors alone give.
 
     Args:
@@ -221,7 +226,9 @@ def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, num_classes: int
     for name, values in (("label", labels), ("prediction", predicted)):
         if values.size and (values.min() < 0 or values.max() >= num_classes):
             bad = int(values.min() if values.min() < 0 else values.max())
-            raise ClassMismatchError(f"a {name} is class index {bad}; expected indices 0..{num_classes - 1} ({num_classes} classes)")
+            raise ClassMismatchError(
+                f"a {name} is class index {bad}; expected indices 0..{num_classes - 1} ({num_classes} classes)"
+            )
     flat = np.bincount(labels * num_classes + predicted, minlength=num_classes * num_classes)
     return flat.reshape(num_classes, num_classes)
 
@@ -251,7 +258,11 @@ def per_class_table(confusion: np.ndarray, classes: Sequence[str]) -> tuple[Clas
 
 
 def average_per_class_accuracy(rows: Sequence[ClassRow]) -> tuple[float, int]:
-    """The mean per-class accuracy over the classes with support, and how many classes that is."""
+    """The mean per-class accuracy over the classes with support, and how many classes that is.
+
+    The paper's "average per-class accuracy": the mean recall over the classes present. Training logs
+    it as ``val_mean_class_accuracy`` (:func:`split_metrics`), ``evaluate`` as ``average_per_class_accuracy``.
+    """
     values = [r.accuracy for r in rows if r.accuracy is not None]
     return (float(np.mean(values)) if values else 0.0), len(values)
 

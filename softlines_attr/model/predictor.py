@@ -1,25 +1,30 @@
-"""The one forward pass of a bundle: :class:`Predictor`, and records of shards through it.
+"""The one forward pass of a model: :class:`Predictor`, and records of shards through it.
 
-:class:`Predictor` binds a bundle's inference network once at a fixed batch shape (padding a short
-batch, splitting a long one; INT8 bundles with their own dtypes) and is what everything that runs
-a bundle uses: the scoring job (one per process and model, :mod:`softlines_attr.score.models`),
+:class:`Predictor` binds a network's inference symbol once at a fixed batch shape (padding a short
+batch with zeros, splitting a long one; INT8 bundles with their own dtypes) and is what everything
+that runs a model uses: the scoring job (one per process and model, :mod:`softlines_attr.score.models`),
 ``evaluate`` and quantize's check (:func:`predict_records` over shard records, each through the
-bundle's own preprocessing), and :meth:`Bundle.predict`.
+bundle's own preprocessing), users of a loaded bundle (``Predictor(bundle, n).predict(x)``), and
+training's validation (:meth:`Predictor.for_network` on the module's current parameters, through
+:meth:`Predictor.predict_iter`). The network is per head the softmax or sigmoid of ``fc_<head>``
+(:func:`~softlines_attr.model.bundle.inference_symbol`; an INT8 bundle's graph as it is) with
+inference-mode BN, so each image's output does not depend on the other images of its batch.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import mxnet as mx
 import numpy as np
 
-from softlines_attr.model.bundle import Bundle
-from softlines_attr.model.errors import EvaluateInputError, ModelError
+from softlines_attr.model.bundle import Bundle, inference_symbol
+from softlines_attr.model.errors import EvaluateInputError, PredictorError
 from softlines_attr.model.inception_bn import DATA_NAME
+from softlines_attr.model.manifest import Head
 
 log = logging.getLogger(__name__)
 
@@ -27,57 +32,110 @@ log = logging.getLogger(__name__)
 RECORD_MAX_PIXELS = 1 << 26
 
 
-class PredictorError(ModelError):
-    """A batch the bound network cannot take (another image shape), or an unusable batch size."""
-
-
 class Predictor:
-    """A bundle's inference network bound once at a fixed batch shape, reused for every batch.
+    """A network's inference symbol bound once at a fixed batch shape, reused for every batch.
 
     Args:
         bundle: A loaded bundle.
         batch_size: The bound batch size; :meth:`predict` pads a shorter batch and splits a longer one.
         ctx: MXNet context (CPU by default).
 
+    Raises:
+        PredictorError: ``batch_size`` < 1.
+
     Example::
 
         pred = Predictor(load_bundle(path), batch_size=32)
-        probs = pred.predict(x)["hemline"]      # (N, classes), as Bundle.predict, without a bind per call
+        probs = pred.predict(x)["hemline"]      # (N, classes), x: float32 (N, 3, H, W) network inputs
     """
 
     def __init__(self, bundle: Bundle, batch_size: int, ctx: mx.Context | None = None) -> None:
+        m = bundle.manifest
+        self._bind(
+            bundle.inference_symbol(), m.heads, m.input_shape, bundle.arg_params, bundle.aux_params, batch_size, ctx
+        )
+
+    @classmethod
+    def for_network(
+        cls,
+        symbol: mx.sym.Symbol,
+        heads: Sequence[Head],
+        input_shape: Sequence[int],
+        arg_params: Mapping[str, mx.nd.NDArray],
+        aux_params: Mapping[str, mx.nd.NDArray],
+        *,
+        batch_size: int,
+        ctx: mx.Context | None = None,
+    ) -> Predictor:
+        """A predictor of a training symbol and parameters not (yet) saved as a bundle: training's validation.
+
+        The symbol is cut at each head's ``fc_<head>`` (:func:`~softlines_attr.model.bundle.inference_symbol`),
+        so it predicts what a bundle saved from them (:func:`~softlines_attr.model.bundle.save_bundle`) would.
+
+        Args:
+            symbol: The training symbol (with its loss outputs).
+            heads: Its heads, in output order.
+            input_shape: (3, H, W).
+            arg_params: Parameters by name (``Module.get_params()[0]``); names the cut symbol does not use
+                (loss constants) are ignored.
+            aux_params: Auxiliary states (BN moving mean and variance).
+            batch_size: The bound batch size.
+            ctx: MXNet context (CPU by default).
+        """
+        predictor = cls.__new__(cls)
+        predictor._bind(inference_symbol(symbol, heads), heads, input_shape, arg_params, aux_params, batch_size, ctx)
+        return predictor
+
+    def _bind(
+        self,
+        sym: mx.sym.Symbol,
+        heads: Sequence[Head],
+        input_shape: Sequence[int],
+        arg_params: Mapping[str, mx.nd.NDArray],
+        aux_params: Mapping[str, mx.nd.NDArray],
+        batch_size: int,
+        ctx: mx.Context | None,
+    ) -> None:
         if batch_size < 1:
             raise PredictorError(f"Predictor: expected batch_size >= 1, found {batch_size}")
-        self.bundle = bundle
         self.batch_size = int(batch_size)
         self.ctx = ctx or mx.cpu()
-        self.input_shape = tuple(bundle.manifest.input_shape)
-        self.heads = tuple(h.name for h in bundle.manifest.heads)
-        sym = bundle.inference_symbol()
+        self.input_shape = tuple(int(v) for v in input_shape)
+        self.heads = tuple(h.name for h in heads)
+        self._classes = {h.name: len(h.classes) for h in heads}
         # an INT8 bundle's quantised weights are int8 arrays: bind them with their own dtypes
-        types = {name: arr.dtype for name, arr in {**bundle.arg_params, **bundle.aux_params}.items()}
+        names = set(sym.list_arguments()) | set(sym.list_auxiliary_states())
+        types = {name: arr.dtype for name, arr in {**arg_params, **aux_params}.items() if name in names}
         types[DATA_NAME] = np.float32
-        self._exe = sym.simple_bind(self.ctx, grad_req="null", type_dict=types, **{DATA_NAME: (self.batch_size, *self.input_shape)})
+        shape = {DATA_NAME: (self.batch_size, *self.input_shape)}
+        self._exe = sym.simple_bind(self.ctx, grad_req="null", type_dict=types, **shape)
         for name, arr in self._exe.arg_dict.items():
             if name != DATA_NAME:
-                bundle.arg_params[name].copyto(arr)
+                arg_params[name].copyto(arr)
         for name, arr in self._exe.aux_dict.items():
-            bundle.aux_params[name].copyto(arr)
+            aux_params[name].copyto(arr)
         self._data = self._exe.arg_dict[DATA_NAME]
         self._pad = np.zeros((self.batch_size, *self.input_shape), dtype=np.float32)
 
     def predict(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """Class probabilities per head name for a float32 batch (N, 3, H, W), any N >= 0.
 
+        Args:
+            batch: Network inputs, as :meth:`softlines_attr.model.manifest.Preprocessing.network_input` makes.
+
+        Returns:
+            head name -> array (N, classes), in head order.
+
         Raises:
-            PredictorError: when the batch's image shape is not the bundle's input shape.
+            PredictorError: when the batch's image shape is not the network's input shape.
         """
         batch = np.asarray(batch, dtype=np.float32)
         if batch.ndim != 4 or tuple(batch.shape[1:]) != self.input_shape:
-            raise PredictorError(f"Predictor: expected a batch of shape (N, {', '.join(map(str, self.input_shape))}), found {batch.shape}")
+            expected = ", ".join(map(str, self.input_shape))
+            raise PredictorError(f"Predictor: expected a batch of shape (N, {expected}), found {batch.shape}")
         parts: dict[str, list[np.ndarray]] = {h: [] for h in self.heads}
         for start in range(0, batch.shape[0], self.batch_size):
-            chunk = batch[start:start + self.batch_size]
+            chunk = batch[start : start + self.batch_size]
             n = chunk.shape[0]
             if n == self.batch_size:
                 self._data[:] = chunk
@@ -88,8 +146,33 @@ class Predictor:
             outputs = self._exe.forward(is_train=False)
             for head, out in zip(self.heads, outputs):
                 parts[head].append(out.asnumpy()[:n])
-        classes = {h.name: len(h.classes) for h in self.bundle.manifest.heads}
-        return {h: np.concatenate(v) if v else np.zeros((0, classes[h]), dtype=np.float32) for h, v in parts.items()}
+        return {h: np.concatenate(v) if v else self._empty(h) for h, v in parts.items()}
+
+    def predict_iter(self, it: mx.io.DataIter) -> tuple[list[np.ndarray], dict[str, np.ndarray]]:
+        """Every record of ``it`` (reset first; batch padding dropped): its label arrays and per-head probabilities.
+
+        The forward pass gets the images only, so ``it`` may carry labels of another shape than the
+        network was trained with (base shards: multi-hot val labels for a model trained on the first word).
+
+        Returns:
+            (one array per label of the iterator, head name -> (N, classes) probabilities).
+        """
+        it.reset()
+        labels: list[list[np.ndarray]] = []
+        probs: dict[str, list[np.ndarray]] = {h: [] for h in self.heads}
+        for batch in it:
+            n = batch.data[0].shape[0] - (batch.pad or 0)
+            for name, values in self.predict(batch.data[0].asnumpy()[:n]).items():
+                probs[name].append(values)
+            labels = labels or [[] for _ in batch.label]
+            for i, label in enumerate(batch.label):
+                labels[i].append(label.asnumpy()[:n])
+        return [np.concatenate(x) for x in labels], {
+            h: np.concatenate(v) if v else self._empty(h) for h, v in probs.items()
+        }
+
+    def _empty(self, head: str) -> np.ndarray:
+        return np.zeros((0, self._classes[head]), dtype=np.float32)
 
 
 def read_records(paths: Sequence[Path]) -> Iterator[tuple[np.ndarray, bytes]]:
@@ -115,8 +198,6 @@ def network_input(image: bytes, bundle: Bundle) -> np.ndarray:
     (region), normalised with the manifest's mean and std: exactly what the scoring job feeds it.
     """
     return bundle.manifest.preprocessing.network_input(image, max_pixels=RECORD_MAX_PIXELS)
-
-
 
 
 def predict_records(
@@ -158,5 +239,7 @@ def predict_records(
         raise EvaluateInputError(f"no records in {[str(p) for p in paths]}; expected at least one to evaluate on")
     widths = {len(v) for v in labels}
     if len(widths) != 1:
-        raise EvaluateInputError(f"records of {[str(p) for p in paths]} carry labels of different widths {sorted(widths)}; expected one")
+        raise EvaluateInputError(
+            f"records of {[str(p) for p in paths]} carry labels of different widths {sorted(widths)}; expected one"
+        )
     return np.stack(labels), {name: np.concatenate(chunks) for name, chunks in probs.items()}

@@ -49,6 +49,7 @@ from softlines_attr.model.heads import shard_heads
 from softlines_attr.model.metrics import batch_cross_entropy, split_metrics, title_word_metrics, train_metric
 from softlines_attr.model.network import LossKind, build_network, loss_settings, prior_biases, resolve_loss, word_prior
 from softlines_attr.model.optim import lr_scheduler, no_decay_names
+from softlines_attr.model.predictor import Predictor
 from softlines_attr.model.refine import backbone_names, backbone_params, base_model_ref, freeze_batch_norm
 from softlines_attr.shard.contract import ShardSet, read_shard_set
 from softlines_attr.train_config import TrainConfig
@@ -59,31 +60,6 @@ log = logging.getLogger(__name__)
 
 HISTORY_FILE = "history.json"
 PRIOR_SAMPLE_RECORDS = 50_000  # train records read for the label priors (the heads' initial biases)
-
-
-def predict_split(mod: mx.mod.Module, it: mx.io.DataIter) -> tuple[np.ndarray, np.ndarray]:
-    """Labels and first-output scores of every record of ``it`` (batch padding removed)."""
-    labels, scores = predict_heads(mod, it, 1)
-    return labels[0], scores[0]
-
-
-def predict_heads(mod: mx.mod.Module, it: mx.io.DataIter, heads: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Per head, the labels and scores (the module's first ``heads`` outputs) of every record of ``it``.
-
-    The forward pass gets the images only, so ``it`` may carry labels of another shape than the
-    module was bound with (base shards: multi-hot val labels for a model trained on the first word).
-    """
-    it.reset()
-    labels: list[list[np.ndarray]] = [[] for _ in range(heads)]
-    scores: list[list[np.ndarray]] = [[] for _ in range(heads)]
-    for batch in it:
-        mod.forward(mx.io.DataBatch(data=batch.data, label=None, pad=batch.pad), is_train=False)
-        n = batch.data[0].shape[0] - (batch.pad or 0)
-        outputs = mod.get_outputs()
-        for i in range(heads):
-            scores[i].append(outputs[i].asnumpy()[:n])
-            labels[i].append(batch.label[i].asnumpy()[:n])
-    return [np.concatenate(x) for x in labels], [np.concatenate(x) for x in scores]
 
 
 def train(
@@ -233,7 +209,7 @@ def train(
         record.update({f"train_{k}": float(v) for k, v in metric.get_name_value()})
         last = epoch + 1 == tc.epochs
         if val_iter is not None and (last or (tc.val_every and (epoch + 1) % tc.val_every == 0)):
-            metrics = val_metrics(mod, val_iter, head_names, prior=prior)
+            metrics = val_metrics(mod, val_iter, heads, ctx[0], prior=prior)
             if workers.dist:  # each worker validates its own part of the val split
                 metrics["val_workers"] = float(workers.num_workers)
             record.update(metrics)
@@ -326,15 +302,21 @@ def _train_label_counts(shards: ShardSet, heads: Sequence[Head], *, multi_hot: b
     return label_counts(shards.train, width, [len(h.classes) for h in heads]), shards.train_records
 
 
-def val_metrics(mod: mx.mod.Module, it: mx.io.DataIter, head_names: Sequence[str], *, prior: np.ndarray | None = None) -> dict[str, float]:
-    """Validation metrics of every head.
+def val_metrics(
+    mod: mx.mod.Module, it: mx.io.DataIter, heads: Sequence[Head], ctx: mx.Context, *, prior: np.ndarray | None = None
+) -> dict[str, float]:
+    """Validation metrics of every head, predicted by a :class:`Predictor` of the module's current parameters.
 
     With ``prior`` (base shards, ``it`` giving multi-hot labels): :func:`title_word_metrics`.
     Otherwise accuracy and average per-class accuracy (:func:`split_metrics`); several heads are
     prefixed ``val_<head>_`` and summarised by ``val_accuracy`` / ``val_mean_class_accuracy``
     (the means over the heads).
     """
-    labels, scores = predict_heads(mod, it, len(head_names))
+    head_names = [h.name for h in heads]
+    shape = mod.data_shapes[0].shape
+    predictor = Predictor.for_network(mod.symbol, heads, shape[1:], *mod.get_params(), batch_size=shape[0], ctx=ctx)
+    labels, probs = predictor.predict_iter(it)
+    scores = [probs[name] for name in head_names]
     if prior is not None:
         return title_word_metrics(labels[0], scores[0], prior)
     if len(head_names) == 1:
