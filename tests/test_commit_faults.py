@@ -168,7 +168,8 @@ def write_version(out: str, run_id: str, rows: int, keep: int) -> None:
 
 def read_whole_version(out: str) -> str:
     """What the indexer does: follow the pointer, read every table; asserts the version is whole; returns its run id."""
-    from softlines_attr.io.commit import filesystem_for, read_current
+    from softlines_attr.io.commit import read_current
+    from softlines_attr.io.filesystem import filesystem_for
     from softlines_attr.io.storage import join_uri
 
     current = read_current(out)
@@ -240,7 +241,8 @@ def out_uri(request, tmp_path: Path) -> str:
 
 
 def _run_folders(out: str) -> list[str]:
-    from softlines_attr.io.commit import RUNS_DIR, filesystem_for
+    from softlines_attr.io.commit import RUNS_DIR
+    from softlines_attr.io.filesystem import filesystem_for
 
     fs, root = filesystem_for(out)
     info = fs.get_file_info(f"{root}/{RUNS_DIR}")
@@ -250,7 +252,7 @@ def _run_folders(out: str) -> list[str]:
 
 
 def _top_level(out: str) -> list[str]:
-    from softlines_attr.io.commit import filesystem_for
+    from softlines_attr.io.filesystem import filesystem_for
 
     fs, root = filesystem_for(out)
     return sorted(i.base_name for i in fs.get_file_info(pafs.FileSelector(root)))
@@ -314,7 +316,8 @@ def test_a_reader_during_many_commits_always_reads_one_whole_version(out_uri: st
 
 def test_pointer_checks_and_a_version_folder_is_never_an_out(tmp_path: Path) -> None:
     """A pointer whose run summary changed, or that names an unsafe path, is refused; a run folder cannot be an --out."""
-    from softlines_attr.io.commit import CurrentVersionError, OutputLocationError, StagedOutput, resolve_current
+    from softlines_attr.io.commit import StagedOutput, resolve_current
+    from softlines_attr.io.errors import CurrentVersionError, OutputLocationError
 
     out = str(tmp_path / "out")
     write_version(out, "v1", 2, 3)

@@ -14,7 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from softlines_attr.cli import build_parser, main
-from softlines_attr.io.commit import POINTER_FILE, OutputLocationError, RunIdError, StagedOutput, read_current, resolve_current
+from softlines_attr.io.commit import POINTER_FILE, StagedOutput, read_current, resolve_current
+from softlines_attr.io.errors import OutputLocationError, RunIdError
 from softlines_attr.labels.job import EmptyLabelsError, run_label_job
 from softlines_attr.score import ScoreJob, run_score_job
 from softlines_attr.shard import ShardJob, run_shard_job

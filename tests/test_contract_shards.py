@@ -20,7 +20,8 @@ from softlines_attr.model.bundle import load_bundle
 from softlines_attr.model.errors import ClassMismatchError
 from softlines_attr.model.evaluate import match_heads
 from softlines_attr.shard import ShardJob, run_shard_job
-from softlines_attr.shard.contract import SHARD_CONTRACT_VERSION, SHARD_MANIFEST, ShardManifest, ShardSummary, read_shard_set
+from softlines_attr.shard.contract import read_shard_set
+from softlines_attr.shard.manifest import SHARD_CONTRACT_VERSION, SHARD_MANIFEST, ShardManifest, ShardSummary
 from softlines_attr.shard.errors import ShardContractError
 from test_score_helpers import make_bundle
 from test_shard_helpers import TEST_CONF, labels_rows, write_images, write_labels_dir

@@ -29,7 +29,9 @@ from softlines_attr.emr.requests import run_job_flow_request
 from softlines_attr.emr.run import add_steps, launch, profile_conf, wait
 from softlines_attr.emr.schedule import schedule
 from softlines_attr.emr.spec import EmrSpec, load_emr_spec
-from softlines_attr.emr.stage import MANIFEST, Release, build_wheel, collect_sources, local_release_id, release_for, stage
+from softlines_attr.emr.release import MANIFEST, Release, collect_sources
+from softlines_attr.emr.stage import local_release_id, release_for, stage
+from softlines_attr.emr.wheel import build_wheel
 
 REPO = Path(__file__).resolve().parent.parent
 ACCOUNT = "123456789012"  # moto's default account

@@ -20,21 +20,21 @@ from botocore.exceptions import ParamValidationError
 
 from softlines_attr.emr import iam
 from softlines_attr.emr.aws import validate_request
-from softlines_attr.emr.requests import (
-    COMMAND_RUNNER,
-    REQUIRED_SPARK_KEYS,
-    VENV_PYTHON,
-    add_job_flow_steps_request,
+from softlines_attr.emr.cluster import REQUIRED_SPARK_KEYS, VENV_PYTHON
+from softlines_attr.emr.release import Release
+from softlines_attr.emr.requests import add_job_flow_steps_request, run_job_flow_request
+from softlines_attr.emr.run import launch_plan, profile_conf, wait_plan
+from softlines_attr.emr.schedule import schedule_plan
+from softlines_attr.emr.spec import EmrSpec, NodeSpec, load_emr_spec
+from softlines_attr.emr.stage import release_for
+from softlines_attr.emr.steps import COMMAND_RUNNER
+from softlines_attr.emr.upload import ReleaseFile, stage_plan
+from softlines_attr.emr.workflow import (
     create_state_machine_request,
-    run_job_flow_request,
     schedule_request,
     state_machine_definition,
     update_state_machine_request,
 )
-from softlines_attr.emr.run import launch_plan, profile_conf, wait_plan
-from softlines_attr.emr.schedule import schedule_plan
-from softlines_attr.emr.spec import EmrSpec, NodeSpec, load_emr_spec
-from softlines_attr.emr.stage import Release, ReleaseFile, release_for, stage_plan
 from softlines_attr.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent

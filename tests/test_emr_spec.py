@@ -7,14 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from softlines_attr.emr.spec import (
-    JOBS,
-    load_emr_spec,
-    parse_job_args,
-    parse_s3_uri,
-    placeholders,
-    require_no_placeholders,
-)
+from softlines_attr.emr.jobs import JOBS, parse_job_args
+from softlines_attr.emr.placeholders import placeholders, require_no_placeholders
+from softlines_attr.emr.spec import load_emr_spec, parse_s3_uri
 from softlines_attr.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent

@@ -15,7 +15,8 @@ import pytest
 
 from softlines_attr.errors import InputSchemaError, SoftlinesAttrError
 from softlines_attr.images import load_image, to_network_input
-from softlines_attr.io.commit import POINTER_FILE, OutputLocationError, resolve_current
+from softlines_attr.io.commit import POINTER_FILE, resolve_current
+from softlines_attr.io.errors import OutputLocationError
 from softlines_attr.model.bundle import load_bundle
 from softlines_attr.model.predictor import Predictor
 from softlines_attr.score import ScoreJob, run_score_job

@@ -24,8 +24,9 @@ from softlines_attr.synthetic import (
     iter_title_batches,
     write_titles_parquet,
 )
-from softlines_attr.synthetic.draw import RenderTask, render
+from softlines_attr.synthetic.draw import render
 from softlines_attr.synthetic.plan import NATIVE_CLASSES
+from softlines_attr.synthetic.shoot import RenderTask
 
 N = 240  # >= 200: every bad-row kind appears
 SEED = 7

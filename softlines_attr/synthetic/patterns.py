@@ -1,7 +1,7 @@
 """Fabric patterns: a small tile drawn with ImageDraw or numpy, tiled over the garment's box.
 
 Every function returns an RGB image of exactly the requested size; the caller pastes it through the
-garment mask. Sizes are given in *units* (the body unit of :mod:`draw`, about a head's height) so
+garment mask. Sizes are given in *units* (the body unit of :mod:`garment`, about a head's height) so
 that a pattern keeps its size relative to the dress whatever the image size. No Python loop runs
 per pixel: tiles are drawn with ImageDraw shapes or computed with numpy and repeated with
 ``np.tile``.
