@@ -145,7 +145,8 @@ class OutputConfig:
 
 @dataclass(frozen=True)
 class DemoConfig:
-    """The demo's own settings (``softlines-attr demo``; its models' settings are ``conf/demo.toml``'s [train] / [refine])."""
+    """The demo's own settings (``softlines-attr demo``; its models' settings are ``conf/demo.toml``'s [train] /
+    [refine])."""
 
     catalog_factor: float = 4.0
     report_images: int = 36
@@ -261,9 +262,13 @@ def load_taxonomy(path: Path | None = None) -> Taxonomy:
             raise ConfigError(f"{source}: key 'attributes.{name}': expected a table, found {spec!r}")
         attr = parse_dataclass(Attribute, {"name": name, **spec}, source=source, prefix=f"attributes.{name}.")
         if len(attr.classes) < 2:
-            raise ConfigError(f"{source}: key 'attributes.{name}.classes': expected at least 2 classes, found {list(attr.classes)}")
+            raise ConfigError(
+                f"{source}: key 'attributes.{name}.classes': expected at least 2 classes, found {list(attr.classes)}"
+            )
         if len(set(attr.classes)) != len(attr.classes):
-            raise ConfigError(f"{source}: key 'attributes.{name}.classes': expected unique classes, found {list(attr.classes)}")
+            raise ConfigError(
+                f"{source}: key 'attributes.{name}.classes': expected unique classes, found {list(attr.classes)}"
+            )
         for cls_name in attr.classes:
             if not _NAME_RE.match(cls_name):
                 raise ConfigError(f"{source}: class {cls_name!r} of {name!r}: expected lower_snake_case")
@@ -309,7 +314,8 @@ _SCORE_FETCH_RANGES: dict[str, tuple[float, str]] = {
 
 
 def _validate_ranges(section: Any, name: str, ranges: Mapping[str, tuple[float, str]], source: str) -> None:
-    """Refuse a key of ``section`` below its lowest allowed value, naming the key, what is expected and what was found."""
+    """Refuse a key of ``section`` below its lowest allowed value, naming the key, what is expected and what was
+    found."""
     for key, (lowest, expected) in ranges.items():
         value = getattr(section, key)
         if value < lowest:
@@ -319,7 +325,10 @@ def _validate_ranges(section: Any, name: str, ranges: Mapping[str, tuple[float, 
 def _validate(conf: PipelineConfig, source: str) -> None:
     lab = conf.labels
     if not lab.vocab_sizes or any(v < 0 for v in lab.vocab_sizes) or len(set(lab.vocab_sizes)) != len(lab.vocab_sizes):
-        raise ConfigError(f"{source}: key 'labels.vocab_sizes': expected distinct sizes >= 0 (0 = all words), found {list(lab.vocab_sizes)}")
+        raise ConfigError(
+            f"{source}: key 'labels.vocab_sizes': expected distinct sizes >= 0 (0 = all words), found "
+            f"{list(lab.vocab_sizes)}"
+        )
     if not 0.0 <= lab.val_fraction < 1.0:
         raise ConfigError(f"{source}: key 'labels.val_fraction': expected 0 <= value < 1, found {lab.val_fraction}")
     if lab.min_doc_freq < 1:
@@ -335,17 +344,29 @@ def _validate(conf: PipelineConfig, source: str) -> None:
         if getattr(sc, key) < 0:
             raise ConfigError(f"{source}: key 'score.{key}': expected >= 0 (0 = automatic), found {getattr(sc, key)}")
     if img.input_size > img.store_size:
-        raise ConfigError(f"{source}: key 'images.input_size': expected <= images.store_size ({img.store_size}), found {img.input_size}")
+        raise ConfigError(
+            f"{source}: key 'images.input_size': expected <= images.store_size ({img.store_size}), found "
+            f"{img.input_size}"
+        )
     _validate_ranges(conf.shard, "shard", _SHARD_RANGES, source)
     _validate_ranges(conf.score, "score", _SCORE_FETCH_RANGES, source)
     if conf.output.keep_versions < 1:
-        raise ConfigError(f"{source}: key 'output.keep_versions': expected >= 1 (the current version counts), found {conf.output.keep_versions}")
+        raise ConfigError(
+            f"{source}: key 'output.keep_versions': expected >= 1 (the current version counts), found "
+            f"{conf.output.keep_versions}"
+        )
     ev = conf.evaluate
-    for key, value in (("target_precision", ev.target_precision), *((f"target_precision_by_attribute.{k}", v) for k, v in ev.target_precision_by_attribute.items())):
+    for key, value in (
+        ("target_precision", ev.target_precision),
+        *((f"target_precision_by_attribute.{k}", v) for k, v in ev.target_precision_by_attribute.items()),
+    ):
         if not 0.0 < value <= 1.0:
             raise ConfigError(f"{source}: key 'evaluate.{key}': expected 0 < value <= 1, found {value}")
     if not 0.0 < ev.threshold_step <= 0.5 or ev.batch_size < 1:
-        raise ConfigError(f"{source}: keys 'evaluate.threshold_step' / 'evaluate.batch_size': expected 0 < step <= 0.5 and batch_size >= 1, found {ev.threshold_step} / {ev.batch_size}")
+        raise ConfigError(
+            f"{source}: keys 'evaluate.threshold_step' / 'evaluate.batch_size': expected 0 < step <= 0.5 and "
+            f"batch_size >= 1, found {ev.threshold_step} / {ev.batch_size}"
+        )
 
 
 def load_config(
@@ -378,7 +399,9 @@ def load_config(
         user_path = Path(over)
         user = read_toml(user_path)
         # [refine] may name any [train] key (it is laid over [train] below)
-        check_keys_known(user, {**data, "refine": {**data.get("train", {}), **data.get("refine", {})}}, source=str(user_path))
+        check_keys_known(
+            user, {**data, "refine": {**data.get("train", {}), **data.get("refine", {})}}, source=str(user_path)
+        )
         data = deep_merge(data, user)
         sources.append(str(user_path))
         source = str(user_path)

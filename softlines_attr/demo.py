@@ -71,7 +71,13 @@ def select_tags(tags_path: Path, out_path: Path, *, n: int, seed: int) -> dict[s
     tmp = out_path.with_name(out_path.name + ".tmp")
     pq.write_table(kept, str(tmp))
     tmp.replace(out_path)
-    return {"rows_in": table.num_rows, "rows_kept": kept.num_rows, "products_in": len(asins), "products_tagged": len(chosen), "out": str(out_path)}
+    return {
+        "rows_in": table.num_rows,
+        "rows_kept": kept.num_rows,
+        "products_in": len(asins),
+        "products_tagged": len(chosen),
+        "out": str(out_path),
+    }
 
 
 @dataclass
@@ -130,23 +136,42 @@ def run_demo(
     catalog_dir = out_dir / "catalog"
     timed("make-catalog", lambda: generate_catalog(catalog_dir, conf, n=catalog_size(n, conf), seed=seed))
     tags = str(out_dir / TAGS_FILE)
-    timed("select tags", lambda: select_tags(catalog_dir / "tags.parquet", out_dir / TAGS_FILE, n=n, seed=conf.seed if seed is None else seed))
+    timed(
+        "select tags",
+        lambda: select_tags(
+            catalog_dir / "tags.parquet", out_dir / TAGS_FILE, n=n, seed=conf.seed if seed is None else seed
+        ),
+    )
     spark = build_session(conf.spark, app_name="softlines-attr-demo", master=master)
     try:
         labels_dir = str(out_dir / "labels")
         timed(
             "labels",
-            lambda: run_label_job(spark, conf, catalog_path=str(catalog_dir / "catalog.parquet"), out_dir=labels_dir).summary,
+            lambda: (
+                run_label_job(
+                    spark, conf, catalog_path=str(catalog_dir / "catalog.parquet"), out_dir=labels_dir
+                ).summary
+            ),
         )
-        base_size = min(s for s in conf.labels.vocab_sizes if s > 0) if any(s > 0 for s in conf.labels.vocab_sizes) else 0
+        base_size = (
+            min(s for s in conf.labels.vocab_sizes if s > 0) if any(s > 0 for s in conf.labels.vocab_sizes) else 0
+        )
         timed(
             "shard base",
-            lambda: run_shard_job(spark, conf, ShardJob(labels_dir=labels_dir, out_dir=str(out_dir / "shards" / "base"), vocab_size=base_size)),
+            lambda: run_shard_job(
+                spark,
+                conf,
+                ShardJob(labels_dir=labels_dir, out_dir=str(out_dir / "shards" / "base"), vocab_size=base_size),
+            ),
         )
         timed(
             f"shard {MULTI}",
             lambda: run_shard_job(
-                spark, conf, ShardJob(labels_dir=labels_dir, out_dir=str(out_dir / "shards" / MULTI), tags_path=tags, attribute="all")
+                spark,
+                conf,
+                ShardJob(
+                    labels_dir=labels_dir, out_dir=str(out_dir / "shards" / MULTI), tags_path=tags, attribute="all"
+                ),
             ),
         )
         if conf.demo.single_models:
@@ -156,7 +181,12 @@ def run_demo(
                     lambda attr=attr: run_shard_job(
                         spark,
                         conf,
-                        ShardJob(labels_dir=labels_dir, out_dir=str(out_dir / "shards" / attr.name), tags_path=tags, attribute=attr.name),
+                        ShardJob(
+                            labels_dir=labels_dir,
+                            out_dir=str(out_dir / "shards" / attr.name),
+                            tags_path=tags,
+                            attribute=attr.name,
+                        ),
                     ),
                 )
         _train_stages(out_dir, conf, timed)
@@ -167,7 +197,11 @@ def run_demo(
             lambda: run_score_job(
                 spark,
                 conf,
-                ScoreJob(catalog_path=str(catalog_dir / "catalog.parquet"), model_dirs=(str(_bundle(out_dir, SCORED_MODEL)),), out_dir=str(scores)),
+                ScoreJob(
+                    catalog_path=str(catalog_dir / "catalog.parquet"),
+                    model_dirs=(str(_bundle(out_dir, SCORED_MODEL)),),
+                    out_dir=str(scores),
+                ),
             ),
         )
     finally:
@@ -175,7 +209,13 @@ def run_demo(
     result.table3 = table3(result.stages, {a.name: len(a.classes) for a in conf.taxonomy.attributes})
     timed("report", lambda: _write_report(result, conf))
     (out_dir / "demo_summary.json").write_text(
-        json.dumps({"stages": result.stages, "seconds": result.seconds, "table3": result.table3}, indent=2, sort_keys=True, default=str) + "\n"
+        json.dumps(
+            {"stages": result.stages, "seconds": result.seconds, "table3": result.table3},
+            indent=2,
+            sort_keys=True,
+            default=str,
+        )
+        + "\n"
     )
     return result
 
@@ -194,7 +234,8 @@ Timed = Callable[[str, Callable[[], dict[str, Any]]], dict[str, Any]]
 
 
 def _train_stages(out_dir: Path, conf: PipelineConfig, timed: Timed) -> None:
-    """The base model, the multi-head model refined from it and from scratch, and (optionally) the single-attribute models.
+    """The base model, the multi-head model refined from it and from scratch, and (optionally) the
+    single-attribute models.
 
     The base trains with the conf's ``[train]``, every other model with its ``[refine]``. Each model
     is one timed stage ``train <name>`` whose summary holds the bundle path, heads, base model and
@@ -205,10 +246,16 @@ def _train_stages(out_dir: Path, conf: PipelineConfig, timed: Timed) -> None:
     shards, models = out_dir / "shards", out_dir / "models"
 
     def summary(manifest, model_dir: Path) -> dict[str, Any]:
-        return {"bundle": str(_bundle_dir(model_dir)), "heads": [h.name for h in manifest.heads], "base_model": manifest.base_model,
-                "metrics": manifest.metrics}
+        return {
+            "bundle": str(_bundle_dir(model_dir)),
+            "heads": [h.name for h in manifest.heads],
+            "base_model": manifest.base_model,
+            "metrics": manifest.metrics,
+        }
 
-    timed("train base", lambda: summary(train_stage(shards / "base", models / "base", conf, conf.train), models / "base"))
+    timed(
+        "train base", lambda: summary(train_stage(shards / "base", models / "base", conf, conf.train), models / "base")
+    )
     base = _bundle(out_dir, "base")
     runs = [(MULTI, "all")] + ([(a.name, a.name) for a in conf.taxonomy.attributes] if conf.demo.single_models else [])
     for shard_name, attribute in runs:
@@ -251,7 +298,9 @@ def _evaluate_stages(out_dir: Path, conf: PipelineConfig, timed: Timed) -> None:
     evaluations = out_dir / "evaluations"
 
     def evaluate(model: str, write: bool) -> dict[str, Any]:
-        ev, out = evaluate_model(_bundle(out_dir, model), shards, conf.evaluate, out_dir=evaluations / model, write_to_bundle=write)
+        ev, out = evaluate_model(
+            _bundle(out_dir, model), shards, conf.evaluate, out_dir=evaluations / model, write_to_bundle=write
+        )
         return _evaluation_summary(ev, out)
 
     timed(f"evaluate {SCORED_MODEL}", lambda: evaluate(SCORED_MODEL, True))
@@ -259,7 +308,9 @@ def _evaluate_stages(out_dir: Path, conf: PipelineConfig, timed: Timed) -> None:
 
     def quantize() -> dict[str, Any]:
         out = _bundle(out_dir, f"{SCORED_MODEL}-int8")
-        manifest = quantize_stage(_bundle(out_dir, SCORED_MODEL), shards, out, conf, split="val", num_calib=128, overwrite=True)
+        manifest = quantize_stage(
+            _bundle(out_dir, SCORED_MODEL), shards, out, conf, split="val", num_calib=128, overwrite=True
+        )
         return {"bundle": str(out), "precision": manifest.precision, "calibration": manifest.calibration}
 
     timed("quantize", quantize)
@@ -280,12 +331,22 @@ def _write_report(result: DemoResult, conf: PipelineConfig) -> dict[str, Any]:
         columns += ("single from base: acc", "per-class", "single from scratch: acc", "per-class")
     rows = []
     for attr, r in t3.items():
-        cells = format_cells([r["chance"], r["base_acc"], r["base_class_acc"], r["scratch_acc"], r["scratch_class_acc"]])
+        cells = format_cells(
+            [r["chance"], r["base_acc"], r["base_class_acc"], r["scratch_acc"], r["scratch_class_acc"]]
+        )
         if single:
-            cells += format_cells([r.get("single_base_acc"), r.get("single_base_class_acc"), r.get("single_scratch_acc"), r.get("single_scratch_class_acc")])
+            cells += format_cells(
+                [
+                    r.get("single_base_acc"),
+                    r.get("single_base_class_acc"),
+                    r.get("single_scratch_acc"),
+                    r.get("single_scratch_class_acc"),
+                ]
+            )
         rows.append((attr, *cells))
     int8_rows = tuple(
-        (attr, *format_cells([r["base_acc"], r.get("int8_acc"), r["base_class_acc"], r.get("int8_class_acc")])) for attr, r in t3.items()
+        (attr, *format_cells([r["base_acc"], r.get("int8_acc"), r["base_class_acc"], r.get("int8_class_acc")]))
+        for attr, r in t3.items()
     )
     base_metrics = result.stages.get("train base", {}).get("metrics", {})
     facts = [
@@ -301,12 +362,25 @@ def _write_report(result: DemoResult, conf: PipelineConfig) -> dict[str, Any]:
     ]
     inputs = ReportInputs(
         title="softlines-attr demo",
-        scored=sample_scored(Path(resolve_current(str(out_dir / "scores"))) / "attributes", out_dir / "catalog" / "catalog.parquet", truth_path=out_dir / "catalog" / "truth.parquet", n=conf.demo.report_images),
+        scored=sample_scored(
+            Path(resolve_current(str(out_dir / "scores"))) / "attributes",
+            out_dir / "catalog" / "catalog.parquet",
+            truth_path=out_dir / "catalog" / "truth.parquet",
+            n=conf.demo.report_images,
+        ),
         tables=[
-            Table("Table 3: held-out generated images (val split)", columns, tuple(rows),
-                  note="multi-class accuracy and average per-class accuracy of the multi-head model (one backbone, a head per attribute)"
-                  + (", and of the per-attribute models" if single else "")),
-            Table("INT8 vs fp32 (the scored model, same val images)", ("attribute", "fp32 acc", "int8 acc", "fp32 per-class", "int8 per-class"), int8_rows),
+            Table(
+                "Table 3: held-out generated images (val split)",
+                columns,
+                tuple(rows),
+                note="multi-class accuracy and average per-class accuracy of the multi-head model (one backbone, "
+                "a head per attribute)" + (", and of the per-attribute models" if single else ""),
+            ),
+            Table(
+                "INT8 vs fp32 (the scored model, same val images)",
+                ("attribute", "fp32 acc", "int8 acc", "fp32 per-class", "int8 per-class"),
+                int8_rows,
+            ),
         ],
         facts=facts,
     )

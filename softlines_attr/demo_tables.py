@@ -44,7 +44,9 @@ def table3(stages: dict[str, dict[str, Any]], classes: dict[str, int]) -> dict[s
         INT8 copy of the refined one), ``val_records``; and ``single_base_acc``, ``single_base_class_acc``,
         ``single_scratch_acc``, ``single_scratch_class_acc`` where the single models ran. None where missing.
     """
-    evals = {kind: stages.get(f"evaluate {MULTI}-{kind}", {}).get("heads", {}) for kind in ("base", "scratch", "base-int8")}
+    evals = {
+        kind: stages.get(f"evaluate {MULTI}-{kind}", {}).get("heads", {}) for kind in ("base", "scratch", "base-int8")
+    }
     rows: dict[str, dict[str, float | None]] = {}
     for attr, n_classes in classes.items():
         row: dict[str, float | None] = {"chance": 1.0 / n_classes}
@@ -69,21 +71,28 @@ def format_table3(rows: dict[str, dict[str, float | None]]) -> list[str]:
         return "   -  " if v is None else f"{100 * v:5.1f}%"
 
     single = any("single_base_acc" in r for r in rows.values())
-    header = f"  {'attribute':<13} {'chance':>7}  {'refined from base':>17}  {'from scratch':>15}  {'int8 (refined)':>15}"
+    header = (
+        f"  {'attribute':<13} {'chance':>7}  {'refined from base':>17}  {'from scratch':>15}  {'int8 (refined)':>15}"
+    )
     if single:
         header += f"  {'single, from base':>17}  {'single, scratch':>15}"
     lines = [
         "  Table 3 (val split, held-out generated images): multi-class accuracy / average per-class accuracy;",
-        "  the multi-head model (one backbone, a head per attribute)" + (" and the per-attribute models" if single else ""),
+        "  the multi-head model (one backbone, a head per attribute)"
+        + (" and the per-attribute models" if single else ""),
         header,
     ]
     for attr, r in rows.items():
         line = (
-            f"  {attr:<13} {pct(r.get('chance')):>7}  {pct(r['base_acc'])} / {pct(r['base_class_acc'])}  {pct(r['scratch_acc'])} / {pct(r['scratch_class_acc'])}"
+            f"  {attr:<13} {pct(r.get('chance')):>7}  {pct(r['base_acc'])} / {pct(r['base_class_acc'])}  "
+            f"{pct(r['scratch_acc'])} / {pct(r['scratch_class_acc'])}"
             f"  {pct(r.get('int8_acc'))} / {pct(r.get('int8_class_acc'))}"
         )
         if single:
-            line += f"  {pct(r.get('single_base_acc'))} / {pct(r.get('single_base_class_acc'))}  {pct(r.get('single_scratch_acc'))} / {pct(r.get('single_scratch_class_acc'))}"
+            line += (
+                f"  {pct(r.get('single_base_acc'))} / {pct(r.get('single_base_class_acc'))}  "
+                f"{pct(r.get('single_scratch_acc'))} / {pct(r.get('single_scratch_class_acc'))}"
+            )
         lines.append(line)
     return lines
 
@@ -101,22 +110,32 @@ def format_report(result: DemoResult) -> str:
             if "val_map" in m:
                 score = f"val {base_quality(m)}, precision@1 {m['val_precision_at_1']:.3f}"
             else:
-                score = f"val accuracy {m.get('val_accuracy', 0):.3f}, per-class {m.get('val_mean_class_accuracy', 0):.3f}"
+                score = (
+                    f"val accuracy {m.get('val_accuracy', 0):.3f}, per-class {m.get('val_mean_class_accuracy', 0):.3f}"
+                )
             lines.append(f"{head}{score} -> {summary['bundle']}")
         elif name.startswith("evaluate "):
             acc = sum(h["accuracy"] for h in summary["heads"].values()) / max(1, len(summary["heads"]))
-            lines.append(f"{head}mean accuracy {acc:.3f} over {len(summary['heads'])} heads, {summary['records']} val images -> {summary['out']}")
+            lines.append(
+                f"{head}mean accuracy {acc:.3f} over {len(summary['heads'])} heads, {summary['records']} val "
+                f"images -> {summary['out']}"
+            )
         elif name == "quantize":
             lines.append(f"{head}INT8, {summary['calibration']['examples']} calibration images -> {summary['bundle']}")
         elif name == "score":
             lines.append(
-                f"{head}rows in {summary['rows_in']} = scored {summary['rows_scored']} + errors {summary['rows_errors']} + skipped "
-                f"{summary['rows_skipped']}; {summary['attribute_rows']} attribute rows ({summary['attribute_rows_abstained']} abstained) -> {summary['out']}"
+                f"{head}rows in {summary['rows_in']} = scored {summary['rows_scored']} + errors "
+                f"{summary['rows_errors']} + skipped "
+                f"{summary['rows_skipped']}; {summary['attribute_rows']} attribute rows "
+                f"({summary['attribute_rows_abstained']} abstained) -> {summary['out']}"
             )
         elif name == "report":
             lines.append(f"{head}{summary['images']} scored images and the tables -> {summary['out']}")
         elif name == "select tags":
-            lines.append(f"{head}human tags of {summary['products_tagged']} of {summary['products_in']} dresses ({summary['rows_kept']} tag rows) -> {summary['out']}")
+            lines.append(
+                f"{head}human tags of {summary['products_tagged']} of {summary['products_in']} dresses "
+                f"({summary['rows_kept']} tag rows) -> {summary['out']}"
+            )
         elif name == "labels":
             lines.append(
                 f"{head}rows in {summary['rows_in']} = labelled {summary['rows_labelled']} + rejected "
@@ -156,4 +175,7 @@ def refined_vs_scratch(rows: dict[str, dict[str, float | None]]) -> str | None:
         verdict = f"refined from the base did NOT beat from scratch: {-diff:.1f} points behind"
     else:
         verdict = "refined from the base did NOT beat from scratch: a tie"
-    return f"  {verdict} of mean accuracy over {len(rows)} attributes (val split): {100 * base:.1f}% vs {100 * scratch:.1f}%"
+    return (
+        f"  {verdict} of mean accuracy over {len(rows)} attributes (val split): {100 * base:.1f}% vs "
+        f"{100 * scratch:.1f}%"
+    )

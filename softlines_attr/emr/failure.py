@@ -21,7 +21,7 @@ ENDED_CLUSTER_STATES = ("TERMINATING", "TERMINATED", "TERMINATED_WITH_ERRORS")
 
 
 def fetch_log_tail(
-    session: "boto3.Session", uris: Sequence[str], lines: int, max_bytes: int
+    session: boto3.Session, uris: Sequence[str], lines: int, max_bytes: int
 ) -> tuple[str | None, list[str]]:
     """The last ``lines`` lines of the first of ``uris`` that exists (``.gz`` is decompressed while streamed)."""
     from botocore.exceptions import ClientError
@@ -64,7 +64,7 @@ def step_log_uris(spec: EmrSpec, cluster: dict[str, Any], step: dict[str, Any]) 
 
 
 def step_failure(
-    session: "boto3.Session", spec: EmrSpec, cluster_id: str, step: dict[str, Any], label: str
+    session: boto3.Session, spec: EmrSpec, cluster_id: str, step: dict[str, Any], label: str
 ) -> EmrStepFailedError:
     """Report a failed step (reason, stderr tail), terminate a transient cluster, and build the error."""
     emr = client_for(session, "emr")

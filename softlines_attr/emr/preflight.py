@@ -72,7 +72,7 @@ def preflight_calls(spec: EmrSpec, release: Release, *, pipeline: bool) -> list[
     return calls
 
 
-def check_account(session: "boto3.Session", spec: EmrSpec) -> None:
+def check_account(session: boto3.Session, spec: EmrSpec) -> None:
     """The credentials must belong to the spec's account (its ARNs and policies name it)."""
     from botocore.exceptions import ClientError
 
@@ -87,7 +87,7 @@ def check_account(session: "boto3.Session", spec: EmrSpec) -> None:
         )
 
 
-def check_iam(session: "boto3.Session", spec: EmrSpec, *, pipeline: bool) -> None:
+def check_iam(session: boto3.Session, spec: EmrSpec, *, pipeline: bool) -> None:
     """Every role and the instance profile exist (skipped, with a warning, where IAM reads are denied)."""
     from botocore.exceptions import ClientError
 
@@ -112,7 +112,7 @@ def check_iam(session: "boto3.Session", spec: EmrSpec, *, pipeline: bool) -> Non
             ) from exc
 
 
-def read_manifest(session: "boto3.Session", release: Release) -> dict[str, Any]:
+def read_manifest(session: boto3.Session, release: Release) -> dict[str, Any]:
     """The release's ``MANIFEST.json``; a missing one means the release was never (fully) staged."""
     from botocore.exceptions import ClientError
 
@@ -129,9 +129,7 @@ def read_manifest(session: "boto3.Session", release: Release) -> dict[str, Any]:
     return json.loads(body)
 
 
-def check_release(
-    session: "boto3.Session", spec: EmrSpec, release: Release, steps: Iterable[StepSpec]
-) -> dict[str, Any]:
+def check_release(session: boto3.Session, spec: EmrSpec, release: Release, steps: Iterable[StepSpec]) -> dict[str, Any]:
     """The buckets exist and the release holds the bootstrap script, the job files and conf files."""
     check_bucket(session, release.bucket, "release_prefix")
     log_bucket = parse_s3_uri(spec.log_uri)[0]
@@ -149,7 +147,7 @@ def check_release(
 
 
 def run_preflight(
-    session: "boto3.Session", spec: EmrSpec, release: Release, steps: Sequence[StepSpec], *, pipeline: bool
+    session: boto3.Session, spec: EmrSpec, release: Release, steps: Sequence[StepSpec], *, pipeline: bool
 ) -> None:
     """All the checks, in the order of :func:`preflight_calls`."""
     check_account(session, spec)

@@ -64,7 +64,7 @@ def launch(
     spec: EmrSpec,
     release: Release,
     *,
-    session: "boto3.Session | None",
+    session: boto3.Session | None,
     dry_run: bool = False,
     transient: bool | None = None,
     step_names: Sequence[str] | None = None,
@@ -119,7 +119,7 @@ def launch(
 # --------------------------------------------------------------------------------------------
 
 
-def cluster_release(session: "boto3.Session", spec: EmrSpec, cluster_id: str) -> tuple[Release | None, dict[str, Any]]:
+def cluster_release(session: boto3.Session, spec: EmrSpec, cluster_id: str) -> tuple[Release | None, dict[str, Any]]:
     """The release a cluster was bootstrapped with (from its tag), and its description."""
     from botocore.exceptions import ClientError
 
@@ -136,7 +136,7 @@ def add_steps(
     spec: EmrSpec,
     cluster_id: str,
     *,
-    session: "boto3.Session | None",
+    session: boto3.Session | None,
     release: Release | None = None,
     dry_run: bool = False,
     step_names: Sequence[str] | None = None,
@@ -253,7 +253,7 @@ def wait_plan(cluster_id: str) -> list[ApiCall]:
     ]
 
 
-def list_steps_oldest_first(session: "boto3.Session", cluster_id: str) -> list[dict[str, Any]]:
+def list_steps_oldest_first(session: boto3.Session, cluster_id: str) -> list[dict[str, Any]]:
     """Every step of the cluster, in the order they were added."""
     from botocore.exceptions import ClientError
 
@@ -277,7 +277,7 @@ def _elapsed(step: dict[str, Any]) -> float | None:
 
 
 def _wait_step(
-    session: "boto3.Session", spec: EmrSpec, cluster_id: str, step: dict[str, Any], label: str, deadline: float
+    session: boto3.Session, spec: EmrSpec, cluster_id: str, step: dict[str, Any], label: str, deadline: float
 ) -> dict[str, Any]:
     """Wait for one step with the ``step_complete`` waiter; return its final description."""
     from botocore.exceptions import WaiterError
@@ -315,7 +315,7 @@ def wait(
     spec: EmrSpec,
     cluster_id: str,
     *,
-    session: "boto3.Session | None",
+    session: boto3.Session | None,
     dry_run: bool = False,
     until_terminated: bool = False,
     out: Callable[[str], None] = print,
@@ -355,7 +355,7 @@ def wait(
     return result
 
 
-def _wait_terminated(session: "boto3.Session", spec: EmrSpec, cluster_id: str, deadline: float) -> None:
+def _wait_terminated(session: boto3.Session, spec: EmrSpec, cluster_id: str, deadline: float) -> None:
     from botocore.exceptions import WaiterError
 
     waiter = client_for(session, "emr").get_waiter("cluster_terminated")

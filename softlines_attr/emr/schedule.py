@@ -109,7 +109,7 @@ def _by_operation(calls: list[ApiCall], operation: str) -> ApiCall:
     return next(c for c in calls if c.operation == operation)
 
 
-def ensure_state_machine(session: "boto3.Session", spec: EmrSpec, calls: list[ApiCall]) -> str:
+def ensure_state_machine(session: boto3.Session, spec: EmrSpec, calls: list[ApiCall]) -> str:
     """Create the state machine, update it if it differs, or leave it; return the action taken."""
     from botocore.exceptions import ClientError
 
@@ -129,7 +129,7 @@ def ensure_state_machine(session: "boto3.Session", spec: EmrSpec, calls: list[Ap
     return "updated"
 
 
-def ensure_schedule_group(session: "boto3.Session", spec: EmrSpec) -> None:
+def ensure_schedule_group(session: boto3.Session, spec: EmrSpec) -> None:
     """Create the schedule group when the spec names one that does not exist (``default`` always does)."""
     from botocore.exceptions import ClientError
 
@@ -156,7 +156,7 @@ def schedule_differs(current: dict[str, Any], desired: dict[str, Any]) -> list[s
     return differs
 
 
-def ensure_schedule(session: "boto3.Session", spec: EmrSpec, calls: list[ApiCall]) -> str:
+def ensure_schedule(session: boto3.Session, spec: EmrSpec, calls: list[ApiCall]) -> str:
     """Create the schedule, update it if it differs, or leave it; return the action taken."""
     from botocore.exceptions import ClientError
 
@@ -181,7 +181,7 @@ def schedule(
     spec: EmrSpec,
     release: Release,
     *,
-    session: "boto3.Session | None",
+    session: boto3.Session | None,
     dry_run: bool = False,
     out: Callable[[str], None] = print,
 ) -> ScheduleResult | None:

@@ -59,7 +59,7 @@ class StageResult:
         }
 
 
-def check_bucket(session: "boto3.Session", bucket: str, purpose: str) -> None:
+def check_bucket(session: boto3.Session, bucket: str, purpose: str) -> None:
     """HeadBucket, turning "no such bucket" and "forbidden" into clear errors."""
     from botocore.exceptions import ClientError
 
@@ -74,7 +74,7 @@ def check_bucket(session: "boto3.Session", bucket: str, purpose: str) -> None:
         raise api_error(exc, "HeadBucket", f"checking bucket {bucket!r} ({purpose})") from exc
 
 
-def release_exists(session: "boto3.Session", release: Release) -> bool:
+def release_exists(session: boto3.Session, release: Release) -> bool:
     """Whether ``release`` is fully staged (its ``MANIFEST.json`` exists)."""
     from botocore.exceptions import ClientError
 
@@ -91,7 +91,7 @@ def stage(
     spec: EmrSpec,
     *,
     root: Path | None = None,
-    session: "boto3.Session | None" = None,
+    session: boto3.Session | None = None,
     dry_run: bool = False,
     wheel: Path | None = None,
     out: Callable[[str], None] = print,

@@ -7,7 +7,7 @@ import hashlib
 import json
 import subprocess
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -100,7 +100,7 @@ def plan_release_files(root: Path, sources: list[SourceFile], wheel: Path, relea
     files.append(_from_bytes(SUMS, sums.encode()))
     manifest = {
         "release_id": release_id,
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "wheel": f"dist/{wheel.name}",
         "python": "3.11",
         "requirements": wheel_requirements(wheel),

@@ -352,7 +352,7 @@ class StagedOutput:
             "path": f"{RUNS_DIR}/{self.run_id}",
             "summary_sha256": hashlib.sha256(body).hexdigest(),
             "tables": list(self._tables),
-            "committed_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "committed_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "history": history,
         }
         write_atomic(

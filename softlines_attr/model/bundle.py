@@ -240,7 +240,7 @@ def save_bundle(
             mean=tuple(prep.mean),
             std=tuple(prep.std),
             mxnet_version=mx.__version__,
-            created_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            created_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             files={name: sha256_file(staging / name) for name in (SYMBOL_FILE, PARAMS_FILE)},
             preprocessing=prep,
             region=prep.region,

@@ -74,8 +74,9 @@ class LabelMapIter(mx.io.DataIter):
         label_desc: Name and shape of the mapped label (the network's ``<head>_label``).
     """
 
-    def __init__(self, inner: mx.io.DataIter, fn: Callable[[np.ndarray], np.ndarray],
-                 label_desc: mx.io.DataDesc) -> None:
+    def __init__(
+        self, inner: mx.io.DataIter, fn: Callable[[np.ndarray], np.ndarray], label_desc: mx.io.DataDesc
+    ) -> None:
         super().__init__(inner.batch_size)
         self._inner = inner
         self._fn = fn
@@ -133,8 +134,7 @@ class ColumnLabelIter(mx.io.DataIter):
         labels = batch.label[0].asnumpy().reshape(batch.data[0].shape[0], -1)
         if labels.shape[1] != len(self._descs):
             raise TrainInputError(
-                f"multi shards: records carry {labels.shape[1]} labels; "
-                f"expected one per attribute ({len(self._descs)})"
+                f"multi shards: records carry {labels.shape[1]} labels; expected one per attribute ({len(self._descs)})"
             )
         return mx.io.DataBatch(
             data=batch.data,
@@ -212,9 +212,20 @@ class RegionRecordIter(mx.io.DataIter):
         threads: Decoding threads.
     """
 
-    def __init__(self, paths: Sequence[Path], *, batch_size: int, input_size: int, mean: Sequence[float],
-                 std: Sequence[float], region: str, train: bool, label_name: str, seed: int = 0,
-                 threads: int = 2) -> None:
+    def __init__(
+        self,
+        paths: Sequence[Path],
+        *,
+        batch_size: int,
+        input_size: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+        region: str,
+        train: bool,
+        label_name: str,
+        seed: int = 0,
+        threads: int = 2,
+    ) -> None:
         super().__init__(batch_size)
         self._records: list[tuple[float, bytes]] = [(float(h.labels[0]), jpeg) for h, jpeg in read_image_records(paths)]
         if not self._records:
@@ -252,8 +263,9 @@ class RegionRecordIter(mx.io.DataIter):
         with Image.open(io.BytesIO(self._records[index][1])) as img:
             rgb = img.convert("RGB")
         if not self._train:
-            return to_network_input(rgb, input_size=self._size, mean=self._mean, std=self._std,
-                                    region=self._region)  # type: ignore[arg-type]
+            # type:
+            # ignore[arg-type]
+            return to_network_input(rgb, input_size=self._size, mean=self._mean, std=self._std, region=self._region)
         view = region_view(rgb, self._region)  # type: ignore[arg-type]
         if min(view.size) < self._size:
             scale = self._size / min(view.size)
@@ -272,7 +284,7 @@ class RegionRecordIter(mx.io.DataIter):
         n = len(self._records)
         if self._cursor >= n:
             raise StopIteration
-        take = list(self._order[self._cursor:self._cursor + self.batch_size])
+        take = list(self._order[self._cursor : self._cursor + self.batch_size])
         self._cursor += self.batch_size
         pad = self.batch_size - len(take)
         if pad and self._train:  # fill from the start, as ImageRecordIter's round_batch
@@ -286,9 +298,14 @@ class RegionRecordIter(mx.io.DataIter):
         labels = np.zeros(self.batch_size, dtype=np.float32)
         labels[: len(take)] = [self._records[i][0] for i in take]
         if pad:
-            labels[len(take):] = labels[0]
-        return mx.io.DataBatch(data=[mx.nd.array(data)], label=[mx.nd.array(labels)], pad=pad,
-                               provide_data=self.provide_data, provide_label=self.provide_label)
+            labels[len(take) :] = labels[0]
+        return mx.io.DataBatch(
+            data=[mx.nd.array(data)],
+            label=[mx.nd.array(labels)],
+            pad=pad,
+            provide_data=self.provide_data,
+            provide_label=self.provide_label,
+        )
 
 
 def record_iter(
@@ -329,8 +346,18 @@ def record_iter(
             raise TrainInputError(
                 f"region {region!r}: expected one worker (the region iterator does not split parts), found {num_parts}"
             )
-        return RegionRecordIter(paths, batch_size=tc.batch_size, input_size=size, mean=img.mean, std=img.std,
-                                region=region, train=train, label_name=label_name, seed=tc.seed, threads=tc.threads)
+        return RegionRecordIter(
+            paths,
+            batch_size=tc.batch_size,
+            input_size=size,
+            mean=img.mean,
+            std=img.std,
+            region=region,
+            train=train,
+            label_name=label_name,
+            seed=tc.seed,
+            threads=tc.threads,
+        )
     inner = mx.io.ImageRecordIter(
         path_imgrec=";".join(str(p) for p in paths),
         data_shape=(3, size, size),
@@ -338,8 +365,12 @@ def record_iter(
         label_width=shards.label_width if shards.mode in ("base", "multi") else 1,
         data_name=DATA_NAME,
         label_name=label_name,
-        mean_r=img.mean[0], mean_g=img.mean[1], mean_b=img.mean[2],
-        std_r=img.std[0], std_g=img.std[1], std_b=img.std[2],
+        mean_r=img.mean[0],
+        mean_g=img.mean[1],
+        mean_b=img.mean[2],
+        std_r=img.std[0],
+        std_g=img.std[1],
+        std_b=img.std[2],
         rand_crop=train,
         rand_mirror=train,
         shuffle=train,
@@ -370,8 +401,9 @@ def record_iter(
     return LabelMapIter(inner, first_label, mx.io.DataDesc(label_name, (tc.batch_size,)))
 
 
-def title_word_counts(paths: Sequence[Path], num_classes: int, *,
-                      max_records: int | None = None) -> tuple[np.ndarray, int]:
+def title_word_counts(
+    paths: Sequence[Path], num_classes: int, *, max_records: int | None = None
+) -> tuple[np.ndarray, int]:
     """How many records of ``paths`` carry each title word (base shards: word indices padded with -1), and records read.
 
     Reads only the records' headers (:func:`~softlines_attr.shard.recordio.read_image_records`). With

@@ -34,12 +34,19 @@ from pathlib import Path
 
 import mxnet as mx
 import numpy as np
+
 from softlines_attr.config import EvaluateConfig
 from softlines_attr.model.bundle import Bundle, load_bundle
-from softlines_attr.model.manifest import MANIFEST_FILE, PARAMS_FILE, Head, read_manifest, update_manifest
 from softlines_attr.model.errors import ClassMismatchError, EvaluateInputError
+from softlines_attr.model.evaluation import (
+    EVALUATION_FILE,
+    Evaluation,
+    evaluate_head,
+    evaluation_to_json,
+    write_text_atomic,
+)
+from softlines_attr.model.manifest import MANIFEST_FILE, PARAMS_FILE, Head, read_manifest, update_manifest
 from softlines_attr.model.predictor import predict_records
-from softlines_attr.model.evaluation import EVALUATION_FILE, Evaluation, evaluate_head, evaluation_to_json, write_text_atomic
 from softlines_attr.shard.contract import ShardSet
 
 log = logging.getLogger(__name__)
@@ -68,16 +75,21 @@ def shard_attributes(shards: ShardSet) -> tuple[str, ...]:
     """
     if shards.mode == "base":
         raise EvaluateInputError(
-            f"shards {shards.root} are base shards (title-word labels); expected refine or multi shards holding human attribute tags"
+            f"shards {shards.root} are base shards (title-word labels); expected refine or multi shards holding "
+            f"human attribute tags"
         )
     if shards.mode == "multi":
         if len(shards.attributes) != shards.label_width:
             raise EvaluateInputError(
-                f"multi shards {shards.root}: expected one attribute per label column ({shards.label_width}), found {list(shards.attributes)}"
+                f"multi shards {shards.root}: expected one attribute per label column ({shards.label_width}), "
+                f"found {list(shards.attributes)}"
             )
         return tuple(shards.attributes)
     if not shards.attribute:
-        raise EvaluateInputError(f"refine shards {shards.root}: expected the shard manifest to name the attribute, found {shards.attribute!r}")
+        raise EvaluateInputError(
+            f"refine shards {shards.root}: expected the shard manifest to name the attribute, found "
+            f"{shards.attribute!r}"
+        )
     return (shards.attribute,)
 
 
@@ -128,14 +140,22 @@ def match_heads(bundle: Bundle, shards: ShardSet) -> tuple[HeadColumn, ...]:
     for head in bundle.manifest.heads:
         if head.multi_label or head.attribute not in attributes:
             if shards.mode == "multi":
-                log.warning("head %r (attribute %r) has no label column in %s; not evaluated", head.name, head.attribute, shards.root)
+                log.warning(
+                    "head %r (attribute %r) has no label column in %s; not evaluated",
+                    head.name,
+                    head.attribute,
+                    shards.root,
+                )
             continue
         column = attributes.index(head.attribute)
         check_head_classes(bundle, shards, head, column)
         pairs.append(HeadColumn(head, column))
     if not pairs:
         found = [(h.name, h.attribute) for h in bundle.manifest.heads]
-        raise EvaluateInputError(f"bundle {bundle.path}: expected a head for attribute(s) {list(attributes)} of the shards, found heads {found}")
+        raise EvaluateInputError(
+            f"bundle {bundle.path}: expected a head for attribute(s) {list(attributes)} of the shards, found "
+            f"heads {found}"
+        )
     return tuple(pairs)
 
 
@@ -150,7 +170,9 @@ def split_paths(shards: ShardSet, split: str) -> tuple[Path, ...]:
     paths = shards.val if split == "val" else shards.train
     records = shards.val_records if split == "val" else shards.train_records
     if not paths or records == 0:
-        raise EvaluateInputError(f"shards {shards.root}: split {split!r} has no records; expected at least one to evaluate on")
+        raise EvaluateInputError(
+            f"shards {shards.root}: split {split!r} has no records; expected at least one to evaluate on"
+        )
     return paths
 
 
@@ -172,7 +194,8 @@ def check_shard_preprocessing(bundle: Bundle, shards: ShardSet) -> None:
     found = (shards.image_size, shards.resize_mode)
     if found != (prep.store_size, prep.resize_mode):
         raise EvaluateInputError(
-            f"shards {shards.root} hold images stored at {found[0]} px {found[1]}; bundle {bundle.path} expects its preprocessing, "
+            f"shards {shards.root} hold images stored at {found[0]} px {found[1]}; bundle {bundle.path} expects "
+            f"its preprocessing, "
             f"store size {prep.store_size} px {prep.resize_mode}: reshard with that [images] conf"
         )
 
@@ -194,7 +217,8 @@ def head_labels(labels: np.ndarray, column: int, head: Head) -> tuple[np.ndarray
     bad = (classes < 0) | (classes >= len(head.classes)) | (classes != np.round(classes))
     if bad.any():
         raise ClassMismatchError(
-            f"head {head.name!r}: a record's label is {float(classes[bad][0])!r}; expected a class index 0..{len(head.classes) - 1} "
+            f"head {head.name!r}: a record's label is {float(classes[bad][0])!r}; expected a class index "
+            f"0..{len(head.classes) - 1} "
             f"({len(head.classes)} classes of the bundle) or {NO_TAG} for no tag"
         )
     return classes.astype(np.int64), tagged
@@ -218,25 +242,46 @@ def evaluate_bundle(
     pairs = match_heads(bundle, shards)
     check_shard_preprocessing(bundle, shards)
     paths = split_paths(shards, split)
-    log.info("evaluating %s on %s split %s (%d shard files), heads %s", bundle.path, shards.root, split, len(paths), [p.head.name for p in pairs])
+    log.info(
+        "evaluating %s on %s split %s (%d shard files), heads %s",
+        bundle.path,
+        shards.root,
+        split,
+        len(paths),
+        [p.head.name for p in pairs],
+    )
     labels, probs = predict_records(bundle, paths, batch_size=settings.batch_size, threads=threads, ctx=ctx)
     width = shards.label_width if shards.mode == "multi" else 1
     if labels.shape[1] != width:
-        raise EvaluateInputError(f"shards {shards.root}: records carry {labels.shape[1]} label values; expected {width} (mode {shards.mode!r})")
+        raise EvaluateInputError(
+            f"shards {shards.root}: records carry {labels.shape[1]} label values; expected {width} (mode "
+            f"{shards.mode!r})"
+        )
     heads = []
     for pair in pairs:
         classes, tagged = head_labels(labels, pair.column, pair.head)
         if not tagged.any():
-            raise EvaluateInputError(f"head {pair.head.name!r}: no record of split {split!r} has a tag for {pair.head.attribute!r}; expected at least one")
+            raise EvaluateInputError(
+                f"head {pair.head.name!r}: no record of split {split!r} has a tag for {pair.head.attribute!r}; "
+                f"expected at least one"
+            )
         target = settings.target_for(pair.head.attribute or pair.head.name)
         evaluation = evaluate_head(
-            classes, probs[pair.head.name][tagged], pair.head,
-            target_precision=target, threshold_step=settings.threshold_step, skipped=int((~tagged).sum()),
+            classes,
+            probs[pair.head.name][tagged],
+            pair.head,
+            target_precision=target,
+            threshold_step=settings.threshold_step,
+            skipped=int((~tagged).sum()),
         )
         log.info(
             "%s: accuracy %.4f, average per-class accuracy %.4f on %d records; abstain threshold %s for precision %.2f",
-            pair.head.name, evaluation.accuracy, evaluation.average_per_class_accuracy, evaluation.records,
-            evaluation.abstain.threshold if evaluation.abstain.reached else "none reaches it", target,
+            pair.head.name,
+            evaluation.accuracy,
+            evaluation.average_per_class_accuracy,
+            evaluation.records,
+            evaluation.abstain.threshold if evaluation.abstain.reached else "none reaches it",
+            target,
         )
         heads.append(evaluation)
     return Evaluation(
@@ -247,7 +292,7 @@ def evaluate_bundle(
         split=split,
         records=len(labels),
         heads=tuple(heads),
-        evaluated_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        evaluated_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     )
 
 
@@ -300,7 +345,9 @@ def write_thresholds(bundle_path: str | Path, ev: Evaluation) -> Bundle:
     manifest = read_manifest(path)
     found = manifest.files.get(PARAMS_FILE)
     if found != ev.params_sha256:
-        raise EvaluateInputError(f"bundle {path}: {PARAMS_FILE} has sha256 {found}; expected {ev.params_sha256}, the parameters evaluated")
+        raise EvaluateInputError(
+            f"bundle {path}: {PARAMS_FILE} has sha256 {found}; expected {ev.params_sha256}, the parameters evaluated"
+        )
     thresholds, metrics = manifest_updates(ev)
     update_manifest(path, thresholds={**manifest.thresholds, **thresholds}, metrics={**manifest.metrics, **metrics})
     log.info("wrote thresholds %s into %s", thresholds, path / MANIFEST_FILE)
@@ -326,7 +373,10 @@ def check_out_dir(out: Path, model: Path) -> None:
     """
     out_r, model_r = out.resolve(), model.resolve()
     if out_r == model_r or model_r in out_r.parents:
-        raise EvaluateInputError(f"output folder {out} is inside the bundle {model}; expected a folder outside it (e.g. {default_out_dir(model, 'val')})")
+        raise EvaluateInputError(
+            f"output folder {out} is inside the bundle {model}; expected a folder outside it (e.g. "
+            f"{default_out_dir(model, 'val')})"
+        )
 
 
 def evaluate_model(

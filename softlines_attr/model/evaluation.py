@@ -17,10 +17,23 @@ from typing import Any
 
 import numpy as np
 
-from softlines_attr.model.manifest import Head
 from softlines_attr.model.errors import ClassMismatchError
-from softlines_attr.model.metrics import ClassRow, accuracy, average_per_class_accuracy, confusion_matrix, per_class_table, top_k_accuracy
-from softlines_attr.model.thresholds import AbstainChoice, CurvePoint, choose_abstain_threshold, precision_coverage, threshold_grid
+from softlines_attr.model.manifest import Head
+from softlines_attr.model.metrics import (
+    ClassRow,
+    accuracy,
+    average_per_class_accuracy,
+    confusion_matrix,
+    per_class_table,
+    top_k_accuracy,
+)
+from softlines_attr.model.thresholds import (
+    AbstainChoice,
+    CurvePoint,
+    choose_abstain_threshold,
+    precision_coverage,
+    threshold_grid,
+)
 
 EVALUATION_FILE = "evaluation.json"
 EVALUATION_FORMAT = 1
@@ -112,10 +125,15 @@ def evaluate_head(
     n_classes = len(head.classes)
     probs = np.asarray(probs, dtype=np.float64)
     if probs.ndim != 2 or probs.shape[1] != n_classes:
-        raise ClassMismatchError(f"head {head.name!r}: expected probabilities of shape (N, {n_classes}), found {probs.shape}")
+        raise ClassMismatchError(
+            f"head {head.name!r}: expected probabilities of shape (N, {n_classes}), found {probs.shape}"
+        )
     labels = np.asarray(labels).astype(np.int64).reshape(-1)
     if len(labels) != len(probs):
-        raise ClassMismatchError(f"head {head.name!r}: expected one label per prediction, found {len(labels)} labels for {len(probs)} predictions")
+        raise ClassMismatchError(
+            f"head {head.name!r}: expected one label per prediction, found {len(labels)} labels for {len(probs)} "
+            f"predictions"
+        )
     confusion = confusion_matrix(labels, probs.argmax(axis=1), n_classes)
     rows = per_class_table(confusion, head.classes)
     mean_acc, with_support = average_per_class_accuracy(rows)
@@ -149,7 +167,9 @@ def head_to_json(h: HeadEvaluation) -> dict[str, Any]:
         "average_per_class_accuracy": h.average_per_class_accuracy,
         "classes_with_support": h.classes_with_support,
         "top_k_accuracy": {str(k): v for k, v in h.top_k.items()},
-        "per_class": [{"class": r.name, **{k: v for k, v in dataclasses.asdict(r).items() if k != "name"}} for r in h.per_class],
+        "per_class": [
+            {"class": r.name, **{k: v for k, v in dataclasses.asdict(r).items() if k != "name"}} for r in h.per_class
+        ],
         "confusion_matrix": {"rows": "true class", "columns": "predicted class", "counts": h.confusion.tolist()},
         "precision_coverage": [dataclasses.asdict(p) for p in h.curve],
         "abstain": dataclasses.asdict(h.abstain),

@@ -11,9 +11,9 @@ import logging
 from pathlib import Path
 
 from softlines_attr.config import PipelineConfig
-from softlines_attr.model.manifest import Head
 from softlines_attr.model.errors import TrainInputError
 from softlines_attr.model.inception_bn import DEFAULT_HEAD
+from softlines_attr.model.manifest import Head
 from softlines_attr.shard.contract import ShardSet
 
 log = logging.getLogger(__name__)
@@ -30,12 +30,17 @@ def class_names(shards: ShardSet, conf: PipelineConfig) -> tuple[str, ...]:
     if shards.mode == "refine" and attribute:
         classes = conf.taxonomy.attribute(attribute).classes
         if len(classes) != shards.num_classes:
-            raise TrainInputError(f"attribute {attribute!r} has {len(classes)} classes in the taxonomy but the shards have {shards.num_classes}")
+            raise TrainInputError(
+                f"attribute {attribute!r} has {len(classes)} classes in the taxonomy but the shards have "
+                f"{shards.num_classes}"
+            )
         return classes
     words = _vocabulary_words(shards)
     if words is not None and len(words) == shards.num_classes:
         return words
-    log.warning("class names of %s not found (vocabulary table unreadable or of another size); using word_<i>", shards.root)
+    log.warning(
+        "class names of %s not found (vocabulary table unreadable or of another size); using word_<i>", shards.root
+    )
     return tuple(f"word_{i}" for i in range(shards.num_classes))
 
 
@@ -50,13 +55,23 @@ def shard_heads(shards: ShardSet, conf: PipelineConfig, *, multi_label: bool) ->
     """
     if shards.mode != "multi":
         attribute = shards.summary.get("attribute") if shards.mode == "refine" else None
-        return (Head(attribute or DEFAULT_HEAD, tuple(class_names(shards, conf)), attribute=attribute, multi_label=multi_label),)
+        return (
+            Head(
+                attribute or DEFAULT_HEAD,
+                tuple(class_names(shards, conf)),
+                attribute=attribute,
+                multi_label=multi_label,
+            ),
+        )
     declared = shards.summary.get("num_classes")
     heads = []
     for attribute in shards.attributes:
         classes = conf.taxonomy.attribute(attribute).classes
         if isinstance(declared, dict) and attribute in declared and int(declared[attribute]) != len(classes):
-            raise TrainInputError(f"attribute {attribute!r} has {len(classes)} classes in the taxonomy but the multi shards have {declared[attribute]}")
+            raise TrainInputError(
+                f"attribute {attribute!r} has {len(classes)} classes in the taxonomy but the multi shards have "
+                f"{declared[attribute]}"
+            )
         heads.append(Head(attribute, tuple(classes), attribute=attribute, multi_label=False))
     return tuple(heads)
 

@@ -93,7 +93,7 @@ class Preprocessing:
     crop: Literal["center"] = "center"
 
     @classmethod
-    def from_images(cls, images: ImageConfig, region: Literal["full", "upper"] = "full") -> "Preprocessing":
+    def from_images(cls, images: ImageConfig, region: Literal["full", "upper"] = "full") -> Preprocessing:
         """The preprocessing of ``conf.images`` (store size, resize mode, input size, mean, std) with ``region``."""
         return cls(
             store_size=int(images.store_size),
@@ -107,7 +107,10 @@ class Preprocessing:
     def check(self, where: str) -> None:
         """Raise BundleError when the values cannot be a preprocessing (sizes, std)."""
         if self.store_size < 1 or self.input_size < 1 or self.input_size > self.store_size:
-            raise BundleError(f"{where}: expected 1 <= input_size <= store_size, found input_size {self.input_size}, store_size {self.store_size}")
+            raise BundleError(
+                f"{where}: expected 1 <= input_size <= store_size, found input_size {self.input_size}, store_size "
+                f"{self.store_size}"
+            )
         if any(v <= 0 for v in self.std):
             raise BundleError(f"{where}: expected a positive std per channel, found {list(self.std)}")
 
@@ -171,7 +174,8 @@ class Manifest:
 
     @property
     def model_digest(self) -> str:
-        """sha256 of everything that changes an output row: symbol and params, heads and classes, thresholds, preprocessing, precision.
+        """sha256 of everything that changes an output row: symbol and params, heads and classes, thresholds,
+        preprocessing, precision.
 
         Metrics, timestamps, the calibration record and provenance (base model, vocabulary source) do not enter it.
         """
@@ -208,7 +212,8 @@ def manifest_checksum(data: Mapping[str, Any]) -> str:
 
 
 def write_manifest_file(file: Path, manifest: Manifest) -> Manifest:
-    """Write ``manifest`` (its checksum recomputed) to ``file`` through a flushed temporary file; returns it as written."""
+    """Write ``manifest`` (its checksum recomputed) to ``file`` through a flushed temporary file; returns it as
+    written."""
     data = json.loads(json.dumps(dataclasses.asdict(dataclasses.replace(manifest, manifest_sha256=""))))
     data["manifest_sha256"] = manifest_checksum(data)
     tmp = file.with_name(f".{file.name}.tmp-{uuid.uuid4().hex[:8]}")
@@ -242,34 +247,47 @@ def read_manifest(path: str | Path) -> Manifest:
     found_version = data.get("format_version") if isinstance(data, dict) else type(data).__name__
     if found_version == 1:
         raise BundleError(
-            f"bundle {path}: file {MANIFEST_FILE}: expected format_version {FORMAT_VERSION}, found 1, which records no preprocessing "
+            f"bundle {path}: file {MANIFEST_FILE}: expected format_version {FORMAT_VERSION}, found 1, which "
+            f"records no preprocessing "
             "(store size, resize mode) and no manifest checksum; retrain it, or upgrade it with "
             "softlines_attr.model.bundle.upgrade_manifest(path, images) naming the [images] conf it was trained with"
         )
     if found_version != FORMAT_VERSION:
-        raise BundleError(f"bundle {path}: file {MANIFEST_FILE}: expected format_version {FORMAT_VERSION}, found {found_version!r}")
+        raise BundleError(
+            f"bundle {path}: file {MANIFEST_FILE}: expected format_version {FORMAT_VERSION}, found {found_version!r}"
+        )
     recorded = data.get("manifest_sha256")
     actual = manifest_checksum(data)
     if recorded != actual:
         raise BundleIntegrityError(
-            f"bundle {path}: file {MANIFEST_FILE} does not match its checksum: expected manifest_sha256 {recorded!r}, found {actual} "
+            f"bundle {path}: file {MANIFEST_FILE} does not match its checksum: expected manifest_sha256 "
+            f"{recorded!r}, found {actual} "
             "(edited by hand? rewrite it only through update_manifest / evaluate --write-thresholds)"
         )
     try:
         manifest = parse_dataclass(Manifest, data, source=str(file))
     except ConfigError as exc:
         raise BundleError(f"bundle {path}: {exc}") from exc
-    manifest = dataclasses.replace(manifest, heads=tuple(dataclasses.replace(h, classes=tuple(h.classes)) for h in manifest.heads))
+    manifest = dataclasses.replace(
+        manifest, heads=tuple(dataclasses.replace(h, classes=tuple(h.classes)) for h in manifest.heads)
+    )
     prep = manifest.preprocessing
     try:
         prep.check(f"bundle {path}: {MANIFEST_FILE}: preprocessing")
     except BundleError as exc:
         raise BundleError(str(exc)) from None
-    repeated = {"input_shape": (tuple(manifest.input_shape), prep.input_shape), "mean": (tuple(manifest.mean), tuple(prep.mean)),
-                "std": (tuple(manifest.std), tuple(prep.std)), "region": (manifest.region, prep.region)}
+    repeated = {
+        "input_shape": (tuple(manifest.input_shape), prep.input_shape),
+        "mean": (tuple(manifest.mean), tuple(prep.mean)),
+        "std": (tuple(manifest.std), tuple(prep.std)),
+        "region": (manifest.region, prep.region),
+    }
     for key, (top, inner) in repeated.items():
         if top != inner:
-            raise BundleError(f"bundle {path}: {MANIFEST_FILE}: {key} {top} disagrees with preprocessing.{key} {inner}; expected the same value")
+            raise BundleError(
+                f"bundle {path}: {MANIFEST_FILE}: {key} {top} disagrees with preprocessing.{key} {inner}; "
+                f"expected the same value"
+            )
     return manifest
 
 
@@ -305,11 +323,21 @@ def upgrade_manifest(path: str | Path, images: ImageConfig, region: Literal["ful
     file = path / MANIFEST_FILE
     data = json.loads(file.read_text(encoding="utf-8"))
     if data.get("format_version") != 1:
-        raise BundleError(f"bundle {path}: expected a format_version 1 manifest to upgrade, found {data.get('format_version')!r}")
+        raise BundleError(
+            f"bundle {path}: expected a format_version 1 manifest to upgrade, found {data.get('format_version')!r}"
+        )
     prep = Preprocessing.from_images(images, region)
-    recorded = (tuple(data.get("input_shape", ())), tuple(data.get("mean", ())), tuple(data.get("std", ())), data.get("region", "full"))
+    recorded = (
+        tuple(data.get("input_shape", ())),
+        tuple(data.get("mean", ())),
+        tuple(data.get("std", ())),
+        data.get("region", "full"),
+    )
     if recorded != (prep.input_shape, tuple(prep.mean), tuple(prep.std), prep.region):
-        raise BundleError(f"bundle {path}: the manifest records input_shape, mean, std, region {recorded}; images gives {(prep.input_shape, prep.mean, prep.std, prep.region)}")
+        raise BundleError(
+            f"bundle {path}: the manifest records input_shape, mean, std, region {recorded}; images gives "
+            f"{(prep.input_shape, prep.mean, prep.std, prep.region)}"
+        )
     data.update(format_version=FORMAT_VERSION, preprocessing=dataclasses.asdict(prep), manifest_sha256="")
     try:
         manifest = parse_dataclass(Manifest, data, source=str(file))
@@ -328,11 +356,17 @@ def verify_files(path: str | Path, manifest: Manifest) -> None:
     path = Path(path)
     for required in (SYMBOL_FILE, PARAMS_FILE):
         if required not in manifest.files:
-            raise BundleIntegrityError(f"bundle {path}: {MANIFEST_FILE} lists no checksum for {required}; expected one for every file")
+            raise BundleIntegrityError(
+                f"bundle {path}: {MANIFEST_FILE} lists no checksum for {required}; expected one for every file"
+            )
     for name, expected in sorted(manifest.files.items()):
         file = path / name
         if Path(name).name != name or not file.is_file():
-            raise BundleIntegrityError(f"bundle {path}: file {name} is missing; the manifest lists it with sha256 {expected}")
+            raise BundleIntegrityError(
+                f"bundle {path}: file {name} is missing; the manifest lists it with sha256 {expected}"
+            )
         found = sha256_file(file)
         if found != expected:
-            raise BundleIntegrityError(f"bundle {path}: file {name} does not match its checksum: expected sha256 {expected}, found {found}")
+            raise BundleIntegrityError(
+                f"bundle {path}: file {name} does not match its checksum: expected sha256 {expected}, found {found}"
+            )

@@ -15,10 +15,10 @@ import mxnet as mx
 import numpy as np
 
 from softlines_attr.model.bundle import Bundle
-from softlines_attr.model.manifest import Head
 from softlines_attr.model.errors import TrainInputError
 from softlines_attr.model.inception_bn import classification_head, inception_bn_features
 from softlines_attr.model.losses import LossConfig, multi_hot_softmax_head, softmax_head
+from softlines_attr.model.manifest import Head
 from softlines_attr.model.refine import refine_features
 from softlines_attr.train_config import TrainConfig
 
@@ -43,7 +43,10 @@ def resolve_loss(requested: str, mode: str) -> LossKind:
     if requested not in ("sigmoid", "softmax", "softmax_multi"):
         raise TrainInputError(f"loss: expected auto, sigmoid, softmax or softmax_multi, found {requested!r}")
     if requested != "softmax" and mode != "base":
-        raise TrainInputError(f"loss {requested!r} expects base (title-word) shards; {mode} shards hold one class per image and attribute, found mode {mode!r}")
+        raise TrainInputError(
+            f"loss {requested!r} expects base (title-word) shards; {mode} shards hold one class per image and "
+            f"attribute, found mode {mode!r}"
+        )
     return requested  # type: ignore[return-value]
 
 
@@ -52,7 +55,9 @@ def word_prior(counts: np.ndarray, records: int) -> np.ndarray:
     return np.asarray(counts, dtype=np.float64) / max(records, 1)
 
 
-def prior_biases(heads: Sequence[Head], counts: Sequence[np.ndarray], *, loss: LossKind, records: int) -> dict[str, mx.nd.NDArray]:
+def prior_biases(
+    heads: Sequence[Head], counts: Sequence[np.ndarray], *, loss: LossKind, records: int
+) -> dict[str, mx.nd.NDArray]:
     """Initial biases of the heads' FC layers: the log of the train frequencies (a model that starts at the priors).
 
     Sigmoid heads: the logit of each word's share of the images; softmax heads: the log of each
@@ -72,7 +77,15 @@ def prior_biases(heads: Sequence[Head], counts: Sequence[np.ndarray], *, loss: L
     return out
 
 
-def build_network(heads: Sequence[Head], lc: LossConfig, *, base: Bundle | None, width: float, masked: bool, loss: LossKind = "softmax") -> mx.sym.Symbol:
+def build_network(
+    heads: Sequence[Head],
+    lc: LossConfig,
+    *,
+    base: Bundle | None,
+    width: float,
+    masked: bool,
+    loss: LossKind = "softmax",
+) -> mx.sym.Symbol:
     """Inception-BN features (the base's backbone, or fresh at ``width``) with the given heads.
 
     One plain head is exactly :func:`classification_head` (softmax or sigmoid). ``softmax_multi``
@@ -83,7 +96,9 @@ def build_network(heads: Sequence[Head], lc: LossConfig, *, base: Bundle | None,
     """
     features = refine_features(base) if base is not None else inception_bn_features(width)
     if loss == "softmax_multi":
-        return multi_hot_softmax_head(features, len(heads[0].classes), heads[0].name, label_smoothing=lc.label_smoothing)
+        return multi_hot_softmax_head(
+            features, len(heads[0].classes), heads[0].name, label_smoothing=lc.label_smoothing
+        )
     if len(heads) == 1 and (heads[0].multi_label or (lc.plain and not masked)):
         return classification_head(features, len(heads[0].classes), heads[0].name, multi_label=heads[0].multi_label)
     probs, losses = [], []

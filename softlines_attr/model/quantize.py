@@ -27,9 +27,9 @@ import numpy as np
 from softlines_attr.config import ImageConfig
 from softlines_attr.images import ImageError
 from softlines_attr.model.bundle import Bundle, save_bundle
-from softlines_attr.model.manifest import PARAMS_FILE, Manifest
 from softlines_attr.model.errors import ModelError
 from softlines_attr.model.inception_bn import DATA_NAME
+from softlines_attr.model.manifest import PARAMS_FILE, Manifest
 
 log = logging.getLogger(__name__)
 

@@ -98,17 +98,26 @@ def confusion_png(confusion: np.ndarray, classes: Sequence[str], title: str = ""
     shares = row_shares(confusion)
     for j, name in enumerate(classes):  # column labels, rotated to read bottom-up
         text = Image.new("RGB", (label_w, _CELL), "white")
-        ImageDraw.Draw(text).text((label_w - 6 - font.getlength(name), (_CELL - _FONT_SIZE) // 2 - 1), name, fill="black", font=font)
+        ImageDraw.Draw(text).text(
+            (label_w - 6 - font.getlength(name), (_CELL - _FONT_SIZE) // 2 - 1), name, fill="black", font=font
+        )
         img.paste(text.rotate(90, expand=True), (label_w + j * _CELL, 20))
     for i, name in enumerate(classes):
         y = top + i * _CELL
-        draw.text((label_w - 6 - font.getlength(name), y + (_CELL - _FONT_SIZE) // 2 - 1), name, fill="black", font=font)
+        draw.text(
+            (label_w - 6 - font.getlength(name), y + (_CELL - _FONT_SIZE) // 2 - 1), name, fill="black", font=font
+        )
         for j in range(n):
             x = label_w + j * _CELL
             draw.rectangle((x, y, x + _CELL - 1, y + _CELL - 1), fill=_shade(shares[i, j]), outline=(200, 200, 200))
             count = str(int(confusion[i, j]))
             colour = "white" if shares[i, j] > 0.55 else "black"
-            draw.text((x + (_CELL - font.getlength(count)) / 2, y + (_CELL - _FONT_SIZE) // 2 - 1), count, fill=colour, font=font)
+            draw.text(
+                (x + (_CELL - font.getlength(count)) / 2, y + (_CELL - _FONT_SIZE) // 2 - 1),
+                count,
+                fill=colour,
+                font=font,
+            )
     draw.text((4, top + n * _CELL + 8), footer, fill=(90, 90, 90), font=font)
     buf = io.BytesIO()
     img.save(buf, "PNG", optimize=True)
@@ -147,7 +156,12 @@ def curve_png(h: HeadEvaluation) -> bytes:
         draw.line(coverage, fill=(230, 120, 20), width=2)
     if len(precision) > 1:
         draw.line(precision, fill=(30, 80, 200), width=2)
-    draw.text((left, 6), f"{h.head}: precision (blue), coverage (orange); target {target:.2f} (dashed)", fill="black", font=font)
+    draw.text(
+        (left, 6),
+        f"{h.head}: precision (blue), coverage (orange); target {target:.2f} (dashed)",
+        fill="black",
+        font=font,
+    )
     draw.text((left + pw // 2 - 60, height - 18), "confidence threshold", fill="black", font=font)
     buf = io.BytesIO()
     img.save(buf, "PNG", optimize=True)
@@ -196,7 +210,10 @@ def headline_rows(h: HeadEvaluation) -> list[tuple[str, str]]:
     rows = [
         ("records", str(h.records) + (f" ({h.skipped} without a tag skipped)" if h.skipped else "")),
         ("multi-class accuracy", fmt(h.accuracy)),
-        ("average per-class accuracy", f"{fmt(h.average_per_class_accuracy)} (over {h.classes_with_support} of {len(h.classes)} classes)"),
+        (
+            "average per-class accuracy",
+            f"{fmt(h.average_per_class_accuracy)} (over {h.classes_with_support} of {len(h.classes)} classes)",
+        ),
     ]
     rows += [(f"top-{k} accuracy", fmt(v)) for k, v in h.top_k.items()]
     rows.append(("abstain threshold", fmt(h.abstain.threshold, 2) if h.abstain.reached else "none reaches the target"))
@@ -211,19 +228,35 @@ def head_markdown(h: HeadEvaluation) -> list[str]:
     out += [abstain_sentence(h), "", "### Per-class accuracy", ""]
     out += _md_table(
         ["class", "support", "correct", "accuracy (recall)", "predicted", "precision"],
-        [[r.name, str(r.support), str(r.correct), fmt(r.accuracy), str(r.predicted), fmt(r.precision)] for r in h.per_class],
+        [
+            [r.name, str(r.support), str(r.correct), fmt(r.accuracy), str(r.predicted), fmt(r.precision)]
+            for r in h.per_class
+        ],
     ) + [""]
     out += ["### Confusion matrix", "", f"![confusion matrix of {h.head}]({confusion_png_name(h.head)})", ""]
     out += _md_table(
         ["true \\ predicted", *h.classes],
         [[name, *(str(int(v)) for v in h.confusion[i])] for i, name in enumerate(h.classes)],
     ) + [""]
-    out += ["### Precision and coverage by confidence threshold", "", f"![precision and coverage of {h.head}]({curve_png_name(h.head)})", ""]
+    out += [
+        "### Precision and coverage by confidence threshold",
+        "",
+        f"![precision and coverage of {h.head}]({curve_png_name(h.head)})",
+        "",
+    ]
     points = report_points(h.curve, h.abstain.threshold)
     out += _md_table(
         ["threshold", "kept", "coverage", "precision"],
-        [[fmt(p.threshold, 2) + (" ←" if h.abstain.reached and abs(p.threshold - (h.abstain.threshold or 0)) < 1e-9 else ""),
-          str(p.kept), fmt(p.coverage), fmt(p.precision)] for p in points],
+        [
+            [
+                fmt(p.threshold, 2)
+                + (" ←" if h.abstain.reached and abs(p.threshold - (h.abstain.threshold or 0)) < 1e-9 else ""),
+                str(p.kept),
+                fmt(p.coverage),
+                fmt(p.precision),
+            ]
+            for p in points
+        ],
     ) + [""]
     return out
 
@@ -241,8 +274,18 @@ def render_markdown(ev: Evaluation) -> str:
     if len(ev.heads) > 1:
         out += _md_table(
             ["head", "records", "accuracy", "avg per-class acc.", "top-2", "abstain threshold", "coverage"],
-            [[h.head, str(h.records), fmt(h.accuracy), fmt(h.average_per_class_accuracy), fmt(h.top_k.get(2)),
-              fmt(h.abstain.threshold, 2) if h.abstain.reached else "not reached", fmt(h.abstain.coverage)] for h in ev.heads],
+            [
+                [
+                    h.head,
+                    str(h.records),
+                    fmt(h.accuracy),
+                    fmt(h.average_per_class_accuracy),
+                    fmt(h.top_k.get(2)),
+                    fmt(h.abstain.threshold, 2) if h.abstain.reached else "not reached",
+                    fmt(h.abstain.coverage),
+                ]
+                for h in ev.heads
+            ],
         ) + [""]
     for h in ev.heads:
         out += head_markdown(h)
@@ -283,13 +326,20 @@ def confusion_html(h: HeadEvaluation) -> str:
         cells = []
         for j in range(len(h.classes)):
             colour = "white" if shares[i, j] > 0.55 else "black"
-            cells.append(f'<td class="cm" style="background:{_hex(_shade(shares[i, j]))};color:{colour}">{int(h.confusion[i, j])}</td>')
+            cells.append(
+                f'<td class="cm" '
+                f'style="background:{_hex(_shade(shares[i, j]))};color:{colour}">{int(h.confusion[i, j])}</td>'
+            )
         rows.append(f"<tr><td>{html.escape(name)}</td>{''.join(cells)}</tr>")
     return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
 
 
 def _img(alt: str, png: bytes) -> str:
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">' if png else ""
+    return (
+        f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">'
+        if png
+        else ""
+    )
 
 
 def head_html(h: HeadEvaluation, png: bytes, curve: bytes = b"") -> str:
@@ -305,15 +355,21 @@ def head_html(h: HeadEvaluation, png: bytes, curve: bytes = b"") -> str:
         "<h3>Per-class accuracy</h3>",
         _html_table(
             ["class", "support", "correct", "accuracy (recall)", "predicted", "precision"],
-            [[r.name, str(r.support), str(r.correct), fmt(r.accuracy), str(r.predicted), fmt(r.precision)] for r in h.per_class],
+            [
+                [r.name, str(r.support), str(r.correct), fmt(r.accuracy), str(r.predicted), fmt(r.precision)]
+                for r in h.per_class
+            ],
         ),
         "<h3>Confusion matrix</h3>",
         _img(f"confusion matrix of {h.head}", png),
         confusion_html(h),
         "<h3>Precision and coverage by confidence threshold</h3>",
         _img(f"precision and coverage of {h.head}", curve),
-        _html_table(["threshold", "kept", "coverage", "precision"],
-                    [[fmt(p.threshold, 2), str(p.kept), fmt(p.coverage), fmt(p.precision)] for p in points], chosen),
+        _html_table(
+            ["threshold", "kept", "coverage", "precision"],
+            [[fmt(p.threshold, 2), str(p.kept), fmt(p.coverage), fmt(p.precision)] for p in points],
+            chosen,
+        ),
     ]
     return "\n".join(parts)
 
@@ -322,12 +378,13 @@ def render_html(ev: Evaluation, pngs: dict[str, bytes], curves: dict[str, bytes]
     """The whole report as one self-contained HTML page (``pngs``: confusion pictures, ``curves``: charts, by head)."""
     intro = (
         f"<p>model <code>{html.escape(ev.model)}</code> (model.params sha256 <code>{ev.params_sha256[:16]}…</code>)<br>"
-        f"shards <code>{html.escape(ev.shards)}</code> ({html.escape(ev.mode)}), split <code>{html.escape(ev.split)}</code>, "
+        f"shards <code>{html.escape(ev.shards)}</code> ({html.escape(ev.mode)}), split "
+        f"<code>{html.escape(ev.split)}</code>, "
         f"{ev.records} records<br>evaluated at {html.escape(ev.evaluated_at)}</p>"
     )
     body = "\n".join(head_html(h, pngs.get(h.head, b""), (curves or {}).get(h.head, b"")) for h in ev.heads)
     return (
-        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Model evaluation</title>"
+        '<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>Model evaluation</title>'
         f"<style>{_CSS}</style></head><body>\n<h1>Model evaluation</h1>\n{intro}\n{body}\n</body></html>\n"
     )
 
@@ -340,7 +397,10 @@ def write_report(ev: Evaluation, out_dir: str | Path) -> list[Path]:
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    pngs = {h.head: confusion_png(h.confusion, h.classes, title=f"{h.head}: confusion matrix ({h.records} images)") for h in ev.heads}
+    pngs = {
+        h.head: confusion_png(h.confusion, h.classes, title=f"{h.head}: confusion matrix ({h.records} images)")
+        for h in ev.heads
+    }
     curves = {h.head: curve_png(h) for h in ev.heads}
     written = []
     for head in pngs:

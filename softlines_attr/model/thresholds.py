@@ -79,7 +79,15 @@ def precision_coverage(labels: np.ndarray, probs: np.ndarray, thresholds: Sequen
     for t in thresholds:
         keep = confidence >= t
         kept, correct = int(keep.sum()), int((keep & hit).sum())
-        points.append(CurvePoint(threshold=float(t), kept=kept, correct=correct, coverage=kept / n if n else 0.0, precision=_ratio(correct, kept)))
+        points.append(
+            CurvePoint(
+                threshold=float(t),
+                kept=kept,
+                correct=correct,
+                coverage=kept / n if n else 0.0,
+                precision=_ratio(correct, kept),
+            )
+        )
     return tuple(points)
 
 

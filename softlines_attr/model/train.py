@@ -30,8 +30,13 @@ import numpy as np
 
 from softlines_attr.config import PipelineConfig
 from softlines_attr.model.bundle import BUNDLE_DIR, Bundle, save_bundle
-from softlines_attr.model.manifest import Head, Manifest, VocabularyRef
-from softlines_attr.model.checkpoint import checkpoint_paths, latest_checkpoint, load_checkpoint, restore_optimizer, save_checkpoint
+from softlines_attr.model.checkpoint import (
+    checkpoint_paths,
+    latest_checkpoint,
+    load_checkpoint,
+    restore_optimizer,
+    save_checkpoint,
+)
 from softlines_attr.model.data import label_counts, record_iter, title_word_counts, training_region
 from softlines_attr.model.distributed.dump import write_worker_dump
 from softlines_attr.model.distributed.kvstore import (
@@ -43,9 +48,10 @@ from softlines_attr.model.distributed.kvstore import (
 )
 from softlines_attr.model.distributed.parts import check_train_parts, fixed_batches, part_record_counts
 from softlines_attr.model.errors import ModelError, TrainInputError
+from softlines_attr.model.heads import shard_heads
 from softlines_attr.model.inception_bn import DATA_NAME
 from softlines_attr.model.losses import class_weights, loss_constants
-from softlines_attr.model.heads import shard_heads
+from softlines_attr.model.manifest import Head, Manifest, VocabularyRef
 from softlines_attr.model.metrics import batch_cross_entropy, split_metrics, title_word_metrics, train_metric
 from softlines_attr.model.network import LossKind, build_network, loss_settings, prior_biases, resolve_loss, word_prior
 from softlines_attr.model.optim import lr_scheduler, no_decay_names
@@ -55,7 +61,6 @@ from softlines_attr.shard.contract import ShardSet, read_shard_set
 from softlines_attr.train_config import TrainConfig
 
 log = logging.getLogger(__name__)
-
 
 
 HISTORY_FILE = "history.json"
@@ -104,9 +109,14 @@ def train(
         TrainInputError: unusable shards or settings.
     """
     if tc.epochs < 1 or tc.batch_size < 1:
-        raise TrainInputError(f"expected epochs >= 1 and batch_size >= 1, found epochs={tc.epochs} batch_size={tc.batch_size}")
+        raise TrainInputError(
+            f"expected epochs >= 1 and batch_size >= 1, found epochs={tc.epochs} batch_size={tc.batch_size}"
+        )
     if tc.head_warmup_epochs < 0 or tc.log_every < 0 or tc.val_every < 0:
-        raise TrainInputError(f"expected head_warmup_epochs, log_every and val_every >= 0, found {tc.head_warmup_epochs}, {tc.log_every}, {tc.val_every}")
+        raise TrainInputError(
+            f"expected head_warmup_epochs, log_every and val_every >= 0, found {tc.head_warmup_epochs}, "
+            f"{tc.log_every}, {tc.val_every}"
+        )
     if tc.bn_stats not in ("batch", "frozen"):
         raise TrainInputError(f"bn_stats: expected batch or frozen, found {tc.bn_stats!r}")
     shards = read_shard_set(shards_dir)
@@ -117,10 +127,14 @@ def train(
         lc.validate()
     except ModelError as exc:
         raise TrainInputError(str(exc)) from exc
-    if multi_hot_targets and (lc.class_weights != "none" or lc.focal_gamma > 0 or (loss == "sigmoid" and lc.label_smoothing > 0)):
+    if multi_hot_targets and (
+        lc.class_weights != "none" or lc.focal_gamma > 0 or (loss == "sigmoid" and lc.label_smoothing > 0)
+    ):
         raise TrainInputError(
-            f"class weights, focal loss{' and label smoothing' if loss == 'sigmoid' else ''} apply to softmax heads of one class; expected --loss softmax "
-            f"or refine/multi shards, found {loss} on base shards (class_weights={lc.class_weights}, focal_gamma={lc.focal_gamma}, label_smoothing={lc.label_smoothing})"
+            f"class weights, focal loss{' and label smoothing' if loss == 'sigmoid' else ''} apply to softmax "
+            f"heads of one class; expected --loss softmax "
+            f"or refine/multi shards, found {loss} on base shards (class_weights={lc.class_weights}, "
+            f"focal_gamma={lc.focal_gamma}, label_smoothing={lc.label_smoothing})"
         )
     heads = shard_heads(shards, conf, multi_label=loss == "sigmoid")
     head_names = [h.name for h in heads]
@@ -130,7 +144,13 @@ def train(
     if not multi_hot_targets and not lc.plain:
         weights = {h.name: class_weights(c, lc.class_weights, lc.beta) for h, c in zip(heads, column_counts)}
         for h, c in zip(heads, column_counts):
-            log.info("head %s: train label counts %s, class weights (%s) %s", h.name, c.tolist(), lc.class_weights, np.round(weights[h.name], 3).tolist())
+            log.info(
+                "head %s: train label counts %s, class weights (%s) %s",
+                h.name,
+                c.tolist(),
+                lc.class_weights,
+                np.round(weights[h.name], 3).tolist(),
+            )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -145,9 +165,15 @@ def train(
     backbone = backbone_names(sym, head_names) if base is not None else []
     fixed = sorted(constants) + (backbone if tc.freeze_backbone else [])
     size = tc.input_size or conf.images.input_size
-    label_shapes = [(label_names[0], (tc.batch_size, shards.num_classes))] if multi_hot_targets else [(name, (tc.batch_size,)) for name in label_names]
+    label_shapes = (
+        [(label_names[0], (tc.batch_size, shards.num_classes))]
+        if multi_hot_targets
+        else [(name, (tc.batch_size,)) for name in label_names]
+    )
     ctx = [mx.gpu(i) for i in tc.gpus] or [mx.cpu()]
-    mod = mx.mod.Module(sym, data_names=[DATA_NAME], label_names=label_names, context=ctx, fixed_param_names=fixed or None)
+    mod = mx.mod.Module(
+        sym, data_names=[DATA_NAME], label_names=label_names, context=ctx, fixed_param_names=fixed or None
+    )
     mod.bind(data_shapes=[(DATA_NAME, (tc.batch_size, 3, size, size))], label_shapes=label_shapes)
     begin = agree(workers, "resume_epoch", latest_checkpoint(out) if resume else 0)
     states: dict[str, mx.nd.NDArray] = {}
@@ -168,9 +194,21 @@ def train(
             given.update(arg)
         mod.init_params(initializer, arg_params=given, aux_params=aux or None, allow_missing=True)
     batches_per_epoch = max(1, math.ceil(shards.train_records / workers.num_workers / tc.batch_size))
-    optimizer_params: dict = {"learning_rate": tc.learning_rate, "momentum": tc.momentum, "wd": tc.weight_decay, "rescale_grad": 1.0 / (tc.batch_size * workers.num_workers)}
-    scheduler = lr_scheduler(tc.lr_schedule, base_lr=tc.learning_rate, epochs=tc.epochs, batches_per_epoch=batches_per_epoch,
-                             warmup_epochs=tc.warmup_epochs, step_epochs=tc.lr_step_epochs, factor=tc.lr_factor)
+    optimizer_params: dict = {
+        "learning_rate": tc.learning_rate,
+        "momentum": tc.momentum,
+        "wd": tc.weight_decay,
+        "rescale_grad": 1.0 / (tc.batch_size * workers.num_workers),
+    }
+    scheduler = lr_scheduler(
+        tc.lr_schedule,
+        base_lr=tc.learning_rate,
+        epochs=tc.epochs,
+        batches_per_epoch=batches_per_epoch,
+        warmup_epochs=tc.warmup_epochs,
+        step_epochs=tc.lr_step_epochs,
+        factor=tc.lr_factor,
+    )
     if scheduler is not None:
         optimizer_params["lr_scheduler"] = scheduler
     with optimizer_on_workers(workers):
@@ -181,15 +219,46 @@ def train(
     if begin:
         restore_optimizer(mod, states)
     log.info(
-        "training %s (%d classes, %s%s) width %s on %d train / %d val records, epochs %d..%d, %d batches each, lr %g (%s, warm-up %g epochs)",
-        ",".join(head_names), shards.num_classes, loss, "" if lc.plain else f", class weights {lc.class_weights}, focal gamma {lc.focal_gamma}, smoothing {lc.label_smoothing}",
-        tc.width, shards.train_records, shards.val_records, begin + 1, tc.epochs, batches_per_epoch, tc.learning_rate, tc.lr_schedule, tc.warmup_epochs,
+        "training %s (%d classes, %s%s) width %s on %d train / %d val records, epochs %d..%d, %d batches each, lr "
+        "%g (%s, warm-up %g epochs)",
+        ",".join(head_names),
+        shards.num_classes,
+        loss,
+        ""
+        if lc.plain
+        else f", class weights {lc.class_weights}, focal gamma {lc.focal_gamma}, smoothing {lc.label_smoothing}",
+        tc.width,
+        shards.train_records,
+        shards.val_records,
+        begin + 1,
+        tc.epochs,
+        batches_per_epoch,
+        tc.learning_rate,
+        tc.lr_schedule,
+        tc.warmup_epochs,
     )
     region = training_region(shards, conf)
     parts = {"num_parts": workers.num_workers, "part_index": workers.rank, "region": region}
-    val_part = part_record_counts(shards.val, workers.num_workers)[workers.rank] if workers.dist and shards.val else shards.val_records
+    val_part = (
+        part_record_counts(shards.val, workers.num_workers)[workers.rank]
+        if workers.dist and shards.val
+        else shards.val_records
+    )
     # base shards are always validated against every title word (multi-hot), whatever the loss
-    val_iter = record_iter(shards.val, shards, conf, tc, train=False, label_name=label_names, multi_label=shards.mode == "base", **parts) if val_part else None
+    val_iter = (
+        record_iter(
+            shards.val,
+            shards,
+            conf,
+            tc,
+            train=False,
+            label_name=label_names,
+            multi_label=shards.mode == "base",
+            **parts,
+        )
+        if val_part
+        else None
+    )
     prior = word_prior(column_counts[0], counted) if shards.mode == "base" else None
     history = _read_history(out, begin) if begin else []
     seen: list[list] = []
@@ -199,13 +268,32 @@ def train(
             mult = 0.0 if epoch < tc.head_warmup_epochs else tc.backbone_lr_mult
             mod._optimizer.set_lr_mult({name: mult for name in backbone})
             if epoch == tc.head_warmup_epochs and tc.head_warmup_epochs:
-                log.info("epoch %d: head warm-up done; the backbone trains at %g x the learning rate", epoch + 1, tc.backbone_lr_mult)
+                log.info(
+                    "epoch %d: head warm-up done; the backbone trains at %g x the learning rate",
+                    epoch + 1,
+                    tc.backbone_lr_mult,
+                )
         metric = train_metric(multi_hot_targets)
-        it = record_iter(shards.train, shards, conf, dataclasses.replace(tc, seed=tc.seed + epoch), train=True, label_name=label_names, multi_label=multi_hot_targets, **parts)
+        it = record_iter(
+            shards.train,
+            shards,
+            conf,
+            dataclasses.replace(tc, seed=tc.seed + epoch),
+            train=True,
+            label_name=label_names,
+            multi_label=multi_hot_targets,
+            **parts,
+        )
         seen.append([])
-        train_loss = _run_epoch(mod, it, metric, epoch, tc, batches_per_epoch, loss, seen[-1] if tc.worker_dump else None)
+        train_loss = _run_epoch(
+            mod, it, metric, epoch, tc, batches_per_epoch, loss, seen[-1] if tc.worker_dump else None
+        )
         average_aux(workers, mod)
-        record: dict[str, float] = {"epoch": float(epoch + 1), "train_loss": train_loss, "learning_rate": _current_lr(mod)}
+        record: dict[str, float] = {
+            "epoch": float(epoch + 1),
+            "train_loss": train_loss,
+            "learning_rate": _current_lr(mod),
+        }
         record.update({f"train_{k}": float(v) for k, v in metric.get_name_value()})
         last = epoch + 1 == tc.epochs
         if val_iter is not None and (last or (tc.val_every and (epoch + 1) % tc.val_every == 0)):
@@ -213,13 +301,28 @@ def train(
             if workers.dist:  # each worker validates its own part of the val split
                 metrics["val_workers"] = float(workers.num_workers)
             record.update(metrics)
-            log.info("epoch %d/%d val (worker %d of %d): %s", epoch + 1, tc.epochs, workers.rank, workers.num_workers, describe_metrics(metrics, head_names))
+            log.info(
+                "epoch %d/%d val (worker %d of %d): %s",
+                epoch + 1,
+                tc.epochs,
+                workers.rank,
+                workers.num_workers,
+                describe_metrics(metrics, head_names),
+            )
         history.append(record)
         if workers.chief:
             save_checkpoint(out, epoch + 1, mod)
             (out / HISTORY_FILE).write_text(json.dumps(history, indent=1, sort_keys=True), encoding="utf-8")
     if tc.worker_dump:
-        write_worker_dump(tc.worker_dump, workers, mod, batches_per_epoch=batches_per_epoch, train_seen=seen, val_iter=val_iter, metrics=metrics)
+        write_worker_dump(
+            tc.worker_dump,
+            workers,
+            mod,
+            batches_per_epoch=batches_per_epoch,
+            train_seen=seen,
+            val_iter=val_iter,
+            metrics=metrics,
+        )
     if not workers.chief:
         return None
     arg_params, aux_params = mod.get_params()
@@ -232,9 +335,16 @@ def train(
         heads=list(heads),
         # the preprocessing the network was trained on: the shards' stored size and resize mode, the
         # input crop, and the region (the upper view for a single-attribute model of an upper-region attribute)
-        images=dataclasses.replace(conf.images, store_size=shards.image_size, resize_mode=shards.resize_mode, input_size=tc.input_size or conf.images.input_size),
+        images=dataclasses.replace(
+            conf.images,
+            store_size=shards.image_size,
+            resize_mode=shards.resize_mode,
+            input_size=tc.input_size or conf.images.input_size,
+        ),
         region=region,
-        vocabulary=VocabularyRef(int(vocab_size), str(shards.summary.get("labels", ""))) if vocab_size is not None else None,
+        vocabulary=VocabularyRef(int(vocab_size), str(shards.summary.get("labels", "")))
+        if vocab_size is not None
+        else None,
         base_model=base_model_ref(base) if base is not None else None,
         metrics={k: v for k, v in metrics.items() if k.startswith("val_")},
         overwrite=True,
@@ -251,7 +361,8 @@ def _run_epoch(
     loss: LossKind,
     seen: list | None,
 ) -> float:
-    """One epoch of ``batches`` updates; a progress line every ``tc.log_every`` batches. Returns the mean train cross-entropy."""
+    """One epoch of ``batches`` updates; a progress line every ``tc.log_every`` batches. Returns the mean train
+    cross-entropy."""
     started = window_started = time.perf_counter()
     total, window = 0.0, []
     heads = len(mod.label_names)
@@ -266,12 +377,27 @@ def _run_epoch(
         window.append(ce)
         if tc.log_every and i % tc.log_every == 0:
             now = time.perf_counter()
-            log.info("epoch %d batch %d/%d: %.1f images/s, loss %.4f (mean of the last %d batches), lr %.4g",
-                     epoch + 1, i, batches, len(window) * tc.batch_size / max(now - window_started, 1e-9), float(np.mean(window)), len(window), _current_lr(mod))
+            log.info(
+                "epoch %d batch %d/%d: %.1f images/s, loss %.4f (mean of the last %d batches), lr %.4g",
+                epoch + 1,
+                i,
+                batches,
+                len(window) * tc.batch_size / max(now - window_started, 1e-9),
+                float(np.mean(window)),
+                len(window),
+                _current_lr(mod),
+            )
             window, window_started = [], now
     seconds = time.perf_counter() - started
     mean = total / max(batches, 1)
-    log.info("epoch %d/%d: train loss %.4f, %s, %.1f images/s", epoch + 1, tc.epochs, mean, dict(metric.get_name_value()), batches * tc.batch_size / max(seconds, 1e-9))
+    log.info(
+        "epoch %d/%d: train loss %.4f, %s, %.1f images/s",
+        epoch + 1,
+        tc.epochs,
+        mean,
+        dict(metric.get_name_value()),
+        batches * tc.batch_size / max(seconds, 1e-9),
+    )
     return mean
 
 
@@ -332,11 +458,20 @@ def val_metrics(
 def describe_metrics(metrics: dict[str, float], head_names: Sequence[str]) -> str:
     """One log line of validation metrics: the base's mAP against its prior, or accuracy per head."""
     if "val_map" in metrics:
-        return (f"mAP {metrics['val_map']:.4f} (priors alone {metrics['val_prior_map']:.4f}, {metrics['val_map_over_prior']:.1f}x), "
-                f"precision@1 {metrics['val_precision_at_1']:.3f}, @5 {metrics['val_precision_at_5']:.3f}, "
-                f"AP of the 10 most frequent words {metrics['val_top_words_map']:.3f}, distinct top-1 words {int(metrics['val_distinct_top1'])}")
+        return (
+            f"mAP {metrics['val_map']:.4f} (priors alone {metrics['val_prior_map']:.4f}, "
+            f"{metrics['val_map_over_prior']:.1f}x), "
+            f"precision@1 {metrics['val_precision_at_1']:.3f}, @5 {metrics['val_precision_at_5']:.3f}, "
+            f"AP of the 10 most frequent words {metrics['val_top_words_map']:.3f}, distinct top-1 words "
+            f"{int(metrics['val_distinct_top1'])}"
+        )
     if len(head_names) == 1:
-        return f"accuracy {metrics.get('val_accuracy', 0):.4f}, average per-class accuracy {metrics.get('val_mean_class_accuracy', 0):.4f}"
-    return ", ".join(f"{h} {metrics.get(f'val_{h}_accuracy', 0):.3f} (per-class {metrics.get(f'val_{h}_mean_class_accuracy', 0):.3f})" for h in head_names)
-
-
+        return (
+            f"accuracy {metrics.get('val_accuracy', 0):.4f}, average per-class accuracy "
+            f"{metrics.get('val_mean_class_accuracy', 0):.4f}"
+        )
+    return ", ".join(
+        f"{h} {metrics.get(f'val_{h}_accuracy', 0):.3f} (per-class "
+        f"{metrics.get(f'val_{h}_mean_class_accuracy', 0):.3f})"
+        for h in head_names
+    )

@@ -2,7 +2,8 @@
 
 Entry point: :func:`run_score_job` with a :class:`ScoreJob`. The pieces: :mod:`.inputs` (catalog
 checks), :mod:`.models` (bundles as broadcast bytes, the per-process cache of bound
-:class:`~softlines_attr.model.predictor.Predictor` s), :mod:`.task` (fetch, decode and forward on the executors), :mod:`.incremental`
+:class:`~softlines_attr.model.predictor.Predictor` s), :mod:`.task` (fetch, decode and forward on the executors),
+:mod:`.incremental`
 (carry unchanged rows over), :mod:`.schema` (the versioned table contract), :mod:`.job` (the driver).
 
 MXNet is not imported by this package module (the task sets thread counts before it is).

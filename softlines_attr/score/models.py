@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-
 from softlines_attr.score.errors import ScoreInputError, ScoreModelError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -89,7 +88,7 @@ class BundlePayload:
     params: bytes
     manifest_json: str
     heads: tuple[HeadSpec, ...]
-    preprocessing: "Preprocessing"
+    preprocessing: Preprocessing
     model_digest: str
 
     @property
@@ -138,7 +137,10 @@ class BundlePayload:
             "input_shape": list(self.input_shape),
             "region": self.region,
             "preprocessing": dataclasses.asdict(self.preprocessing),
-            "heads": [{"name": h.name, "attribute": h.attribute, "classes": len(h.classes), "threshold": h.threshold} for h in self.heads],
+            "heads": [
+                {"name": h.name, "attribute": h.attribute, "classes": len(h.classes), "threshold": h.threshold}
+                for h in self.heads
+            ],
         }
 
 
@@ -188,20 +190,26 @@ def resolve_model_dirs(paths: Sequence[str], download_dir: Path | None = None) -
         else:
             local = Path(path.removeprefix("file://"))
         if not local.is_dir():
-            raise ScoreInputError(f"--models {path}: expected a model bundle folder, found {'a file' if local.exists() else 'nothing'}")
+            raise ScoreInputError(
+                f"--models {path}: expected a model bundle folder, found {'a file' if local.exists() else 'nothing'}"
+            )
         if (local / MANIFEST_FILE).is_file():
             found.append(local)
             continue
         subs = sorted(p for p in local.iterdir() if p.is_dir() and (p / MANIFEST_FILE).is_file())
         if not subs:
             listing = sorted(p.name for p in local.iterdir())[:10]
-            raise ScoreInputError(f"--models {path}: expected a bundle folder (with {MANIFEST_FILE}) or a folder of bundles, found {listing}")
+            raise ScoreInputError(
+                f"--models {path}: expected a bundle folder (with {MANIFEST_FILE}) or a folder of bundles, found "
+                f"{listing}"
+            )
         found += subs
     return found
 
 
 def bundle_name(path: Path) -> str:
-    """A bundle's readable name: its folder's, or the training output folder's for ``<out>/bundle`` (what ``train`` writes)."""
+    """A bundle's readable name: its folder's, or the training output folder's for ``<out>/bundle`` (what
+    ``train`` writes)."""
     from softlines_attr.model.bundle import BUNDLE_DIR
 
     return path.parent.name if path.name == BUNDLE_DIR and path.parent.name else path.name
@@ -221,14 +229,20 @@ def read_payload(path: Path, source: str | None = None) -> BundlePayload:
     params = (path / PARAMS_FILE).read_bytes()
     sha = hashlib.sha256(params).hexdigest()
     if sha != manifest.files.get(PARAMS_FILE):
-        raise ScoreModelError(f"bundle {path}: {PARAMS_FILE} changed while it was read: expected sha256 {manifest.files.get(PARAMS_FILE)}, found {sha}")
+        raise ScoreModelError(
+            f"bundle {path}: {PARAMS_FILE} changed while it was read: expected sha256 "
+            f"{manifest.files.get(PARAMS_FILE)}, found {sha}"
+        )
     heads = tuple(
         HeadSpec(h.name, h.attribute, tuple(h.classes), float(manifest.thresholds.get(h.name, 0.0)))
         for h in manifest.heads
         if h.attribute is not None
     )
     if not heads:
-        raise ScoreModelError(f"bundle {path}: expected at least one head with an attribute, found heads {[h.name for h in manifest.heads]} (a base model?)")
+        raise ScoreModelError(
+            f"bundle {path}: expected at least one head with an attribute, found heads "
+            f"{[h.name for h in manifest.heads]} (a base model?)"
+        )
     return BundlePayload(
         name=bundle_name(path),
         source=source or str(path),
@@ -255,11 +269,17 @@ def check_payloads(payloads: Sequence[BundlePayload], store_size: int | None = N
     shas: dict[str, str] = {}
     for p in payloads:
         if p.params_sha256 in shas:
-            raise ScoreModelError(f"bundle {p.source} is the same model as {shas[p.params_sha256]} (params sha256 {p.params_sha256[:12]}); expected each model once")
+            raise ScoreModelError(
+                f"bundle {p.source} is the same model as {shas[p.params_sha256]} (params sha256 "
+                f"{p.params_sha256[:12]}); expected each model once"
+            )
         shas[p.params_sha256] = p.source
         for h in p.heads:
             if h.attribute in seen:
-                raise ScoreModelError(f"attribute {h.attribute!r} is predicted by {seen[h.attribute]} and by {p.source} (head {h.name}); expected one model per attribute")
+                raise ScoreModelError(
+                    f"attribute {h.attribute!r} is predicted by {seen[h.attribute]} and by {p.source} (head "
+                    f"{h.name}); expected one model per attribute"
+                )
             seen[h.attribute] = f"{p.source} (head {h.name})"
     return list(seen)
 
@@ -268,8 +288,8 @@ def check_payloads(payloads: Sequence[BundlePayload], store_size: int | None = N
 # Executor side: rebuild once per process, bound predictor
 # --------------------------------------------------------------------------------------------
 
-_BUNDLES: dict[str, "Bundle"] = {}
-_PREDICTORS: dict[tuple[str, str, int], "Predictor"] = {}
+_BUNDLES: dict[str, Bundle] = {}
+_PREDICTORS: dict[tuple[str, str, int], Predictor] = {}
 _LOADS: dict[str, int] = {}
 
 
@@ -287,7 +307,7 @@ def set_threads(threads: int) -> None:
     mx.base._LIB.MXSetNumOMPThreads(ctypes.c_int(threads))
 
 
-def bundle_from_payload(payload: BundlePayload) -> "Bundle":
+def bundle_from_payload(payload: BundlePayload) -> Bundle:
     """Rebuild a bundle from its bytes: written to a private temporary folder and loaded (checksums verified)."""
     from softlines_attr.model.bundle import load_bundle
 
@@ -301,7 +321,7 @@ def bundle_from_payload(payload: BundlePayload) -> "Bundle":
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def cached_bundle(payload: BundlePayload) -> "Bundle":
+def cached_bundle(payload: BundlePayload) -> Bundle:
     """The process's bundle for ``payload``, rebuilt on first use only (keyed by the params sha256)."""
     bundle = _BUNDLES.get(payload.params_sha256)
     if bundle is None:
@@ -312,11 +332,11 @@ def cached_bundle(payload: BundlePayload) -> "Bundle":
     return bundle
 
 
-def cached_predictor(payload: BundlePayload, batch_size: int, ctx: "mx.Context | None" = None) -> "Predictor":
+def cached_predictor(payload: BundlePayload, batch_size: int, ctx: mx.Context | None = None) -> Predictor:
     """The process's bound :class:`Predictor` for (model, context, batch size), built on first use."""
-    from softlines_attr.model.predictor import Predictor
-
     import mxnet as mx
+
+    from softlines_attr.model.predictor import Predictor
 
     ctx = ctx or mx.cpu()
     key = (payload.params_sha256, str(ctx), int(batch_size))

@@ -24,11 +24,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Literal
 
 from softlines_attr.config import parse_dataclass
 from softlines_attr.errors import ConfigError
@@ -349,7 +349,9 @@ class ShardSetWriter:
             rows_in=written + rows_rejected,
             records_written=written,
             rows_rejected=rows_rejected,
-            attribute={"refine": self.attributes[0] if self.attributes else None, "multi": "all"}.get(mode),  # type: ignore[arg-type]
+            # type:
+            # ignore[arg-type]
+            attribute={"refine": self.attributes[0] if self.attributes else None, "multi": "all"}.get(mode),
             vocab_size=self.vocab_size,
             attributes=self.attributes if mode == "multi" else (),
             classes=self.classes,

@@ -97,10 +97,14 @@ def read_labels(spark: SparkSession, labels_dir: str, label_col: str | None) -> 
     found = fields.get(label_col)
     if found is None:
         have = sorted(c for c in fields if c.startswith("labels_"))
-        raise ShardInputError(f"{path}: expected a column {label_col!r} of array<int> label indices, found label columns {have}")
+        raise ShardInputError(
+            f"{path}: expected a column {label_col!r} of array<int> label indices, found label columns {have}"
+        )
     if not (isinstance(found, ArrayType) and isinstance(found.elementType, IntegralType)):
         raise ShardInputError(f"{path}: column {label_col!r}: expected array<int>, found {found.simpleString()}")
-    return require_columns(raw.withColumn("labels", F.col(label_col).cast("array<int>")), {**cols, "labels": "array<int>"}, source=path)
+    return require_columns(
+        raw.withColumn("labels", F.col(label_col).cast("array<int>")), {**cols, "labels": "array<int>"}, source=path
+    )
 
 
 def vocabulary_classes(spark: SparkSession, labels_dir: str, vocab_size: int) -> int:
@@ -113,7 +117,11 @@ def vocabulary_classes(spark: SparkSession, labels_dir: str, vocab_size: int) ->
     raw = read_table(spark, path)
     check_labels_table(raw, "vocabulary", source=path)
     vocab = require_columns(raw, {"vocab_size": "int", "label_index": "int"}, source=path)
-    row = vocab.filter(F.col("vocab_size") == vocab_size).agg(F.count("*").alias("n"), F.max("label_index").alias("top")).first()
+    row = (
+        vocab.filter(F.col("vocab_size") == vocab_size)
+        .agg(F.count("*").alias("n"), F.max("label_index").alias("top"))
+        .first()
+    )
     if row is None or not row["n"]:
         sizes = sorted(r[0] for r in vocab.select("vocab_size").distinct().collect())
         raise ShardInputError(f"{path}: expected words for vocab_size {vocab_size}, found vocab sizes {sizes}")
@@ -130,18 +138,47 @@ def base_inputs(spark: SparkSession, labels_dir: str, vocab_size: int, label_wid
     col = labels_column(vocab_size)
     num_classes = vocabulary_classes(spark, labels_dir, vocab_size)
     df = read_labels(spark, labels_dir, col)
-    rank = F.row_number().over(Window.partitionBy("asin").orderBy(F.col("image_uri").asc_nulls_last(), "split", "parent_asin"))
+    rank = F.row_number().over(
+        Window.partitionBy("asin").orderBy(F.col("image_uri").asc_nulls_last(), "split", "parent_asin")
+    )
     df = df.withColumn("_rank", rank)
     checks: list[tuple[Column, str, Column]] = [
         (_blank(F.col("asin")), "no_asin", F.lit("expected an asin, found none")),
-        (F.col("_rank") > 1, "duplicate_asin", F.format_string("expected one row per asin, found another row for %s", F.col("asin"))),
+        (
+            F.col("_rank") > 1,
+            "duplicate_asin",
+            F.format_string("expected one row per asin, found another row for %s", F.col("asin")),
+        ),
         (_blank(F.col("image_uri")), "no_image_uri", F.lit("expected an image_uri, found none")),
-        (~F.coalesce(F.col("split").isin(*SPLITS), F.lit(False)), "bad_split", F.format_string("expected split train or val, found %s", F.coalesce(F.col("split"), F.lit("null")))),
-        (F.coalesce(F.size("labels"), F.lit(-1)) <= 0, "no_labels", F.lit(f"expected at least one label in {col}, found none (no title word in this vocabulary)")),
-        (F.exists("labels", lambda x: x.isNull() | (x < 0) | (x >= num_classes)), "bad_label", F.format_string(f"expected label indices in [0, {num_classes}), found %s", F.array_join(F.col("labels").cast("array<string>"), ",", "null"))),
+        (
+            ~F.coalesce(F.col("split").isin(*SPLITS), F.lit(False)),
+            "bad_split",
+            F.format_string("expected split train or val, found %s", F.coalesce(F.col("split"), F.lit("null"))),
+        ),
+        (
+            F.coalesce(F.size("labels"), F.lit(-1)) <= 0,
+            "no_labels",
+            F.lit(f"expected at least one label in {col}, found none (no title word in this vocabulary)"),
+        ),
+        (
+            F.exists("labels", lambda x: x.isNull() | (x < 0) | (x >= num_classes)),
+            "bad_label",
+            F.format_string(
+                f"expected label indices in [0, {num_classes}), found %s",
+                F.array_join(F.col("labels").cast("array<string>"), ",", "null"),
+            ),
+        ),
     ]
     if label_width > 0:
-        checks.append((F.size("labels") > label_width, "too_many_labels", F.format_string(f"expected at most {label_width} labels (shard.label_width), found %d", F.size("labels"))))
+        checks.append(
+            (
+                F.size("labels") > label_width,
+                "too_many_labels",
+                F.format_string(
+                    f"expected at most {label_width} labels (shard.label_width), found %d", F.size("labels")
+                ),
+            )
+        )
     tagged = _triage(df, checks, "labels", F.lit("labels"))
     return Inputs(tagged, num_classes, {"vocab_size": vocab_size, "label_column": col})
 
@@ -186,7 +223,9 @@ def refine_inputs(
     tags = tags.filter(F.col("attribute") == attribute.name)
     if tags.isEmpty():
         found = sorted(r[0] for r in raw.select("attribute").distinct().limit(100).collect() if r[0] is not None)
-        raise ShardInputError(f"{tags_path}: expected tags for attribute {attribute.name!r}, found none; attributes present: {found}")
+        raise ShardInputError(
+            f"{tags_path}: expected tags for attribute {attribute.name!r}, found none; attributes present: {found}"
+        )
     classes = F.array(*[F.lit(c) for c in attribute.classes])
     w = Window.partitionBy("asin")
     df = (
@@ -198,16 +237,38 @@ def refine_inputs(
     df = _with_image_and_split(spark, df, labels_dir, catalog_path, seed=seed, val_fraction=val_fraction)
     checks: list[tuple[Column, str, Column]] = [
         (_blank(F.col("asin")), "no_asin", F.lit("expected an asin, found none")),
-        (F.col("_n_labels") > 1, "conflicting_labels", F.format_string(f"expected one {attribute.name} class per asin, found %d different ones", F.col("_n_labels"))),
-        (F.col("_rank") > 1, "duplicate_tag", F.format_string(f"expected one {attribute.name} tag per asin, found %s again", F.col("label"))),
-        (F.col("_index") < 0, "unknown_label", F.format_string(f"expected one of {list(attribute.classes)}, found %s", F.coalesce(F.col("label"), F.lit("null")))),
-        (_blank(F.col("image_uri")), "no_image_uri", F.lit("expected an image_uri (in the tags, the labels table or the catalog), found none")),
+        (
+            F.col("_n_labels") > 1,
+            "conflicting_labels",
+            F.format_string(
+                f"expected one {attribute.name} class per asin, found %d different ones", F.col("_n_labels")
+            ),
+        ),
+        (
+            F.col("_rank") > 1,
+            "duplicate_tag",
+            F.format_string(f"expected one {attribute.name} tag per asin, found %s again", F.col("label")),
+        ),
+        (
+            F.col("_index") < 0,
+            "unknown_label",
+            F.format_string(
+                f"expected one of {list(attribute.classes)}, found %s", F.coalesce(F.col("label"), F.lit("null"))
+            ),
+        ),
+        (
+            _blank(F.col("image_uri")),
+            "no_image_uri",
+            F.lit("expected an image_uri (in the tags, the labels table or the catalog), found none"),
+        ),
     ]
     tagged = _triage(df, checks, "tags", F.col("split_source"))
     return Inputs(tagged, len(attribute.classes), {"attribute": attribute.name, "classes": list(attribute.classes)})
 
 
-def _with_image_and_split(spark: SparkSession, df: DataFrame, labels_dir: str, catalog_path: str | None, *, seed: int, val_fraction: float) -> DataFrame:
+def _with_image_and_split(
+    spark: SparkSession, df: DataFrame, labels_dir: str, catalog_path: str | None, *, seed: int, val_fraction: float
+) -> DataFrame:
     """Give rows of tagged asins (``asin``, ``image_uri``, ``parent_asin``, may be null) their image, parent and split.
 
     The image and split come from the labels table by asin; an asin not there takes the split of
@@ -219,20 +280,37 @@ def _with_image_and_split(spark: SparkSession, df: DataFrame, labels_dir: str, c
     by_asin = labels.groupBy("asin").agg(F.min(F.struct("image_uri", "parent_asin", "split")).alias("_l"))
     if catalog_path is not None:
         catalog = require_columns(
-            read_table(spark, catalog_path), {"asin": "string", "parent_asin": "string", "image_uri": "string"}, source=catalog_path, optional=frozenset({"parent_asin"})
+            read_table(spark, catalog_path),
+            {"asin": "string", "parent_asin": "string", "image_uri": "string"},
+            source=catalog_path,
+            optional=frozenset({"parent_asin"}),
         ).filter(~_blank(F.col("image_uri")))
         by_catalog = catalog.groupBy("asin").agg(F.min(F.struct("image_uri", "parent_asin")).alias("_c"))
     else:
         by_catalog = spark.createDataFrame([], "asin string, _c struct<image_uri: string, parent_asin: string>")
-    by_parent = labels.filter(F.col("split").isin(*SPLITS)).groupBy(F.col("parent_asin").alias("_p")).agg(F.min("split").alias("_p_split"))
+    by_parent = (
+        labels.filter(F.col("split").isin(*SPLITS))
+        .groupBy(F.col("parent_asin").alias("_p"))
+        .agg(F.min("split").alias("_p_split"))
+    )
     return (
         df.join(by_asin, "asin", "left")
         .join(by_catalog, "asin", "left")
-        .withColumn("parent_asin", F.coalesce(F.nullif(F.col("parent_asin"), F.lit("")), F.col("_l.parent_asin"), F.col("_c.parent_asin"), F.col("asin")))
+        .withColumn(
+            "parent_asin",
+            F.coalesce(
+                F.nullif(F.col("parent_asin"), F.lit("")),
+                F.col("_l.parent_asin"),
+                F.col("_c.parent_asin"),
+                F.col("asin"),
+            ),
+        )
         .join(by_parent, F.col("parent_asin") == F.col("_p"), "left")
         .withColumn(
             "split_source",
-            F.when(F.col("_l.split").isin(*SPLITS), F.lit("labels")).when(F.col("_p_split").isNotNull(), F.lit("parent")).otherwise(F.lit("hash")),
+            F.when(F.col("_l.split").isin(*SPLITS), F.lit("labels"))
+            .when(F.col("_p_split").isNotNull(), F.lit("parent"))
+            .otherwise(F.lit("hash")),
         )
         .withColumn(
             "split",
@@ -240,7 +318,10 @@ def _with_image_and_split(spark: SparkSession, df: DataFrame, labels_dir: str, c
             .when(F.col("split_source") == "parent", F.col("_p_split"))
             .otherwise(_hash_split(F.col("parent_asin"), seed, val_fraction)),
         )
-        .withColumn("image_uri", F.coalesce(F.nullif(F.trim(F.col("image_uri")), F.lit("")), F.col("_l.image_uri"), F.col("_c.image_uri")))
+        .withColumn(
+            "image_uri",
+            F.coalesce(F.nullif(F.trim(F.col("image_uri")), F.lit("")), F.col("_l.image_uri"), F.col("_c.image_uri")),
+        )
     )
 
 
@@ -280,8 +361,13 @@ def multi_inputs(
     names = [a.name for a in attributes]
     if tags.filter(F.col("attribute").isin(*names)).isEmpty():
         found = sorted(r[0] for r in raw.select("attribute").distinct().limit(100).collect() if r[0] is not None)
-        raise ShardInputError(f"{tags_path}: expected tags for at least one of the attributes {names}, found none; attributes present: {found}")
-    index_of = F.create_map(*[v for a in attributes for i, c in enumerate(a.classes) for v in (F.lit(f"{a.name}/{c}"), F.lit(i))])
+        raise ShardInputError(
+            f"{tags_path}: expected tags for at least one of the attributes {names}, found none; attributes "
+            f"present: {found}"
+        )
+    index_of = F.create_map(
+        *[v for a in attributes for i, c in enumerate(a.classes) for v in (F.lit(f"{a.name}/{c}"), F.lit(i))]
+    )
     w = Window.partitionBy("asin", "attribute")
     reason = (
         F.when(_blank(F.col("asin")), F.lit("no_asin"))
@@ -302,7 +388,10 @@ def multi_inputs(
         rows.filter(~_blank(F.col("asin")))
         .groupBy("asin")
         .agg(
-            *[F.max(F.when(usable & (F.col("attribute") == name), F.col("_index"))).alias(f"_c{i}") for i, name in enumerate(names)],
+            *[
+                F.max(F.when(usable & (F.col("attribute") == name), F.col("_index"))).alias(f"_c{i}")
+                for i, name in enumerate(names)
+            ],
             F.min(F.nullif(F.trim(F.col("image_uri")), F.lit(""))).alias("image_uri"),
             F.min(F.nullif(F.col("parent_asin"), F.lit(""))).alias("parent_asin"),
             F.sum(usable.cast("int")).alias("_usable"),
@@ -311,8 +400,16 @@ def multi_inputs(
     )
     df = _with_image_and_split(spark, per_asin, labels_dir, catalog_path, seed=seed, val_fraction=val_fraction)
     checks: list[tuple[Column, str, Column]] = [
-        (F.col("_usable") == 0, "no_usable_tag", F.lit(f"expected at least one usable tag of {names}, found none (unknown labels, conflicts)")),
-        (_blank(F.col("image_uri")), "no_image_uri", F.lit("expected an image_uri (in the tags, the labels table or the catalog), found none")),
+        (
+            F.col("_usable") == 0,
+            "no_usable_tag",
+            F.lit(f"expected at least one usable tag of {names}, found none (unknown labels, conflicts)"),
+        ),
+        (
+            _blank(F.col("image_uri")),
+            "no_image_uri",
+            F.lit("expected an image_uri (in the tags, the labels table or the catalog), found none"),
+        ),
     ]
     tagged = _triage(df, checks, "tags", F.col("split_source"))
     dropped = {k: int(v) for k, v in sorted((k, v) for k, v in tally.items() if k is not None)}

@@ -111,7 +111,7 @@ def run_shard_job(
     """
     job.validate()
     started = time.monotonic()
-    started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     run_id = run_id or new_run_id()
     out_dir = job.out_dir if parse_uri(job.out_dir).scheme == "s3" else os.path.abspath(parse_uri(job.out_dir).key)
     staged = StagedOutput(out_dir, run_id, job="shard", keep_versions=conf.output.keep_versions)

@@ -179,7 +179,7 @@ class ShardSummary:
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], where: str) -> "ShardSummary":
+    def from_dict(cls, data: Mapping[str, Any], where: str) -> ShardSummary:
         """The contract keys of a summary (other keys ignored).
 
         Raises:

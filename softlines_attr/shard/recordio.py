@@ -175,7 +175,7 @@ def unpack_image_record(payload: bytes) -> tuple[RecordHeader, bytes]:
             f"expected an image record of at least {_HEADER.size} header bytes, found {len(payload)} bytes"
         )
     flag, label, record_id, id2 = _HEADER.unpack_from(payload)
-    rest = payload[_HEADER.size:]
+    rest = payload[_HEADER.size :]
     if flag == 0:
         return RecordHeader(flag, label, record_id, id2), rest
     if len(rest) < 4 * flag:
@@ -183,7 +183,7 @@ def unpack_image_record(payload: bytes) -> tuple[RecordHeader, bytes]:
             f"record {record_id}: expected {flag} float32 labels after the header, found {len(rest)} bytes"
         )
     labels = np.frombuffer(rest, dtype=np.float32, count=flag)
-    return RecordHeader(flag, labels, record_id, id2), rest[4 * flag:]
+    return RecordHeader(flag, labels, record_id, id2), rest[4 * flag :]
 
 
 def _parts(fh: BinaryIO, name: str) -> Iterator[tuple[int, int, int]]:

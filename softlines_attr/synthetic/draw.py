@@ -334,7 +334,7 @@ def render(task: RenderTask, shoot: Shoot | None = None) -> tuple[Image.Image, I
     _paste_pattern(cv, [garment.body], limbs, pattern, base, rng)
     edge = shade(base, 0.5) if luminance(base) > 60 else shade(base, 1.8)
     cv.line(garment.body + garment.body[:1], edge, 0.03)
-    for line, e1, e2 in garment.sleeves:
+    for _line, e1, e2 in garment.sleeves:
         cv.line(e1, edge, 0.03)
         cv.line(e2, edge, 0.03)
         cv.line([e1[-1], e2[-1]], edge, 0.04)
