@@ -32,8 +32,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from softlines_attr.config import LabelsConfig, load_config  # noqa: E402
-from softlines_attr.labels import tokenize as tk  # noqa: E402
+from softlines_attr.config import LabelsConfig, load_config  # noqa: E402 - after the sys.path set-up above
+from softlines_attr.labels import tokenize as tk  # noqa: E402 - after the sys.path set-up above
 
 
 def ensure_titles(path: Path, n: int, seed: int) -> Path:

@@ -143,6 +143,7 @@ def run_timed(cmd: list[str], **kwargs: object) -> tuple[float, int, str, str]:
     seconds = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"command failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-3000:]}")
+    # the wrapper always prints the line; a missing one should fail loudly
     peak = int(re.search(r"MAXRSS_KB (\d+)", proc.stderr).group(1))  # type: ignore[union-attr]
     return seconds, peak, proc.stdout, proc.stderr
 

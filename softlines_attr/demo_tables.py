@@ -160,6 +160,7 @@ def mean_accuracies(rows: dict[str, dict[str, float | None]]) -> tuple[float | N
     scratch = [r.get("scratch_acc") for r in rows.values()]
     if not rows or any(v is None for v in base + scratch):
         return None, None
+    # None values were ruled out just above
     return sum(base) / len(base), sum(scratch) / len(scratch)  # type: ignore[arg-type]
 
 

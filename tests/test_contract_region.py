@@ -121,5 +121,6 @@ def _tiny_bundle(path: Path, c: PipelineConfig, *, region: str) -> Path:
     mod.bind(data_shapes=[(DATA_NAME, (1, 3, INPUT, INPUT))], label_shapes=[("neck_style_label", (1,))], for_training=False)
     mod.init_params(mx.init.Xavier())
     arg, aux = mod.get_params()
+    # region given as a plain str on purpose (parametrised)
     save_bundle(path, sym, arg, aux, heads=[Head("neck_style", NECKS, attribute="neck_style")], images=c.images, region=region)  # type: ignore[arg-type]
     return path

@@ -133,6 +133,7 @@ def test_bad_loss_settings_are_refused() -> None:
     with pytest.raises(ModelError, match="focal gamma"):
         softmax_head(mx.sym.Variable("feat"), K, "h", LossConfig(focal_gamma=-1.0))
     with pytest.raises(ModelError, match="class weights"):
+        # a wrong value on purpose: the refusal is under test
         LossConfig(class_weights="sqrt").validate()  # type: ignore[arg-type]
     sym = softmax_head(mx.sym.Variable("feat"), K, "h", LossConfig(class_weights="inverse"))
     with pytest.raises(ModelError, match="class weights for head 'h'"):

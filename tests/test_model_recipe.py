@@ -89,6 +89,7 @@ def test_warm_up_then_cosine_and_step_schedules() -> None:
     one_epoch = lr_scheduler("cosine", base_lr=0.1, epochs=1, batches_per_epoch=10, warmup_epochs=1)
     assert one_epoch(5) == pytest.approx(0.1)  # the warm-up is capped at half the run
     with pytest.raises(TrainInputError, match="expected step or cosine"):
+        # a wrong value on purpose: the refusal is under test
         lr_scheduler("linear", base_lr=0.1, epochs=10, batches_per_epoch=10)  # type: ignore[arg-type]
     with pytest.raises(TrainInputError, match="warmup_epochs >= 0"):
         lr_scheduler("cosine", base_lr=0.1, epochs=10, batches_per_epoch=10, warmup_epochs=-1)

@@ -78,6 +78,7 @@ def make_bundle(path: Path, heads: list[tuple[str, tuple[str, ...]]], conf: Pipe
     save_bundle(
         path, sym, arg, aux,
         heads=[Head(attr, classes, attribute=attr) for attr, classes in heads],
+        # region given as a plain str on purpose (parametrised)
         images=dataclasses.replace(conf.images, input_size=SIZE), region=region,  # type: ignore[arg-type]
         thresholds=thresholds or {},
     )

@@ -6,6 +6,11 @@ import argparse
 import json
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from softlines_attr.emr.release import Release
+    from softlines_attr.emr.spec import EmrSpec
 
 log = logging.getLogger(__name__)
 
@@ -101,11 +106,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _release(args: argparse.Namespace, spec: object) -> object:
+def _release(args: argparse.Namespace, spec: EmrSpec) -> Release:
     from softlines_attr.emr.stage import local_release_id, release_for
 
     rid = getattr(args, "release", None) or local_release_id(getattr(args, "source", None))
-    return release_for(spec, rid)  # type: ignore[arg-type]
+    return release_for(spec, rid)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -129,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
         transient = False if args.keep_alive else None
         cluster_id = launch(
             spec, _release(args, spec), session=session, dry_run=args.dry_run, transient=transient, step_names=args.step
-        )  # type: ignore[arg-type]
+        )
         if args.wait and cluster_id:
             wait(spec, cluster_id, session=session)
         return 0
@@ -148,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
     if action == "schedule":
         from softlines_attr.emr.schedule import schedule
 
-        schedule(spec, _release(args, spec), session=session, dry_run=args.dry_run)  # type: ignore[arg-type]
+        schedule(spec, _release(args, spec), session=session, dry_run=args.dry_run)
         return 0
     if action == "iam":
         from softlines_attr.emr.iam import documents, render

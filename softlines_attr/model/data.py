@@ -266,6 +266,7 @@ class RegionRecordIter(mx.io.DataIter):
             # type:
             # ignore[arg-type]
             return to_network_input(rgb, input_size=self._size, mean=self._mean, std=self._std, region=self._region)
+        # the region is checked against the Literal when the iterator is built
         view = region_view(rgb, self._region)  # type: ignore[arg-type]
         if min(view.size) < self._size:
             scale = self._size / min(view.size)

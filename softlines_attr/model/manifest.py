@@ -99,8 +99,8 @@ class Preprocessing:
             store_size=int(images.store_size),
             resize_mode=images.resize_mode,
             input_size=int(images.input_size),
-            mean=tuple(float(v) for v in images.mean),  # type: ignore[arg-type]
-            std=tuple(float(v) for v in images.std),  # type: ignore[arg-type]
+            mean=tuple(float(v) for v in images.mean),  # type: ignore[arg-type]  # three channels in, three out
+            std=tuple(float(v) for v in images.std),  # type: ignore[arg-type]  # three channels in, three out
             region=region,
         )
 

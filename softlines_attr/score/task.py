@@ -235,6 +235,7 @@ def _score_batch(
         idx = [i for i, ((_, _, need), prep) in enumerate(batch) if prep.error is None and need[b]]
         if not idx:
             continue
+        # rows reaching the forward pass always decoded (errors left earlier)
         x = np.stack([batch[i][1].tensors[keys[b]] for i in idx])  # type: ignore[index]
         probs = predictors[b].predict(x)
         for head in payload.heads:

@@ -295,6 +295,7 @@ class ShardSetWriter:
                 ids.append(key)
                 return original(key, payload)
 
+            # wraps the writer's own method to count bytes; same signature
             writer.write = write  # type: ignore[method-assign]
             yield writer
         self.entries.append(
@@ -311,7 +312,7 @@ class ShardSetWriter:
                 idx_sha256=writer.idx_sha256,
                 first_record_id=ids[0] if ids else -1,
                 last_record_id=ids[-1] if ids else -1,
-                **self.spec,  # type: ignore[arg-type]
+                **self.spec,  # type: ignore[arg-type]  # the spec dict holds exactly the manifest's keyword fields
             )
         )
 
@@ -325,7 +326,7 @@ class ShardSetWriter:
             classes=self.classes,
             vocab_size=self.vocab_size,
             labels=self.labels,
-            **self.spec,  # type: ignore[arg-type]
+            **self.spec,  # type: ignore[arg-type]  # the spec dict holds exactly the manifest's keyword fields
         )
 
     def close(self, rows_rejected: int = 0) -> Path:
@@ -342,9 +343,10 @@ class ShardSetWriter:
             job="shard",
             run_id=self.run_id,
             mode=mode,
-            labels=self.labels,  # type: ignore[arg-type]
+            labels=self.labels,  # type: ignore[arg-type]  # the writer's labels are set before finish() is allowed
             image_size=self.spec["image_size"],
             resize_mode=self.spec["resize_mode"],
+            # multi shards: a class count per attribute, as the manifest allows
             num_classes=per_attribute,  # type: ignore[arg-type]
             rows_in=written + rows_rejected,
             records_written=written,

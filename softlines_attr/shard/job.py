@@ -321,7 +321,7 @@ def _verify_shards(storage: object, shards_uri: str, shard_rows: list[tuple]) ->
     Raises:
         ShardCommitError: when a reported file is missing or has another size.
     """
-    found = storage.list_files(shards_uri)  # type: ignore[attr-defined]
+    found = storage.list_files(shards_uri)
     expected: dict[str, int] = {}
     for row in shard_rows:
         expected[row[0].removeprefix("shards/")] = row[6]
@@ -334,5 +334,5 @@ def _verify_shards(storage: object, shards_uri: str, shard_rows: list[tuple]) ->
     strays = sorted(set(found) - set(expected) - {"_manifest.json"})
     for rel in strays:
         log.warning("removing %s from staging: not written by a successful task attempt", rel)
-        storage.delete_tree(join_uri(shards_uri, rel))  # type: ignore[attr-defined]
+        storage.delete_tree(join_uri(shards_uri, rel))
     return strays

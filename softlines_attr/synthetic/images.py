@@ -34,7 +34,7 @@ def render_and_write(task: RenderTask) -> tuple[int, int, int, int, str]:
     shoot = sample_shoot(task)
     image, alpha = render(task, shoot)
     data = encode(task, image, alpha, shoot.jpeg_quality)
-    path = Path(task.path)  # type: ignore[arg-type]
+    path = Path(task.path)  # type: ignore[arg-type]  # image tasks always carry a path; only titles-only tasks do not
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_bytes(data)

@@ -31,13 +31,16 @@ def luminance(rgb: RGB) -> float:
 def shade(rgb: RGB, factor: float) -> RGB:
     """``factor`` < 1 darkens, > 1 lightens towards white."""
     if factor <= 1.0:
+        # three channels in, three out: an RGB triple
         return tuple(int(c * factor) for c in rgb)  # type: ignore[return-value]
     t = min(factor - 1.0, 1.0)
+    # three channels in, three out: an RGB triple
     return tuple(int(c + (255 - c) * t) for c in rgb)  # type: ignore[return-value]
 
 
 def mix(a: RGB, b: RGB, t: float) -> RGB:
     """Linear blend ``a*(1-t) + b*t``."""
+    # three channels in, three out: an RGB triple
     return tuple(int(round(x * (1 - t) + y * t)) for x, y in zip(a, b))  # type: ignore[return-value]
 
 
