@@ -10,7 +10,6 @@ rows are split into one label per head (:class:`ColumnLabelIter`).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,40 +28,6 @@ if TYPE_CHECKING:
 
 # ImageRecordIter's random HSL shifts for TrainConfig.color_jitter (hue in [0, 180], s and l in [0, 255])
 COLOR_JITTER = {"random_h": 36, "random_s": 60, "random_l": 40}
-
-
-def label_counts(paths: Sequence[Path], label_width: int, num_classes: Sequence[int]) -> list[np.ndarray]:
-    """Per label column, how many records of ``paths`` carry each class (a -1 / missing label counts nowhere).
-
-    Reads the records (:func:`~softlines_attr.shard.recordio.read_image_records`), not the images' pixels.
-
-    Args:
-        paths: ``.rec`` files.
-        label_width: Label values per record (1 for refine shards).
-        num_classes: Class count of each label column.
-
-    Returns:
-        One int64 array of counts per label column.
-
-    Raises:
-        TrainInputError: a label at or past its column's class count, or records of another label width.
-    """
-    counts = [np.zeros(n, dtype=np.int64) for n in num_classes]
-    for path in paths:
-        for header, _ in read_image_records([path]):
-            labels = header.labels
-            if labels.size != label_width:
-                raise TrainInputError(f"{path}: record {header.id} has {labels.size} labels; expected {label_width}")
-            for column, value in enumerate(labels):
-                if value < 0:
-                    continue
-                if value >= num_classes[column]:
-                    raise TrainInputError(
-                        f"{path}: record {header.id} has label {int(value)} in column {column}; "
-                        f"expected below {num_classes[column]}"
-                    )
-                counts[column][int(value)] += 1
-    return counts
 
 
 class LabelMapIter(mx.io.DataIter):
@@ -400,33 +365,3 @@ def record_iter(
         desc = mx.io.DataDesc(label_name, (tc.batch_size, shards.num_classes))
         return LabelMapIter(inner, lambda labels: multi_hot(labels, shards.num_classes), desc)
     return LabelMapIter(inner, first_label, mx.io.DataDesc(label_name, (tc.batch_size,)))
-
-
-def title_word_counts(
-    paths: Sequence[Path], num_classes: int, *, max_records: int | None = None
-) -> tuple[np.ndarray, int]:
-    """How many records of ``paths`` carry each title word (base shards: word indices padded with -1), and records read.
-
-    Reads only the records' headers (:func:`~softlines_attr.shard.recordio.read_image_records`). With
-    ``max_records``, at most that many records in all, spread evenly over the files (the label priors
-    need a sample, not a full pass).
-
-    Raises:
-        TrainInputError: a word index at or past ``num_classes``.
-    """
-    counts = np.zeros(num_classes, dtype=np.int64)
-    total = 0
-    per_file = None if max_records is None or not paths else max(1, max_records // len(paths))
-    for path in paths:
-        read = 0
-        for header, _ in islice(read_image_records([path]), per_file):
-            words = np.unique(header.labels[header.labels >= 0]).astype(np.int64)
-            if words.size and words.max() >= num_classes:
-                raise TrainInputError(
-                    f"{path}: record {header.id} has label index {int(words.max())}; "
-                    f"expected indices below the vocabulary size {num_classes}"
-                )
-            counts[words] += 1
-            read += 1
-        total += read
-    return counts, total

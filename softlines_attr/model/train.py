@@ -37,7 +37,8 @@ from softlines_attr.model.checkpoint import (
     restore_optimizer,
     save_checkpoint,
 )
-from softlines_attr.model.data import label_counts, record_iter, title_word_counts, training_region
+from softlines_attr.model.counts import label_counts, title_word_counts
+from softlines_attr.model.data import record_iter, training_region
 from softlines_attr.model.distributed.dump import write_worker_dump
 from softlines_attr.model.distributed.kvstore import (
     agree,
