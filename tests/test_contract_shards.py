@@ -18,7 +18,7 @@ import pytest
 from softlines_attr.config import load_config
 from softlines_attr.model.bundle import load_bundle
 from softlines_attr.model.errors import ClassMismatchError
-from softlines_attr.model.evaluate import match_heads
+from softlines_attr.model.eval_inputs import match_heads
 from softlines_attr.shard import ShardJob, run_shard_job
 from softlines_attr.shard.contract import read_shard_set
 from softlines_attr.shard.manifest import SHARD_CONTRACT_VERSION, SHARD_MANIFEST, ShardManifest, ShardSummary

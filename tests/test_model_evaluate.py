@@ -23,7 +23,8 @@ from softlines_attr.model.metrics import average_per_class_accuracy, confusion_m
 from softlines_attr.model.thresholds import CurvePoint, choose_abstain_threshold, precision_coverage, threshold_grid
 from softlines_attr.model.inception_bn import DATA_NAME, classification_head, inception_bn_features
 from softlines_attr.model.predictor import Predictor
-from softlines_attr.model.report import confusion_png, render_html, render_markdown
+from softlines_attr.model.report import render_html, render_markdown
+from softlines_attr.model.report_png import confusion_png
 from softlines_attr.model.train import train
 from softlines_attr.train_config import TrainConfig
 from softlines_attr.shard.contract import ShardSetWriter, read_shard_set
