@@ -337,19 +337,20 @@ class ShardSetWriter:
         per_attribute = (
             {a: len(self.classes[a]) for a in self.attributes} if mode == "multi" else self.spec["num_classes"]
         )
+        by_mode = {"refine": self.attributes[0] if self.attributes else None, "multi": "all"}
         summary = ShardSummary(
             contract_version=SHARD_CONTRACT_VERSION,
             job="shard",
             run_id=self.run_id,
-            mode=mode,
-            labels=self.labels,  # type: ignore[arg-type]
-            image_size=self.spec["image_size"],
-            resize_mode=self.spec["resize_mode"],
+            mode=mode,  # type: ignore[arg-type]
+            labels=self.labels,
+            image_size=self.spec["image_size"],  # type: ignore[arg-type]
+            resize_mode=self.spec["resize_mode"],  # type: ignore[arg-type]
             num_classes=per_attribute,  # type: ignore[arg-type]
             rows_in=written + rows_rejected,
             records_written=written,
             rows_rejected=rows_rejected,
-            attribute={"refine": self.attributes[0] if self.attributes else None, "multi": "all"}.get(mode),  # type: ignore[arg-type]
+            attribute=by_mode.get(mode),  # type: ignore[arg-type]
             vocab_size=self.vocab_size,
             attributes=self.attributes if mode == "multi" else (),
             classes=self.classes,

@@ -136,19 +136,19 @@ def side_profile(silhouette: str, hem_y: float, top_y: float | None = None) -> l
     """
     if silhouette == "fitted":
         prof = [(2.1, 0.8), (2.35, 0.78), (WAIST_Y, 0.6), (HIP_Y, 0.88)]
-        tail = lambda y: max(0.62, 0.88 - 0.07 * (y - HIP_Y))  # noqa: E731
+        tail = lambda y: max(0.62, 0.88 - 0.07 * (y - HIP_Y))  # noqa: E731 - an inline tail
     elif silhouette == "straight":
         prof = [(2.1, 0.85), (WAIST_Y, 0.87), (HIP_Y, 0.92)]
-        tail = lambda y: 0.92 + 0.06 * (y - HIP_Y)  # noqa: E731
+        tail = lambda y: 0.92 + 0.06 * (y - HIP_Y)  # noqa: E731 - an inline tail
     elif silhouette == "maxi":
         prof = [(2.1, 0.8), (2.38, 0.72)]
-        tail = lambda y: 0.72 + 0.19 * (y - 2.38)  # noqa: E731
+        tail = lambda y: 0.72 + 0.19 * (y - 2.38)  # noqa: E731 - an inline tail
     elif silhouette == "gown":
         prof = [(2.1, 0.8), (2.35, 0.76), (WAIST_Y, 0.55)]
-        tail = lambda y: 0.55 + 2.15 * (1 - math.exp(-(y - WAIST_Y) / 0.8))  # noqa: E731
+        tail = lambda y: 0.55 + 2.15 * (1 - math.exp(-(y - WAIST_Y) / 0.8))  # noqa: E731 - an inline tail
     else:  # fit_and_flare
         prof = [(2.1, 0.8), (2.35, 0.77), (WAIST_Y, 0.56)]
-        tail = lambda y: 0.56 + 1.45 * (1 - math.exp(-(y - WAIST_Y) / 1.0))  # noqa: E731
+        tail = lambda y: 0.56 + 1.45 * (1 - math.exp(-(y - WAIST_Y) / 1.0))  # noqa: E731 - an inline tail
     start = prof[-1][0]
     if top_y is not None:
         prof = [(top_y, 0.6)]
