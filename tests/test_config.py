@@ -125,7 +125,8 @@ def test_every_shard_key_is_range_checked(tmp_path, text, expected):
 def test_the_range_table_covers_every_shard_key():
     import dataclasses
 
-    from softlines_attr.config import _SHARD_RANGES, ShardConfig
+    from softlines_attr.config import ShardConfig
+    from softlines_attr.config_checks import _SHARD_RANGES
 
     assert set(_SHARD_RANGES) == {f.name for f in dataclasses.fields(ShardConfig)}
 
