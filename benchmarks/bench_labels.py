@@ -98,7 +98,8 @@ def spark_vocabulary(spark, path: Path, conf) -> tuple[list[tuple[str, int, int]
     from pyspark.sql import functions as F
 
     from softlines_attr.io.tables import read_table
-    from softlines_attr.labels.job import clean_catalog, document_frequency, rank_words
+    from softlines_attr.labels.job import clean_catalog
+    from softlines_attr.labels.vocabulary import document_frequency, rank_words
 
     t0 = time.perf_counter()
     rows = clean_catalog(read_table(spark, str(path)))

@@ -308,22 +308,22 @@ def bench_recipe(args: argparse.Namespace, shards_dir: Path) -> dict[str, Any]:
 
     Three arms on one in-memory batch (so only the training step differs), alternated:
     **bare**: ``forward_backward`` + ``update`` + ``update_metric`` of the sigmoid network (the loop
-    of the earlier recipe); **loop**: the same network through :func:`softlines_attr.model.train._run_epoch`
+    of the earlier recipe); **loop**: the same network through :func:`softlines_attr.model.epoch.run_epoch`
     (what train() runs: per-batch cross-entropy for the progress lines and the epoch's mean loss);
     **recipe**: the default recipe's network (``softmax_multi`` head, BN without weight decay, warm-up +
-    cosine schedule) through ``_run_epoch``. The figures are the ratios loop/bare and recipe/bare of
+    cosine schedule) through ``run_epoch``. The figures are the ratios loop/bare and recipe/bare of
     images/s (target: recipe >= 0.9x, i.e. no more than 10 % slower per image at the same width).
     """
     import mxnet as mx
     import numpy as np
 
+    from softlines_attr.model.epoch import run_epoch
     from softlines_attr.model.inception_bn import DATA_NAME, DEFAULT_HEAD, inception_bn
     from softlines_attr.model.losses import LossConfig
     from softlines_attr.model.manifest import Head
     from softlines_attr.model.metrics import train_metric
     from softlines_attr.model.network import build_network
     from softlines_attr.model.optim import lr_scheduler, no_decay_names
-    from softlines_attr.model.train import _run_epoch
     from softlines_attr.shard.contract import read_shard_set
     from softlines_attr.train_config import TrainConfig
 
@@ -377,8 +377,8 @@ def bench_recipe(args: argparse.Namespace, shards_dir: Path) -> dict[str, Any]:
 
     arms: dict[str, Callable[[], Any]] = {
         "bare": bare,
-        "loop": lambda: _run_epoch(sigmoid, forever(), train_metric(True), 0, tc, count, "sigmoid", None),
-        "recipe": lambda: _run_epoch(recipe, forever(), train_metric(True), 0, tc, count, "softmax_multi", None),
+        "loop": lambda: run_epoch(sigmoid, forever(), train_metric(True), 0, tc, count, "sigmoid", None),
+        "recipe": lambda: run_epoch(recipe, forever(), train_metric(True), 0, tc, count, "softmax_multi", None),
     }
     for fn in arms.values():  # operator set-up before any clock starts
         fn()

@@ -17,7 +17,8 @@ from pyspark.sql import functions as F
 
 from softlines_attr.errors import InputFormatError, InputSchemaError
 from softlines_attr.io.commit import POINTER_FILE, SUMMARY_FILE, resolve_current
-from softlines_attr.labels.job import REASONS, labels_column, run_label_job
+from softlines_attr.labels.job import REASONS, run_label_job
+from softlines_attr.labels.vocabulary import labels_column
 from softlines_attr.labels.tokenize import title_tokens
 
 REPO = Path(__file__).resolve().parent.parent

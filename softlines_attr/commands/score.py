@@ -57,7 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the scoring job; exit 0 unless the job as a whole failed (bad images are error rows)."""
     from softlines_attr.score import ScoreJob, run_score_job
-    from softlines_attr.score.job import load_models
+    from softlines_attr.score.resources import load_models
     from softlines_attr.spark import build_session
 
     job = ScoreJob(

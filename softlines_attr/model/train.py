@@ -21,7 +21,6 @@ import dataclasses
 import json
 import logging
 import math
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -47,17 +46,18 @@ from softlines_attr.model.distributed.kvstore import (
     optimizer_on_workers,
     sync_module_params,
 )
-from softlines_attr.model.distributed.parts import check_train_parts, fixed_batches, part_record_counts
+from softlines_attr.model.distributed.parts import check_train_parts, part_record_counts
+from softlines_attr.model.epoch import current_lr, run_epoch
 from softlines_attr.model.errors import ModelError, TrainInputError
 from softlines_attr.model.heads import shard_heads
 from softlines_attr.model.inception_bn import DATA_NAME
 from softlines_attr.model.losses import class_weights, loss_constants
 from softlines_attr.model.manifest import Head, Manifest, VocabularyRef
-from softlines_attr.model.metrics import batch_cross_entropy, split_metrics, title_word_metrics, train_metric
-from softlines_attr.model.network import LossKind, build_network, loss_settings, prior_biases, resolve_loss, word_prior
+from softlines_attr.model.metrics import train_metric
+from softlines_attr.model.network import build_network, loss_settings, prior_biases, resolve_loss, word_prior
 from softlines_attr.model.optim import lr_scheduler, no_decay_names
-from softlines_attr.model.predictor import Predictor
 from softlines_attr.model.refine import backbone_names, backbone_params, base_model_ref, freeze_batch_norm
+from softlines_attr.model.validation import describe_metrics, val_metrics
 from softlines_attr.shard.contract import ShardSet, read_shard_set
 from softlines_attr.train_config import TrainConfig
 
@@ -286,14 +286,14 @@ def train(
             **parts,
         )
         seen.append([])
-        train_loss = _run_epoch(
+        train_loss = run_epoch(
             mod, it, metric, epoch, tc, batches_per_epoch, loss, seen[-1] if tc.worker_dump else None
         )
         average_aux(workers, mod)
         record: dict[str, float] = {
             "epoch": float(epoch + 1),
             "train_loss": train_loss,
-            "learning_rate": _current_lr(mod),
+            "learning_rate": current_lr(mod),
         }
         record.update({f"train_{k}": float(v) for k, v in metric.get_name_value()})
         last = epoch + 1 == tc.epochs
@@ -352,61 +352,6 @@ def train(
     )
 
 
-def _run_epoch(
-    mod: mx.mod.Module,
-    it: mx.io.DataIter,
-    metric: mx.metric.EvalMetric,
-    epoch: int,
-    tc: TrainConfig,
-    batches: int,
-    loss: LossKind,
-    seen: list | None,
-) -> float:
-    """One epoch of ``batches`` updates; a progress line every ``tc.log_every`` batches. Returns the mean train
-    cross-entropy."""
-    started = window_started = time.perf_counter()
-    total, window = 0.0, []
-    heads = len(mod.label_names)
-    kind = "softmax" if loss == "softmax" else loss
-    for i, batch in enumerate(fixed_batches(it, batches, seen), start=1):
-        mod.forward_backward(batch)
-        mod.update()
-        mod.update_metric(metric, batch.label)
-        outputs = mod.get_outputs()[:heads]
-        ce = batch_cross_entropy([lab.asnumpy() for lab in batch.label], [o.asnumpy() for o in outputs], kind)
-        total += ce
-        window.append(ce)
-        if tc.log_every and i % tc.log_every == 0:
-            now = time.perf_counter()
-            log.info(
-                "epoch %d batch %d/%d: %.1f images/s, loss %.4f (mean of the last %d batches), lr %.4g",
-                epoch + 1,
-                i,
-                batches,
-                len(window) * tc.batch_size / max(now - window_started, 1e-9),
-                float(np.mean(window)),
-                len(window),
-                _current_lr(mod),
-            )
-            window, window_started = [], now
-    seconds = time.perf_counter() - started
-    mean = total / max(batches, 1)
-    log.info(
-        "epoch %d/%d: train loss %.4f, %s, %.1f images/s",
-        epoch + 1,
-        tc.epochs,
-        mean,
-        dict(metric.get_name_value()),
-        batches * tc.batch_size / max(seconds, 1e-9),
-    )
-    return mean
-
-
-def _current_lr(mod: mx.mod.Module) -> float:
-    opt = mod._optimizer
-    return float(opt.lr_scheduler(opt.num_update)) if opt.lr_scheduler is not None else float(opt.lr)
-
-
 def _read_history(out: Path, epochs: int) -> list[dict[str, float]]:
     """The per-epoch records of a resumed run, up to ``epochs`` (empty when there is no history file)."""
     path = out / HISTORY_FILE
@@ -427,52 +372,3 @@ def _train_label_counts(shards: ShardSet, heads: Sequence[Head], *, multi_hot: b
         return [counts], records
     width = shards.label_width if shards.mode == "multi" else 1
     return label_counts(shards.train, width, [len(h.classes) for h in heads]), shards.train_records
-
-
-def val_metrics(
-    mod: mx.mod.Module, it: mx.io.DataIter, heads: Sequence[Head], ctx: mx.Context, *, prior: np.ndarray | None = None
-) -> dict[str, float]:
-    """Validation metrics of every head, predicted by a :class:`Predictor` of the module's current parameters.
-
-    With ``prior`` (base shards, ``it`` giving multi-hot labels): :func:`title_word_metrics`.
-    Otherwise accuracy and average per-class accuracy (:func:`split_metrics`); several heads are
-    prefixed ``val_<head>_`` and summarised by ``val_accuracy`` / ``val_mean_class_accuracy``
-    (the means over the heads).
-    """
-    head_names = [h.name for h in heads]
-    shape = mod.data_shapes[0].shape
-    predictor = Predictor.for_network(mod.symbol, heads, shape[1:], *mod.get_params(), batch_size=shape[0], ctx=ctx)
-    labels, probs = predictor.predict_iter(it)
-    scores = [probs[name] for name in head_names]
-    if prior is not None:
-        return title_word_metrics(labels[0], scores[0], prior)
-    if len(head_names) == 1:
-        return split_metrics(labels[0], scores[0], multi_label=False)
-    metrics: dict[str, float] = {}
-    for name, y, p in zip(head_names, labels, scores):
-        metrics.update(split_metrics(y, p, multi_label=False, prefix=f"val_{name}_"))
-    for key in ("accuracy", "mean_class_accuracy"):
-        metrics[f"val_{key}"] = float(np.mean([metrics[f"val_{name}_{key}"] for name in head_names]))
-    return metrics
-
-
-def describe_metrics(metrics: dict[str, float], head_names: Sequence[str]) -> str:
-    """One log line of validation metrics: the base's mAP against its prior, or accuracy per head."""
-    if "val_map" in metrics:
-        return (
-            f"mAP {metrics['val_map']:.4f} (priors alone {metrics['val_prior_map']:.4f}, "
-            f"{metrics['val_map_over_prior']:.1f}x), "
-            f"precision@1 {metrics['val_precision_at_1']:.3f}, @5 {metrics['val_precision_at_5']:.3f}, "
-            f"AP of the 10 most frequent words {metrics['val_top_words_map']:.3f}, distinct top-1 words "
-            f"{int(metrics['val_distinct_top1'])}"
-        )
-    if len(head_names) == 1:
-        return (
-            f"accuracy {metrics.get('val_accuracy', 0):.4f}, average per-class accuracy "
-            f"{metrics.get('val_mean_class_accuracy', 0):.4f}"
-        )
-    return ", ".join(
-        f"{h} {metrics.get(f'val_{h}_accuracy', 0):.3f} (per-class "
-        f"{metrics.get(f'val_{h}_mean_class_accuracy', 0):.3f})"
-        for h in head_names
-    )

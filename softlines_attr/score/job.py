@@ -20,14 +20,13 @@ import datetime as dt
 import functools
 import json
 import logging
-import math
 import os
 import time
 from collections import Counter
 from dataclasses import dataclass, replace
 
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from softlines_attr.config import PipelineConfig, config_to_dict
@@ -38,7 +37,9 @@ from softlines_attr.labels.contract import cap_message
 from softlines_attr.score.errors import ScoreAccountingError, ScoreInputError
 from softlines_attr.score.incremental import plan_rows, read_previous
 from softlines_attr.score.inputs import read_catalog, tag_catalog
-from softlines_attr.score.models import BundlePayload, check_payloads, payload_summary, read_payload, resolve_model_dirs
+from softlines_attr.score.models import BundlePayload, check_payloads, payload_summary
+from softlines_attr.score.outputs import input_facts, wide_view
+from softlines_attr.score.resources import load_models, partitions_for, task_slots, threads_per_task
 from softlines_attr.score.schema import check_written, conform, fingerprint, partition_by, schema_version
 from softlines_attr.score.task import TASK_DDL, ScoreTaskSpec, score_partition
 
@@ -74,47 +75,6 @@ class ScoreJob:
         if not self.model_dirs:
             raise ScoreInputError("expected at least one --models DIR, found none")
         parse_uri(self.out_dir)
-
-
-def load_models(model_dirs: tuple[str, ...], conf: PipelineConfig) -> tuple[list[BundlePayload], list[str]]:
-    """Resolve, load and verify every bundle once on the driver; returns the payloads and the attributes in order.
-
-    Raises:
-        ScoreInputError, ScoreModelError, BundleError, BundleIntegrityError: unusable model folders.
-    """
-    payloads = [read_payload(path) for path in resolve_model_dirs(model_dirs)]
-    attributes = check_payloads(payloads)
-    for p in payloads:
-        log.info("model %s: %s (%.1f MB)", p.model_version, [h.attribute for h in p.heads], len(p.params) / 1e6)
-    return payloads, attributes
-
-
-def task_slots(spark: SparkSession) -> int:
-    """Concurrent tasks: the cores of a ``local[N]`` master, else executors' cores / task cpus (default parallelism)."""
-    from softlines_attr.shard.job import task_slots as slots
-
-    return slots(spark)
-
-
-def threads_per_task(spark: SparkSession, conf: PipelineConfig) -> int:
-    """``score.threads_per_task``, or the cores per concurrent task: cores / ``local[N]`` slots, or
-    ``spark.task.cpus`` on a cluster."""
-    if conf.score.threads_per_task > 0:
-        return conf.score.threads_per_task
-    sc = spark.sparkContext
-    if sc.master.startswith("local"):
-        return max(1, (os.cpu_count() or 1) // task_slots(spark))
-    # on a cluster an executor runs executor.cores / task.cpus tasks at once: each gets task.cpus cores
-    return max(1, int(sc.getConf().get("spark.task.cpus", "1")))
-
-
-def _partitions(n_rows: int, slots: int, conf: PipelineConfig) -> int:
-    if n_rows == 0:
-        return 1  # everything carried over: one (empty) task
-    if conf.score.partitions > 0:
-        return conf.score.partitions
-    parts = max(slots, math.ceil(n_rows / conf.score.rows_per_task))
-    return int(math.ceil(parts / slots) * slots)  # whole waves
 
 
 def run_score_job(
@@ -205,10 +165,10 @@ def _run(
         mark = time.monotonic()
         planned, carried = plan_rows(tagged, payloads, previous)
         planned = planned.persist(StorageLevel.MEMORY_AND_DISK)
-        facts = _input_facts(planned)
+        facts = input_facts(planned)
         timings["inputs"] = time.monotonic() - mark
         slots = task_slots(spark)
-        n_parts = _partitions(facts["to_score"], slots, conf)
+        n_parts = partitions_for(facts["to_score"], slots, conf)
         threads = threads_per_task(spark, conf)
         log.info(
             "%d rows in: %d to score, %d carried, %d catalog errors, %d skipped -> %d partitions, %d threads per task",
@@ -298,7 +258,7 @@ def _run(
             F.sum(F.when(F.col("run_id") == run_id, 1).otherwise(0)).alias("scored_rows"),
             F.sum(F.when(F.col("value").isNull(), 1).otherwise(0)).alias("abstained"),
         ).first()
-        wide_df = _wide(written, attributes, run_id)
+        wide_df = wide_view(written, attributes, run_id)
         wide_df.write.mode("overwrite").parquet(staged.table_path("wide"))
         timings["write"] = time.monotonic() - mark
 
@@ -398,45 +358,3 @@ def _run(
         out_rows,
     )
     return summary
-
-
-def _input_facts(planned: DataFrame) -> dict:
-    """One aggregation: rows in, catalog errors by reason, skipped rows by product type, candidates to score vs
-    fully carried."""
-    score = F.exists("need", lambda x: x).alias("score")
-    rows = (
-        planned.groupBy(
-            "status", "reason", F.when(F.col("status") == "skipped", F.col("product_type")).alias("product_type"), score
-        )
-        .count()
-        .collect()
-    )
-    input_errors: Counter = Counter()
-    skipped: Counter = Counter()
-    for r in rows:
-        if r["status"] == "error":
-            input_errors[r["reason"]] += r["count"]
-        elif r["status"] == "skipped":
-            skipped[r["product_type"] if r["product_type"] is not None else "(null)"] += r["count"]
-    counts: Counter = Counter()
-    for r in rows:
-        if r["status"] == "candidate":
-            counts[bool(r["score"])] += r["count"]
-    return {
-        "rows_in": sum(r["count"] for r in rows),
-        "input_errors": input_errors,
-        "skipped": sum(skipped.values()),
-        "skipped_by_type": dict(sorted(skipped.items())),
-        "to_score": counts.get(True, 0),
-        "carried_rows": counts.get(False, 0),
-    }
-
-
-def _wide(attributes_df: DataFrame, attributes: list[str], run_id: str) -> DataFrame:
-    """One row per asin: each attribute's value in its own column, and the non-null values as keywords."""
-    cols = [F.first(F.when(F.col("attribute") == a, F.col("value")), ignorenulls=True).alias(a) for a in attributes]
-    wide = attributes_df.groupBy("asin").agg(*cols)
-    wide = wide.withColumn(
-        "keywords", F.filter(F.array(*[F.col(f"`{a}`") for a in attributes]), lambda x: x.isNotNull())
-    )
-    return conform(wide.withColumn("run_id", F.lit(run_id)), "wide", attributes).sortWithinPartitions("asin")

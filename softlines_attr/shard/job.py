@@ -42,8 +42,6 @@ from softlines_attr.shard.inputs import (
     Inputs,
     base_inputs,
     candidates_of,
-    multi_inputs,
-    refine_inputs,
     rejects_of,
 )
 from softlines_attr.shard.manifest import SHARD_MANIFEST, ShardSummary
@@ -52,6 +50,7 @@ from softlines_attr.shard.recordio import LABEL_PAD
 from softlines_attr.shard.request import ShardJob
 from softlines_attr.shard.summary import InputFacts, input_facts, manifest_text, run_summary
 from softlines_attr.shard.tables import INDEX_DDL, MANIFEST_DDL, to_arrow_parquet, write_parts, write_table
+from softlines_attr.shard.tag_inputs import multi_inputs, refine_inputs
 from softlines_attr.shard.task import TaskSpec, shard_partition
 
 log = logging.getLogger(__name__)
