@@ -13,9 +13,20 @@ import pytest
 from softlines_attr.config import ImageConfig, PipelineConfig
 from softlines_attr.errors import SoftlinesAttrError
 from softlines_attr.model.bundle import load_bundle, save_bundle
-from softlines_attr.model.manifest import MANIFEST_FILE, PARAMS_FILE, SYMBOL_FILE, Head, Preprocessing, VocabularyRef, read_manifest, sha256_file, update_manifest, upgrade_manifest
 from softlines_attr.model.errors import BundleError, BundleIntegrityError, PredictorError
 from softlines_attr.model.inception_bn import inception_bn
+from softlines_attr.model.manifest import (
+    MANIFEST_FILE,
+    PARAMS_FILE,
+    SYMBOL_FILE,
+    Head,
+    Preprocessing,
+    VocabularyRef,
+    read_manifest,
+    sha256_file,
+    update_manifest,
+    upgrade_manifest,
+)
 from softlines_attr.model.predictor import Predictor
 
 SIZE = 48
@@ -39,7 +50,9 @@ def trained() -> tuple[mx.mod.Module, mx.sym.Symbol, np.ndarray]:
     # a gentle step: lr 0.05 with momentum 0.9 on pure-noise batches of 4 diverges (NaN) on some runs
     mod.init_optimizer(optimizer="sgd", optimizer_params={"learning_rate": 0.01})
     for _ in range(2):
-        batch = mx.io.DataBatch([mx.nd.array(rng.normal(size=(4, 3, SIZE, SIZE)))], [mx.nd.array(rng.integers(0, 5, 4))])
+        batch = mx.io.DataBatch(
+            [mx.nd.array(rng.normal(size=(4, 3, SIZE, SIZE)))], [mx.nd.array(rng.integers(0, 5, 4))]
+        )
         mod.forward_backward(batch)
         mod.update()
     x = rng.normal(size=(4, 3, SIZE, SIZE)).astype(np.float32)
@@ -57,8 +70,15 @@ def test_round_trip_gives_the_same_outputs(tmp_path: Path, trained, images: Imag
     mod.forward(mx.io.DataBatch([mx.nd.array(x)], [mx.nd.zeros(4)]), is_train=False)
     before = mod.get_outputs()[0].asnumpy()
     assert np.isfinite(before).all()
-    _save(tmp_path / "b", trained, images, base_model="base@abc", vocabulary=VocabularyRef(500, "s3://x/labels"),
-          metrics={"accuracy": 0.5}, thresholds={"hemline": 0.7})
+    _save(
+        tmp_path / "b",
+        trained,
+        images,
+        base_model="base@abc",
+        vocabulary=VocabularyRef(500, "s3://x/labels"),
+        metrics={"accuracy": 0.5},
+        thresholds={"hemline": 0.7},
+    )
 
     bundle = load_bundle(tmp_path / "b")
     after = Predictor(bundle, len(x)).predict(x)["hemline"]
@@ -141,15 +161,22 @@ def test_bundle_carries_its_whole_preprocessing(tmp_path: Path, trained, images:
     _save(tmp_path / "b", trained, pad, region="upper")
     data = json.loads((tmp_path / "b" / MANIFEST_FILE).read_text())
     assert data["preprocessing"] == {
-        "store_size": SIZE + 8, "resize_mode": "pad_square", "input_size": SIZE, "crop": "center", "region": "upper",
-        "mean": list(images.mean), "std": list(images.std),
+        "store_size": SIZE + 8,
+        "resize_mode": "pad_square",
+        "input_size": SIZE,
+        "crop": "center",
+        "region": "upper",
+        "mean": list(images.mean),
+        "std": list(images.std),
     }
     prep = load_bundle(tmp_path / "b").manifest.preprocessing
     assert prep == Preprocessing(SIZE + 8, "pad_square", SIZE, tuple(images.mean), tuple(images.std), region="upper")
     assert prep.input_shape == (3, SIZE, SIZE)
 
 
-def test_model_digest_covers_thresholds_heads_preprocessing_not_metrics(tmp_path: Path, trained, images: ImageConfig) -> None:
+def test_model_digest_covers_thresholds_heads_preprocessing_not_metrics(
+    tmp_path: Path, trained, images: ImageConfig
+) -> None:
     """Issue 11 item 7: everything that changes an output row changes the digest (model_version); metrics do not."""
     _save(tmp_path / "b", trained, images)
     before = load_bundle(tmp_path / "b").manifest.model_digest
@@ -158,11 +185,18 @@ def test_model_digest_covers_thresholds_heads_preprocessing_not_metrics(tmp_path
     assert after.model_digest != before and load_bundle(tmp_path / "b").manifest.model_digest == after.model_digest
     _save(tmp_path / "c", trained, dataclasses.replace(images, store_size=SIZE + 16))
     _save(tmp_path / "d", trained, images, region="upper")
-    digests = {before, after.model_digest, load_bundle(tmp_path / "c").manifest.model_digest, load_bundle(tmp_path / "d").manifest.model_digest}
+    digests = {
+        before,
+        after.model_digest,
+        load_bundle(tmp_path / "c").manifest.model_digest,
+        load_bundle(tmp_path / "d").manifest.model_digest,
+    }
     assert len(digests) == 4
 
 
-def test_format_1_bundle_is_refused_clearly_and_upgraded_explicitly(tmp_path: Path, trained, images: ImageConfig) -> None:
+def test_format_1_bundle_is_refused_clearly_and_upgraded_explicitly(
+    tmp_path: Path, trained, images: ImageConfig
+) -> None:
     _save(tmp_path / "b", trained, images)
     manifest = tmp_path / "b" / MANIFEST_FILE
     data = json.loads(manifest.read_text())

@@ -1,4 +1,5 @@
-"""Scoring models: the bound Predictor against one plain bind, bundles as bytes, the per-process cache, --models folders."""
+"""Scoring models: the bound Predictor against one plain bind, bundles as bytes, the per-process cache, --models
+folders."""
 
 from __future__ import annotations
 
@@ -10,15 +11,23 @@ import boto3
 import mxnet as mx
 import numpy as np
 import pytest
+from test_score_helpers import HEMLINE, PATTERN, SIZE, SLEEVE, make_bundle, score_conf
 
 from softlines_attr.model.bundle import Bundle, load_bundle
 from softlines_attr.model.errors import BundleIntegrityError, PredictorError
 from softlines_attr.model.inception_bn import DATA_NAME
-from softlines_attr.score.errors import ScoreInputError, ScoreModelError
 from softlines_attr.model.predictor import Predictor
-from softlines_attr.score.models import bundle_from_payload, cached_bundle, cached_predictor, check_payloads, process_load_counts, read_payload, resolve_model_dirs
+from softlines_attr.score.errors import ScoreInputError, ScoreModelError
+from softlines_attr.score.models import (
+    bundle_from_payload,
+    cached_bundle,
+    cached_predictor,
+    check_payloads,
+    process_load_counts,
+    read_payload,
+    resolve_model_dirs,
+)
 from softlines_attr.score.task import top_k_rows
-from test_score_helpers import HEMLINE, PATTERN, SLEEVE, SIZE, make_bundle, score_conf
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +35,9 @@ def bundles(tmp_path_factory):
     root = tmp_path_factory.mktemp("score_models")
     conf = score_conf(root)
     hem = make_bundle(root / "models" / "hemline", [("hemline", HEMLINE)], conf, seed=1, thresholds={"hemline": 0.4})
-    multi = make_bundle(root / "models" / "multi", [("pattern", PATTERN), ("sleeve_type", SLEEVE)], conf, seed=2, region="upper")
+    multi = make_bundle(
+        root / "models" / "multi", [("pattern", PATTERN), ("sleeve_type", SLEEVE)], conf, seed=2, region="upper"
+    )
     return {"root": root, "conf": conf, "hem": hem, "multi": multi}
 
 
@@ -92,7 +103,8 @@ def test_check_payloads(bundles) -> None:
 
 
 def test_model_version_changes_with_thresholds_and_preprocessing(bundles, tmp_path: Path) -> None:
-    """Issue 11 item 7: new abstain thresholds (evaluate --write-thresholds) or another preprocessing give a new model_version."""
+    """Issue 11 item 7: new abstain thresholds (evaluate --write-thresholds) or another preprocessing give a new
+    model_version."""
     from softlines_attr.model.manifest import update_manifest
 
     copy = tmp_path / "hemline"
@@ -135,5 +147,8 @@ def test_top_k_rows() -> None:
     probs = np.array([[0.1, 0.6, 0.3], [0.5, 0.2, 0.3]], dtype=np.float32)
     best, conf, tops = top_k_rows(probs, ("a", "b", "c"), 2)
     assert best.tolist() == [1, 0] and conf.tolist() == pytest.approx([0.6, 0.5])
-    assert tops[0] == [{"value": "b", "probability": pytest.approx(0.6)}, {"value": "c", "probability": pytest.approx(0.3)}]
+    assert tops[0] == [
+        {"value": "b", "probability": pytest.approx(0.6)},
+        {"value": "c", "probability": pytest.approx(0.3)},
+    ]
     assert len(top_k_rows(probs, ("a", "b", "c"), 10)[2][0]) == 3

@@ -33,7 +33,7 @@ def _payloads() -> list[bytes]:
         for _ in range(rng.randrange(0, 4)):
             if len(buf) >= 4:
                 pos = rng.randrange(0, len(buf) - 3)
-                buf[pos:pos + 4] = magic
+                buf[pos : pos + 4] = magic
         out.append(bytes(buf))
     return out
 
