@@ -125,7 +125,7 @@ def test_resolve_loss_defaults_and_refusals() -> None:
 def test_base_model_with_softmax_over_the_title_words_learns_and_logs_the_truth_per_epoch(
     tmp_path: Path, conf: PipelineConfig, base_shards: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="softlines_attr.model.train")
+    caplog.set_level(logging.INFO, logger="softlines_attr.model")
     manifest = train(base_shards, tmp_path / "model", conf, dataclasses.replace(TC, epochs=12, log_every=2))
     head = manifest.heads[0]
     assert head.name == "base" and not head.multi_label and len(head.classes) == len(WORDS)  # a softmax at inference
@@ -143,9 +143,10 @@ def test_base_model_with_softmax_over_the_title_words_learns_and_logs_the_truth_
         } <= set(record)
     last = history[-1]
     # one of three colours per image plus 'dress' everywhere: the priors give 'dress' AP 1 and each colour about 1/3
-    assert last["val_map"] > 0.9 and last["val_prior_map"] < 0.75 and last["val_distinct_top1"] >= 2, (
-        last
-    )  # priors only: 1
+    # (mAP 0.5). 'dress' and the colour carry the same weight in every title, so the top-1 word may be 'dress' on
+    # every image (distinct top-1 = 1, as for the priors): what shows the model learned is the colours' AP.
+    assert last["val_map"] > 0.9 and last["val_prior_map"] < 0.75, last
+    assert last["val_map"] >= 1.8 * last["val_prior_map"] and last["val_distinct_top1"] >= 1, last
     assert manifest.metrics["val_map"] == last["val_map"]
     probs = Predictor(load_bundle(tmp_path / "model" / "bundle"), 2).predict(np.zeros((2, 3, 32, 32), np.float32))[
         "base"
