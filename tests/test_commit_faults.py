@@ -6,6 +6,7 @@ injection stays out of the production modules)::
 
     python tests/test_commit_faults.py kill-at K cli <softlines-attr args...>    # die before the K-th filesystem change
     python tests/test_commit_faults.py kill-at K stage OUT RUN_ID ROWS KEEP     # a no-Spark writer of two tables
+    python tests/test_commit_faults.py snapshots OUT SNAPS cli <args...>        # copy OUT to SNAPS/kNN before change NN
     python tests/test_commit_faults.py task-dies shard <shard args...>          # partition 0's first attempt
     dies 2/3 in
     python tests/test_commit_faults.py task-dies score <jobs/score.py args...>  # partition 0's first attempt
@@ -15,12 +16,16 @@ injection stays out of the production modules)::
 ``kill-at`` wraps the :class:`pyarrow.fs.FileSystem` that :mod:`softlines_attr.io.commit` uses in a
 :class:`pyarrow.fs.PyFileSystem` that counts every change (create, write, move, delete) and calls
 ``os._exit`` before the K-th one: the process dies as under ``kill -9``, no ``finally`` runs.
+``snapshots`` counts the same changes but copies the local folder OUT to ``SNAPS/k<K>/out`` before
+the K-th one (and its operation to ``SNAPS/k<K>/change.txt``), then makes it: one run leaves the
+files a kill before each change would leave.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -37,7 +42,7 @@ HERE = Path(__file__).resolve()
 KILLED = 17
 TABLES = ("attributes", "wide")
 
-_steps = {"n": 0, "kill_at": 0}
+_steps: dict = {"n": 0, "kill_at": 0, "snapshots": None}
 
 
 class KillingHandler(pafs.FileSystemHandler):
@@ -49,6 +54,13 @@ class KillingHandler(pafs.FileSystemHandler):
 
     def _step(self, op: str, path: str) -> None:
         _steps["n"] += 1
+        if _steps["snapshots"] is not None:
+            out, snaps = _steps["snapshots"]
+            target = snaps / f"k{_steps['n']:02d}"
+            target.mkdir(parents=True)
+            if out.exists():
+                shutil.copytree(out, target / "out", symlinks=True)
+            (target / "change.txt").write_text(f"{op} {path}\n")
         if _steps["n"] == _steps["kill_at"]:
             sys.stderr.write(f"fault: killed before change {_steps['n']}: {op} {path}\n")
             sys.stderr.flush()
@@ -109,12 +121,16 @@ class KillingHandler(pafs.FileSystemHandler):
         return self.inner.open_append_stream(path, metadata=metadata)
 
 
-def install_kill(kill_at: int) -> None:
-    """Make every filesystem :mod:`softlines_attr.io.commit` opens die before change ``kill_at``."""
+def install_kill(kill_at: int, snapshots: tuple[Path, Path] | None = None) -> None:
+    """Make every filesystem :mod:`softlines_attr.io.commit` opens die before change ``kill_at`` (0: never).
+
+    With ``snapshots`` (OUT, SNAPS), the local folder OUT is first copied to ``SNAPS/k<K>/out`` before every change K.
+    """
     import softlines_attr.io.commit as commit
 
     real = commit.filesystem_for
     _steps["kill_at"] = kill_at
+    _steps["snapshots"] = snapshots
 
     def killing_filesystem_for(uri: str):
         fs, path = real(uri)
@@ -191,9 +207,13 @@ def read_whole_version(out: str) -> str:
 def _main(argv: list[str]) -> int:
     sys.path.insert(0, str(HERE.parent))
     mode, rest = argv[0], argv[1:]
-    if mode == "kill-at":
-        install_kill(int(rest[0]))
-        kind, rest = rest[1], rest[2:]
+    if mode in ("kill-at", "snapshots"):
+        if mode == "kill-at":
+            install_kill(int(rest[0]))
+            kind, rest = rest[1], rest[2:]
+        else:
+            install_kill(0, snapshots=(Path(rest[0]).resolve(), Path(rest[1]).resolve()))
+            kind, rest = rest[2], rest[3:]
         if kind == "stage":
             write_version(rest[0], rest[1], int(rest[2]), int(rest[3]))
             return 0
@@ -335,8 +355,7 @@ def test_a_reader_during_many_commits_always_reads_one_whole_version(out_uri: st
 def test_pointer_checks_and_a_version_folder_is_never_an_out(tmp_path: Path) -> None:
     """A pointer whose run summary changed, or that names an unsafe path, is refused; a run folder cannot be an
     --out."""
-    from softlines_attr.io.commit import StagedOutput, resolve_current
-    from softlines_attr.io.errors import CurrentVersionError, OutputLocationError
+    from softlines_attr.io.commit import CurrentVersionError, OutputLocationError, StagedOutput, resolve_current
 
     out = str(tmp_path / "out")
     write_version(out, "v1", 2, 3)

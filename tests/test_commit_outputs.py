@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pyarrow as pa
@@ -194,6 +197,11 @@ def test_label_job_killed_at_each_commit_step(spark, small_conf, tmp_path: Path)
     rename), 6-7 the pointer (temp, rename: the commit point), 8 deletes the previous version
     (keep_versions = 1). After every kill, the current version is whole: L1 before the pointer's
     rename, L2 after it.
+
+    A Spark child costs a minute, so not one per step: one child runs the job to the end with a copy
+    of --out taken before every change (copy K holds the files a kill before change K leaves: after
+    Spark's tables, the commit's changes are the only writes), and a second child, at the same time,
+    is really killed before change 7 and leaves the same files as copy 7.
     """
     conf_file = tmp_path / "conf.toml"
     conf_file.write_text("[labels]\nvocab_sizes = [3, 0]\nmin_doc_freq = 1\n\n[output]\nkeep_versions = 1\n")
@@ -206,37 +214,50 @@ def test_label_job_killed_at_each_commit_step(spark, small_conf, tmp_path: Path)
         assert pq.read_table(Path(current.uri) / "vocabulary").num_rows > 0
         return current.run_id
 
-    results = {}
-    for k in (4, 5, 6, 7, 8, 9):
-        out = tmp_path / f"k{k}"
-        run_label_job(spark, small_conf, catalog_path=str(catalog_1), out_dir=str(out), run_id="L1")
-        args = [
-            "labels",
-            "--catalog",
-            str(catalog_2),
-            "--out",
-            str(out),
-            "--conf",
-            str(conf_file),
-            "--master",
-            "local[1]",
-            "--run-id",
-            "L2",
-        ]
-        proc = run_hooked(["kill-at", str(k), "cli", *args], timeout=400)
-        if k < 9:
-            assert proc.returncode == KILLED, proc.stderr[-3000:]
-            step = proc.stderr.split("fault: killed before change ")[1].splitlines()[0]
-        else:
-            assert proc.returncode == 0, proc.stderr[-3000:]
-            step = "(not killed)"
-        results[k] = (step.split(" ")[1] if k < 9 else "", whole(out), sorted(p.name for p in (out / "runs").iterdir()))
-    ops = {k: v[0] for k, v in results.items()}
-    assert ops == {4: "open_output_stream", 5: "move", 6: "open_output_stream", 7: "move", 8: "delete_dir", 9: ""}, (
-        results
-    )
-    assert {k: v[1] for k, v in results.items()} == {4: "L1", 5: "L1", 6: "L1", 7: "L1", 8: "L2", 9: "L2"}, results
-    assert results[7][2] == ["L1", "L2"] and results[8][2] == ["L1", "L2"] and results[9][2] == ["L2"]
-    # the next run removes what a killed one left
-    run_label_job(spark, small_conf, catalog_path=str(catalog_1), out_dir=str(tmp_path / "k5"), run_id="L3")
-    assert sorted(p.name for p in (tmp_path / "k5" / "runs").iterdir()) == ["L3"]
+    def runs(out: Path) -> list[str]:
+        return sorted(p.name for p in (out / "runs").iterdir())
+
+    def files(out: Path) -> list[str]:
+        """Every file under out, with the temporary files' pids and Spark's part-file uuids masked."""
+        names = (re.sub(r"\.tmp-\d+", ".tmp-PID", str(p.relative_to(out))) for p in out.rglob("*") if p.is_file())
+        return sorted(re.sub(r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}", "UUID", name) for name in names)
+
+    out, killed, snaps = tmp_path / "out", tmp_path / "killed", tmp_path / "snapshots"
+    run_label_job(spark, small_conf, catalog_path=str(catalog_1), out_dir=str(out), run_id="L1")
+    shutil.copytree(out, killed)
+    args = [
+        "cli",
+        "labels",
+        "--catalog",
+        str(catalog_2),
+        "--conf",
+        str(conf_file),
+        "--master",
+        "local[1]",
+        "--run-id",
+        "L2",
+        "--out",
+    ]
+    children = [["snapshots", str(out), str(snaps), *args, str(out)], ["kill-at", "7", *args, str(killed)]]
+    with ThreadPoolExecutor(2) as pool:
+        copied, kill_7 = pool.map(lambda argv: run_hooked(argv, timeout=400), children)
+    assert copied.returncode == 0, copied.stderr[-3000:]
+    assert kill_7.returncode == KILLED, kill_7.stderr[-3000:]
+
+    changes = {int(p.name[1:]): (p / "change.txt").read_text().split(" ")[0] for p in snaps.iterdir()}
+    assert sorted(changes) == list(range(1, 9)), changes  # eight changes: the run was not killed at a ninth
+    ops = {k: changes[k] for k in range(4, 9)}
+    assert ops == {4: "open_output_stream", 5: "move", 6: "open_output_stream", 7: "move", 8: "delete_dir"}, changes
+    results = {k: (whole(snaps / f"k{k:02d}" / "out"), runs(snaps / f"k{k:02d}" / "out")) for k in range(4, 9)}
+    results[9] = (whole(out), runs(out))  # not killed
+    assert {k: v[0] for k, v in results.items()} == {4: "L1", 5: "L1", 6: "L1", 7: "L1", 8: "L2", 9: "L2"}, results
+    assert results[7][1] == ["L1", "L2"] and results[8][1] == ["L1", "L2"] and results[9][1] == ["L2"]
+
+    # the real kill before change 7 (the pointer's rename) left what copy 7 holds
+    step = kill_7.stderr.split("fault: killed before change ")[1].splitlines()[0]
+    assert step.split(" ")[:2] == ["7:", "move"], step
+    assert whole(killed) == "L1" and runs(killed) == ["L1", "L2"]
+    assert files(killed) == files(snaps / "k07" / "out")
+    # the next run removes what the killed one left (its run folder, the pointer's temporary file)
+    run_label_job(spark, small_conf, catalog_path=str(catalog_1), out_dir=str(killed), run_id="L3")
+    assert runs(killed) == ["L3"] and sorted(p.name for p in killed.iterdir()) == [POINTER_FILE, "runs"]
