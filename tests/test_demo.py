@@ -16,8 +16,9 @@ REPO = Path(__file__).resolve().parent.parent
 def test_demo_runs_every_stage_end_to_end(tmp_path):
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
     done = subprocess.run(
-        [sys.executable, "-m", "softlines_attr.cli", "demo", "--out", str(tmp_path / "demo"), "--n", "200", "--catalog-n", "400", "--master", "local[2]",
-         "--base-epochs", "2", "--epochs", "2"],
+        [sys.executable, "-m", "softlines_attr.cli", "demo", "--out", str(tmp_path / "demo"), "--n", "200", "--catalog-n", "400",
+         "--master", "local[2]", "--base-epochs", "2", "--epochs", "2",
+         "--width", "0.125", "--input-size", "32"],  # the other tests' tiny network (40 px shards): its training is seconds
         cwd=REPO, env=env, capture_output=True, text=True, timeout=1800,  # minutes on an idle machine; a shared one can be several times slower
     )
     assert done.returncode == 0, done.stderr[-4000:]
