@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 OUT    ?= demo-out
 N      ?= 1000
 
-.PHONY: setup demo test bench-labels clean
+.PHONY: setup demo test lint bench-labels clean
 
 setup:
 	@bash scripts/setup_env.sh
@@ -12,8 +12,12 @@ setup:
 demo: setup
 	$(PY) -m softlines_attr.cli demo --out $(OUT) --n $(N)
 
-test: setup
+test: setup lint
 	$(PY) -m pytest
+
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 
 bench-labels: setup
 	$(PY) benchmarks/bench_labels.py

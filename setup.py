@@ -7,6 +7,7 @@ Pins, and why:
   * pyarrow>=18,<22   pyspark 4 needs pyarrow >= 18 for Arrow batches; pyarrow >= 22 needs numpy 2.
   * pyspark>=4.0,<5   the Spark 4 API (Java 17+); EMR 7.x ships Spark 3.5/4, jobs use only stable APIs.
   * pandas>=2,<3      pyspark 4's pandas interop targets pandas 2; pandas 3 needs numpy >= 1.26.
+  * ruff 0.17.x       (tests) the formatter's output changes between minor versions; `make test` checks it.
 On GPU nodes the EMR bootstrap installs ``mxnet-cu112==1.9.1`` in place of ``mxnet``.
 """
 
@@ -49,7 +50,8 @@ setup(
     extras_require={
         # opencv: mxnet.recordio.unpack_img (the tests read shards back with MXNet's own reader) needs cv2;
         # 4.10 is the last line whose wheels accept numpy 1.23.
-        "test": ["pytest>=8", "moto[server]>=5.0", "opencv-python-headless>=4.8,<4.11"],
+        # ruff: lint and format check of `make test`, pinned to a minor version so its formatting cannot drift.
+        "test": ["pytest>=8", "moto[server]>=5.0", "opencv-python-headless>=4.8,<4.11", "ruff>=0.17,<0.18"],
         "bench": ["duckdb>=1.0"],
     },
     entry_points={"console_scripts": ["softlines-attr=softlines_attr.cli:main"]},

@@ -32,8 +32,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from softlines_attr.config import LabelsConfig, load_config  # noqa: E402
-from softlines_attr.labels import tokenize as tk  # noqa: E402
+from softlines_attr.config import LabelsConfig, load_config  # noqa: E402 - after the sys.path set-up above
+from softlines_attr.labels import tokenize as tk  # noqa: E402 - after the sys.path set-up above
 
 
 def ensure_titles(path: Path, n: int, seed: int) -> Path:
@@ -70,7 +70,8 @@ def duckdb_vocabulary(path: Path, conf: LabelsConfig, threads: int) -> tuple[lis
     removed = "[" + ", ".join(_sql_str(w) for w in sorted(set(conf.stop_words) | set(conf.size_tokens))) + "]"
     keep = (
         f"lambda x: NOT list_contains({removed}, x) AND length(x) >= {conf.min_token_length} "
-        f"AND (NOT regexp_matches(x, {_sql_str(tk.DROP_TOKEN_RE)}) OR regexp_matches(x, {_sql_str(tk.KEEP_FRACTION_RE)}))"
+        f"AND (NOT regexp_matches(x, {_sql_str(tk.DROP_TOKEN_RE)}) OR regexp_matches(x, "
+        f"{_sql_str(tk.KEEP_FRACTION_RE)}))"
     )
     query = f"""
         WITH toks AS (
@@ -97,7 +98,8 @@ def spark_vocabulary(spark, path: Path, conf) -> tuple[list[tuple[str, int, int]
     from pyspark.sql import functions as F
 
     from softlines_attr.io.tables import read_table
-    from softlines_attr.labels.job import clean_catalog, document_frequency, rank_words
+    from softlines_attr.labels.job import clean_catalog
+    from softlines_attr.labels.vocabulary import document_frequency, rank_words
 
     t0 = time.perf_counter()
     rows = clean_catalog(read_table(spark, str(path)))
@@ -110,9 +112,13 @@ def spark_vocabulary(spark, path: Path, conf) -> tuple[list[tuple[str, int, int]
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--n", type=int, default=2_000_000, help="number of titles (default 2,000,000; 18,000,000 for the paper's size)")
+    parser.add_argument(
+        "--n", type=int, default=2_000_000, help="number of titles (default 2,000,000; 18,000,000 for the paper's size)"
+    )
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--cache", type=Path, default=HERE / ".cache", help="where generated titles are kept between runs")
+    parser.add_argument(
+        "--cache", type=Path, default=HERE / ".cache", help="where generated titles are kept between runs"
+    )
     parser.add_argument("--out", type=Path, default=HERE / "out" / "labels", help="label job output folder")
     parser.add_argument("--master", default="local[*]")
     parser.add_argument("--json", type=Path, default=HERE / "out" / "bench_labels.json")
@@ -123,17 +129,26 @@ def main(argv: list[str] | None = None) -> int:
     titles = ensure_titles(args.cache / f"titles_{args.n}_{args.seed}.parquet", args.n, args.seed)
 
     duck_vocab, duck_s = duckdb_vocabulary(titles, conf.labels, threads=cores)
-    print(f"duckdb counting:   {duck_s:7.2f}s  {args.n / duck_s:12,.0f} titles/s  ({len(duck_vocab)} words)", flush=True)
+    print(
+        f"duckdb counting:   {duck_s:7.2f}s  {args.n / duck_s:12,.0f} titles/s  ({len(duck_vocab)} words)", flush=True
+    )
 
     from softlines_attr.config import SparkProfile
     from softlines_attr.labels.job import run_label_job
     from softlines_attr.spark import build_session
 
     profile = conf.spark
-    spark = build_session(SparkProfile(profile.name, args.master, {**profile.conf, "spark.driver.memory": "8g"}), "bench-labels", master=args.master)
+    spark = build_session(
+        SparkProfile(profile.name, args.master, {**profile.conf, "spark.driver.memory": "8g"}),
+        "bench-labels",
+        master=args.master,
+    )
     try:
         spark_vocab, spark_s = spark_vocabulary(spark, titles, conf)
-        print(f"spark counting:    {spark_s:7.2f}s  {args.n / spark_s:12,.0f} titles/s  ({len(spark_vocab)} words)", flush=True)
+        print(
+            f"spark counting:    {spark_s:7.2f}s  {args.n / spark_s:12,.0f} titles/s  ({len(spark_vocab)} words)",
+            flush=True,
+        )
         same = spark_vocab == duck_vocab
         if not same:
             only_spark = sorted(set(spark_vocab) - set(duck_vocab))[:10]
@@ -145,7 +160,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         spark.stop()
     s = result.summary
-    print(f"spark whole job:   {job_s:7.2f}s  {args.n / job_s:12,.0f} titles/s  (labelled {s['rows_labelled']:,}, rejected {s['rows_rejected']:,})")
+    print(
+        f"spark whole job:   {job_s:7.2f}s  {args.n / job_s:12,.0f} titles/s  (labelled {s['rows_labelled']:,}, "
+        f"rejected {s['rows_rejected']:,})"
+    )
     ratio = duck_s / spark_s
     print(f"counting ratio spark/duckdb (throughput): {ratio:.2f}x   (target >= 0.35x)")
     print(f"whole job: {args.n / job_s:,.0f} titles/s   (target >= 150,000)")

@@ -83,13 +83,19 @@ def _random_params(sym, input_size: int, seed: int):
     mx.random.seed(seed)
     labels = [n for n in sym.list_arguments() if n.endswith("_label")]
     mod = mx.mod.Module(sym, data_names=[DATA_NAME], label_names=labels, context=mx.cpu())
-    mod.bind(data_shapes=[(DATA_NAME, (1, 3, input_size, input_size))], label_shapes=[(n, (1,)) for n in labels], for_training=False)
+    mod.bind(
+        data_shapes=[(DATA_NAME, (1, 3, input_size, input_size))],
+        label_shapes=[(n, (1,)) for n in labels],
+        for_training=False,
+    )
     mod.init_params(mx.init.Xavier(magnitude=2.0))
     arg, aux = mod.get_params()
     rng = np.random.default_rng(seed)
     for name, value in aux.items():  # BN statistics of a trained network, roughly
         shape = value.shape
-        aux[name] = mx.nd.array(rng.uniform(0.5, 1.5, shape) if name.endswith("moving_var") else rng.normal(0, 0.1, shape))
+        aux[name] = mx.nd.array(
+            rng.uniform(0.5, 1.5, shape) if name.endswith("moving_var") else rng.normal(0, 0.1, shape)
+        )
     return arg, aux
 
 
@@ -97,8 +103,9 @@ def make_bundles(cache: Path, conf, width: float, input_size: int, catalog: Path
     """Multi-head, five single-attribute and INT8 bundles (cached by width and size)."""
     import mxnet as mx
 
-    from softlines_attr.model.bundle import Head, save_bundle
+    from softlines_attr.model.bundle import save_bundle
     from softlines_attr.model.inception_bn import classification_head, inception_bn_features
+    from softlines_attr.model.manifest import Head
 
     root = cache / f"score-models-w{width}-s{input_size}"
     attrs = conf.taxonomy.attributes
@@ -112,7 +119,14 @@ def make_bundles(cache: Path, conf, width: float, input_size: int, catalog: Path
         for head in heads:  # the same backbone with one head each: the naive job's models
             sym1 = classification_head(inception_bn_features(width), len(head.classes), head.name)
             keep = set(sym1.list_arguments())
-            save_bundle(singles[head.name], sym1, {k: v for k, v in arg.items() if k in keep}, aux, heads=[head], images=conf.images)
+            save_bundle(
+                singles[head.name],
+                sym1,
+                {k: v for k, v in arg.items() if k in keep},
+                aux,
+                heads=[head],
+                images=conf.images,
+            )
     if not int8.exists():
         from softlines_attr.model.bundle import load_bundle
         from softlines_attr.model.quantize import quantize_bundle
@@ -136,7 +150,12 @@ def decode_all(catalog: Path, bundle, conf, limit: int | None = None):
         if limit is not None and len(out) >= limit:
             break
         try:
-            img = load_image(Path(uri).read_bytes(), size=conf.images.store_size, mode=conf.images.resize_mode, max_pixels=conf.images.max_pixels)
+            img = load_image(
+                Path(uri).read_bytes(),
+                size=conf.images.store_size,
+                mode=conf.images.resize_mode,
+                max_pixels=conf.images.max_pixels,
+            )
         except (TypeError, OSError, ImageError):
             continue
         out.append(to_network_input(img, input_size=m.input_shape[1], mean=m.mean, std=m.std, region=m.region))
@@ -144,8 +163,10 @@ def decode_all(catalog: Path, bundle, conf, limit: int | None = None):
 
 
 def forward_rate(bundle, tensors, batch: int, threads: int) -> float:
-    """Images/s of the bound predictor on preloaded tensors with ``threads`` OpenMP threads (one warm-up batch first)."""
-    from softlines_attr.score.models import Predictor, set_threads
+    """Images/s of the bound predictor on preloaded tensors with ``threads`` OpenMP threads (one warm-up batch
+    first)."""
+    from softlines_attr.model.predictor import Predictor
+    from softlines_attr.score.models import set_threads
 
     set_threads(threads)
     pred = Predictor(bundle, batch)
@@ -169,7 +190,11 @@ def job_rate(spark, conf, catalog: Path, models: list[Path], out: Path) -> tuple
 
     shutil.rmtree(out, ignore_errors=True)
     start = time.perf_counter()
-    summary = run_score_job(spark, conf, ScoreJob(catalog_path=str(catalog / "catalog.parquet"), model_dirs=tuple(map(str, models)), out_dir=str(out)))
+    summary = run_score_job(
+        spark,
+        conf,
+        ScoreJob(catalog_path=str(catalog / "catalog.parquet"), model_dirs=tuple(map(str, models)), out_dir=str(out)),
+    )
     seconds = time.perf_counter() - start
     return summary["rows_scored"] / seconds, summary
 
@@ -182,13 +207,19 @@ def score_phase_rate(summary: dict) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=320, help="product photos (default 320)")
-    parser.add_argument("--width", type=float, default=1.0, help="Inception-BN width (default 1.0, the paper's network)")
+    parser.add_argument(
+        "--width", type=float, default=1.0, help="Inception-BN width (default 1.0, the paper's network)"
+    )
     parser.add_argument("--input-size", type=int, default=224, help="network input side (default 224)")
     parser.add_argument("--batch", type=int, default=16, help="scoring batch size (default 16)")
-    parser.add_argument("--cores", type=int, default=os.cpu_count() or 1, help="local[C] task slots (default: all cores)")
+    parser.add_argument(
+        "--cores", type=int, default=os.cpu_count() or 1, help="local[C] task slots (default: all cores)"
+    )
     parser.add_argument("--repeat", type=int, default=1, help="alternating repetitions (default 1)")
     parser.add_argument("--skip-naive", action="store_true", help="do not run the naive five-model job")
-    parser.add_argument("--json", type=Path, default=HERE / "out" / "bench_score.json", help="where to write the figures")
+    parser.add_argument(
+        "--json", type=Path, default=HERE / "out" / "bench_score.json", help="where to write the figures"
+    )
     args = parser.parse_args(argv)
 
     cache = HERE / ".cache"
@@ -213,7 +244,9 @@ def main(argv: list[str] | None = None) -> int:
             runs.setdefault("forward_fp32", []).append(forward_rate(multi, tensors, args.batch, args.cores))
             runs.setdefault("forward_int8", []).append(forward_rate(int8, tensors, args.batch, args.cores))
             # what the job's tasks run: one thread each, one task per core
-            runs.setdefault("forward_fp32_1thread_x_cores", []).append(args.cores * forward_rate(multi, tensors[: 4 * args.batch], args.batch, 1))
+            runs.setdefault("forward_fp32_1thread_x_cores", []).append(
+                args.cores * forward_rate(multi, tensors[: 4 * args.batch], args.batch, 1)
+            )
             rate, summary = job_rate(spark, conf, catalog, [bundles["multi"]], work / "multi")
             runs.setdefault("job_multi_head", []).append(rate)
             runs.setdefault("job_multi_head_score_phase", []).append(score_phase_rate(summary))
@@ -228,7 +261,9 @@ def main(argv: list[str] | None = None) -> int:
                 for name, path in bundles["singles"].items():
                     _, single = job_rate(spark, conf, catalog, [path], work / f"naive-{name}")
                     score_seconds += single["phase_seconds"]["score"]
-                runs.setdefault("job_naive_five_models", []).append(single["rows_scored"] / (time.perf_counter() - start))
+                runs.setdefault("job_naive_five_models", []).append(
+                    single["rows_scored"] / (time.perf_counter() - start)
+                )
                 runs.setdefault("job_naive_five_models_score_phase", []).append(single["rows_scored"] / score_seconds)
             print(f"repeat {rep + 1}: " + ", ".join(f"{k} {v[-1]:.1f}" for k, v in runs.items()), flush=True)
         jvm_hwm = _jvm_hwm_mb(spark)
@@ -238,17 +273,30 @@ def main(argv: list[str] | None = None) -> int:
     ratios = {
         "job_multi_head / forward_fp32": best["job_multi_head"] / best["forward_fp32"],
         "job_multi_head_score_phase / forward_fp32": best["job_multi_head_score_phase"] / best["forward_fp32"],
-        "job_multi_head_score_phase / forward_fp32_1thread_x_cores": best["job_multi_head_score_phase"] / best["forward_fp32_1thread_x_cores"],
+        "job_multi_head_score_phase / forward_fp32_1thread_x_cores": best["job_multi_head_score_phase"]
+        / best["forward_fp32_1thread_x_cores"],
         "forward_int8 / forward_fp32": best["forward_int8"] / best["forward_fp32"],
         "job_int8 / job_multi_head": best["job_int8"] / best["job_multi_head"],
     }
     if "job_naive_five_models" in best:
         ratios["job_multi_head / job_naive_five_models"] = best["job_multi_head"] / best["job_naive_five_models"]
-        ratios["score phases: multi_head / naive_five_models"] = best["job_multi_head_score_phase"] / best["job_naive_five_models_score_phase"]
+        ratios["score phases: multi_head / naive_five_models"] = (
+            best["job_multi_head_score_phase"] / best["job_naive_five_models_score_phase"]
+        )
     result = {
-        "n": args.n, "width": args.width, "input_size": args.input_size, "batch": args.batch, "cores": args.cores,
-        "repeat": args.repeat, "images_per_s": runs, "best": best, "ratios": ratios, "memory": memory, "jvm_peak_rss_mb": jvm_hwm,
-        "loadavg_start": load_start, "loadavg_end": open("/proc/loadavg").read().split()[:3],
+        "n": args.n,
+        "width": args.width,
+        "input_size": args.input_size,
+        "batch": args.batch,
+        "cores": args.cores,
+        "repeat": args.repeat,
+        "images_per_s": runs,
+        "best": best,
+        "ratios": ratios,
+        "memory": memory,
+        "jvm_peak_rss_mb": jvm_hwm,
+        "loadavg_start": load_start,
+        "loadavg_end": open("/proc/loadavg").read().split()[:3],
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -258,7 +306,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{k:<28}{v:>16.2f}")
     for k, v in ratios.items():
         print(f"{k:<44}{v:>8.2f}x")
-    print(f"memory: {memory}; JVM peak RSS {jvm_hwm} MB; load {result['loadavg_start']} -> {result['loadavg_end']}; figures in {args.json}")
+    print(
+        f"memory: {memory}; JVM peak RSS {jvm_hwm} MB; load {result['loadavg_start']} -> {result['loadavg_end']}; "
+        f"figures in {args.json}"
+    )
     return 0
 
 

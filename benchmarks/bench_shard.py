@@ -35,7 +35,6 @@ import os
 import platform
 import random
 import re
-import resource
 import subprocess
 import sys
 import time
@@ -69,7 +68,22 @@ def ensure_images(work: Path, n: int, seed: int) -> list[dict]:
     if not (marker.exists() and marker.read_text() == f"{n} {seed}"):
         (work / "catalog.toml").write_text(CATALOG_CONF)
         t0 = time.perf_counter()
-        cmd = [sys.executable, "-m", "softlines_attr.cli", "make-catalog", "--out", str(cat), "--n", str(n), "--seed", str(seed), "--conf", str(work / "catalog.toml"), "--log-level", "WARNING"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "softlines_attr.cli",
+            "make-catalog",
+            "--out",
+            str(cat),
+            "--n",
+            str(n),
+            "--seed",
+            str(seed),
+            "--conf",
+            str(work / "catalog.toml"),
+            "--log-level",
+            "WARNING",
+        ]
         subprocess.run(cmd, cwd=REPO, check=True, stdout=subprocess.DEVNULL)
         marker.write_text(f"{n} {seed}")
         print(f"generated {n} product images in {time.perf_counter() - t0:.0f}s", file=sys.stderr)
@@ -99,21 +113,37 @@ def write_labels(work: Path, rows: list[dict], seed: int) -> Path:
         labels = sorted(rng.sample(range(VOCAB), rng.randint(1, 8)))
         split = "val" if zlib.crc32(f"{seed}:{r['parent_asin']}".encode()) % 5 == 0 else "train"
         table.append({**r, "product_type": "DRESS", "split": split, "labels_500": labels})
-    schema = pa.schema([("asin", pa.string()), ("parent_asin", pa.string()), ("image_uri", pa.string()), ("product_type", pa.string()), ("split", pa.string()), ("labels_500", pa.list_(pa.int32()))])
+    schema = pa.schema(
+        [
+            ("asin", pa.string()),
+            ("parent_asin", pa.string()),
+            ("image_uri", pa.string()),
+            ("product_type", pa.string()),
+            ("split", pa.string()),
+            ("labels_500", pa.list_(pa.int32())),
+        ]
+    )
     pq.write_table(pa.Table.from_pylist(table, schema=schema), out / "labels" / "part-00000.parquet")
-    vocab = [{"vocab_size": VOCAB, "word": f"w{i}", "doc_freq": 1000 - i, "rank": i + 1, "label_index": i} for i in range(VOCAB)]
+    vocab = [
+        {"vocab_size": VOCAB, "word": f"w{i}", "doc_freq": 1000 - i, "rank": i + 1, "label_index": i}
+        for i in range(VOCAB)
+    ]
     pq.write_table(pa.Table.from_pylist(vocab), out / "vocabulary" / "part-00000.parquet")
     (out / "_summary.json").write_text(json.dumps({"job": "labels", "generated_by": "bench_shard"}))
     return out
 
 
 def run_timed(cmd: list[str], **kwargs: object) -> tuple[float, int, str, str]:
-    """Run ``cmd`` under a wrapper that reports its descendants' peak RSS; returns (seconds, peak KB, stdout, stderr)."""
+    """Run ``cmd`` under a wrapper that reports its descendants' peak RSS; returns (seconds, peak KB, stdout,
+    stderr)."""
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", _RUSAGE_WRAPPER, *cmd], capture_output=True, text=True, **kwargs)  # type: ignore[call-overload]
+    # type:
+    # ignore[call-overload]
+    proc = subprocess.run([sys.executable, "-c", _RUSAGE_WRAPPER, *cmd], capture_output=True, text=True, **kwargs)
     seconds = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"command failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-3000:]}")
+    # the wrapper always prints the line; a missing one should fail loudly
     peak = int(re.search(r"MAXRSS_KB (\d+)", proc.stderr).group(1))  # type: ignore[union-attr]
     return seconds, peak, proc.stdout, proc.stderr
 
@@ -131,11 +161,20 @@ def read_all(rec: Path) -> dict[int, bytes]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1200, help="product images (>= 1000 for a meaningful figure)")
-    parser.add_argument("--cores", type=int, default=os.cpu_count() or 2, help="cores for both tools (local[C], --num-thread C)")
+    parser.add_argument(
+        "--cores", type=int, default=os.cpu_count() or 2, help="cores for both tools (local[C], --num-thread C)"
+    )
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--work", type=Path, default=HERE / "out" / "shard", help="working folder (images are kept here)")
+    parser.add_argument(
+        "--work", type=Path, default=HERE / "out" / "shard", help="working folder (images are kept here)"
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the figures as JSON here")
-    parser.add_argument("--repeat", type=int, default=1, help="run each tool this many times, alternating; report the best (least disturbed) run")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="run each tool this many times, alternating; report the best (least disturbed) run",
+    )
     args = parser.parse_args()
     import mxnet as mx
     import numpy as np
@@ -161,8 +200,24 @@ def main() -> int:
     runs_ours: list[tuple[float, dict]] = []
     runs_ref: list[tuple[float, int, float]] = []
     for _ in range(max(1, args.repeat)):
-        cmd = [sys.executable, "-m", "softlines_attr.cli", "shard", "--labels", str(labels_dir), "--out", str(ours_out), "--vocab-size", str(VOCAB),
-               "--conf", str(work / "shard.toml"), "--master", f"local[{args.cores}]", "--log-level", "WARNING"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "softlines_attr.cli",
+            "shard",
+            "--labels",
+            str(labels_dir),
+            "--out",
+            str(ours_out),
+            "--vocab-size",
+            str(VOCAB),
+            "--conf",
+            str(work / "shard.toml"),
+            "--master",
+            f"local[{args.cores}]",
+            "--log-level",
+            "WARNING",
+        ]
         seconds, _, _, _ = run_timed(cmd, cwd=REPO, env=env)
         current = Path(resolve_current(str(ours_out)))  # the run just committed
         summary = json.loads((current / "_summary.json").read_text())
@@ -177,8 +232,24 @@ def main() -> int:
             for r in index:
                 labels = [float(v) for v in by_asin[r["asin"]]["labels_500"]]
                 labels += [-1.0] * (width - len(labels))
-                fh.write("\t".join([str(r["record_id"]), *(f"{v:f}" for v in labels), by_asin[r["asin"]]["image_uri"]]) + "\n")
-        cmd = [sys.executable, "-m", "mxnet.tools.im2rec", str(ref_dir / "all"), "/", "--resize", "256", "--quality", "90", "--num-thread", str(args.cores), "--pack-label"]
+                fh.write(
+                    "\t".join([str(r["record_id"]), *(f"{v:f}" for v in labels), by_asin[r["asin"]]["image_uri"]])
+                    + "\n"
+                )
+        cmd = [
+            sys.executable,
+            "-m",
+            "mxnet.tools.im2rec",
+            str(ref_dir / "all"),
+            "/",
+            "--resize",
+            "256",
+            "--quality",
+            "90",
+            "--num-thread",
+            str(args.cores),
+            "--pack-label",
+        ]
         ref_s, ref_peak_kb, ref_stdout, _ = run_timed(cmd, cwd=REPO, env=env)
         steps = [float(x) for x, c in re.findall(r"time:\s*([\d.]+)\s+count:\s*(\d+)", ref_stdout) if int(c) > 0]
         runs_ref.append((ref_s, ref_peak_kb, 1000 / steps[0] if steps else float("nan")))
@@ -229,11 +300,20 @@ def main() -> int:
         "im2rec_output_mb": round((ref_dir / "all.rec").stat().st_size / 1e6, 1),
         "sampled_mean_abs_pixel_diff": round(float(np.mean(diffs)), 2),
     }
-    print("| | shard job (Spark local[%d]) | im2rec (--num-thread %d) | ratio |" % (args.cores, args.cores))
+    print(f"| | shard job (Spark local[{args.cores}]) | im2rec (--num-thread {args.cores}) | ratio |")
     print("|---|---:|---:|---:|")
-    print(f"| images/s, end to end | {figures['ours_images_per_s_end_to_end']} | {figures['im2rec_images_per_s_end_to_end']} | {figures['ratio_end_to_end']}x |")
-    print(f"| images/s, steady state | {figures['ours_images_per_s_steady']} | {figures['im2rec_images_per_s_steady']} | {figures['ratio_steady']}x |")
-    print(f"| peak RSS per task / process | {figures['ours_peak_rss_mb_per_task']} MB | {figures['im2rec_peak_rss_mb_per_process']} MB | |")
+    print(
+        f"| images/s, end to end | {figures['ours_images_per_s_end_to_end']} | "
+        f"{figures['im2rec_images_per_s_end_to_end']} | {figures['ratio_end_to_end']}x |"
+    )
+    print(
+        f"| images/s, steady state | {figures['ours_images_per_s_steady']} | "
+        f"{figures['im2rec_images_per_s_steady']} | {figures['ratio_steady']}x |"
+    )
+    print(
+        f"| peak RSS per task / process | {figures['ours_peak_rss_mb_per_task']} MB | "
+        f"{figures['im2rec_peak_rss_mb_per_process']} MB | |"
+    )
     print(json.dumps(figures, indent=1))
     if args.json:
         args.json.write_text(json.dumps(figures, indent=1) + "\n")

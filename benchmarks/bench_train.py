@@ -94,12 +94,32 @@ def ensure_shards(cache: Path, n: int, seed: int, cores: int) -> Path:
     cli = [sys.executable, "-m", "softlines_attr.cli"]
     steps = [
         ["make-catalog", "--out", str(cache / "catalog"), "--n", str(n), "--seed", str(seed)],
-        ["labels", "--catalog", str(cache / "catalog" / "catalog.parquet"), "--out", str(cache / "labels"), "--master", f"local[{cores}]"],
-        ["shard", "--labels", str(cache / "labels"), "--out", str(out), "--vocab-size", str(VOCAB), "--master", f"local[{cores}]"],
+        [
+            "labels",
+            "--catalog",
+            str(cache / "catalog" / "catalog.parquet"),
+            "--out",
+            str(cache / "labels"),
+            "--master",
+            f"local[{cores}]",
+        ],
+        [
+            "shard",
+            "--labels",
+            str(cache / "labels"),
+            "--out",
+            str(out),
+            "--vocab-size",
+            str(VOCAB),
+            "--master",
+            f"local[{cores}]",
+        ],
     ]
     for step in steps:
         started = time.perf_counter()
-        proc = subprocess.run([*cli, *step, "--log-level", "WARNING"], cwd=REPO, env=env, capture_output=True, text=True)
+        proc = subprocess.run(
+            [*cli, *step, "--log-level", "WARNING"], cwd=REPO, env=env, capture_output=True, text=True
+        )
         if proc.returncode != 0:
             raise SystemExit(f"{step[0]} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
         log.info("%s done in %.0f s", step[0], time.perf_counter() - started)
@@ -111,13 +131,15 @@ def cycle(make_iter: Callable[[], Any]) -> Iterator[Any]:
     """Batches of ``make_iter()``'s iterator forever: reset and go on when it is exhausted."""
     it = make_iter()
     while True:
-        for batch in it:
-            yield batch
+        yield from it
         it.reset()
 
 
-def timed_steps(step: Callable[[Any], None], make_batches: Callable[[], Iterator[Any]], count: int) -> tuple[float, float]:
-    """Wall and CPU seconds for ``count`` calls of ``step`` on the batches of ``make_batches()``, made after the clocks start.
+def timed_steps(
+    step: Callable[[Any], None], make_batches: Callable[[], Iterator[Any]], count: int
+) -> tuple[float, float]:
+    """Wall and CPU seconds for ``count`` calls of ``step`` on the batches of ``make_batches()``, made after the
+    clocks start.
 
     The batch source is created inside the timed span (an ImageRecordIter starts decoding when it
     is made) and closed after it, so that its prefetch threads do not run during another arm. CPU
@@ -133,7 +155,7 @@ def timed_steps(step: Callable[[Any], None], make_batches: Callable[[], Iterator
         step(next(batches))
     mx.nd.waitall()
     seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
-    batches.close()  # type: ignore[attr-defined]
+    batches.close()  # type: ignore[attr-defined]  # a generator object: close() exists at run time
     del batches
     gc.collect()
     return seconds, cpu_seconds
@@ -145,11 +167,11 @@ def bench_training(args: argparse.Namespace, shards_dir: Path) -> dict[str, Any]
     import numpy as np
 
     from softlines_attr.config import load_config
+    from softlines_attr.model.data import record_iter
     from softlines_attr.model.inception_bn import DATA_NAME, DEFAULT_HEAD, count_macs, inception_bn
-    from softlines_attr.train_config import TrainConfig
     from softlines_attr.model.metrics import train_metric as _metric
     from softlines_attr.shard.contract import read_shard_set
-    from softlines_attr.model.data import record_iter
+    from softlines_attr.train_config import TrainConfig
 
     conf = load_config()
     shards = read_shard_set(shards_dir)
@@ -163,10 +185,21 @@ def bench_training(args: argparse.Namespace, shards_dir: Path) -> dict[str, Any]
     np.random.seed(tc.seed)
     sym = inception_bn(shards.num_classes, tc.width, multi_label=True, head=DEFAULT_HEAD)
     mod = mx.mod.Module(sym, data_names=[DATA_NAME], label_names=[label_name], context=[mx.cpu()])
-    mod.bind(data_shapes=[(DATA_NAME, (tc.batch_size, 3, size, size))], label_shapes=[(label_name, (tc.batch_size, shards.num_classes))])
+    mod.bind(
+        data_shapes=[(DATA_NAME, (tc.batch_size, 3, size, size))],
+        label_shapes=[(label_name, (tc.batch_size, shards.num_classes))],
+    )
     mod.init_params(mx.init.Xavier(rnd_type="gaussian", factor_type="in", magnitude=2))
-    mod.init_optimizer(kvstore="local", optimizer="sgd", optimizer_params={
-        "learning_rate": tc.learning_rate, "momentum": tc.momentum, "wd": tc.weight_decay, "rescale_grad": 1.0 / tc.batch_size})
+    mod.init_optimizer(
+        kvstore="local",
+        optimizer="sgd",
+        optimizer_params={
+            "learning_rate": tc.learning_rate,
+            "momentum": tc.momentum,
+            "wd": tc.weight_decay,
+            "rescale_grad": 1.0 / tc.batch_size,
+        },
+    )
     metric = _metric(True)
 
     def step(batch: mx.io.DataBatch) -> None:  # train()'s epoch loop body
@@ -176,7 +209,9 @@ def bench_training(args: argparse.Namespace, shards_dir: Path) -> dict[str, Any]
 
     def shard_iter(run: int, threads: int) -> Callable[[], mx.io.DataIter]:
         run_tc = dataclasses.replace(tc, seed=tc.seed + run, threads=threads)
-        return lambda: record_iter(shards.train, shards, conf, run_tc, train=True, label_name=label_name, multi_label=True)
+        return lambda: record_iter(
+            shards.train, shards, conf, run_tc, train=True, label_name=label_name, multi_label=True
+        )
 
     rng = np.random.default_rng(args.seed)
     labels = np.zeros((tc.batch_size, shards.num_classes), np.float32)
@@ -203,14 +238,24 @@ def bench_training(args: argparse.Namespace, shards_dir: Path) -> dict[str, Any]
         row: dict[str, Any] = {}
         for threads in thread_counts:
             # A: the clock starts before the iterator is made, so no batch is decoded ahead of it
-            row[f"shards_t{threads}_s"] = timed_steps(step, lambda: cycle(shard_iter(run, threads)), count)
+            row[f"shards_t{threads}_s"] = timed_steps(
+                step, lambda run=run, threads=threads: cycle(shard_iter(run, threads)), count
+            )
         # B: the same steps on one in-memory batch
         row["synthetic_s"] = timed_steps(step, lambda: forever(synthetic), count)
         for threads in thread_counts:
             # the pipeline alone: the same iterator, no training step (what it supplies with the cores to itself)
-            row[f"pipeline_t{threads}_s"] = timed_steps(lambda batch: batch.data[0].wait_to_read(), lambda: cycle(shard_iter(run, threads)), epoch)
+            row[f"pipeline_t{threads}_s"] = timed_steps(
+                lambda batch: batch.data[0].wait_to_read(),
+                lambda run=run, threads=threads: cycle(shard_iter(run, threads)),
+                epoch,
+            )
         synth_s, synth_cpu = row["synthetic_s"]
-        figures: dict[str, Any] = {"synthetic_images_per_s": images / synth_s, "synthetic_images_per_cpu_s": images / synth_cpu, "shards": {}}
+        figures: dict[str, Any] = {
+            "synthetic_images_per_s": images / synth_s,
+            "synthetic_images_per_cpu_s": images / synth_cpu,
+            "shards": {},
+        }
         for threads in thread_counts:
             shard_s, shard_cpu = row[f"shards_t{threads}_s"]
             pipe_s, pipe_cpu = row[f"pipeline_t{threads}_s"]
@@ -222,18 +267,39 @@ def bench_training(args: argparse.Namespace, shards_dir: Path) -> dict[str, Any]
                 "pipeline_only_images_per_s": epoch * tc.batch_size / pipe_s,
                 "pipeline_only_images_per_cpu_s": epoch * tc.batch_size / pipe_cpu,
             }
-            log.info("training run %d, %d decode threads: shards %.1f images/s, synthetic %.1f images/s, ratio %.3f (CPU time: %.3f), "
-                     "pipeline alone %.1f images/s", run + 1, threads, a["images_per_s"], images / synth_s, a["ratio"], a["cpu_ratio"],
-                     a["pipeline_only_images_per_s"])
+            log.info(
+                "training run %d, %d decode threads: shards %.1f images/s, synthetic %.1f images/s, ratio %.3f "
+                "(CPU time: %.3f), "
+                "pipeline alone %.1f images/s",
+                run + 1,
+                threads,
+                a["images_per_s"],
+                images / synth_s,
+                a["ratio"],
+                a["cpu_ratio"],
+                a["pipeline_only_images_per_s"],
+            )
         runs.append(figures)
     macs = count_macs(sym, (3, size, size))
     return {
-        "width": tc.width, "input_size": size, "batch_size": tc.batch_size, "timed_batches": count,
-        "batches_per_epoch": epoch, "warmup_batches": args.warmup, "decode_threads": thread_counts, "classes": shards.num_classes,
-        "train_records": shards.train_records, "store_size": shards.image_size, "macs_per_image": macs,
+        "width": tc.width,
+        "input_size": size,
+        "batch_size": tc.batch_size,
+        "timed_batches": count,
+        "batches_per_epoch": epoch,
+        "warmup_batches": args.warmup,
+        "decode_threads": thread_counts,
+        "classes": shards.num_classes,
+        "train_records": shards.train_records,
+        "store_size": shards.image_size,
+        "macs_per_image": macs,
         "runs": _rounded(runs),
-        "ratio_mean": {str(t): round(sum(r["shards"][str(t)]["ratio"] for r in runs) / len(runs), 3) for t in thread_counts},
-        "cpu_ratio_mean": {str(t): round(sum(r["shards"][str(t)]["cpu_ratio"] for r in runs) / len(runs), 3) for t in thread_counts},
+        "ratio_mean": {
+            str(t): round(sum(r["shards"][str(t)]["ratio"] for r in runs) / len(runs), 3) for t in thread_counts
+        },
+        "cpu_ratio_mean": {
+            str(t): round(sum(r["shards"][str(t)]["cpu_ratio"] for r in runs) / len(runs), 3) for t in thread_counts
+        },
     }
 
 
@@ -242,23 +308,24 @@ def bench_recipe(args: argparse.Namespace, shards_dir: Path) -> dict[str, Any]:
 
     Three arms on one in-memory batch (so only the training step differs), alternated:
     **bare**: ``forward_backward`` + ``update`` + ``update_metric`` of the sigmoid network (the loop
-    of the earlier recipe); **loop**: the same network through :func:`softlines_attr.model.train._run_epoch`
+    of the earlier recipe); **loop**: the same network through :func:`softlines_attr.model.epoch.run_epoch`
     (what train() runs: per-batch cross-entropy for the progress lines and the epoch's mean loss);
     **recipe**: the default recipe's network (``softmax_multi`` head, BN without weight decay, warm-up +
-    cosine schedule) through ``_run_epoch``. The figures are the ratios loop/bare and recipe/bare of
+    cosine schedule) through ``run_epoch``. The figures are the ratios loop/bare and recipe/bare of
     images/s (target: recipe >= 0.9x, i.e. no more than 10 % slower per image at the same width).
     """
     import mxnet as mx
     import numpy as np
 
-    from softlines_attr.model.bundle import Head
+    from softlines_attr.model.epoch import run_epoch
     from softlines_attr.model.inception_bn import DATA_NAME, DEFAULT_HEAD, inception_bn
     from softlines_attr.model.losses import LossConfig
+    from softlines_attr.model.manifest import Head
     from softlines_attr.model.metrics import train_metric
+    from softlines_attr.model.network import build_network
     from softlines_attr.model.optim import lr_scheduler, no_decay_names
-    from softlines_attr.model.train import _run_epoch, build_network
-    from softlines_attr.train_config import TrainConfig
     from softlines_attr.shard.contract import read_shard_set
+    from softlines_attr.train_config import TrainConfig
 
     shards = read_shard_set(shards_dir)
     classes = shards.num_classes
@@ -270,11 +337,17 @@ def bench_recipe(args: argparse.Namespace, shards_dir: Path) -> dict[str, Any]:
     rng = np.random.default_rng(args.seed)
     labels = np.zeros((tc.batch_size, classes), np.float32)
     labels[np.arange(tc.batch_size)[:, None], rng.integers(0, classes, (tc.batch_size, 4))] = 1.0
-    batch = mx.io.DataBatch(data=[mx.nd.array(rng.normal(0, 1, (tc.batch_size, 3, size, size)).astype(np.float32))], label=[mx.nd.array(labels)])
+    batch = mx.io.DataBatch(
+        data=[mx.nd.array(rng.normal(0, 1, (tc.batch_size, 3, size, size)).astype(np.float32))],
+        label=[mx.nd.array(labels)],
+    )
 
     def module(sym: mx.sym.Symbol, scheduler: Any = None) -> mx.mod.Module:
         mod = mx.mod.Module(sym, data_names=[DATA_NAME], label_names=[label_name], context=[mx.cpu()])
-        mod.bind(data_shapes=[(DATA_NAME, (tc.batch_size, 3, size, size))], label_shapes=[(label_name, (tc.batch_size, classes))])
+        mod.bind(
+            data_shapes=[(DATA_NAME, (tc.batch_size, 3, size, size))],
+            label_shapes=[(label_name, (tc.batch_size, classes))],
+        )
         mod.init_params(mx.init.Xavier(rnd_type="gaussian", factor_type="in", magnitude=2))
         params = {"learning_rate": 0.01, "momentum": 0.9, "wd": 1e-4, "rescale_grad": 1.0 / tc.batch_size}
         if scheduler is not None:
@@ -285,7 +358,10 @@ def bench_recipe(args: argparse.Namespace, shards_dir: Path) -> dict[str, Any]:
     sigmoid = module(inception_bn(classes, tc.width, multi_label=True, head=DEFAULT_HEAD))
     head = Head(DEFAULT_HEAD, tuple(f"w{i}" for i in range(classes)))
     recipe_sym = build_network([head], LossConfig(), base=None, width=tc.width, masked=False, loss="softmax_multi")
-    recipe = module(recipe_sym, lr_scheduler("cosine", base_lr=0.01, epochs=args.repeat * 4 + 4, batches_per_epoch=count, warmup_epochs=1))
+    recipe = module(
+        recipe_sym,
+        lr_scheduler("cosine", base_lr=0.01, epochs=args.repeat * 4 + 4, batches_per_epoch=count, warmup_epochs=1),
+    )
     recipe._optimizer.set_wd_mult({n: 0.0 for n in no_decay_names(recipe_sym.list_arguments())})
 
     def forever() -> Iterator[mx.io.DataBatch]:
@@ -301,8 +377,8 @@ def bench_recipe(args: argparse.Namespace, shards_dir: Path) -> dict[str, Any]:
 
     arms: dict[str, Callable[[], Any]] = {
         "bare": bare,
-        "loop": lambda: _run_epoch(sigmoid, forever(), train_metric(True), 0, tc, count, "sigmoid", None),
-        "recipe": lambda: _run_epoch(recipe, forever(), train_metric(True), 0, tc, count, "softmax_multi", None),
+        "loop": lambda: run_epoch(sigmoid, forever(), train_metric(True), 0, tc, count, "sigmoid", None),
+        "recipe": lambda: run_epoch(recipe, forever(), train_metric(True), 0, tc, count, "softmax_multi", None),
     }
     for fn in arms.values():  # operator set-up before any clock starts
         fn()
@@ -318,14 +394,34 @@ def bench_recipe(args: argparse.Namespace, shards_dir: Path) -> dict[str, Any]:
             row[name] = (time.perf_counter() - started, time.process_time() - cpu)
         figures = {
             "bare_images_per_s": count * tc.batch_size / row["bare"][0],
-            "loop_ratio": row["bare"][0] / row["loop"][0], "loop_cpu_ratio": row["bare"][1] / row["loop"][1],
-            "recipe_ratio": row["bare"][0] / row["recipe"][0], "recipe_cpu_ratio": row["bare"][1] / row["recipe"][1],
+            "loop_ratio": row["bare"][0] / row["loop"][0],
+            "loop_cpu_ratio": row["bare"][1] / row["loop"][1],
+            "recipe_ratio": row["bare"][0] / row["recipe"][0],
+            "recipe_cpu_ratio": row["bare"][1] / row["recipe"][1],
         }
-        log.info("recipe run %d: bare %.1f images/s; loop/bare %.3f (CPU %.3f); recipe/bare %.3f (CPU %.3f)", run + 1, figures["bare_images_per_s"],
-                 figures["loop_ratio"], figures["loop_cpu_ratio"], figures["recipe_ratio"], figures["recipe_cpu_ratio"])
+        log.info(
+            "recipe run %d: bare %.1f images/s; loop/bare %.3f (CPU %.3f); recipe/bare %.3f (CPU %.3f)",
+            run + 1,
+            figures["bare_images_per_s"],
+            figures["loop_ratio"],
+            figures["loop_cpu_ratio"],
+            figures["recipe_ratio"],
+            figures["recipe_cpu_ratio"],
+        )
         runs.append(figures)
-    mean = {k: round(sum(r[k] for r in runs) / len(runs), 3) for k in ("loop_ratio", "loop_cpu_ratio", "recipe_ratio", "recipe_cpu_ratio")}
-    return {"width": tc.width, "input_size": size, "batch_size": tc.batch_size, "classes": classes, "timed_batches": count, "runs": _rounded(runs), "mean": mean}
+    mean = {
+        k: round(sum(r[k] for r in runs) / len(runs), 3)
+        for k in ("loop_ratio", "loop_cpu_ratio", "recipe_ratio", "recipe_cpu_ratio")
+    }
+    return {
+        "width": tc.width,
+        "input_size": size,
+        "batch_size": tc.batch_size,
+        "classes": classes,
+        "timed_batches": count,
+        "runs": _rounded(runs),
+        "mean": mean,
+    }
 
 
 def _rounded(value: Any) -> Any:
@@ -375,11 +471,18 @@ def bench_forward(args: argparse.Namespace) -> dict[str, Any]:
             results[bs].append(rate)
             log.info("forward run %d, batch %d: %.1f images/s, %.1f GMAC/s", run + 1, bs, rate, rate * macs / 1e9)
     return {
-        "width": 1.0, "input_size": size, "classes": FORWARD_CLASSES, "parameters": count_parameters(sym, (3, size, size)),
+        "width": 1.0,
+        "input_size": size,
+        "classes": FORWARD_CLASSES,
+        "parameters": count_parameters(sym, (3, size, size)),
         "macs_per_image": macs,
         "batch_sizes": {
-            str(bs): {"images_per_s_runs": [round(r, 2) for r in rates], "images_per_s_best": round(max(rates), 2),
-                      "gmac_per_s_best": round(max(rates) * macs / 1e9, 1), "ms_per_batch_best": round(1000 * bs / max(rates), 1)}
+            str(bs): {
+                "images_per_s_runs": [round(r, 2) for r in rates],
+                "images_per_s_best": round(max(rates), 2),
+                "gmac_per_s_best": round(max(rates) * macs / 1e9, 1),
+                "ms_per_batch_best": round(1000 * bs / max(rates), 1),
+            }
             for bs, rates in results.items()
         },
     }
@@ -387,21 +490,44 @@ def bench_forward(args: argparse.Namespace) -> dict[str, Any]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line (see the module docstring)."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--width", type=float, default=0.25, help="training network width multiplier (default 0.25)")
     parser.add_argument("--input-size", type=int, default=224, help="training input side (default 224)")
     parser.add_argument("--batch-size", type=int, default=32, help="training batch size (default 32)")
-    parser.add_argument("--batches", type=int, default=0,
-                        help="timed training batches per arm and run (default 0: one epoch of the train split, every image decoded once)")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed training steps before the first timed run (default 2)")
-    parser.add_argument("--repeat", type=int, default=2, help="runs of each measurement, alternating the arms (default 2)")
-    parser.add_argument("--threads", type=lambda v: [int(t) for t in v.split(",")], default=None,
-                        help="ImageRecordIter decode threads, comma-separated for one shards arm each (default: TrainConfig's)")
+    parser.add_argument(
+        "--batches",
+        type=int,
+        default=0,
+        help="timed training batches per arm and run (default 0: one epoch of the train split, every image "
+        "decoded once)",
+    )
+    parser.add_argument(
+        "--warmup", type=int, default=2, help="untimed training steps before the first timed run (default 2)"
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=2, help="runs of each measurement, alternating the arms (default 2)"
+    )
+    parser.add_argument(
+        "--threads",
+        type=lambda v: [int(t) for t in v.split(",")],
+        default=None,
+        help="ImageRecordIter decode threads, comma-separated for one shards arm each (default: TrainConfig's)",
+    )
     parser.add_argument("--forward-size", type=int, default=224, help="forward input side (default 224)")
-    parser.add_argument("--forward-batch-sizes", type=lambda s: [int(v) for v in s.split(",")], default=[1, 8, 32],
-                        help="comma-separated forward batch sizes (default 1,8,32)")
-    parser.add_argument("--forward-images", type=int, default=64, help="timed images per batch size and run (default 64)")
-    parser.add_argument("--omp-threads", type=int, default=0, help="set OMP_NUM_THREADS before importing MXNet (default: leave as is)")
+    parser.add_argument(
+        "--forward-batch-sizes",
+        type=lambda s: [int(v) for v in s.split(",")],
+        default=[1, 8, 32],
+        help="comma-separated forward batch sizes (default 1,8,32)",
+    )
+    parser.add_argument(
+        "--forward-images", type=int, default=64, help="timed images per batch size and run (default 64)"
+    )
+    parser.add_argument(
+        "--omp-threads", type=int, default=0, help="set OMP_NUM_THREADS before importing MXNet (default: leave as is)"
+    )
     parser.add_argument("--n", type=int, default=1000, help="products in the generated catalog (default 1000)")
     parser.add_argument("--cores", type=int, default=2, help="Spark local[N] for the label and shard jobs (default 2)")
     parser.add_argument("--seed", type=int, default=11)
@@ -420,11 +546,14 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["OMP_NUM_THREADS"] = str(args.omp_threads)
     import mxnet as mx
 
-    started_at = dt.datetime.now(dt.timezone.utc)
+    started_at = dt.datetime.now(dt.UTC)
     result: dict[str, Any] = {
-        "command": " ".join([".venv/bin/python", "benchmarks/bench_train.py", *(argv if argv is not None else sys.argv[1:])]),
+        "command": " ".join(
+            [".venv/bin/python", "benchmarks/bench_train.py", *(argv if argv is not None else sys.argv[1:])]
+        ),
         "started_utc": started_at.strftime("%Y-%m-%d %H:%M:%S"),
-        "machine": f"{platform.machine()} nproc={os.cpu_count()}, python {platform.python_version()}, mxnet {mx.__version__}",
+        "machine": f"{platform.machine()} nproc={os.cpu_count()}, python {platform.python_version()}, mxnet "
+        f"{mx.__version__}",
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "(unset: MXNet default)"),
         "MXNET_CPU_WORKER_NTHREADS": os.environ.get("MXNET_CPU_WORKER_NTHREADS", "(unset: 1)"),
         "mkldnn": mx.runtime.Features().is_enabled("MKLDNN"),
@@ -440,35 +569,63 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_forward:
         result["forward"] = bench_forward(args)
     result["load_average_end"] = load_average()
-    result["seconds"] = round((dt.datetime.now(dt.timezone.utc) - started_at).total_seconds(), 1)
+    result["seconds"] = round((dt.datetime.now(dt.UTC) - started_at).total_seconds(), 1)
 
-    print(f"machine: {result['machine']}; OMP_NUM_THREADS={result['OMP_NUM_THREADS']}, "
-          f"MXNET_CPU_WORKER_NTHREADS={result['MXNET_CPU_WORKER_NTHREADS']}; load {result['load_average_start']} -> {result['load_average_end']}")
+    print(
+        f"machine: {result['machine']}; OMP_NUM_THREADS={result['OMP_NUM_THREADS']}, "
+        f"MXNET_CPU_WORKER_NTHREADS={result['MXNET_CPU_WORKER_NTHREADS']}; load {result['load_average_start']} -> "
+        f"{result['load_average_end']}"
+    )
     if "training" in result:
         t = result["training"]
-        print(f"\ntraining: width {t['width']} at {t['input_size']}, batch {t['batch_size']}, {t['timed_batches']} timed batches "
-              f"(an epoch: {t['batches_per_epoch']}), {t['classes']} classes; shards = record_iter with N decode threads")
-        print("| run | decode threads | shards images/s | synthetic images/s | ratio | shards / synthetic images per CPU-s | CPU ratio | pipeline alone images/s |")
+        print(
+            f"\ntraining: width {t['width']} at {t['input_size']}, batch {t['batch_size']}, {t['timed_batches']} "
+            f"timed batches "
+            f"(an epoch: {t['batches_per_epoch']}), {t['classes']} classes; shards = record_iter with N decode threads"
+        )
+        print(
+            "| run | decode threads | shards images/s | synthetic images/s | ratio | shards / synthetic images "
+            "per CPU-s | CPU ratio | pipeline alone images/s |"
+        )
         print("|---:|---:|---:|---:|---:|---:|---:|---:|")
         for i, r in enumerate(t["runs"], 1):
             for threads, a in r["shards"].items():
-                print(f"| {i} | {threads} | {a['images_per_s']:.1f} | {r['synthetic_images_per_s']:.1f} | {a['ratio']:.2f}x "
-                      f"| {a['images_per_cpu_s']:.1f} / {r['synthetic_images_per_cpu_s']:.1f} | {a['cpu_ratio']:.2f}x | {a['pipeline_only_images_per_s']:.1f} |")
+                print(
+                    f"| {i} | {threads} | {a['images_per_s']:.1f} | {r['synthetic_images_per_s']:.1f} | "
+                    f"{a['ratio']:.2f}x "
+                    f"| {a['images_per_cpu_s']:.1f} / {r['synthetic_images_per_cpu_s']:.1f} | "
+                    f"{a['cpu_ratio']:.2f}x | {a['pipeline_only_images_per_s']:.1f} |"
+                )
     if "recipe" in result:
         r = result["recipe"]
-        print(f"\nrecipe: width {r['width']} at {r['input_size']}, batch {r['batch_size']}, {r['classes']} classes, {r['timed_batches']} batches per arm, in-memory batch")
+        print(
+            f"\nrecipe: width {r['width']} at {r['input_size']}, batch {r['batch_size']}, {r['classes']} classes, "
+            f"{r['timed_batches']} batches per arm, in-memory batch"
+        )
         print("| run | bare step images/s | train() loop / bare | CPU | softmax_multi recipe / bare | CPU |")
         print("|---:|---:|---:|---:|---:|---:|")
         for i, x in enumerate(r["runs"], 1):
-            print(f"| {i} | {x['bare_images_per_s']:.1f} | {x['loop_ratio']:.3f} | {x['loop_cpu_ratio']:.3f} | {x['recipe_ratio']:.3f} | {x['recipe_cpu_ratio']:.3f} |")
-        print(f"mean: loop {r['mean']['loop_ratio']:.3f}x (CPU {r['mean']['loop_cpu_ratio']:.3f}), recipe {r['mean']['recipe_ratio']:.3f}x (CPU {r['mean']['recipe_cpu_ratio']:.3f})")
+            print(
+                f"| {i} | {x['bare_images_per_s']:.1f} | {x['loop_ratio']:.3f} | {x['loop_cpu_ratio']:.3f} | "
+                f"{x['recipe_ratio']:.3f} | {x['recipe_cpu_ratio']:.3f} |"
+            )
+        print(
+            f"mean: loop {r['mean']['loop_ratio']:.3f}x (CPU {r['mean']['loop_cpu_ratio']:.3f}), recipe "
+            f"{r['mean']['recipe_ratio']:.3f}x (CPU {r['mean']['recipe_cpu_ratio']:.3f})"
+        )
     if "forward" in result:
         f = result["forward"]
-        print(f"\nforward: full width, {f['input_size']}x{f['input_size']}, {f['parameters']:,} parameters, {f['macs_per_image'] / 1e9:.3f} GMAC/image")
+        print(
+            f"\nforward: full width, {f['input_size']}x{f['input_size']}, {f['parameters']:,} parameters, "
+            f"{f['macs_per_image'] / 1e9:.3f} GMAC/image"
+        )
         print("| batch | images/s (runs) | best images/s | ms/batch | GMAC/s |")
         print("|---:|---|---:|---:|---:|")
         for bs, r in f["batch_sizes"].items():
-            print(f"| {bs} | {', '.join(f'{v:.1f}' for v in r['images_per_s_runs'])} | {r['images_per_s_best']:.1f} | {r['ms_per_batch_best']} | {r['gmac_per_s_best']} |")
+            print(
+                f"| {bs} | {', '.join(f'{v:.1f}' for v in r['images_per_s_runs'])} | {r['images_per_s_best']:.1f} "
+                f"| {r['ms_per_batch_best']} | {r['gmac_per_s_best']} |"
+            )
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=1) + "\n")
     print(f"\nwritten: {args.json}")

@@ -32,11 +32,13 @@ MYNTRA_ROWS_EXPECTED = 7984
 
 
 class DataError(Exception):
-    """The dev set (or a stage's output) is not what the benchmark expects; the message says what was expected and found."""
+    """The dev set (or a stage's output) is not what the benchmark expects; the message says what was expected
+    and found."""
 
 
 def snake(value: str) -> str:
-    """A tag value as a lower_snake_case class name (``"Navy Blue"`` -> ``navy_blue``, ``"3/4 Sleeve"`` -> ``c_3_4_sleeve``)."""
+    """A tag value as a lower_snake_case class name (``"Navy Blue"`` -> ``navy_blue``, ``"3/4 Sleeve"`` ->
+    ``c_3_4_sleeve``)."""
     name = re.sub(r"[^a-z0-9]+", "_", value.strip().lower()).strip("_")
     if name and not name[0].isalpha():
         name = f"c_{name}"
@@ -71,10 +73,15 @@ def _read_styles(path: Path) -> tuple[list[dict[str, str]], list[str], dict[str,
         try:
             header = [h.strip() for h in next(reader)]
         except StopIteration:
-            raise DataError(f"{path}: expected a header row with columns {list(MYNTRA_REQUIRED)}, found an empty file") from None
+            raise DataError(
+                f"{path}: expected a header row with columns {list(MYNTRA_REQUIRED)}, found an empty file"
+            ) from None
         missing = [c for c in MYNTRA_REQUIRED if c not in header]
         if missing:
-            raise DataError(f"{path}: expected columns {list(MYNTRA_REQUIRED)} (and gender, masterCategory, ...), missing {missing}; found {header}")
+            raise DataError(
+                f"{path}: expected columns {list(MYNTRA_REQUIRED)} (and gender, masterCategory, ...), missing "
+                f"{missing}; found {header}"
+            )
         width = len(header)
         while True:
             try:
@@ -93,7 +100,11 @@ def _read_styles(path: Path) -> tuple[list[dict[str, str]], list[str], dict[str,
                 title_at = header.index("productDisplayName")
                 tail = width - title_at - 1
                 if len(fields) > width and tail >= 0:
-                    fields = [*fields[:title_at], ",".join(fields[title_at : len(fields) - tail]), *fields[len(fields) - tail :]]
+                    fields = [
+                        *fields[:title_at],
+                        ",".join(fields[title_at : len(fields) - tail]),
+                        *fields[len(fields) - tail :],
+                    ]
                     bad["rejoined_title_commas"] += 1  # counted, still used
                 else:
                     bad["wrong_field_count"] += 1
@@ -151,13 +162,18 @@ def prepare_myntra(src: Path, out: Path, *, min_class_count: int) -> Prepared:
             continue
         seen.add(asin)
         product_type = snake(row.get("masterCategory", "") or "").upper() or "PRODUCT"
-        catalog.append({"asin": asin, "parent_asin": asin, "title": title, "image_uri": str(image), "product_type": product_type})
+        catalog.append(
+            {"asin": asin, "parent_asin": asin, "title": title, "image_uri": str(image), "product_type": product_type}
+        )
         for attr, column in MYNTRA_ATTRIBUTES.items():
             value = row[column]
             if value and value.upper() not in {"NA", "NAN", "NULL", "NONE"} and snake(value):
                 raw_tags[attr].append((asin, snake(value)))
     if not catalog:
-        raise DataError(f"{styles}: expected usable rows (id, title, an existing image), found none of {len(rows)} ({dict(unusable)})")
+        raise DataError(
+            f"{styles}: expected usable rows (id, title, an existing image), found none of {len(rows)} "
+            f"({dict(unusable)})"
+        )
     classes: dict[str, list[str]] = {}
     tag_rows: list[dict[str, str]] = []
     tag_counts: dict[str, Any] = {}
@@ -165,11 +181,14 @@ def prepare_myntra(src: Path, out: Path, *, min_class_count: int) -> Prepared:
         per_class = Counter(label for _, label in pairs)
         kept = sorted((c for c, n in per_class.items() if n >= min_class_count), key=lambda c: (-per_class[c], c))
         if len(kept) < 2:
-            raise DataError(f"{styles}: attribute {attr} ({MYNTRA_ATTRIBUTES[attr]}): expected at least 2 classes with >= {min_class_count} "
-                            f"tagged products, found {len(kept)} ({per_class.most_common(5)}); lower --min-class-count")
+            raise DataError(
+                f"{styles}: attribute {attr} ({MYNTRA_ATTRIBUTES[attr]}): expected at least 2 classes with >= "
+                f"{min_class_count} "
+                f"tagged products, found {len(kept)} ({per_class.most_common(5)}); lower --min-class-count"
+            )
         keep = set(kept)
-        used = [(a, l) for a, l in pairs if l in keep]
-        tag_rows += [{"asin": a, "attribute": attr, "label": l} for a, l in used]
+        used = [(a, label) for a, label in pairs if label in keep]
+        tag_rows += [{"asin": a, "attribute": attr, "label": label} for a, label in used]
         classes[attr] = kept
         folded = {c: n for c, n in per_class.items() if c not in keep}
         tag_counts[attr] = {
@@ -184,10 +203,18 @@ def prepare_myntra(src: Path, out: Path, *, min_class_count: int) -> Prepared:
             "folded_classes": dict(sorted(folded.items(), key=lambda kv: (-kv[1], kv[0]))),
         }
     out.mkdir(parents=True, exist_ok=True)
-    paths = Prepared(catalog=out / "catalog.parquet", tags=out / "tags.parquet", taxonomy=out / "taxonomy.toml", classes=classes)
-    pd.DataFrame(catalog, columns=["asin", "parent_asin", "title", "image_uri", "product_type"]).to_parquet(paths.catalog, index=False)
+    paths = Prepared(
+        catalog=out / "catalog.parquet", tags=out / "tags.parquet", taxonomy=out / "taxonomy.toml", classes=classes
+    )
+    pd.DataFrame(catalog, columns=["asin", "parent_asin", "title", "image_uri", "product_type"]).to_parquet(
+        paths.catalog, index=False
+    )
     pd.DataFrame(tag_rows, columns=["asin", "attribute", "label"]).to_parquet(paths.tags, index=False)
-    lines = [f"# Written by benchmarks/bench_quality.py from {styles}: classes with >= {min_class_count} tagged products, most frequent first.", ""]
+    lines = [
+        f"# Written by benchmarks/bench_quality.py from {styles}: classes with >= {min_class_count} tagged "
+        f"products, most frequent first.",
+        "",
+    ]
     for attr, kept in classes.items():
         lines += [f"[attributes.{attr}]", "classes = [" + ", ".join(json.dumps(c) for c in kept) + "]", ""]
     paths.taxonomy.write_text("\n".join(lines), encoding="utf-8")
@@ -212,7 +239,9 @@ def resolve_output(out: Path) -> Path:
         try:
             doc = json.loads(pointer.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
-            raise DataError(f"{pointer}: expected the JSON pointer to the current run, found an unreadable file ({exc})") from exc
+            raise DataError(
+                f"{pointer}: expected the JSON pointer to the current run, found an unreadable file ({exc})"
+            ) from exc
         path = doc.get("path") or (f"runs/{doc['run_id']}" if doc.get("run_id") else None)
         if not path:
             raise DataError(f"{pointer}: expected a 'path' or 'run_id', found keys {sorted(doc)}")
@@ -231,7 +260,7 @@ def read_json(out: Path, name: str) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def read_labels_table(labels_dir: Path) -> "Any":
+def read_labels_table(labels_dir: Path) -> Any:
     """The label job's ``labels/`` table as a pandas DataFrame of ``asin`` and ``split``."""
     import pandas as pd
 
@@ -293,7 +322,7 @@ def _digest(values: list[str]) -> str:
 
 def _record_labels(rec_paths: list[Path]) -> list[np.ndarray]:
     """Every record's label array (the IRHeader label), in file order, from RecordIO files."""
-    from softlines_attr.model.evaluate import read_records
+    from softlines_attr.model.predictor import read_records
 
     return [labels.astype(np.float64) for labels, _ in read_records(rec_paths)]
 
@@ -355,9 +384,14 @@ def multi_label_counts(shards_dir: Path, attributes: list[str]) -> dict[str, dic
         labels = _record_labels(recs.get(split, []))
         matrix = np.stack(labels) if labels else np.zeros((0, len(attributes)))
         if matrix.shape[1] != len(attributes):
-            raise DataError(f"{shards_dir}: expected {len(attributes)} label columns ({attributes}), found {matrix.shape[1]}")
+            raise DataError(
+                f"{shards_dir}: expected {len(attributes)} label columns ({attributes}), found {matrix.shape[1]}"
+            )
         for j, attr in enumerate(attributes):
             col = matrix[:, j]
             col = col[col >= 0].astype(np.int64)
-            out[attr][split] = {"records": int(len(col)), "class_counts": {int(k): int(v) for k, v in zip(*np.unique(col, return_counts=True))}}
+            out[attr][split] = {
+                "records": int(len(col)),
+                "class_counts": {int(k): int(v) for k, v in zip(*np.unique(col, return_counts=True))},
+            }
     return out

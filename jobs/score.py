@@ -1,4 +1,5 @@
-"""spark-submit entry point of the scoring job: ``spark-submit jobs/score.py --catalog PATH --models DIR [DIR ...] --out DIR``."""
+"""spark-submit entry point of the scoring job: ``spark-submit jobs/score.py --catalog PATH --models DIR [DIR
+...] --out DIR``."""
 
 import sys
 

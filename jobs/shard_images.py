@@ -1,4 +1,5 @@
-"""spark-submit entry point of the shard job: ``spark-submit jobs/shard_images.py --labels DIR --out DIR --vocab-size N``."""
+"""spark-submit entry point of the shard job: ``spark-submit jobs/shard_images.py --labels DIR --out DIR
+--vocab-size N``."""
 
 import sys
 

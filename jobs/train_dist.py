@@ -1,4 +1,5 @@
-"""spark-submit entry point of distributed training: ``spark-submit jobs/train_dist.py --num-workers N --shards DIR --out s3://... [train options]``.
+"""spark-submit entry point of distributed training: ``spark-submit jobs/train_dist.py --num-workers N --shards
+DIR --out s3://... [train options]``.
 
 One Spark barrier stage of N tasks, each a ps-lite worker (plus its servers; task 0 also the
 scheduler) on its node's GPU; see docs/EMR.md, "Distributed training". ``--kv-store`` defaults to

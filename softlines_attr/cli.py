@@ -2,7 +2,8 @@
 
 Each subcommand lives in ``softlines_attr/commands/<name>.py`` and defines ``HELP``,
 ``add_arguments(parser)`` and ``run(args) -> int``, and optionally ``parents()``: argparse parent
-parsers of flags several commands share (train and refine's training settings). Command modules import Spark and MXNet only
+parsers of flags several commands share (train and refine's training settings). Command modules import Spark and
+MXNet only
 inside ``run`` so that ``--help`` stays fast.
 """
 

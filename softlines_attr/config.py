@@ -20,8 +20,9 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
+from softlines_attr.config_checks import validate_pipeline
 from softlines_attr.errors import ConfigError, UnknownAttributeError
 from softlines_attr.strict import check_keys_known, config_to_dict, deep_merge, parse_dataclass, read_toml
 from softlines_attr.train_config import TrainConfig
@@ -145,7 +146,8 @@ class OutputConfig:
 
 @dataclass(frozen=True)
 class DemoConfig:
-    """The demo's own settings (``softlines-attr demo``; its models' settings are ``conf/demo.toml``'s [train] / [refine])."""
+    """The demo's own settings (``softlines-attr demo``; its models' settings are ``conf/demo.toml``'s [train] /
+    [refine])."""
 
     catalog_factor: float = 4.0
     report_images: int = 36
@@ -261,9 +263,13 @@ def load_taxonomy(path: Path | None = None) -> Taxonomy:
             raise ConfigError(f"{source}: key 'attributes.{name}': expected a table, found {spec!r}")
         attr = parse_dataclass(Attribute, {"name": name, **spec}, source=source, prefix=f"attributes.{name}.")
         if len(attr.classes) < 2:
-            raise ConfigError(f"{source}: key 'attributes.{name}.classes': expected at least 2 classes, found {list(attr.classes)}")
+            raise ConfigError(
+                f"{source}: key 'attributes.{name}.classes': expected at least 2 classes, found {list(attr.classes)}"
+            )
         if len(set(attr.classes)) != len(attr.classes):
-            raise ConfigError(f"{source}: key 'attributes.{name}.classes': expected unique classes, found {list(attr.classes)}")
+            raise ConfigError(
+                f"{source}: key 'attributes.{name}.classes': expected unique classes, found {list(attr.classes)}"
+            )
         for cls_name in attr.classes:
             if not _NAME_RE.match(cls_name):
                 raise ConfigError(f"{source}: class {cls_name!r} of {name!r}: expected lower_snake_case")
@@ -284,68 +290,6 @@ def load_spark_profile(name_or_path: str, conf_dir: Path | None = None) -> Spark
     data = {"name": path.stem, **data}
     profile = parse_dataclass(SparkProfile, data, source=str(path))
     return profile
-
-
-#: S3's smallest multipart part (every part but the last).
-S3_MIN_PART_BYTES = 5 * 1024 * 1024
-
-#: [shard] key -> (lowest allowed value, what the message says is expected). Every key is range-checked.
-_SHARD_RANGES: dict[str, tuple[float, str]] = {
-    "max_shard_bytes": (1024, ">= 1024 (bytes per .rec file)"),
-    "records_per_shard": (1, ">= 1 (records per shard)"),
-    "min_shards": (0, ">= 0 (0 = 2 x task slots)"),
-    "label_width": (0, ">= 0 (0 = the longest label list)"),
-    "fetch_threads": (1, ">= 1"),
-    "fetch_timeout_s": (1e-9, "> 0 seconds"),
-    "fetch_retries": (1, ">= 1 (attempts per image in all)"),
-    "max_image_bytes": (1, ">= 1 (bytes)"),
-    "multipart_chunk_bytes": (S3_MIN_PART_BYTES, f">= {S3_MIN_PART_BYTES} (S3's smallest multipart part, 5 MiB)"),
-}
-_SCORE_FETCH_RANGES: dict[str, tuple[float, str]] = {
-    "fetch_timeout_s": (1e-9, "> 0 seconds"),
-    "fetch_retries": (1, ">= 1 (attempts per image in all)"),
-    "max_image_bytes": (1, ">= 1 (bytes)"),
-}
-
-
-def _validate_ranges(section: Any, name: str, ranges: Mapping[str, tuple[float, str]], source: str) -> None:
-    """Refuse a key of ``section`` below its lowest allowed value, naming the key, what is expected and what was found."""
-    for key, (lowest, expected) in ranges.items():
-        value = getattr(section, key)
-        if value < lowest:
-            raise ConfigError(f"{source}: key '{name}.{key}': expected {expected}, found {value}")
-
-
-def _validate(conf: PipelineConfig, source: str) -> None:
-    lab = conf.labels
-    if not lab.vocab_sizes or any(v < 0 for v in lab.vocab_sizes) or len(set(lab.vocab_sizes)) != len(lab.vocab_sizes):
-        raise ConfigError(f"{source}: key 'labels.vocab_sizes': expected distinct sizes >= 0 (0 = all words), found {list(lab.vocab_sizes)}")
-    if not 0.0 <= lab.val_fraction < 1.0:
-        raise ConfigError(f"{source}: key 'labels.val_fraction': expected 0 <= value < 1, found {lab.val_fraction}")
-    if lab.min_doc_freq < 1:
-        raise ConfigError(f"{source}: key 'labels.min_doc_freq': expected >= 1, found {lab.min_doc_freq}")
-    img = conf.images
-    if not 1 <= img.jpeg_quality <= 100:
-        raise ConfigError(f"{source}: key 'images.jpeg_quality': expected 1..100, found {img.jpeg_quality}")
-    sc = conf.score
-    for key in ("batch_size", "fetch_threads", "top_k", "rows_per_task"):
-        if getattr(sc, key) < 1:
-            raise ConfigError(f"{source}: key 'score.{key}': expected >= 1, found {getattr(sc, key)}")
-    for key in ("threads_per_task", "partitions"):
-        if getattr(sc, key) < 0:
-            raise ConfigError(f"{source}: key 'score.{key}': expected >= 0 (0 = automatic), found {getattr(sc, key)}")
-    if img.input_size > img.store_size:
-        raise ConfigError(f"{source}: key 'images.input_size': expected <= images.store_size ({img.store_size}), found {img.input_size}")
-    _validate_ranges(conf.shard, "shard", _SHARD_RANGES, source)
-    _validate_ranges(conf.score, "score", _SCORE_FETCH_RANGES, source)
-    if conf.output.keep_versions < 1:
-        raise ConfigError(f"{source}: key 'output.keep_versions': expected >= 1 (the current version counts), found {conf.output.keep_versions}")
-    ev = conf.evaluate
-    for key, value in (("target_precision", ev.target_precision), *((f"target_precision_by_attribute.{k}", v) for k, v in ev.target_precision_by_attribute.items())):
-        if not 0.0 < value <= 1.0:
-            raise ConfigError(f"{source}: key 'evaluate.{key}': expected 0 < value <= 1, found {value}")
-    if not 0.0 < ev.threshold_step <= 0.5 or ev.batch_size < 1:
-        raise ConfigError(f"{source}: keys 'evaluate.threshold_step' / 'evaluate.batch_size': expected 0 < step <= 0.5 and batch_size >= 1, found {ev.threshold_step} / {ev.batch_size}")
 
 
 def load_config(
@@ -378,7 +322,9 @@ def load_config(
         user_path = Path(over)
         user = read_toml(user_path)
         # [refine] may name any [train] key (it is laid over [train] below)
-        check_keys_known(user, {**data, "refine": {**data.get("train", {}), **data.get("refine", {})}}, source=str(user_path))
+        check_keys_known(
+            user, {**data, "refine": {**data.get("train", {}), **data.get("refine", {})}}, source=str(user_path)
+        )
         data = deep_merge(data, user)
         sources.append(str(user_path))
         source = str(user_path)
@@ -388,7 +334,7 @@ def load_config(
     taxonomy = load_taxonomy(Path(taxonomy_path) if taxonomy_path is not None else conf_dir / "taxonomy.toml")
     spark = load_spark_profile(spark_profile or base.spark_profile, conf_dir)
     conf = dataclasses.replace(base, taxonomy=taxonomy, spark=spark, sources=tuple(sources))
-    _validate(conf, source)
+    validate_pipeline(conf, source)
     validate_training(conf.train, source=source, section="train")
     validate_training(conf.refine, source=source, section="refine")
     log.debug("loaded config from %s (taxonomy %s, spark profile %s)", sources, taxonomy.source, spark.name)

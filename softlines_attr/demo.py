@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from softlines_attr.config import PipelineConfig
+from softlines_attr.demo_tables import MULTI, base_quality, refined_vs_scratch, table3
 
 log = logging.getLogger(__name__)
 
-MULTI = "multi"  # the multi shards and multi-head models
 SCORED_MODEL = f"{MULTI}-base"  # the model the demo scores the catalog with
 TAGS_FILE = "tags.parquet"  # the demo's human tags: n products of the catalog (select_tags)
 
@@ -71,7 +71,13 @@ def select_tags(tags_path: Path, out_path: Path, *, n: int, seed: int) -> dict[s
     tmp = out_path.with_name(out_path.name + ".tmp")
     pq.write_table(kept, str(tmp))
     tmp.replace(out_path)
-    return {"rows_in": table.num_rows, "rows_kept": kept.num_rows, "products_in": len(asins), "products_tagged": len(chosen), "out": str(out_path)}
+    return {
+        "rows_in": table.num_rows,
+        "rows_kept": kept.num_rows,
+        "products_in": len(asins),
+        "products_tagged": len(chosen),
+        "out": str(out_path),
+    }
 
 
 @dataclass
@@ -130,23 +136,42 @@ def run_demo(
     catalog_dir = out_dir / "catalog"
     timed("make-catalog", lambda: generate_catalog(catalog_dir, conf, n=catalog_size(n, conf), seed=seed))
     tags = str(out_dir / TAGS_FILE)
-    timed("select tags", lambda: select_tags(catalog_dir / "tags.parquet", out_dir / TAGS_FILE, n=n, seed=conf.seed if seed is None else seed))
+    timed(
+        "select tags",
+        lambda: select_tags(
+            catalog_dir / "tags.parquet", out_dir / TAGS_FILE, n=n, seed=conf.seed if seed is None else seed
+        ),
+    )
     spark = build_session(conf.spark, app_name="softlines-attr-demo", master=master)
     try:
         labels_dir = str(out_dir / "labels")
         timed(
             "labels",
-            lambda: run_label_job(spark, conf, catalog_path=str(catalog_dir / "catalog.parquet"), out_dir=labels_dir).summary,
+            lambda: (
+                run_label_job(
+                    spark, conf, catalog_path=str(catalog_dir / "catalog.parquet"), out_dir=labels_dir
+                ).summary
+            ),
         )
-        base_size = min(s for s in conf.labels.vocab_sizes if s > 0) if any(s > 0 for s in conf.labels.vocab_sizes) else 0
+        base_size = (
+            min(s for s in conf.labels.vocab_sizes if s > 0) if any(s > 0 for s in conf.labels.vocab_sizes) else 0
+        )
         timed(
             "shard base",
-            lambda: run_shard_job(spark, conf, ShardJob(labels_dir=labels_dir, out_dir=str(out_dir / "shards" / "base"), vocab_size=base_size)),
+            lambda: run_shard_job(
+                spark,
+                conf,
+                ShardJob(labels_dir=labels_dir, out_dir=str(out_dir / "shards" / "base"), vocab_size=base_size),
+            ),
         )
         timed(
             f"shard {MULTI}",
             lambda: run_shard_job(
-                spark, conf, ShardJob(labels_dir=labels_dir, out_dir=str(out_dir / "shards" / MULTI), tags_path=tags, attribute="all")
+                spark,
+                conf,
+                ShardJob(
+                    labels_dir=labels_dir, out_dir=str(out_dir / "shards" / MULTI), tags_path=tags, attribute="all"
+                ),
             ),
         )
         if conf.demo.single_models:
@@ -156,7 +181,12 @@ def run_demo(
                     lambda attr=attr: run_shard_job(
                         spark,
                         conf,
-                        ShardJob(labels_dir=labels_dir, out_dir=str(out_dir / "shards" / attr.name), tags_path=tags, attribute=attr.name),
+                        ShardJob(
+                            labels_dir=labels_dir,
+                            out_dir=str(out_dir / "shards" / attr.name),
+                            tags_path=tags,
+                            attribute=attr.name,
+                        ),
                     ),
                 )
         _train_stages(out_dir, conf, timed)
@@ -167,7 +197,11 @@ def run_demo(
             lambda: run_score_job(
                 spark,
                 conf,
-                ScoreJob(catalog_path=str(catalog_dir / "catalog.parquet"), model_dirs=(str(_bundle(out_dir, SCORED_MODEL)),), out_dir=str(scores)),
+                ScoreJob(
+                    catalog_path=str(catalog_dir / "catalog.parquet"),
+                    model_dirs=(str(_bundle(out_dir, SCORED_MODEL)),),
+                    out_dir=str(scores),
+                ),
             ),
         )
     finally:
@@ -175,13 +209,19 @@ def run_demo(
     result.table3 = table3(result.stages, {a.name: len(a.classes) for a in conf.taxonomy.attributes})
     timed("report", lambda: _write_report(result, conf))
     (out_dir / "demo_summary.json").write_text(
-        json.dumps({"stages": result.stages, "seconds": result.seconds, "table3": result.table3}, indent=2, sort_keys=True, default=str) + "\n"
+        json.dumps(
+            {"stages": result.stages, "seconds": result.seconds, "table3": result.table3},
+            indent=2,
+            sort_keys=True,
+            default=str,
+        )
+        + "\n"
     )
     return result
 
 
 def _bundle_dir(model_dir: Path) -> Path:
-    from softlines_attr.model.train import BUNDLE_DIR
+    from softlines_attr.model.bundle import BUNDLE_DIR
 
     return model_dir / BUNDLE_DIR
 
@@ -194,7 +234,8 @@ Timed = Callable[[str, Callable[[], dict[str, Any]]], dict[str, Any]]
 
 
 def _train_stages(out_dir: Path, conf: PipelineConfig, timed: Timed) -> None:
-    """The base model, the multi-head model refined from it and from scratch, and (optionally) the single-attribute models.
+    """The base model, the multi-head model refined from it and from scratch, and (optionally) the
+    single-attribute models.
 
     The base trains with the conf's ``[train]``, every other model with its ``[refine]``. Each model
     is one timed stage ``train <name>`` whose summary holds the bundle path, heads, base model and
@@ -205,10 +246,16 @@ def _train_stages(out_dir: Path, conf: PipelineConfig, timed: Timed) -> None:
     shards, models = out_dir / "shards", out_dir / "models"
 
     def summary(manifest, model_dir: Path) -> dict[str, Any]:
-        return {"bundle": str(_bundle_dir(model_dir)), "heads": [h.name for h in manifest.heads], "base_model": manifest.base_model,
-                "metrics": manifest.metrics}
+        return {
+            "bundle": str(_bundle_dir(model_dir)),
+            "heads": [h.name for h in manifest.heads],
+            "base_model": manifest.base_model,
+            "metrics": manifest.metrics,
+        }
 
-    timed("train base", lambda: summary(train_stage(shards / "base", models / "base", conf, conf.train), models / "base"))
+    timed(
+        "train base", lambda: summary(train_stage(shards / "base", models / "base", conf, conf.train), models / "base")
+    )
     base = _bundle(out_dir, "base")
     runs = [(MULTI, "all")] + ([(a.name, a.name) for a in conf.taxonomy.attributes] if conf.demo.single_models else [])
     for shard_name, attribute in runs:
@@ -251,7 +298,9 @@ def _evaluate_stages(out_dir: Path, conf: PipelineConfig, timed: Timed) -> None:
     evaluations = out_dir / "evaluations"
 
     def evaluate(model: str, write: bool) -> dict[str, Any]:
-        ev, out = evaluate_model(_bundle(out_dir, model), shards, conf.evaluate, out_dir=evaluations / model, write_to_bundle=write)
+        ev, out = evaluate_model(
+            _bundle(out_dir, model), shards, conf.evaluate, out_dir=evaluations / model, write_to_bundle=write
+        )
         return _evaluation_summary(ev, out)
 
     timed(f"evaluate {SCORED_MODEL}", lambda: evaluate(SCORED_MODEL, True))
@@ -259,7 +308,9 @@ def _evaluate_stages(out_dir: Path, conf: PipelineConfig, timed: Timed) -> None:
 
     def quantize() -> dict[str, Any]:
         out = _bundle(out_dir, f"{SCORED_MODEL}-int8")
-        manifest = quantize_stage(_bundle(out_dir, SCORED_MODEL), shards, out, conf, split="val", num_calib=128, overwrite=True)
+        manifest = quantize_stage(
+            _bundle(out_dir, SCORED_MODEL), shards, out, conf, split="val", num_calib=128, overwrite=True
+        )
         return {"bundle": str(out), "precision": manifest.precision, "calibration": manifest.calibration}
 
     timed("quantize", quantize)
@@ -280,18 +331,28 @@ def _write_report(result: DemoResult, conf: PipelineConfig) -> dict[str, Any]:
         columns += ("single from base: acc", "per-class", "single from scratch: acc", "per-class")
     rows = []
     for attr, r in t3.items():
-        cells = format_cells([r["chance"], r["base_acc"], r["base_class_acc"], r["scratch_acc"], r["scratch_class_acc"]])
+        cells = format_cells(
+            [r["chance"], r["base_acc"], r["base_class_acc"], r["scratch_acc"], r["scratch_class_acc"]]
+        )
         if single:
-            cells += format_cells([r.get("single_base_acc"), r.get("single_base_class_acc"), r.get("single_scratch_acc"), r.get("single_scratch_class_acc")])
+            cells += format_cells(
+                [
+                    r.get("single_base_acc"),
+                    r.get("single_base_class_acc"),
+                    r.get("single_scratch_acc"),
+                    r.get("single_scratch_class_acc"),
+                ]
+            )
         rows.append((attr, *cells))
     int8_rows = tuple(
-        (attr, *format_cells([r["base_acc"], r.get("int8_acc"), r["base_class_acc"], r.get("int8_class_acc")])) for attr, r in t3.items()
+        (attr, *format_cells([r["base_acc"], r.get("int8_acc"), r["base_class_acc"], r.get("int8_class_acc")]))
+        for attr, r in t3.items()
     )
     base_metrics = result.stages.get("train base", {}).get("metrics", {})
     facts = [
         ("catalog rows", str(score["rows_in"])),
         ("human-tagged products", str(result.stages.get("select tags", {}).get("products_tagged", "?"))),
-        ("base model (title words), val split", _base_quality(base_metrics)),
+        ("base model (title words), val split", base_quality(base_metrics)),
         ("refined vs scratch", refined_vs_scratch(t3) or "n/a"),
         ("scored / errors / skipped", f"{score['rows_scored']} / {score['rows_errors']} / {score['rows_skipped']}"),
         ("errors by reason", ", ".join(f"{k}: {v}" for k, v in score["errors_by_reason"].items()) or "none"),
@@ -301,158 +362,27 @@ def _write_report(result: DemoResult, conf: PipelineConfig) -> dict[str, Any]:
     ]
     inputs = ReportInputs(
         title="softlines-attr demo",
-        scored=sample_scored(Path(resolve_current(str(out_dir / "scores"))) / "attributes", out_dir / "catalog" / "catalog.parquet", truth_path=out_dir / "catalog" / "truth.parquet", n=conf.demo.report_images),
+        scored=sample_scored(
+            Path(resolve_current(str(out_dir / "scores"))) / "attributes",
+            out_dir / "catalog" / "catalog.parquet",
+            truth_path=out_dir / "catalog" / "truth.parquet",
+            n=conf.demo.report_images,
+        ),
         tables=[
-            Table("Table 3: held-out generated images (val split)", columns, tuple(rows),
-                  note="multi-class accuracy and average per-class accuracy of the multi-head model (one backbone, a head per attribute)"
-                  + (", and of the per-attribute models" if single else "")),
-            Table("INT8 vs fp32 (the scored model, same val images)", ("attribute", "fp32 acc", "int8 acc", "fp32 per-class", "int8 per-class"), int8_rows),
+            Table(
+                "Table 3: held-out generated images (val split)",
+                columns,
+                tuple(rows),
+                note="multi-class accuracy and average per-class accuracy of the multi-head model (one backbone, "
+                "a head per attribute)" + (", and of the per-attribute models" if single else ""),
+            ),
+            Table(
+                "INT8 vs fp32 (the scored model, same val images)",
+                ("attribute", "fp32 acc", "int8 acc", "fp32 per-class", "int8 per-class"),
+                int8_rows,
+            ),
         ],
         facts=facts,
     )
     path = write_report(out_dir / "report.html", inputs)
     return {"out": str(path), "images": len(inputs.scored)}
-
-
-def _base_quality(metrics: dict[str, Any]) -> str:
-    """The base model's val mAP beside the mAP of predicting every word's frequency (the priors)."""
-    if "val_map" not in metrics:
-        return "n/a"
-    prior = metrics.get("val_prior_map")
-    text = f"mAP {metrics['val_map']:.3f}"
-    if prior:
-        text += f" (priors alone {prior:.3f}: {metrics['val_map'] / prior:.1f}x)"
-    if "val_distinct_top1" in metrics:
-        text += f", {int(metrics['val_distinct_top1'])} distinct top-1 words"
-    return text
-
-
-def table3(stages: dict[str, dict[str, Any]], classes: dict[str, int]) -> dict[str, dict[str, float | None]]:
-    """The paper's Table 3 per attribute, from the demo's evaluations (and the single models' training metrics).
-
-    Args:
-        stages: The demo's stage summaries: ``evaluate multi-base``, ``evaluate multi-scratch``,
-            ``evaluate multi-base-int8`` and, with ``--single-models``, ``train <attribute>-base`` /
-            ``train <attribute>-scratch``.
-        classes: Class count per attribute, in table order.
-
-    Returns:
-        attribute -> ``chance`` (1 / classes), ``base_acc`` / ``base_class_acc`` (multi-class and
-        average per-class accuracy of the multi-head model refined from the base), ``scratch_acc`` /
-        ``scratch_class_acc`` (the same network from scratch), ``int8_acc`` / ``int8_class_acc`` (the
-        INT8 copy of the refined one), ``val_records``; and ``single_base_acc``, ``single_base_class_acc``,
-        ``single_scratch_acc``, ``single_scratch_class_acc`` where the single models ran. None where missing.
-    """
-    evals = {kind: stages.get(f"evaluate {MULTI}-{kind}", {}).get("heads", {}) for kind in ("base", "scratch", "base-int8")}
-    rows: dict[str, dict[str, float | None]] = {}
-    for attr, n_classes in classes.items():
-        row: dict[str, float | None] = {"chance": 1.0 / n_classes}
-        for kind, key in (("base", "base"), ("scratch", "scratch"), ("base-int8", "int8")):
-            head = evals[kind].get(attr, {})
-            row[f"{key}_acc"] = head.get("accuracy")
-            row[f"{key}_class_acc"] = head.get("average_per_class_accuracy")
-        row["val_records"] = evals["base"].get(attr, {}).get("records")
-        for kind in ("base", "scratch"):
-            metrics = stages.get(f"train {attr}-{kind}", {}).get("metrics")
-            if metrics is not None:
-                row[f"single_{kind}_acc"] = metrics.get("val_accuracy")
-                row[f"single_{kind}_class_acc"] = metrics.get("val_mean_class_accuracy")
-        rows[attr] = row
-    return rows
-
-
-def format_table3(rows: dict[str, dict[str, float | None]]) -> list[str]:
-    """Table 3 as text lines: multi-class accuracy / average per-class accuracy on the val split."""
-
-    def pct(v: float | None) -> str:
-        return "   -  " if v is None else f"{100 * v:5.1f}%"
-
-    single = any("single_base_acc" in r for r in rows.values())
-    header = f"  {'attribute':<13} {'chance':>7}  {'refined from base':>17}  {'from scratch':>15}  {'int8 (refined)':>15}"
-    if single:
-        header += f"  {'single, from base':>17}  {'single, scratch':>15}"
-    lines = [
-        "  Table 3 (val split, held-out generated images): multi-class accuracy / average per-class accuracy;",
-        "  the multi-head model (one backbone, a head per attribute)" + (" and the per-attribute models" if single else ""),
-        header,
-    ]
-    for attr, r in rows.items():
-        line = (
-            f"  {attr:<13} {pct(r.get('chance')):>7}  {pct(r['base_acc'])} / {pct(r['base_class_acc'])}  {pct(r['scratch_acc'])} / {pct(r['scratch_class_acc'])}"
-            f"  {pct(r.get('int8_acc'))} / {pct(r.get('int8_class_acc'))}"
-        )
-        if single:
-            line += f"  {pct(r.get('single_base_acc'))} / {pct(r.get('single_base_class_acc'))}  {pct(r.get('single_scratch_acc'))} / {pct(r.get('single_scratch_class_acc'))}"
-        lines.append(line)
-    return lines
-
-
-def format_report(result: DemoResult) -> str:
-    """A short, human summary of a demo run: one line per stage with its counts and where it wrote."""
-    lines = [f"demo outputs under {result.out_dir}"]
-    for name, summary in result.stages.items():
-        secs = result.seconds[name]
-        head = f"  {name:<26} {secs:6.1f}s  "
-        if name == "make-catalog":
-            lines.append(f"{head}{summary.get('rows', summary.get('n'))} products -> {result.out_dir / 'catalog'}")
-        elif name.startswith("train "):
-            m = summary["metrics"]
-            if "val_map" in m:
-                score = f"val {_base_quality(m)}, precision@1 {m['val_precision_at_1']:.3f}"
-            else:
-                score = f"val accuracy {m.get('val_accuracy', 0):.3f}, per-class {m.get('val_mean_class_accuracy', 0):.3f}"
-            lines.append(f"{head}{score} -> {summary['bundle']}")
-        elif name.startswith("evaluate "):
-            acc = sum(h["accuracy"] for h in summary["heads"].values()) / max(1, len(summary["heads"]))
-            lines.append(f"{head}mean accuracy {acc:.3f} over {len(summary['heads'])} heads, {summary['records']} val images -> {summary['out']}")
-        elif name == "quantize":
-            lines.append(f"{head}INT8, {summary['calibration']['examples']} calibration images -> {summary['bundle']}")
-        elif name == "score":
-            lines.append(
-                f"{head}rows in {summary['rows_in']} = scored {summary['rows_scored']} + errors {summary['rows_errors']} + skipped "
-                f"{summary['rows_skipped']}; {summary['attribute_rows']} attribute rows ({summary['attribute_rows_abstained']} abstained) -> {summary['out']}"
-            )
-        elif name == "report":
-            lines.append(f"{head}{summary['images']} scored images and the tables -> {summary['out']}")
-        elif name == "select tags":
-            lines.append(f"{head}human tags of {summary['products_tagged']} of {summary['products_in']} dresses ({summary['rows_kept']} tag rows) -> {summary['out']}")
-        elif name == "labels":
-            lines.append(
-                f"{head}rows in {summary['rows_in']} = labelled {summary['rows_labelled']} + rejected "
-                f"{summary['rows_rejected']}; vocabulary words {summary['vocabulary_words']} -> {summary['out']}"
-            )
-        else:
-            lines.append(
-                f"{head}rows in {summary['rows_in']} = records {summary['records_written']} + rejected "
-                f"{summary['rows_rejected']} in {summary['shards']} shards -> {summary['out']}"
-            )
-    if result.table3:
-        lines.extend(format_table3(result.table3))
-        verdict = refined_vs_scratch(result.table3)
-        if verdict:
-            lines.append(verdict)
-    return "\n".join(lines)
-
-
-def mean_accuracies(rows: dict[str, dict[str, float | None]]) -> tuple[float | None, float | None]:
-    """Mean over the attributes of the refined-from-base and the from-scratch accuracy (None if any is missing)."""
-    base = [r.get("base_acc") for r in rows.values()]
-    scratch = [r.get("scratch_acc") for r in rows.values()]
-    if not rows or any(v is None for v in base + scratch):
-        return None, None
-    return sum(base) / len(base), sum(scratch) / len(scratch)  # type: ignore[arg-type]
-
-
-def refined_vs_scratch(rows: dict[str, dict[str, float | None]]) -> str | None:
-    """The demo's last line: did refining from the base beat the same network from scratch, by how many points."""
-    base, scratch = mean_accuracies(rows)
-    if base is None or scratch is None:
-        return None
-    diff = 100 * (base - scratch)
-    if diff > 0:
-        verdict = f"refined from the base BEAT from scratch by {diff:.1f} points"
-    elif diff < 0:
-        verdict = f"refined from the base did NOT beat from scratch: {-diff:.1f} points behind"
-    else:
-        verdict = "refined from the base did NOT beat from scratch: a tie"
-    return f"  {verdict} of mean accuracy over {len(rows)} attributes (val split): {100 * base:.1f}% vs {100 * scratch:.1f}%"

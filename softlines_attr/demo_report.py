@@ -28,7 +28,8 @@ THUMB_SIDE = 160
 
 @dataclass(frozen=True)
 class Prediction:
-    """One attribute of one scored image: ``value`` is None where the model abstained; ``top`` is its best class anyway."""
+    """One attribute of one scored image: ``value`` is None where the model abstained; ``top`` is its best class
+    anyway."""
 
     attribute: str
     value: str | None
@@ -90,7 +91,9 @@ def sample_scored(
     wanted = pc.field("asin").isin(asins)
     columns = ["asin", "attribute", "value", "confidence"] + (["top_k"] if "top_k" in dataset.schema.names else [])
     rows = dataset.to_table(columns=columns, filter=wanted).to_pylist()
-    catalog = pq.read_table(str(catalog_path), columns=["asin", "image_uri"], filters=[("asin", "in", asins)]).to_pylist()
+    catalog = pq.read_table(
+        str(catalog_path), columns=["asin", "image_uri"], filters=[("asin", "in", asins)]
+    ).to_pylist()
     uris = {r["asin"]: r["image_uri"] for r in catalog}
     truth: dict[tuple[str, str], str] = {}
     if truth_path is not None and Path(truth_path).exists():
@@ -99,10 +102,11 @@ def sample_scored(
     by_asin: dict[str, list[Prediction]] = {a: [] for a in asins}
     for r in rows:
         top = (r.get("top_k") or [{}])[0].get("value")
-        by_asin[r["asin"]].append(Prediction(r["attribute"], r["value"], float(r["confidence"]), truth.get((r["asin"], r["attribute"])), top))
+        by_asin[r["asin"]].append(
+            Prediction(r["attribute"], r["value"], float(r["confidence"]), truth.get((r["asin"], r["attribute"])), top)
+        )
     return [
-        ScoredImage(a, uris.get(a, ""), tuple(sorted(preds, key=lambda p: p.attribute)))
-        for a, preds in by_asin.items()
+        ScoredImage(a, uris.get(a, ""), tuple(sorted(preds, key=lambda p: p.attribute))) for a, preds in by_asin.items()
     ]
 
 
@@ -122,7 +126,11 @@ def _thumbnail(uri: str) -> str | None:
 
 def _card(item: ScoredImage) -> str:
     thumb = _thumbnail(item.image_uri) if item.image_uri else None
-    img = f'<img alt="{html.escape(item.asin)}" src="data:image/jpeg;base64,{thumb}">' if thumb else '<div class="noimg">no image</div>'
+    img = (
+        f'<img alt="{html.escape(item.asin)}" src="data:image/jpeg;base64,{thumb}">'
+        if thumb
+        else '<div class="noimg">no image</div>'
+    )
     lines = []
     for p in item.predictions:
         if p.value is not None:
@@ -134,7 +142,7 @@ def _card(item: ScoredImage) -> str:
             right = p.value == p.truth
             mark = f' <span class="{"ok" if right else "bad"}">{"✓" if right else "✗ " + html.escape(p.truth)}</span>'
         lines.append(f"<li><b>{html.escape(p.attribute)}</b>: {shown} <small>{p.confidence:.2f}</small>{mark}</li>")
-    return f'<figure>{img}<figcaption>{html.escape(item.asin)}<ul>{"".join(lines)}</ul></figcaption></figure>'
+    return f"<figure>{img}<figcaption>{html.escape(item.asin)}<ul>{''.join(lines)}</ul></figcaption></figure>"
 
 
 def _table(t: Table) -> str:

@@ -18,7 +18,7 @@ from softlines_attr.config import PipelineConfig
 from softlines_attr.train_config import TrainConfig
 
 if TYPE_CHECKING:
-    from softlines_attr.model.bundle import Manifest
+    from softlines_attr.model.manifest import Manifest
     from softlines_attr.model.quantize import CalibMode
 
 log = logging.getLogger(__name__)
@@ -26,7 +26,9 @@ log = logging.getLogger(__name__)
 NO_BASE = "none"  # refine's --base value for the same network from scratch
 
 
-def train_stage(shards: str | Path, out: str | Path, conf: PipelineConfig, tc: TrainConfig, *, resume: bool = False) -> Manifest | None:
+def train_stage(
+    shards: str | Path, out: str | Path, conf: PipelineConfig, tc: TrainConfig, *, resume: bool = False
+) -> Manifest | None:
     """A base model (title words) or a from-scratch model on ``shards``; the bundle goes to ``<out>/bundle``.
 
     Returns:
@@ -47,7 +49,8 @@ def refine_stage(
     attribute: str,
     resume: bool = False,
 ) -> Manifest:
-    """The paper's refined model: ``base``'s backbone with new heads for ``attribute`` (``all``: every attribute of multi shards).
+    """The paper's refined model: ``base``'s backbone with new heads for ``attribute`` (``all``: every attribute
+    of multi shards).
 
     Checks that the shards hold ``attribute`` before any training; the loss is softmax (``auto`` or
     ``softmax``; any other is refused); an input
@@ -57,14 +60,15 @@ def refine_stage(
         TrainInputError: shards of another attribute or mode, or unusable settings.
     """
     from softlines_attr.model.bundle import load_bundle
+    from softlines_attr.model.errors import TrainInputError
     from softlines_attr.model.refine import check_refine_inputs
     from softlines_attr.model.train import train
     from softlines_attr.shard.contract import read_shard_set
 
-    from softlines_attr.model.errors import TrainInputError
-
     if tc.loss not in ("auto", "softmax"):
-        raise TrainInputError(f"refine trains softmax heads over an attribute's classes: expected loss softmax, found {tc.loss!r}")
+        raise TrainInputError(
+            f"refine trains softmax heads over an attribute's classes: expected loss softmax, found {tc.loss!r}"
+        )
     check_refine_inputs(read_shard_set(shards), attribute, conf.taxonomy)
     bundle = None if base is None or str(base).strip().lower() == NO_BASE else load_bundle(base)
     tc = dataclasses.replace(tc, loss="softmax")
@@ -101,4 +105,6 @@ def quantize_stage(
     shard_set = read_shard_set(shards)
     paths = shard_set.val if split == "val" else shard_set.train
     calib = calibration_images(paths, bundle.manifest, conf.images, limit=num_calib)
-    return quantize_bundle(bundle, calib, out, calib_mode=calib_mode, source=f"{shard_set.root} ({split})", overwrite=overwrite)
+    return quantize_bundle(
+        bundle, calib, out, calib_mode=calib_mode, source=f"{shard_set.root} ({split})", overwrite=overwrite
+    )

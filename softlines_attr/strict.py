@@ -22,8 +22,6 @@ from softlines_attr.errors import ConfigError
 T = TypeVar("T")
 
 
-
-
 _PLURALS: dict[Any, str] = {int: "integers", float: "numbers", str: "strings", bool: "booleans (true or false)"}
 
 
@@ -36,7 +34,11 @@ def _type_name(tp: Any) -> str:
         args = [a for a in raw if a is not Ellipsis]
         if origin is tuple and raw and raw[-1] is not Ellipsis:  # a fixed length: "a list of 3 numbers"
             kinds = set(args)
-            return f"a list of {len(args)} {_PLURALS.get(args[0], 'values')}" if len(kinds) == 1 else f"a list of {len(args)} values"
+            return (
+                f"a list of {len(args)} {_PLURALS.get(args[0], 'values')}"
+                if len(kinds) == 1
+                else f"a list of {len(args)} values"
+            )
         return f"a list of {_PLURALS.get(args[0], 'values')}" if args else "a list"
     if origin is dict:
         return f"a table of {_type_name(typing.get_args(tp)[1])}"
@@ -171,7 +173,9 @@ def check_keys_known(user: Mapping[str, Any], default: Mapping[str, Any], *, sou
     """An override file may only name keys the defaults define (so typos are caught with their file)."""
     for key, value in user.items():
         if key not in default:
-            raise ConfigError(f"{source}: unknown key {prefix + key!r}; expected one of {sorted(prefix + k for k in default)}")
+            raise ConfigError(
+                f"{source}: unknown key {prefix + key!r}; expected one of {sorted(prefix + k for k in default)}"
+            )
         if isinstance(value, Mapping) and isinstance(default[key], Mapping) and key not in _FREE_TABLES:
             check_keys_known(value, default[key], source=source, prefix=f"{prefix}{key}.")
 

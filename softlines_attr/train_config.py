@@ -167,13 +167,16 @@ def to_json(tc: TrainConfig) -> str:
 
 
 def from_json(text: str, *, source: str) -> TrainConfig:
-    """Settings written by :func:`to_json`, through the conf's strict parser (unknown key / wrong type = ConfigError)."""
+    """Settings written by :func:`to_json`, through the conf's strict parser (unknown key / wrong type =
+    ConfigError)."""
     from softlines_attr.config import parse_dataclass
 
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ConfigError(f"{source}: expected a JSON object of training settings, found invalid JSON ({exc})") from None
+        raise ConfigError(
+            f"{source}: expected a JSON object of training settings, found invalid JSON ({exc})"
+        ) from None
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a JSON object of training settings, found {type(data).__name__}")
     return validate(parse_dataclass(TrainConfig, data, source=source), source=source, section="train")

@@ -31,7 +31,9 @@ def spark():
 
     profile = load_config().spark
     test_conf = dict(profile.conf)
-    test_conf.update({"spark.sql.shuffle.partitions": "4", "spark.default.parallelism": "4", "spark.driver.memory": "2g"})
+    test_conf.update(
+        {"spark.sql.shuffle.partitions": "4", "spark.default.parallelism": "4", "spark.driver.memory": "2g"}
+    )
     session = build_session(SparkProfile("test", "local[2]", test_conf), app_name="softlines-attr-tests")
     yield session
     session.stop()
@@ -50,7 +52,10 @@ def s3_endpoint() -> Iterator[str]:
     server.start()
     host, port = server.get_host_and_port()
     endpoint = f"http://{host}:{port}"
-    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL_S3")}
+    saved = {
+        k: os.environ.get(k)
+        for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL_S3")
+    }
     os.environ.update(
         {
             "AWS_ACCESS_KEY_ID": "testing",
@@ -77,7 +82,9 @@ def generated_catalog(tmp_path_factory, conf: PipelineConfig) -> Path:
 
     from softlines_attr.synthetic import generate_catalog
 
-    small = dataclasses.replace(conf, catalog=dataclasses.replace(conf.catalog, min_size=(150, 200), max_size=(300, 400)))
+    small = dataclasses.replace(
+        conf, catalog=dataclasses.replace(conf.catalog, min_size=(150, 200), max_size=(300, 400))
+    )
     out = tmp_path_factory.mktemp("generated_catalog")
     generate_catalog(out, small, n=240, seed=11)
     return out
@@ -93,9 +100,10 @@ def hemline_model(tmp_path_factory, conf: PipelineConfig) -> tuple[Path, Path]:
     """
     import dataclasses
 
+    from test_model_train import STORE, write_base_shards
+
     from softlines_attr.model.train import train
     from softlines_attr.train_config import TrainConfig
-    from test_model_train import STORE, write_base_shards
 
     root = tmp_path_factory.mktemp("hemline_model")
     shards = write_base_shards(root / "shards_out", {"train": 96, "val": 32}, refine="hemline")

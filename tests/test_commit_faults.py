@@ -1,4 +1,5 @@
-"""Fault injection: a job killed at every step of its commit, local and S3 (moto), and a reader that always finds one whole version.
+"""Fault injection: a job killed at every step of its commit, local and S3 (moto), and a reader that always finds
+one whole version.
 
 This file is also the test-only entry point that installs fault hooks in a child process (fault
 injection stays out of the production modules)::
@@ -6,8 +7,10 @@ injection stays out of the production modules)::
     python tests/test_commit_faults.py kill-at K cli <softlines-attr args...>    # die before the K-th filesystem change
     python tests/test_commit_faults.py kill-at K stage OUT RUN_ID ROWS KEEP     # a no-Spark writer of two tables
     python tests/test_commit_faults.py snapshots OUT SNAPS cli <args...>        # copy OUT to SNAPS/kNN before change NN
-    python tests/test_commit_faults.py task-dies shard <shard args...>          # partition 0's first attempt dies 2/3 in
-    python tests/test_commit_faults.py task-dies score <jobs/score.py args...>  # partition 0's first attempt dies after a batch
+    python tests/test_commit_faults.py task-dies shard <shard args...>          # partition 0's first attempt
+    dies 2/3 in
+    python tests/test_commit_faults.py task-dies score <jobs/score.py args...>  # partition 0's first attempt
+    dies after a batch
     python tests/test_commit_faults.py versions OUT N KEEP PAUSE_S              # commit N versions in a row
 
 ``kill-at`` wraps the :class:`pyarrow.fs.FileSystem` that :mod:`softlines_attr.io.commit` uses in a
@@ -43,7 +46,8 @@ _steps: dict = {"n": 0, "kill_at": 0, "snapshots": None}
 
 
 class KillingHandler(pafs.FileSystemHandler):
-    """Delegates to a real filesystem; the process dies before the ``kill_at``-th change (counted over every instance)."""
+    """Delegates to a real filesystem; the process dies before the ``kill_at``-th change (counted over every
+    instance)."""
 
     def __init__(self, inner: pafs.FileSystem) -> None:
         self.inner = inner
@@ -136,7 +140,8 @@ def install_kill(kill_at: int, snapshots: tuple[Path, Path] | None = None) -> No
 
 
 def _dying_shard_partition(spec, partition, rows):
-    """The shard task, except that partition 0's first attempt dies two thirds of the way (after a rolled-over shard)."""
+    """The shard task, except that partition 0's first attempt dies two thirds of the way (after a rolled-over
+    shard)."""
     from pyspark import TaskContext
 
     from softlines_attr.shard.task import shard_partition
@@ -169,7 +174,8 @@ def _dying_score_partition(spec, batches):
 
 
 def write_version(out: str, run_id: str, rows: int, keep: int) -> None:
-    """Commit one version of two small Parquet tables through :class:`StagedOutput` (every write through the commit's filesystem)."""
+    """Commit one version of two small Parquet tables through :class:`StagedOutput` (every write through the
+    commit's filesystem)."""
     import softlines_attr.io.commit as commit
 
     staged = commit.StagedOutput(out, run_id, job="score", keep_versions=keep)
@@ -184,7 +190,8 @@ def write_version(out: str, run_id: str, rows: int, keep: int) -> None:
 
 def read_whole_version(out: str) -> str:
     """What the indexer does: follow the pointer, read every table; asserts the version is whole; returns its run id."""
-    from softlines_attr.io.commit import filesystem_for, read_current
+    from softlines_attr.io.commit import read_current
+    from softlines_attr.io.filesystem import filesystem_for
     from softlines_attr.io.storage import join_uri
 
     current = read_current(out)
@@ -241,7 +248,9 @@ def _main(argv: list[str]) -> int:
 def run_hooked(args: list[str], timeout: int = 300) -> subprocess.CompletedProcess:
     """Run this file as a child process with ``args`` (the repo's venv interpreter, Spark workers on it too)."""
     env = dict(os.environ, PYSPARK_PYTHON=sys.executable)
-    return subprocess.run([sys.executable, str(HERE), *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, str(HERE), *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 # --------------------------------------------------------------------------------------------- tests
@@ -260,17 +269,22 @@ def out_uri(request, tmp_path: Path) -> str:
 
 
 def _run_folders(out: str) -> list[str]:
-    from softlines_attr.io.commit import RUNS_DIR, filesystem_for
+    from softlines_attr.io.commit import RUNS_DIR
+    from softlines_attr.io.filesystem import filesystem_for
 
     fs, root = filesystem_for(out)
     info = fs.get_file_info(f"{root}/{RUNS_DIR}")
     if info.type != pafs.FileType.Directory:
         return []
-    return sorted(i.base_name for i in fs.get_file_info(pafs.FileSelector(f"{root}/{RUNS_DIR}")) if i.type == pafs.FileType.Directory)
+    return sorted(
+        i.base_name
+        for i in fs.get_file_info(pafs.FileSelector(f"{root}/{RUNS_DIR}"))
+        if i.type == pafs.FileType.Directory
+    )
 
 
 def _top_level(out: str) -> list[str]:
-    from softlines_attr.io.commit import filesystem_for
+    from softlines_attr.io.filesystem import filesystem_for
 
     fs, root = filesystem_for(out)
     return sorted(i.base_name for i in fs.get_file_info(pafs.FileSelector(root)))
@@ -300,7 +314,9 @@ def test_killed_at_every_commit_step_a_reader_finds_one_whole_version(out_uri: s
         pytest.fail("the writer never finished")
     current = [c for _, c, _ in seen]
     assert len(seen) >= 8, seen  # prepare (folder, probe), two tables, summary, pointer, pruning
-    assert current[0] == "v1" and current[-1] == "v2" and current == sorted(current), seen  # v1 until the pointer write, v2 after
+    assert current[0] == "v1" and current[-1] == "v2" and current == sorted(current), (
+        seen
+    )  # v1 until the pointer write, v2 after
     assert any(c == "v1" and "v2" in runs for _, c, runs in seen)  # a dead run's folder, invisible to the reader
     assert any(c == "v2" and "v1" in runs for _, c, runs in seen)  # killed after the commit point, before pruning
 
@@ -309,7 +325,11 @@ def test_a_reader_during_many_commits_always_reads_one_whole_version(out_uri: st
     """A writer process commits eight versions in a row while this process reads the current one in a loop."""
     write_version(out_uri, "v01", 1, 3)
     writer = subprocess.Popen(
-        [sys.executable, str(HERE), "versions", out_uri, "8", "3", "0.15"], cwd=REPO, env=dict(os.environ), stderr=subprocess.PIPE, text=True
+        [sys.executable, str(HERE), "versions", out_uri, "8", "3", "0.15"],
+        cwd=REPO,
+        env=dict(os.environ),
+        stderr=subprocess.PIPE,
+        text=True,
     )
     reads: list[str] = []
     errors: list[BaseException] = []
@@ -333,7 +353,8 @@ def test_a_reader_during_many_commits_always_reads_one_whole_version(out_uri: st
 
 
 def test_pointer_checks_and_a_version_folder_is_never_an_out(tmp_path: Path) -> None:
-    """A pointer whose run summary changed, or that names an unsafe path, is refused; a run folder cannot be an --out."""
+    """A pointer whose run summary changed, or that names an unsafe path, is refused; a run folder cannot be an
+    --out."""
     from softlines_attr.io.commit import CurrentVersionError, OutputLocationError, StagedOutput, resolve_current
 
     out = str(tmp_path / "out")
@@ -343,7 +364,9 @@ def test_pointer_checks_and_a_version_folder_is_never_an_out(tmp_path: Path) -> 
         StagedOutput(f"{out}/runs/v1", "x1", job="score").prepare()
     summary = tmp_path / "out" / "runs" / "v1" / "_summary.json"
     summary.write_text(summary.read_text().replace('"v1"', '"v1" '))
-    with pytest.raises(CurrentVersionError, match=r"runs/v1/_summary.json: expected sha256 [0-9a-f]{64} \(from _current.json\), found"):
+    with pytest.raises(
+        CurrentVersionError, match=r"runs/v1/_summary.json: expected sha256 [0-9a-f]{64} \(from _current.json\), found"
+    ):
         resolve_current(out)
     pointer = tmp_path / "out" / "_current.json"
     pointer.write_text(json.dumps({**json.loads(pointer.read_text()), "run_id": "..", "path": "runs/.."}))
@@ -363,7 +386,9 @@ def test_keep_versions_is_a_strictly_parsed_config_key(tmp_path: Path) -> None:
     over.write_text("[output]\nkeep_versions = 5\n")
     assert load_config(conf_path=over).output.keep_versions == 5
     over.write_text("[output]\nkeep_versions = 0\n")
-    with pytest.raises(ConfigError, match=r"key 'output.keep_versions': expected >= 1 \(the current version counts\), found 0"):
+    with pytest.raises(
+        ConfigError, match=r"key 'output.keep_versions': expected >= 1 \(the current version counts\), found 0"
+    ):
         load_config(conf_path=over)
     over.write_text('[output]\nkeep_versions = "3"\n')
     with pytest.raises(ConfigError, match="output.keep_versions"):

@@ -15,14 +15,15 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from test_commit_faults import KILLED, run_hooked
+from test_score_helpers import CATALOG_SCHEMA, HEMLINE, make_bundle, score_conf, write_catalog
 
 from softlines_attr.cli import build_parser, main
-from softlines_attr.io.commit import POINTER_FILE, OutputLocationError, RunIdError, StagedOutput, read_current, resolve_current
+from softlines_attr.io.commit import POINTER_FILE, StagedOutput, read_current, resolve_current
+from softlines_attr.io.errors import OutputLocationError, RunIdError
 from softlines_attr.labels.job import EmptyLabelsError, run_label_job
 from softlines_attr.score import ScoreJob, run_score_job
 from softlines_attr.shard import ShardJob, run_shard_job
-from test_commit_faults import KILLED, run_hooked
-from test_score_helpers import CATALOG_SCHEMA, HEMLINE, make_bundle, score_conf, write_catalog
 
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 REPO = Path(__file__).resolve().parent.parent
@@ -31,8 +32,13 @@ REPO = Path(__file__).resolve().parent.parent
 def _catalog(path: Path, n: int, prefix: str = "A") -> Path:
     words = ["floral", "maxi", "lace", "midi", "striped", "wrap"]
     rows = [
-        {"asin": f"{prefix}{i:03d}", "parent_asin": f"P{prefix}{i // 2}", "title": f"{words[i % 6]} {words[(i + 1) % 6]} dress",
-         "image_uri": f"/img/{prefix}{i}.jpg", "product_type": "DRESS"}
+        {
+            "asin": f"{prefix}{i:03d}",
+            "parent_asin": f"P{prefix}{i // 2}",
+            "title": f"{words[i % 6]} {words[(i + 1) % 6]} dress",
+            "image_uri": f"/img/{prefix}{i}.jpg",
+            "product_type": "DRESS",
+        }
         for i in range(n)
     ]
     pq.write_table(pa.Table.from_pylist(rows, schema=CATALOG_SCHEMA), path)
@@ -58,16 +64,30 @@ def labels_l1(spark, small_conf, tmp_path_factory) -> tuple[Path, Path]:
 
 
 def test_unsafe_run_ids_are_refused_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """``--run-id ..`` used to make Spark write into ``--out`` itself; now: exit 2 with one line, before Spark starts."""
+    """``--run-id ..`` used to make Spark write into ``--out`` itself; now: exit 2 with one line, before Spark
+    starts."""
     for bad in ("..", "a/b", ".hidden", "x" * 129, ""):
         with pytest.raises(RunIdError, match="expected 1 to 128 letters, digits"):
             StagedOutput(str(tmp_path / "o"), bad, job="score")
     labels = ["labels", "--catalog", str(tmp_path / "c.parquet"), "--out", str(tmp_path / "o"), "--run-id", ".."]
-    shard = ["shard", "--labels", str(tmp_path / "l"), "--out", str(tmp_path / "o"), "--vocab-size", "0", "--run-id", ".."]
+    shard = [
+        "shard",
+        "--labels",
+        str(tmp_path / "l"),
+        "--out",
+        str(tmp_path / "o"),
+        "--vocab-size",
+        "0",
+        "--run-id",
+        "..",
+    ]
     for argv in (labels, shard):
         assert main(argv) == 2
         err = capsys.readouterr().err.strip().splitlines()
-        assert err == [f"softlines-attr {argv[0]}: error: run id '..': expected 1 to 128 letters, digits, '.', '_' or '-', starting with a letter or digit"]
+        assert err == [
+            f"softlines-attr {argv[0]}: error: run id '..': expected 1 to 128 letters, digits, '.', '_' or '-', "
+            f"starting with a letter or digit"
+        ]
     assert not (tmp_path / "o").exists()
     args = build_parser().parse_args(["labels", "--catalog", "c", "--out", "o", "--allow-empty", "--run-id", "r-1"])
     assert args.allow_empty and args.run_id == "r-1"
@@ -89,7 +109,9 @@ def test_out_that_is_a_file_or_read_only_is_refused_before_the_work(spark, small
         ro.chmod(0o555)
         undo = ["chmod", "755", str(ro)]
     try:
-        with pytest.raises(OutputLocationError, match=r"--out .*/ro: expected a writable folder, found it cannot be written"):
+        with pytest.raises(
+            OutputLocationError, match=r"--out .*/ro: expected a writable folder, found it cannot be written"
+        ):
             run_label_job(spark, small_conf, catalog_path=missing, out_dir=str(ro))
         with pytest.raises(OutputLocationError, match="expected a writable folder"):
             run_score_job(spark, small_conf, ScoreJob(missing, (str(tmp_path / "no_models"),), str(ro)))
@@ -103,7 +125,10 @@ def test_another_jobs_output_is_refused_and_left_as_it_was(spark, small_conf, la
     labels = tmp_path / "labels"
     shutil.copytree(committed, labels)  # the output of the labels job, run L1
     before = {str(p.relative_to(labels)): p.read_bytes() for p in labels.rglob("*") if p.is_file()}
-    with pytest.raises(OutputLocationError, match=r"expected an empty folder or a shard job's output, found the output of the labels job \(run L1\)"):
+    with pytest.raises(
+        OutputLocationError,
+        match=r"expected an empty folder or a shard job's output, found the output of the labels job \(run L1\)",
+    ):
         run_shard_job(spark, small_conf, ShardJob(str(labels), str(labels), vocab_size=0))
     assert {str(p.relative_to(labels)): p.read_bytes() for p in labels.rglob("*") if p.is_file()} == before
     legacy = tmp_path / "legacy"  # the flat layout's summary names its job too
@@ -120,27 +145,44 @@ def test_an_empty_catalog_over_labels_is_refused_unless_allowed(spark, small_con
     pointer = (out / POINTER_FILE).read_text()
     empty = tmp_path / "empty.parquet"
     pq.write_table(pa.Table.from_pylist([], schema=CATALOG_SCHEMA), empty)
-    with pytest.raises(EmptyLabelsError, match=rf"expected at least one labelled row to replace run {first.summary['run_id']} .* \(10 labelled rows\), found none \(0 rows in, 0 rejected\); pass --allow-empty"):
+    with pytest.raises(
+        EmptyLabelsError,
+        match=rf"expected at least one labelled row to replace run {first.summary['run_id']} .* \(10 labelled "
+        rf"rows\), found none \(0 rows in, 0 rejected\); pass --allow-empty",
+    ):
         run_label_job(spark, small_conf, catalog_path=str(empty), out_dir=str(out))
-    assert (out / POINTER_FILE).read_text() == pointer and [p.name for p in (out / "runs").iterdir()] == [first.summary["run_id"]]
+    assert (out / POINTER_FILE).read_text() == pointer and [p.name for p in (out / "runs").iterdir()] == [
+        first.summary["run_id"]
+    ]
     allowed = run_label_job(spark, small_conf, catalog_path=str(empty), out_dir=str(out), allow_empty=True)
     assert allowed.summary["rows_in"] == allowed.summary["rows_labelled"] == 0
     assert read_current(str(out)).run_id == allowed.summary["run_id"]
     assert pq.read_table(Path(resolve_current(str(out))) / "labels").num_rows == 0
-    fresh = run_label_job(spark, small_conf, catalog_path=str(empty), out_dir=str(tmp_path / "fresh"))  # nothing to replace: no refusal
+    fresh = run_label_job(
+        spark, small_conf, catalog_path=str(empty), out_dir=str(tmp_path / "fresh")
+    )  # nothing to replace: no refusal
     assert fresh.summary["rows_labelled"] == 0
 
 
 def test_score_with_no_row_reaching_attributes_commits_empty_tables(spark, tmp_path: Path) -> None:
-    """Every row skipped or failing: the tables are committed empty, with the contract's columns; the error rows are kept."""
+    """Every row skipped or failing: the tables are committed empty, with the contract's columns; the error rows
+    are kept."""
     from softlines_attr.score.schema import check_written, columns
 
     conf = score_conf(tmp_path)
     bundle = make_bundle(tmp_path / "m", [("hemline", HEMLINE)], conf, seed=1)
-    rows = [{"asin": "G", "image_uri": str(tmp_path / "gone.jpg")}, {"asin": "S", "image_uri": "/x.jpg", "product_type": "SKIRT"}]
+    rows = [
+        {"asin": "G", "image_uri": str(tmp_path / "gone.jpg")},
+        {"asin": "S", "image_uri": "/x.jpg", "product_type": "SKIRT"},
+    ]
     out = tmp_path / "out"
     s = run_score_job(spark, conf, ScoreJob(str(write_catalog(tmp_path / "c.parquet", rows)), (str(bundle),), str(out)))
-    assert s["rows_in"] == 2 and s["rows_errors"] == 1 and s["rows_skipped"] == 1 and s["rows_scored"] == s["attribute_rows"] == 0
+    assert (
+        s["rows_in"] == 2
+        and s["rows_errors"] == 1
+        and s["rows_skipped"] == 1
+        and s["rows_scored"] == s["attribute_rows"] == 0
+    )
     current = Path(resolve_current(str(out)))
     assert current == out / "runs" / s["run_id"] and sorted(p.name for p in out.iterdir()) == [POINTER_FILE, "runs"]
     attrs = pq.read_table(current / "attributes")
@@ -150,7 +192,9 @@ def test_score_with_no_row_reaching_attributes_commits_empty_tables(spark, tmp_p
     errors = pq.read_table(current / "errors").to_pylist()
     assert [(e["asin"], e["reason"]) for e in errors] == [("G", "missing")]
     # an empty version is a valid previous run
-    s2 = run_score_job(spark, conf, ScoreJob(str(tmp_path / "c.parquet"), (str(bundle),), str(out), previous_dir=str(out)))
+    s2 = run_score_job(
+        spark, conf, ScoreJob(str(tmp_path / "c.parquet"), (str(bundle),), str(out), previous_dir=str(out))
+    )
     assert s2["previous_run_id"] == s["run_id"] and s2["rows_carried"] == 0 and s2["rows_errors"] == 1
 
 
@@ -191,8 +235,19 @@ def test_label_job_killed_at_each_commit_step(spark, small_conf, labels_l1, tmp_
     out, killed, snaps = tmp_path / "out", tmp_path / "killed", tmp_path / "snapshots"
     shutil.copytree(committed, out)
     shutil.copytree(committed, killed)
-    args = ["cli", "labels", "--catalog", str(catalog_2), "--conf", str(conf_file), "--master", "local[1]", "--run-id", "L2",
-            "--out"]
+    args = [
+        "cli",
+        "labels",
+        "--catalog",
+        str(catalog_2),
+        "--conf",
+        str(conf_file),
+        "--master",
+        "local[1]",
+        "--run-id",
+        "L2",
+        "--out",
+    ]
     children = [["snapshots", str(out), str(snaps), *args, str(out)], ["kill-at", "7", *args, str(killed)]]
     with ThreadPoolExecutor(2) as pool:
         copied, kill_7 = pool.map(lambda argv: run_hooked(argv, timeout=400), children)

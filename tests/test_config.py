@@ -36,13 +36,19 @@ def test_override_changes_only_named_keys(tmp_path):
     "text, expected",
     [
         ("[labels]\nmin_doc_frq = 2\n", r"mine\.toml: unknown key 'labels\.min_doc_frq'.*labels\.min_doc_freq"),
-        ("[labels]\nmin_doc_freq = \"two\"\n", r"mine\.toml: key 'labels\.min_doc_freq': expected an integer, found 'two'"),
+        (
+            '[labels]\nmin_doc_freq = "two"\n',
+            r"mine\.toml: key 'labels\.min_doc_freq': expected an integer, found 'two'",
+        ),
         ("[labels]\ncount_by_parent = 1\n", r"key 'labels\.count_by_parent': expected true or false, found 1"),
-        ("[labels]\nvocab_sizes = [500, \"x\"]\n", r"key 'labels\.vocab_sizes\[1\]': expected an integer"),
-        ("[images]\nresize_mode = \"stretch\"\n", r"key 'images\.resize_mode': expected one of 'shorter_side', 'pad_square'"),
+        ('[labels]\nvocab_sizes = [500, "x"]\n', r"key 'labels\.vocab_sizes\[1\]': expected an integer"),
+        (
+            '[images]\nresize_mode = "stretch"\n',
+            r"key 'images\.resize_mode': expected one of 'shorter_side', 'pad_square'",
+        ),
         ("[labels]\nval_fraction = 1.5\n", r"key 'labels\.val_fraction': expected 0 <= value < 1, found 1\.5"),
         ("[labels]\nvocab_sizes = [500, 500]\n", r"key 'labels\.vocab_sizes': expected distinct sizes"),
-        ("colour = \"red\"\n", r"unknown key 'colour'"),
+        ('colour = "red"\n', r"unknown key 'colour'"),
         ("[labels\nmin_doc_freq = 2\n", r"mine\.toml: not valid TOML"),
     ],
 )
@@ -71,7 +77,9 @@ def test_custom_taxonomy(tmp_path):
     assert conf.taxonomy.names == ("colour_block", "waist")
     assert conf.taxonomy.attribute("waist").region == "upper"
     assert conf.taxonomy.attribute("colour_block").index("multi") == 2
-    with pytest.raises(UnknownAttributeError, match=r"no attribute 'hemline'; expected one of \['colour_block', 'waist'\]"):
+    with pytest.raises(
+        UnknownAttributeError, match=r"no attribute 'hemline'; expected one of \['colour_block', 'waist'\]"
+    ):
         conf.taxonomy.attribute("hemline")
     with pytest.raises(UnknownAttributeError, match=r"has no class 'huge'"):
         conf.taxonomy.attribute("waist").index("huge")
@@ -102,7 +110,10 @@ def test_spark_profiles_parse():
 @pytest.mark.parametrize(
     "text, expected",
     [
-        ("[shard]\nrecords_per_shard = 0\n", r"key 'shard\.records_per_shard': expected >= 1 \(records per shard\), found 0"),
+        (
+            "[shard]\nrecords_per_shard = 0\n",
+            r"key 'shard\.records_per_shard': expected >= 1 \(records per shard\), found 0",
+        ),
         ("[shard]\nmax_shard_bytes = 10\n", r"key 'shard\.max_shard_bytes': expected >= 1024"),
         ("[shard]\nmin_shards = -1\n", r"key 'shard\.min_shards': expected >= 0"),
         ("[shard]\nlabel_width = -2\n", r"key 'shard\.label_width': expected >= 0"),
@@ -125,7 +136,8 @@ def test_every_shard_key_is_range_checked(tmp_path, text, expected):
 def test_the_range_table_covers_every_shard_key():
     import dataclasses
 
-    from softlines_attr.config import _SHARD_RANGES, ShardConfig
+    from softlines_attr.config import ShardConfig
+    from softlines_attr.config_checks import _SHARD_RANGES
 
     assert set(_SHARD_RANGES) == {f.name for f in dataclasses.fields(ShardConfig)}
 
@@ -138,11 +150,27 @@ def test_training_settings_are_defined_once_in_the_conf(tmp_path):
     conf = load_config()
     assert conf.train == TrainConfig()  # the dataclass's defaults are [train]'s: one set of defaults
     # [refine] names only what differs and takes the rest from [train]
-    assert (conf.refine.epochs, conf.refine.learning_rate, conf.refine.backbone_lr_mult, conf.refine.loss) == (15, 0.01, 0.1, "softmax")
-    assert dataclasses.replace(conf.refine, epochs=10, learning_rate=0.05, warmup_epochs=1.0, backbone_lr_mult=1.0, loss="auto") == conf.train
+    assert (conf.refine.epochs, conf.refine.learning_rate, conf.refine.backbone_lr_mult, conf.refine.loss) == (
+        15,
+        0.01,
+        0.1,
+        "softmax",
+    )
+    assert (
+        dataclasses.replace(
+            conf.refine, epochs=10, learning_rate=0.05, warmup_epochs=1.0, backbone_lr_mult=1.0, loss="auto"
+        )
+        == conf.train
+    )
     user = write(tmp_path / "mine.toml", "[train]\nwidth = 0.5\nepochs = 3\n[refine]\nhead_warmup_epochs = 2\n")
     mine = load_config(user)
-    assert (mine.train.width, mine.train.epochs, mine.refine.width, mine.refine.epochs, mine.refine.head_warmup_epochs) == (0.5, 3, 0.5, 15, 2)
+    assert (
+        mine.train.width,
+        mine.train.epochs,
+        mine.refine.width,
+        mine.refine.epochs,
+        mine.refine.head_warmup_epochs,
+    ) == (0.5, 3, 0.5, 15, 2)
     assert from_json(to_json(mine.refine), source="test") == mine.refine  # what a distributed worker receives
 
 

@@ -39,18 +39,29 @@ def test_corrupt_parquet_catalog_is_one_clear_error(spark, conf, tmp_path: Path)
 
 def test_corrupt_parquet_catalog_exits_2_with_one_line(tmp_path: Path) -> None:
     bad = _corrupt_parquet(tmp_path / "catalog.parquet")
-    done = subprocess.run([sys.executable, "-m", "softlines_attr.cli", "labels", "--catalog", str(bad), "--out", str(tmp_path / "out")],
-                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "softlines_attr.cli", "labels", "--catalog", str(bad), "--out", str(tmp_path / "out")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 2, done.stderr[-2000:]
     errors = [line for line in done.stderr.splitlines() if line.startswith("softlines-attr labels: error:")]
-    assert len(errors) == 1 and errors[0].startswith("softlines-attr labels: error: input ") and "expected a readable Parquet table" in errors[0]
+    assert (
+        len(errors) == 1
+        and errors[0].startswith("softlines-attr labels: error: input ")
+        and "expected a readable Parquet table" in errors[0]
+    )
     assert "Traceback" not in done.stderr
 
 
 def test_wrong_typed_text_columns_are_refused_not_cast(spark, conf, tmp_path: Path) -> None:
     """An int64 title used to be cast and commit an empty vocabulary with exit 0; float asins became '0.0'."""
     ints = tmp_path / "int_title.parquet"
-    pq.write_table(pa.table({"asin": ["A1", "A2"], "title": pa.array([1, 2], pa.int64()), "image_uri": ["/a.jpg", "/b.jpg"]}), ints)
+    pq.write_table(
+        pa.table({"asin": ["A1", "A2"], "title": pa.array([1, 2], pa.int64()), "image_uri": ["/a.jpg", "/b.jpg"]}), ints
+    )
     with pytest.raises(InputSchemaError, match=r"column 'title': expected string \(text\), found bigint"):
         run_label_job(spark, conf, catalog_path=str(ints), out_dir=str(tmp_path / "out"))
     assert not (tmp_path / "out" / "_current.json").exists()
@@ -59,23 +70,33 @@ def test_wrong_typed_text_columns_are_refused_not_cast(spark, conf, tmp_path: Pa
     with pytest.raises(InputSchemaError, match=r"column 'asin': expected string \(text\), found double"):
         read_catalog(spark, str(floats))
     nulls = tmp_path / "null_type.jsonl"
-    nulls.write_text(json.dumps({"asin": "A1", "title": "red dress", "image_uri": "/a.jpg", "product_type": None}) + "\n")
+    nulls.write_text(
+        json.dumps({"asin": "A1", "title": "red dress", "image_uri": "/a.jpg", "product_type": None}) + "\n"
+    )
     assert read_catalog(spark, str(nulls)).count() == 1  # an all-null column is fine
 
 
 def test_trailing_newline_in_a_uri_is_not_missing(spark) -> None:
-    df = spark.createDataFrame([("A1", " /img/a.jpg\n", "DRESS"), ("A2", "\t/img/b.jpg\r\n", "DRESS"), ("A3", "\n", "DRESS")], "asin string, image_uri string, product_type string")
+    df = spark.createDataFrame(
+        [("A1", " /img/a.jpg\n", "DRESS"), ("A2", "\t/img/b.jpg\r\n", "DRESS"), ("A3", "\n", "DRESS")],
+        "asin string, image_uri string, product_type string",
+    )
     rows = {r["asin"]: r for r in tag_catalog(df, ["DRESS"]).collect()}
     assert rows["A1"]["status"] == "candidate" and rows["A1"]["image_uri"] == "/img/a.jpg"
     assert rows["A2"]["image_uri"] == "/img/b.jpg"
     assert rows["A3"]["reason"] == "missing_image_uri"
-    cat = spark.createDataFrame([("A1 \n", None, "t", "/img/a.jpg\n", None)], "asin string, parent_asin string, title string, image_uri string, product_type string")
+    cat = spark.createDataFrame(
+        [("A1 \n", None, "t", "/img/a.jpg\n", None)],
+        "asin string, parent_asin string, title string, image_uri string, product_type string",
+    )
     cleaned = clean_catalog(cat).first()
     assert cleaned["asin"] == "A1" and cleaned["image_uri"] == "/img/a.jpg" and cleaned["parent_asin"] == "A1"
 
 
 def test_duplicate_asin_message_says_which_row_is_scored(spark) -> None:
-    df = spark.createDataFrame([("A1", "/z.jpg", "DRESS"), ("A1", "/a.jpg", "DRESS")], "asin string, image_uri string, product_type string")
+    df = spark.createDataFrame(
+        [("A1", "/z.jpg", "DRESS"), ("A1", "/a.jpg", "DRESS")], "asin string, image_uri string, product_type string"
+    )
     rows = tag_catalog(df, ["DRESS"]).collect()
     kept = [r for r in rows if r["status"] == "candidate"]
     dup = [r for r in rows if r["reason"] == "duplicate_asin"]
@@ -87,7 +108,9 @@ def test_reject_messages_are_capped(spark, conf, tmp_path: Path) -> None:
     """A 3 MB title of numbers only is a no_title_words reject whose message does not repeat the title."""
     huge = " ".join(["12345"] * 500_000)
     catalog = tmp_path / "catalog.parquet"
-    rows = [{"asin": "BIG", "title": huge, "image_uri": "/a.jpg"}] + [{"asin": f"A{i}", "title": "red floral midi dress", "image_uri": f"/{i}.jpg"} for i in range(4)]
+    rows = [{"asin": "BIG", "title": huge, "image_uri": "/a.jpg"}] + [
+        {"asin": f"A{i}", "title": "red floral midi dress", "image_uri": f"/{i}.jpg"} for i in range(4)
+    ]
     pq.write_table(pa.Table.from_pylist(rows), catalog)
     import dataclasses
 
@@ -105,13 +128,19 @@ def test_previous_without_attributes_or_with_corrupt_files(spark, tmp_path: Path
 
     prev = tmp_path / "prev"
     prev.mkdir()
-    (prev / "_summary.json").write_text(json.dumps({"job": "score", "run_id": "r1", "schema_version": schema_version()}))
-    with pytest.raises(ScoreInputError, match=r"--previous .*table attributes: expected a Parquet folder at .*attributes, found none"):
+    (prev / "_summary.json").write_text(
+        json.dumps({"job": "score", "run_id": "r1", "schema_version": schema_version()})
+    )
+    with pytest.raises(
+        ScoreInputError, match=r"--previous .*table attributes: expected a Parquet folder at .*attributes, found none"
+    ):
         read_previous(spark, str(prev))
     part = prev / "attributes" / "attribute=hemline"
     part.mkdir(parents=True)
     (part / "part-00000.parquet").write_bytes(b"not parquet at all")
-    with pytest.raises(ScoreInputError, match=r"expected readable Parquet files, found attribute=hemline/part-00000.parquet unreadable"):
+    with pytest.raises(
+        ScoreInputError, match=r"expected readable Parquet files, found attribute=hemline/part-00000.parquet unreadable"
+    ):
         read_previous(spark, str(prev))
 
 
@@ -126,9 +155,14 @@ def test_bomb_message_quotes_one_limit_and_unreadable_quotes_no_content(monkeypa
     with pytest.raises(ImageError) as info:
         decode_image(buf.getvalue(), max_pixels=5000)
     message = str(info.value)
-    assert info.value.reason == "too_large" and message == "expected at most 5000 pixels, found 10000 pixels (read from the header)"
+    assert (
+        info.value.reason == "too_large"
+        and message == "expected at most 5000 pixels, found 10000 pixels (read from the header)"
+    )
     monkeypatch.undo()
     passwd = b"root:x:0:0:root:/root:/bin/bash\n"
     with pytest.raises(ImageError) as info:
         decode_image(passwd, max_pixels=1_000_000)
-    assert info.value.reason == "unreadable" and "root" not in str(info.value) and "text, not an image" in str(info.value)
+    assert (
+        info.value.reason == "unreadable" and "root" not in str(info.value) and "text, not an image" in str(info.value)
+    )

@@ -1,5 +1,6 @@
 """Preprocessing travels with the model: the scoring job decodes every image with the bundle's store size,
-resize mode, crop, region, mean and std, never with the conf's [images] (issue 11 item 5); real local Spark, real MXNet."""
+resize mode, crop, region, mean and std, never with the conf's [images] (issue 11 item 5); real local Spark,
+real MXNet."""
 
 from __future__ import annotations
 
@@ -10,13 +11,14 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
+from test_score_helpers import HEMLINE, SIZE, make_bundle, write_catalog
+from test_shard_helpers import write_images
 
 from softlines_attr.config import load_config
 from softlines_attr.images import load_image, to_network_input
 from softlines_attr.model.bundle import load_bundle
+from softlines_attr.model.predictor import Predictor
 from softlines_attr.score import ScoreJob, run_score_job
-from test_score_helpers import HEMLINE, SIZE, make_bundle, write_catalog
-from test_shard_helpers import write_images
 
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
@@ -24,16 +26,23 @@ os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 def test_scoring_uses_the_bundles_preprocessing_not_the_confs(spark, tmp_path: Path) -> None:
     # the bundle was trained on 48 px padded squares; the scoring conf is the default (256 px, shorter side)
     train_conf = load_config()
-    train_conf = dataclasses.replace(train_conf, images=dataclasses.replace(train_conf.images, store_size=48, resize_mode="pad_square", max_pixels=400000))
+    train_conf = dataclasses.replace(
+        train_conf,
+        images=dataclasses.replace(train_conf.images, store_size=48, resize_mode="pad_square", max_pixels=400000),
+    )
     bundle_dir = make_bundle(tmp_path / "models" / "hemline", [("hemline", HEMLINE)], train_conf, seed=5)
     prep = load_bundle(bundle_dir).manifest.preprocessing
     assert (prep.store_size, prep.resize_mode, prep.input_size) == (48, "pad_square", SIZE)
 
     images = write_images(tmp_path / "img", n_good=4, seed=3, bad=False, exotic=False)
     uris = sorted(images.paths.values())
-    catalog = write_catalog(tmp_path / "catalog.parquet", [{"asin": f"A{i}", "image_uri": u} for i, u in enumerate(uris)])
+    catalog = write_catalog(
+        tmp_path / "catalog.parquet", [{"asin": f"A{i}", "image_uri": u} for i, u in enumerate(uris)]
+    )
     score_conf = load_config()
-    score_conf = dataclasses.replace(score_conf, score=dataclasses.replace(score_conf.score, batch_size=4, fetch_threads=2, rows_per_task=8))
+    score_conf = dataclasses.replace(
+        score_conf, score=dataclasses.replace(score_conf.score, batch_size=4, fetch_threads=2, rows_per_task=8)
+    )
     assert score_conf.images.store_size == 256 and score_conf.images.resize_mode == "shorter_side"
     summary = run_score_job(spark, score_conf, ScoreJob(str(catalog), (str(bundle_dir),), str(tmp_path / "out")))
     assert summary["rows_scored"] == len(uris)
@@ -41,17 +50,21 @@ def test_scoring_uses_the_bundles_preprocessing_not_the_confs(spark, tmp_path: P
 
     from softlines_attr.io.commit import resolve_current
 
-    rows = {r["asin"]: r for r in pq.read_table(Path(resolve_current(str(tmp_path / "out"))) / "attributes").to_pylist()}
+    rows = {
+        r["asin"]: r for r in pq.read_table(Path(resolve_current(str(tmp_path / "out"))) / "attributes").to_pylist()
+    }
     bundle = load_bundle(bundle_dir)
     changed = 0
     for i, uri in enumerate(uris):
         data = Path(uri).read_bytes()
-        expected = bundle.predict(prep.network_input(data, max_pixels=400000)[None])["hemline"][0]
+        expected = Predictor(bundle, 1).predict(prep.network_input(data, max_pixels=400000)[None])["hemline"][0]
         got = {t["value"]: t["probability"] for t in rows[f"A{i}"]["top_k"]}
         for cls, p in got.items():
             assert abs(p - float(expected[HEMLINE.index(cls)])) < 1e-4, (uri, cls, p, expected)
         # what the old code fed the network: the conf's decode (256 px shorter side), then the bundle's crop
         conf_img = load_image(data, size=256, mode="shorter_side", max_pixels=400000)
-        old = bundle.predict(to_network_input(conf_img, input_size=SIZE, mean=prep.mean, std=prep.std)[None])["hemline"][0]
+        old = Predictor(bundle, 1).predict(
+            to_network_input(conf_img, input_size=SIZE, mean=prep.mean, std=prep.std)[None]
+        )["hemline"][0]
         changed += int(not np.allclose(old, expected, atol=1e-4))
     assert changed == len(uris)  # the two preprocessings really differ on every image

@@ -14,16 +14,17 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from test_score_helpers import make_bundle
+from test_shard_helpers import TEST_CONF, labels_rows, write_images, write_labels_dir
 
 from softlines_attr.config import load_config
 from softlines_attr.model.bundle import load_bundle
 from softlines_attr.model.errors import ClassMismatchError
-from softlines_attr.model.evaluate import match_heads
+from softlines_attr.model.eval_inputs import match_heads
 from softlines_attr.shard import ShardJob, run_shard_job
-from softlines_attr.shard.contract import SHARD_CONTRACT_VERSION, SHARD_MANIFEST, ShardManifest, ShardSummary, read_shard_set
+from softlines_attr.shard.contract import read_shard_set
 from softlines_attr.shard.errors import ShardContractError
-from test_score_helpers import make_bundle
-from test_shard_helpers import TEST_CONF, labels_rows, write_images, write_labels_dir
+from softlines_attr.shard.manifest import SHARD_CONTRACT_VERSION, SHARD_MANIFEST, ShardManifest, ShardSummary
 
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
@@ -35,11 +36,17 @@ def refine_out(spark, tmp_path_factory) -> tuple[Path, object]:
     rows = labels_rows(sorted(images.paths.values()), seed=4)
     write_labels_dir(root / "labels", rows)
     hemlines = ["mini", "midi", "maxi", "mini", "knee_length", "high_low"]
-    tags = [{"asin": r["asin"], "attribute": "hemline", "label": hemlines[i % len(hemlines)]} for i, r in enumerate(rows)]
+    tags = [
+        {"asin": r["asin"], "attribute": "hemline", "label": hemlines[i % len(hemlines)]} for i, r in enumerate(rows)
+    ]
     pq.write_table(pa.Table.from_pylist(tags), root / "tags.parquet")
     (root / "conf.toml").write_text(TEST_CONF)
     conf = load_config(conf_path=root / "conf.toml")
-    run_shard_job(spark, conf, ShardJob(str(root / "labels"), str(root / "out"), tags_path=str(root / "tags.parquet"), attribute="hemline"))
+    run_shard_job(
+        spark,
+        conf,
+        ShardJob(str(root / "labels"), str(root / "out"), tags_path=str(root / "tags.parquet"), attribute="hemline"),
+    )
     return root / "out", conf
 
 
@@ -53,7 +60,11 @@ def test_the_shard_job_writes_the_typed_versioned_contract(refine_out) -> None:
     manifest = json.loads((shards.root / SHARD_MANIFEST).read_text())
     assert manifest["contract_version"] == 2 and manifest["classes"] == {"hemline": list(hemline)}
     summary = ShardSummary.from_dict(shards.summary, "summary")
-    assert summary.classes == {"hemline": hemline} and summary.attribute == "hemline" and summary.rows_in == summary.records_written + summary.rows_rejected
+    assert (
+        summary.classes == {"hemline": hemline}
+        and summary.attribute == "hemline"
+        and summary.rows_in == summary.records_written + summary.rows_rejected
+    )
 
 
 def test_evaluate_checks_class_names_on_real_shard_output(refine_out, tmp_path: Path) -> None:

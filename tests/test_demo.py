@@ -16,10 +16,33 @@ REPO = Path(__file__).resolve().parent.parent
 def test_demo_runs_every_stage_end_to_end(tmp_path):
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
     done = subprocess.run(
-        [sys.executable, "-m", "softlines_attr.cli", "demo", "--out", str(tmp_path / "demo"), "--n", "200", "--catalog-n", "400",
-         "--master", "local[2]", "--base-epochs", "2", "--epochs", "2",
-         "--width", "0.125", "--input-size", "32"],  # the other tests' tiny network (40 px shards): its training is seconds
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=1800,  # minutes on an idle machine; a shared one can be several times slower
+        [
+            sys.executable,
+            "-m",
+            "softlines_attr.cli",
+            "demo",
+            "--out",
+            str(tmp_path / "demo"),
+            "--n",
+            "200",
+            "--catalog-n",
+            "400",
+            "--master",
+            "local[2]",
+            "--base-epochs",
+            "2",
+            "--epochs",
+            "2",
+            "--width",  # the other tests' tiny network (40 px shards): its training is seconds
+            "0.125",
+            "--input-size",
+            "32",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,  # minutes on an idle machine; a shared one can be several times slower
     )
     assert done.returncode == 0, done.stderr[-4000:]
     assert f"demo outputs under {tmp_path / 'demo'}" in done.stdout
@@ -77,7 +100,10 @@ def test_demo_runs_every_stage_end_to_end(tmp_path):
 
     # the scoring job's tables: every catalog row accounted for, one row per scored asin and attribute
     score = stages["score"]
-    assert score["rows_in"] == 401 and score["rows_in"] == score["rows_scored"] + score["rows_errors"] + score["rows_skipped"]
+    assert (
+        score["rows_in"] == 401
+        and score["rows_in"] == score["rows_scored"] + score["rows_errors"] + score["rows_skipped"]
+    )
     assert score["rows_errors"] >= 3  # the generator's missing, corrupt and null-uri images
     assert score["attribute_rows"] == score["rows_scored"] * len(attributes)
     scored = pq.read_table(Path(resolve_current(str(tmp_path / "demo" / "scores"))) / "attributes")

@@ -25,11 +25,13 @@ import pytest
 
 from softlines_attr import cli
 from softlines_attr.emr.errors import EmrError, EmrPreflightError, EmrStepFailedError
+from softlines_attr.emr.release import MANIFEST, Release, collect_sources
 from softlines_attr.emr.requests import run_job_flow_request
 from softlines_attr.emr.run import add_steps, launch, profile_conf, wait
 from softlines_attr.emr.schedule import schedule
 from softlines_attr.emr.spec import EmrSpec, load_emr_spec
-from softlines_attr.emr.stage import MANIFEST, Release, build_wheel, collect_sources, local_release_id, release_for, stage
+from softlines_attr.emr.stage import local_release_id, release_for, stage
+from softlines_attr.emr.wheel import build_wheel
 
 REPO = Path(__file__).resolve().parent.parent
 ACCOUNT = "123456789012"  # moto's default account
@@ -75,14 +77,21 @@ def session(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> boto3.Session:
 def _ensure_roles(session: boto3.Session, spec: EmrSpec) -> None:
     iam = session.client("iam")
     trust = json.dumps({"Version": "2012-10-17", "Statement": []})
-    for name in (spec.roles.service_role, spec.roles.instance_role_name, spec.schedule.state_machine_role, spec.schedule.scheduler_role):
+    for name in (
+        spec.roles.service_role,
+        spec.roles.instance_role_name,
+        spec.schedule.state_machine_role,
+        spec.schedule.scheduler_role,
+    ):
         try:
             iam.create_role(RoleName=name, AssumeRolePolicyDocument=trust)
         except iam.exceptions.EntityAlreadyExistsException:
             pass
     try:
         iam.create_instance_profile(InstanceProfileName=spec.roles.instance_profile)
-        iam.add_role_to_instance_profile(InstanceProfileName=spec.roles.instance_profile, RoleName=spec.roles.instance_role_name)
+        iam.add_role_to_instance_profile(
+            InstanceProfileName=spec.roles.instance_profile, RoleName=spec.roles.instance_role_name
+        )
     except iam.exceptions.EntityAlreadyExistsException:
         pass
 
@@ -153,8 +162,12 @@ def set_step_states(cluster_id: str, *states: str, reason: str | None = None) ->
 
 def _objects(session: boto3.Session, bucket: str, prefix: str) -> dict[str, bytes]:
     s3 = session.client("s3")
-    keys = [o["Key"] for p in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix) for o in p.get("Contents", [])]
-    return {k[len(prefix):]: s3.get_object(Bucket=bucket, Key=k)["Body"].read() for k in keys}
+    keys = [
+        o["Key"]
+        for p in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        for o in p.get("Contents", [])
+    ]
+    return {k[len(prefix) :]: s3.get_object(Bucket=bucket, Key=k)["Body"].read() for k in keys}
 
 
 # --------------------------------------------------------------------------------------------
@@ -170,7 +183,13 @@ def test_stage_uploads_a_complete_content_addressed_release(world: World) -> Non
     manifest = json.loads(objects[MANIFEST])
     assert manifest["release_id"] == release.release_id
     assert {f["path"] for f in manifest["files"]} | {MANIFEST} == set(objects)
-    assert {"jobs/build_labels.py", "jobs/score.py", "conf/emr.toml", "emr/bootstrap/install_softlines_attr.sh", "SHA256SUMS"} <= set(objects)
+    assert {
+        "jobs/build_labels.py",
+        "jobs/score.py",
+        "conf/emr.toml",
+        "emr/bootstrap/install_softlines_attr.sh",
+        "SHA256SUMS",
+    } <= set(objects)
     wheel_key = manifest["wheel"]
     assert wheel_key.startswith("dist/softlines_attr-") and wheel_key.endswith(".whl")
     import hashlib
@@ -209,11 +228,18 @@ def test_launch_creates_the_transient_gpu_cluster(world: World) -> None:
     assert cluster["Name"] == world.spec.name and cluster["AutoTerminate"] is True
     tags = {t["Key"]: t["Value"] for t in cluster["Tags"]}
     assert tags["softlines-attr:release"] == release.release_id
-    assert {c["Classification"] for c in cluster["Configurations"]} >= {"spark-defaults", "yarn-site", "container-executor", "capacity-scheduler"}
+    assert {c["Classification"] for c in cluster["Configurations"]} >= {
+        "spark-defaults",
+        "yarn-site",
+        "container-executor",
+        "capacity-scheduler",
+    }
     steps = list(reversed(emr.list_steps(ClusterId=cluster_id)["Steps"]))
     assert [s["Name"] for s in steps] == ["build-labels", "shard-images", "score"]
     assert all(s["ActionOnFailure"] == "TERMINATE_CLUSTER" for s in steps)
-    assert steps[2]["Config"]["Args"][0] == "spark-submit" and f"{release.uri}jobs/score.py" in steps[2]["Config"]["Args"]
+    assert (
+        steps[2]["Config"]["Args"][0] == "spark-submit" and f"{release.uri}jobs/score.py" in steps[2]["Config"]["Args"]
+    )
     groups = {g["InstanceGroupType"]: g for g in emr.list_instance_groups(ClusterId=cluster_id)["InstanceGroups"]}
     assert groups["CORE"]["InstanceType"] == "g4dn.2xlarge" and groups["CORE"]["RequestedInstanceCount"] == 2
     boot = emr.list_bootstrap_actions(ClusterId=cluster_id)["BootstrapActions"][0]
@@ -223,13 +249,31 @@ def test_launch_creates_the_transient_gpu_cluster(world: World) -> None:
 @pytest.mark.parametrize(
     ("old", "new", "message"),
     [
-        ('service_role = "softlines-attr-emr-service"', 'service_role = "sa-no-such-role"', r"IAM role 'sa-no-such-role' \(roles.service_role.*does not exist"),
-        ('instance_profile = "softlines-attr-emr-instance"', 'instance_profile = "sa-no-such-profile"', r"IAM instance-profile 'sa-no-such-profile'.*does not exist"),
-        ('log_uri = "s3://BUCKET/emr/logs/"', 'log_uri = "s3://sa-no-such-log-bucket/logs/"', r"bucket 'sa-no-such-log-bucket' \(log_uri\) does not exist"),
-        (f'account_id = "{ACCOUNT}"', 'account_id = "210987654321"', r"account_id is 210987654321, but the credentials .* account 123456789012"),
+        (
+            'service_role = "softlines-attr-emr-service"',
+            'service_role = "sa-no-such-role"',
+            r"IAM role 'sa-no-such-role' \(roles.service_role.*does not exist",
+        ),
+        (
+            'instance_profile = "softlines-attr-emr-instance"',
+            'instance_profile = "sa-no-such-profile"',
+            r"IAM instance-profile 'sa-no-such-profile'.*does not exist",
+        ),
+        (
+            'log_uri = "s3://BUCKET/emr/logs/"',
+            'log_uri = "s3://sa-no-such-log-bucket/logs/"',
+            r"bucket 'sa-no-such-log-bucket' \(log_uri\) does not exist",
+        ),
+        (
+            f'account_id = "{ACCOUNT}"',
+            'account_id = "210987654321"',
+            r"account_id is 210987654321, but the credentials .* account 123456789012",
+        ),
     ],
 )
-def test_launch_refuses_missing_roles_buckets_and_wrong_account(world: World, tmp_path: Path, old: str, new: str, message: str) -> None:
+def test_launch_refuses_missing_roles_buckets_and_wrong_account(
+    world: World, tmp_path: Path, old: str, new: str, message: str
+) -> None:
     world.stage()
     path = write_spec(tmp_path, world.bucket, world.spec.name, **{old.replace("BUCKET", world.bucket): new})
     spec = load_emr_spec(path)
@@ -246,10 +290,14 @@ def test_launch_of_an_unstaged_release_is_refused(world: World) -> None:
 
 def test_add_steps_uses_the_clusters_own_release(world: World) -> None:
     release = world.stage()
-    cluster_id = launch(world.spec, release, session=world.session, transient=False, step_names=["build-labels"], out=lambda _: None)
+    cluster_id = launch(
+        world.spec, release, session=world.session, transient=False, step_names=["build-labels"], out=lambda _: None
+    )
     assert cluster_id
     printed: list[str] = []
-    step_ids = add_steps(world.spec, cluster_id, session=world.session, step_names=["shard-images", "score"], out=printed.append)
+    step_ids = add_steps(
+        world.spec, cluster_id, session=world.session, step_names=["shard-images", "score"], out=printed.append
+    )
     assert len(step_ids) == 2 and json.loads(printed[0])["release"] == release.uri
     steps = list(reversed(world.session.client("emr").list_steps(ClusterId=cluster_id)["Steps"]))
     assert [s["Name"] for s in steps] == ["build-labels", "shard-images", "score"]
@@ -325,14 +373,19 @@ def _count_machines(session: boto3.Session, name: str) -> int:
 def test_schedule_is_created_once_and_updated_in_place(world: World) -> None:
     unique = world.spec.name
     spec = dataclasses.replace(
-        world.spec, schedule=dataclasses.replace(world.spec.schedule, name=f"{unique}-weekly", state_machine_name=f"{unique}-pipeline")
+        world.spec,
+        schedule=dataclasses.replace(
+            world.spec.schedule, name=f"{unique}-weekly", state_machine_name=f"{unique}-pipeline"
+        ),
     )
     release = world.stage()
     first = schedule(spec, release, session=world.session, out=lambda _: None)
     assert first is not None and (first.state_machine, first.schedule) == ("created", "created")
     again = schedule(spec, release, session=world.session, out=lambda _: None)
     assert again is not None and (again.state_machine, again.schedule) == ("unchanged", "unchanged")
-    changed = dataclasses.replace(spec, schedule=dataclasses.replace(spec.schedule, expression="cron(30 1 * * ? *)", step_timeout_minutes=90))
+    changed = dataclasses.replace(
+        spec, schedule=dataclasses.replace(spec.schedule, expression="cron(30 1 * * ? *)", step_timeout_minutes=90)
+    )
     third = schedule(changed, release, session=world.session, out=lambda _: None)
     assert third is not None and (third.state_machine, third.schedule) == ("updated", "updated")
     assert _count_schedules(world.session, spec.schedule.name) == 1
@@ -340,13 +393,19 @@ def test_schedule_is_created_once_and_updated_in_place(world: World) -> None:
     got = world.session.client("scheduler").get_schedule(Name=spec.schedule.name)
     assert got["ScheduleExpression"] == "cron(30 1 * * ? *)"
     assert got["Target"]["Arn"] == third.state_machine_arn
-    definition = json.loads(world.session.client("stepfunctions").describe_state_machine(stateMachineArn=third.state_machine_arn)["definition"])
+    definition = json.loads(
+        world.session.client("stepfunctions").describe_state_machine(stateMachineArn=third.state_machine_arn)[
+            "definition"
+        ]
+    )
     assert definition["States"]["Step1-build-labels"]["TimeoutSeconds"] == 90 * 60
     assert release.release_id in definition["Comment"]
 
 
 def test_schedule_with_a_missing_scheduler_role_is_refused(world: World) -> None:
-    spec = dataclasses.replace(world.spec, schedule=dataclasses.replace(world.spec.schedule, scheduler_role="sa-no-such-scheduler-role"))
+    spec = dataclasses.replace(
+        world.spec, schedule=dataclasses.replace(world.spec.schedule, scheduler_role="sa-no-such-scheduler-role")
+    )
     with pytest.raises(EmrPreflightError, match=r"IAM role 'sa-no-such-scheduler-role' \(schedule.scheduler_role"):
         schedule(spec, world.stage(), session=world.session)
 
@@ -407,10 +466,18 @@ def test_cli_runs_and_maps_errors_to_exit_2(
     set_step_states(cluster_id, "COMPLETED", "COMPLETED", "COMPLETED")
     assert cli.main(["emr", "wait", "--conf", conf, "--cluster-id", cluster_id]) == 0
     assert [s["State"] for s in json.loads(capsys.readouterr().out)["Steps"]] == ["COMPLETED"] * 3
-    bad = write_spec(tmp_path, world.bucket, world.spec.name, **{'service_role = "softlines-attr-emr-service"': 'service_role = "sa-absent-role"'})
+    bad = write_spec(
+        tmp_path,
+        world.bucket,
+        world.spec.name,
+        **{'service_role = "softlines-attr-emr-service"': 'service_role = "sa-absent-role"'},
+    )
     assert cli.main(["emr", "launch", "--conf", str(bad), "--source", str(world.root)]) == 2
     assert "IAM role 'sa-absent-role'" in capsys.readouterr().err
     assert cli.main(["emr", "launch", "--conf", str(REPO / "conf" / "emr.toml"), "--source", str(world.root)]) == 2
     assert "still hold the example values" in capsys.readouterr().err
     assert cli.main(["emr", "iam", "--conf", conf, "--out", str(tmp_path / "iam")]) == 0
-    assert json.loads((tmp_path / "iam" / "scheduler-role.json").read_text())["RoleName"] == world.spec.schedule.scheduler_role
+    assert (
+        json.loads((tmp_path / "iam" / "scheduler-role.json").read_text())["RoleName"]
+        == world.spec.schedule.scheduler_role
+    )

@@ -20,21 +20,21 @@ from botocore.exceptions import ParamValidationError
 
 from softlines_attr.emr import iam
 from softlines_attr.emr.aws import validate_request
-from softlines_attr.emr.requests import (
-    COMMAND_RUNNER,
-    REQUIRED_SPARK_KEYS,
-    VENV_PYTHON,
-    add_job_flow_steps_request,
+from softlines_attr.emr.cluster import REQUIRED_SPARK_KEYS, VENV_PYTHON
+from softlines_attr.emr.release import Release
+from softlines_attr.emr.requests import add_job_flow_steps_request, run_job_flow_request
+from softlines_attr.emr.run import launch_plan, profile_conf, wait_plan
+from softlines_attr.emr.schedule import schedule_plan
+from softlines_attr.emr.spec import EmrSpec, NodeSpec, load_emr_spec
+from softlines_attr.emr.stage import release_for
+from softlines_attr.emr.steps import COMMAND_RUNNER
+from softlines_attr.emr.upload import ReleaseFile, stage_plan
+from softlines_attr.emr.workflow import (
     create_state_machine_request,
-    run_job_flow_request,
     schedule_request,
     state_machine_definition,
     update_state_machine_request,
 )
-from softlines_attr.emr.run import launch_plan, profile_conf, wait_plan
-from softlines_attr.emr.schedule import schedule_plan
-from softlines_attr.emr.spec import EmrSpec, NodeSpec, load_emr_spec
-from softlines_attr.emr.stage import Release, ReleaseFile, release_for, stage_plan
 from softlines_attr.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -71,7 +71,12 @@ def fleets_spec(spec: EmrSpec) -> EmrSpec:
 
 
 def variants(spec: EmrSpec) -> list[EmrSpec]:
-    with_task = dataclasses.replace(spec, instances=dataclasses.replace(spec.instances, task=dataclasses.replace(spec.instances.task, count=3, bid_price="0.50")))
+    with_task = dataclasses.replace(
+        spec,
+        instances=dataclasses.replace(
+            spec.instances, task=dataclasses.replace(spec.instances.task, count=3, bid_price="0.50")
+        ),
+    )
     with_extras = dataclasses.replace(
         with_task,
         pip_index_url="https://pypi.example.internal/simple",
@@ -107,26 +112,40 @@ def test_every_launch_request_validates(spec: EmrSpec, release: Release, transie
 
 
 def test_add_steps_and_schedule_and_stage_requests_validate(spec: EmrSpec, release: Release, tmp_path: Path) -> None:
-    validate_request("emr", "AddJobFlowSteps", add_job_flow_steps_request(spec, release, "j-1ABCDEFGHIJKL", list(spec.steps)))
+    validate_request(
+        "emr", "AddJobFlowSteps", add_job_flow_steps_request(spec, release, "j-1ABCDEFGHIJKL", list(spec.steps))
+    )
     for variant in variants(spec):
         plan = schedule_plan(variant, release)
         assert [c.operation for c in plan if c.service in ("stepfunctions", "scheduler")] == [
-            "DescribeStateMachine", "CreateStateMachine", "UpdateStateMachine", "GetSchedule", "CreateSchedule", "UpdateSchedule",
+            "DescribeStateMachine",
+            "CreateStateMachine",
+            "UpdateStateMachine",
+            "GetSchedule",
+            "CreateSchedule",
+            "UpdateSchedule",
         ]
         for call in plan:
             validate_request(call.service, call.operation, call.params)
-    flexible = dataclasses.replace(spec, schedule=dataclasses.replace(spec.schedule, flexible_window_minutes=15, enabled=False, group="ml"))
+    flexible = dataclasses.replace(
+        spec, schedule=dataclasses.replace(spec.schedule, flexible_window_minutes=15, enabled=False, group="ml")
+    )
     validate_request("scheduler", "CreateSchedule", schedule_request(flexible))
     for call in schedule_plan(flexible, release):
         validate_request(call.service, call.operation, call.params)
-    files = [ReleaseFile("jobs/score.py", "ab" * 32, 10, "text/x-python", data=b"x"), ReleaseFile("MANIFEST.json", "cd" * 32, 2, "application/json", data=b"{}")]
+    files = [
+        ReleaseFile("jobs/score.py", "ab" * 32, 10, "text/x-python", data=b"x"),
+        ReleaseFile("MANIFEST.json", "cd" * 32, 2, "application/json", data=b"{}"),
+    ]
     for call in stage_plan(release, files):
         validate_request(call.service, call.operation, call.params)
     for call in wait_plan("j-1ABCDEFGHIJKL"):
         validate_request(call.service, call.operation, call.params)
 
 
-def test_state_machine_task_parameters_validate_as_their_emr_apis(spec: EmrSpec, release: Release, profile: dict[str, str]) -> None:
+def test_state_machine_task_parameters_validate_as_their_emr_apis(
+    spec: EmrSpec, release: Release, profile: dict[str, str]
+) -> None:
     """createCluster takes RunJobFlow's parameters, addStep AddJobFlowSteps', terminateCluster TerminateJobFlows'."""
     for variant in variants(spec):
         states = state_machine_definition(variant, release, profile)["States"]
@@ -150,7 +169,9 @@ def test_state_machine_task_parameters_validate_as_their_emr_apis(spec: EmrSpec,
 # --------------------------------------------------------------------------------------------
 
 
-def test_transient_cluster_terminates_on_failure_and_at_the_end(spec: EmrSpec, release: Release, profile: dict[str, str]) -> None:
+def test_transient_cluster_terminates_on_failure_and_at_the_end(
+    spec: EmrSpec, release: Release, profile: dict[str, str]
+) -> None:
     request = run_job_flow_request(spec, release, profile, transient=True)
     assert request["Instances"]["KeepJobFlowAliveWhenNoSteps"] is False
     assert {s["ActionOnFailure"] for s in request["Steps"]} == {"TERMINATE_CLUSTER"}
@@ -161,13 +182,17 @@ def test_transient_cluster_terminates_on_failure_and_at_the_end(spec: EmrSpec, r
 
 
 def test_gpu_configuration_for_yarn_and_spark(spec: EmrSpec, release: Release, profile: dict[str, str]) -> None:
-    configs = {c["Classification"]: c for c in run_job_flow_request(spec, release, profile, transient=True)["Configurations"]}
+    configs = {
+        c["Classification"]: c for c in run_job_flow_request(spec, release, profile, transient=True)["Configurations"]
+    }
     yarn = configs["yarn-site"]["Properties"]
     assert yarn["yarn.resource-types"] == "yarn.io/gpu" and yarn["yarn.nodemanager.resource-plugins"] == "yarn.io/gpu"
     assert yarn["yarn.nodemanager.linux-container-executor.cgroups.mount-path"] == "/spark-rapids-cgroup"  # emr-7.x
     sub = {c["Classification"]: c["Properties"] for c in configs["container-executor"]["Configurations"]}
     assert sub["gpu"] == {"module.enabled": "true"} and sub["cgroups"]["root"] == "/spark-rapids-cgroup"
-    assert configs["capacity-scheduler"]["Properties"]["yarn.scheduler.capacity.resource-calculator"].endswith("DominantResourceCalculator")
+    assert configs["capacity-scheduler"]["Properties"]["yarn.scheduler.capacity.resource-calculator"].endswith(
+        "DominantResourceCalculator"
+    )
     sparkd = configs["spark-defaults"]["Properties"]
     for key in REQUIRED_SPARK_KEYS:
         assert key in sparkd
@@ -176,7 +201,9 @@ def test_gpu_configuration_for_yarn_and_spark(spec: EmrSpec, release: Release, p
     assert sparkd["spark.pyspark.python"] == VENV_PYTHON
     assert all(isinstance(v, str) for v in sparkd.values())
     emr6 = dataclasses.replace(spec, release_label="emr-6.15.0")
-    yarn6 = {c["Classification"]: c for c in run_job_flow_request(emr6, release, profile, transient=True)["Configurations"]}["yarn-site"]
+    yarn6 = {
+        c["Classification"]: c for c in run_job_flow_request(emr6, release, profile, transient=True)["Configurations"]
+    }["yarn-site"]
     assert yarn6["Properties"]["yarn.nodemanager.linux-container-executor.cgroups.mount-path"] == "/sys/fs/cgroup"
 
 
@@ -216,7 +243,9 @@ def test_fleets_request_spot_task_with_fallback(spec: EmrSpec, release: Release,
     assert "InstanceGroups" not in request["Instances"]
 
 
-def test_cluster_tags_carry_release_and_managed_policy_tag(spec: EmrSpec, release: Release, profile: dict[str, str]) -> None:
+def test_cluster_tags_carry_release_and_managed_policy_tag(
+    spec: EmrSpec, release: Release, profile: dict[str, str]
+) -> None:
     tags = {t["Key"]: t["Value"] for t in run_job_flow_request(spec, release, profile, transient=True)["Tags"]}
     assert tags["softlines-attr:release"] == release.release_id
     assert tags["for-use-with-amazon-emr-managed-policies"] == "true"
@@ -247,7 +276,9 @@ def _paths(states: dict[str, Any], start: str) -> list[list[str]]:
     return out
 
 
-def test_every_way_out_after_cluster_creation_terminates_it(spec: EmrSpec, release: Release, profile: dict[str, str]) -> None:
+def test_every_way_out_after_cluster_creation_terminates_it(
+    spec: EmrSpec, release: Release, profile: dict[str, str]
+) -> None:
     definition = state_machine_definition(spec, release, profile)
     states = definition["States"]
     terminators = {n for n, s in states.items() if s.get("Resource", "").endswith("terminateCluster.sync")}
@@ -260,12 +291,17 @@ def test_every_way_out_after_cluster_creation_terminates_it(spec: EmrSpec, relea
             assert terminators & set(path), f"path leaves the cluster running: {path}"
         end = states[path[-1]]["Type"]
         if end == "Succeed":
-            assert "TerminateCluster" in path and all(n.startswith(("Create", "Step", "Terminate", "Succeeded")) for n in path)
+            assert "TerminateCluster" in path and all(
+                n.startswith(("Create", "Step", "Terminate", "Succeeded")) for n in path
+            )
     step_states = [s for s in states.values() if s.get("Resource", "").endswith("addStep.sync")]
     assert len(step_states) == len(spec.steps)
     for state in step_states:
         assert state["TimeoutSeconds"] == spec.schedule.step_timeout_minutes * 60
-        assert state["Catch"][0]["ErrorEquals"] == ["States.ALL"] and state["Catch"][0]["Next"] == "TerminateClusterAfterFailure"
+        assert (
+            state["Catch"][0]["ErrorEquals"] == ["States.ALL"]
+            and state["Catch"][0]["Next"] == "TerminateClusterAfterFailure"
+        )
         assert state["Parameters"]["Step"]["ActionOnFailure"] == "CONTINUE"
     create = states["CreateCluster"]["Parameters"]
     assert create["Instances"]["KeepJobFlowAliveWhenNoSteps"] is True and "Steps" not in create
@@ -310,16 +346,27 @@ def test_iam_documents_are_least_privilege(spec: EmrSpec) -> None:
             actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
             assert not any(a == "*" or a.endswith(":*") for a in actions), (name, st)
             if st["Resource"] == "*":
-                assert set(actions) <= {"elasticmapreduce:RunJobFlow", "elasticmapreduce:ListClusters", "sts:GetCallerIdentity"}, (name, st)
+                assert set(actions) <= {
+                    "elasticmapreduce:RunJobFlow",
+                    "elasticmapreduce:ListClusters",
+                    "sts:GetCallerIdentity",
+                }, (name, st)
             if "iam:PassRole" in actions:
                 assert "iam:PassedToService" in st["Condition"]["StringEquals"], (name, st)
     instance = docs["emr-instance-role.json"]
     assert instance["ManagedPolicyArns"] == []
     writes = next(s for s in _statements(instance) if s["Sid"] == "WriteOutputs")["Resource"]
-    assert writes == sorted({f"arn:aws:s3:::change-me-softlines-attr/{p}*" for p in ("labels", "shards/top2000", "attributes")})
+    assert writes == sorted(
+        {f"arn:aws:s3:::change-me-softlines-attr/{p}*" for p in ("labels", "shards/top2000", "attributes")}
+    )
     sched = docs["scheduler-role.json"]
     assert _statements(sched) == [
-        {"Sid": "StartPipeline", "Effect": "Allow", "Action": "states:StartExecution", "Resource": "arn:aws:states:us-east-1:000000000000:stateMachine:softlines-attr-pipeline"}
+        {
+            "Sid": "StartPipeline",
+            "Effect": "Allow",
+            "Action": "states:StartExecution",
+            "Resource": "arn:aws:states:us-east-1:000000000000:stateMachine:softlines-attr-pipeline",
+        }
     ]
     sfn = json.dumps(docs["state-machine-role.json"])
     assert "StepFunctionsGetEventForEMRAddJobFlowStepsRule" in sfn and "elasticmapreduce:TerminateJobFlows" in sfn

@@ -7,14 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from softlines_attr.emr.spec import (
-    JOBS,
-    load_emr_spec,
-    parse_job_args,
-    parse_s3_uri,
-    placeholders,
-    require_no_placeholders,
-)
+from softlines_attr.emr.jobs import JOBS, parse_job_args
+from softlines_attr.emr.placeholders import placeholders, require_no_placeholders
+from softlines_attr.emr.spec import load_emr_spec, parse_s3_uri
 from softlines_attr.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -62,18 +57,47 @@ def test_spec_without_placeholders_passes(tmp_path: Path) -> None:
     [
         ('region = "us-east-1"', 'region = "us-east-1"\nregoin = "x"', r"unknown key 'regoin'"),
         ("count = 2", 'count = "2"', r"key 'instances.core.count': expected an integer"),
-        ('instance_types = ["g4dn.2xlarge"]       #', 'instance_types = ["m5.2xlarge"]  #', r"instances.core.instance_types.*GPU instance types.*m5.2xlarge"),
-        ('instance_types = ["g4dn.2xlarge"]       #', 'instance_types = ["g4dn.2xlarge", "g5.2xlarge"]  #', r"exactly one type for instance groups"),
+        (
+            'instance_types = ["g4dn.2xlarge"]       #',
+            'instance_types = ["m5.2xlarge"]  #',
+            r"instances.core.instance_types.*GPU instance types.*m5.2xlarge",
+        ),
+        (
+            'instance_types = ["g4dn.2xlarge"]       #',
+            'instance_types = ["g4dn.2xlarge", "g5.2xlarge"]  #',
+            r"exactly one type for instance groups",
+        ),
         ('account_id = "000000000000"', 'account_id = "12345"', r"key 'account_id': expected a 12-digit"),
-        ('log_uri = "s3://change-me-softlines-attr/emr/logs/"', 'log_uri = "/tmp/logs"', r"key 'log_uri': expected an s3://"),
+        (
+            'log_uri = "s3://change-me-softlines-attr/emr/logs/"',
+            'log_uri = "/tmp/logs"',
+            r"key 'log_uri': expected an s3://",
+        ),
         ('release_label = "emr-7.11.0"', 'release_label = "emr-5.36.0"', r"emr-6.x or later"),
         ('expression = "cron(0 3 ? * SUN *)"', 'expression = "0 3 * * 0"', r"schedule.expression.*cron"),
         ('"--vocab-size", "2000"]', '"--vocab-size", "lots"]', r"--vocab-size N"),
-        ('"--vocab-size", "2000"]', '"--vocab-size", "2000", "--tags", "s3://b/t/"]', r"--tags and --attribute together"),
-        ('"--out", "s3://change-me-softlines-attr/attributes/"]', '"--outt", "s3://x/"]', r"flags of jobs/score.py.*--outt"),
-        ('"--out", "s3://change-me-softlines-attr/labels/"]', '"--out", "s3://b/l/", "--conf", "x.toml"]', r"no --conf"),
+        (
+            '"--vocab-size", "2000"]',
+            '"--vocab-size", "2000", "--tags", "s3://b/t/"]',
+            r"--tags and --attribute together",
+        ),
+        (
+            '"--out", "s3://change-me-softlines-attr/attributes/"]',
+            '"--outt", "s3://x/"]',
+            r"flags of jobs/score.py.*--outt",
+        ),
+        (
+            '"--out", "s3://change-me-softlines-attr/labels/"]',
+            '"--out", "s3://b/l/", "--conf", "x.toml"]',
+            r"no --conf",
+        ),
         ('"--out", "s3://change-me-softlines-attr/labels/"]', '"--spark-profile", "local"]', r"no --spark-profile"),
-        ('"--catalog", "s3://change-me-softlines-attr/catalog/latest/",\n        "--out", "s3://change-me-softlines-attr/labels/"]', '"--catalog", "s3://b/c/"]', r"missing --out"),
+        (
+            '"--catalog", "s3://change-me-softlines-attr/catalog/latest/",\n        "--out", '
+            '"s3://change-me-softlines-attr/labels/"]',
+            '"--catalog", "s3://b/c/"]',
+            r"missing --out",
+        ),
         ('name = "shard-images"', 'name = "build-labels"', r"steps\[1\].name.*unique"),
         ('kind = "groups"', 'kind = "pools"', r"key 'instances.kind': expected one of 'groups', 'fleets'"),
     ],
@@ -92,9 +116,11 @@ def test_missing_spec_file_is_a_config_error(tmp_path: Path) -> None:
 
 
 def test_fleets_allow_several_types_and_subnets(tmp_path: Path) -> None:
-    text = SHIPPED.replace('kind = "groups"', 'kind = "fleets"').replace(
-        'instance_types = ["g4dn.2xlarge"]       #', 'instance_types = ["g4dn.2xlarge", "g5.2xlarge"]  #'
-    ).replace('subnet_ids = ["subnet-change-me"]', 'subnet_ids = ["subnet-a", "subnet-b"]')
+    text = (
+        SHIPPED.replace('kind = "groups"', 'kind = "fleets"')
+        .replace('instance_types = ["g4dn.2xlarge"]       #', 'instance_types = ["g4dn.2xlarge", "g5.2xlarge"]  #')
+        .replace('subnet_ids = ["subnet-change-me"]', 'subnet_ids = ["subnet-a", "subnet-b"]')
+    )
     spec = load_emr_spec(_write(tmp_path, text))
     assert spec.instances.core.instance_types == ("g4dn.2xlarge", "g5.2xlarge")
     assert spec.network.subnet_ids == ("subnet-a", "subnet-b")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from softlines_attr.config import load_config
-from softlines_attr.io.fetch import FetchError, Fetcher
+from softlines_attr.io.fetch import Fetcher, FetchError
 
 
 def _conf(**over: object):
@@ -20,7 +20,8 @@ def _conf(**over: object):
 
 
 def _fetch_in_thread(fetcher: Fetcher, uri: str, wait_s: float) -> object:
-    """Run a fetch on a daemon thread; its result or exception, or 'hung' after ``wait_s`` (the old code blocks forever)."""
+    """Run a fetch on a daemon thread; its result or exception, or 'hung' after ``wait_s`` (the old code blocks
+    forever)."""
     box: list[object] = []
 
     def run() -> None:
@@ -112,9 +113,14 @@ class _FlakyS3:
                 self.requests += 1
                 if self.requests % 2 == 1:
                     body = b"<?xml version='1.0'?><Error><Code>SlowDown</Code><Message>slow down</Message></Error>"
-                    conn.sendall(b"HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+                    conn.sendall(
+                        b"HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\nContent-Length: %d\r\n\r\n%s"
+                        % (len(body), body)
+                    )
                 else:
-                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: 1000\r\n\r\n" + b"x" * 500)
+                    conn.sendall(
+                        b"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: 1000\r\n\r\n" + b"x" * 500
+                    )
                     conn.close()
                     return
         except OSError:

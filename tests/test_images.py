@@ -7,12 +7,20 @@ import io
 import numpy as np
 import pytest
 from PIL import Image
+from test_shard_helpers import jpeg_bytes, product_image, rgba_png
 
 from softlines_attr.config import ImageConfig
 from softlines_attr.images import ImageError, decode_image, fit_size, load_image, prepare_for_shard, to_network_input
-from test_shard_helpers import jpeg_bytes, product_image, rgba_png
 
-CONF = ImageConfig(store_size=64, input_size=56, resize_mode="shorter_side", jpeg_quality=90, max_pixels=2_000_000, mean=(123.68, 116.78, 103.94), std=(58.4, 57.12, 57.38))
+CONF = ImageConfig(
+    store_size=64,
+    input_size=56,
+    resize_mode="shorter_side",
+    jpeg_quality=90,
+    max_pixels=2_000_000,
+    mean=(123.68, 116.78, 103.94),
+    std=(58.4, 57.12, 57.38),
+)
 
 
 def _png(img: Image.Image) -> bytes:
@@ -81,7 +89,9 @@ def test_jpeg_draft_decodes_smaller() -> None:
     out = load_image(data, size=256, mode="shorter_side", max_pixels=10**7)
     assert out.size == (256, 341)
     # a DCT-scaled decode still gives the shape of a full decode (im2rec's): 1097x1333 -> 256x311, not 310
-    odd = prepare_for_shard(jpeg_bytes(product_image(1097, 1333, 8)), ImageConfig(**{**CONF.__dict__, "store_size": 256}))
+    odd = prepare_for_shard(
+        jpeg_bytes(product_image(1097, 1333, 8)), ImageConfig(**{**CONF.__dict__, "store_size": 256})
+    )
     assert (odd.width, odd.height) == fit_size(1097, 1333, 256, "shorter_side") == (256, 311)
 
 

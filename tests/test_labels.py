@@ -17,8 +17,9 @@ from pyspark.sql import functions as F
 
 from softlines_attr.errors import InputFormatError, InputSchemaError
 from softlines_attr.io.commit import POINTER_FILE, SUMMARY_FILE, resolve_current
-from softlines_attr.labels.job import REASONS, labels_column, run_label_job
+from softlines_attr.labels.job import REASONS, run_label_job
 from softlines_attr.labels.tokenize import title_tokens
+from softlines_attr.labels.vocabulary import labels_column
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -26,7 +27,10 @@ TOKEN_CASES = [
     # lower case, possessive, size words, punctuation
     ("Women's Off-the-Shoulder Floral Maxi Dress, Size XL", ["off-the-shoulder", "floral", "maxi", "dress"]),
     # HTML entities and tags, curly quotes, en dash inside a word, fraction kept whole
-    ("Café “Boho” V–Neck 3/4 Sleeve Dress &amp; Belt <b>NEW</b>", ["cafe", "boho", "v-neck", "3/4", "sleeve", "dress", "belt"]),
+    (
+        "Café “Boho” V–Neck 3/4 Sleeve Dress &amp; Belt <b>NEW</b>",
+        ["cafe", "boho", "v-neck", "3/4", "sleeve", "dress", "belt"],
+    ),
     # full-width letters; numbers, ranges, prefixed and suffixed sizes, measures dropped
     ("ＦＬＯＲＡＬ Midi Dress 8-10 10/12 US8 2XL 32W 10cm 2024 12.5", ["floral", "midi", "dress"]),
     # a word counted once per title; ligature and sharp s expanded; 1/2 kept
@@ -106,7 +110,12 @@ def test_every_bad_row_class_gets_its_reason(labelled, generated_catalog):
     rejects = _read(_cur(out) / "rejects")
     assert all(summary["rejects_by_reason"][r] >= 1 for r in REASONS), summary["rejects_by_reason"]
     by_asin = {r["asin"]: r for r in rejects}
-    expected = {"null_title": "empty_title", "empty_title": "empty_title", "size_only_title": "no_title_words", "null_image_uri": "missing_image_uri"}
+    expected = {
+        "null_title": "empty_title",
+        "empty_title": "empty_title",
+        "size_only_title": "no_title_words",
+        "null_image_uri": "missing_image_uri",
+    }
     for bad in _read(generated_catalog / "bad_rows.parquet"):
         if bad["kind"] in expected:
             assert by_asin[bad["asin"]]["reason"] == expected[bad["kind"]], bad
@@ -149,7 +158,9 @@ def test_vocabularies_and_label_indices(spark, labelled):
     # recompute labels and document frequencies from the tokeniser's own output
     title_of = {r["asin"]: r["title"] for r in rows if r["asin"] in labels}
     df = spark.createDataFrame(sorted(title_of.items()), "asin string, title string")
-    tokens = {r["asin"]: r["t"] for r in df.select("asin", title_tokens(F.col("title"), small.labels).alias("t")).collect()}
+    tokens = {
+        r["asin"]: r["t"] for r in df.select("asin", title_tokens(F.col("title"), small.labels).alias("t")).collect()
+    }
     index = {v["word"]: v["label_index"] for v in every}
     for asin, toks in tokens.items():
         want = sorted(index[t] for t in toks if t in index)
@@ -173,9 +184,9 @@ def test_rerun_is_identical_and_replaces_whole(spark, labelled, tmp_path):
     result = run_label_job(spark, small, catalog_path=str(catalog), out_dir=str(again))
     assert sorted(p.name for p in again.iterdir()) == [POINTER_FILE, "runs"]
     assert _cur(again) == Path(result.version_dir) == again / "runs" / result.summary["run_id"]
-    for table, key in (("labels", "asin"), ("vocabulary", None), ("rejects", None)):
+    for table in ("labels", "vocabulary", "rejects"):
         a, b = _read(_cur(out) / table), _read(_cur(again) / table)
-        sort = (lambda r: json.dumps(r, sort_keys=True, default=str))
+        sort = lambda r: json.dumps(r, sort_keys=True, default=str)
         assert sorted(a, key=sort) == sorted(b, key=sort), table
 
 
@@ -185,7 +196,10 @@ def test_failed_run_leaves_previous_output(spark, labelled, tmp_path):
     pq.write_table(pa.table({"asin": ["A1"], "headline": ["floral dress"]}), bad)
     before = (out / POINTER_FILE).read_text()
     runs = sorted(p.name for p in (out / "runs").iterdir())
-    with pytest.raises(InputSchemaError, match=r"missing column\(s\) \['title', 'image_uri'\]; expected columns .* found \['asin', 'headline'\]"):
+    with pytest.raises(
+        InputSchemaError,
+        match=r"missing column\(s\) \['title', 'image_uri'\]; expected columns .* found \['asin', 'headline'\]",
+    ):
         run_label_job(spark, small, catalog_path=str(bad), out_dir=str(out))
     assert (out / POINTER_FILE).read_text() == before and sorted(p.name for p in (out / "runs").iterdir()) == runs
     assert len(_read(_cur(out) / "labels")) == summary["rows_labelled"]
@@ -195,10 +209,22 @@ def test_failed_run_leaves_previous_output(spark, labelled, tmp_path):
 
 def test_count_by_parent_and_input_formats(spark, conf, tmp_path):
     rows = [
-        {"asin": f"Z{i}", "parent_asin": "PZ", "title": "zebra dress", "image_uri": f"/i/z{i}.jpg", "product_type": "DRESS"}
+        {
+            "asin": f"Z{i}",
+            "parent_asin": "PZ",
+            "title": "zebra dress",
+            "image_uri": f"/i/z{i}.jpg",
+            "product_type": "DRESS",
+        }
         for i in range(5)
     ] + [
-        {"asin": f"Y{i}", "parent_asin": f"PY{i}", "title": 'yak dress, "lace"', "image_uri": f"/i/y{i}.jpg", "product_type": "DRESS"}
+        {
+            "asin": f"Y{i}",
+            "parent_asin": f"PY{i}",
+            "title": 'yak dress, "lace"',
+            "image_uri": f"/i/y{i}.jpg",
+            "product_type": "DRESS",
+        }
         for i in range(3)
     ]
     base = dataclasses.replace(conf, labels=dataclasses.replace(conf.labels, vocab_sizes=(0,), min_doc_freq=1))
@@ -214,7 +240,9 @@ def test_count_by_parent_and_input_formats(spark, conf, tmp_path):
     results = {}
     for name in ("c.parquet", "c.jsonl", "c.csv"):
         run_label_job(spark, base, catalog_path=str(tmp_path / name), out_dir=str(tmp_path / f"out_{name}"))
-        results[name] = sorted((v["word"], v["doc_freq"], v["rank"]) for v in _read(_cur(tmp_path / f"out_{name}") / "vocabulary"))
+        results[name] = sorted(
+            (v["word"], v["doc_freq"], v["rank"]) for v in _read(_cur(tmp_path / f"out_{name}") / "vocabulary")
+        )
     assert results["c.parquet"] == results["c.jsonl"] == results["c.csv"]
     assert dict((w, d) for w, d, _ in results["c.parquet"]) == {"dress": 8, "zebra": 5, "yak": 3, "lace": 3}
 
@@ -230,7 +258,17 @@ def _run(args: list[str], **kw) -> subprocess.CompletedProcess:
 
 
 def test_job_entry_point_and_cli_errors(generated_catalog, tmp_path):
-    done = _run(["jobs/build_labels.py", "--catalog", str(generated_catalog / "catalog.parquet"), "--out", str(tmp_path / "out"), "--master", "local[2]"])
+    done = _run(
+        [
+            "jobs/build_labels.py",
+            "--catalog",
+            str(generated_catalog / "catalog.parquet"),
+            "--out",
+            str(tmp_path / "out"),
+            "--master",
+            "local[2]",
+        ]
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "rows in 241 = labelled" in done.stdout
     summary = json.loads((_cur(tmp_path / "out") / SUMMARY_FILE).read_text())
@@ -238,7 +276,19 @@ def test_job_entry_point_and_cli_errors(generated_catalog, tmp_path):
 
     bad_conf = tmp_path / "bad.toml"
     bad_conf.write_text("[labels]\nvocab_size = [10]\n")
-    failed = _run(["-m", "softlines_attr.cli", "labels", "--catalog", "x.parquet", "--out", str(tmp_path / "o"), "--conf", str(bad_conf)])
+    failed = _run(
+        [
+            "-m",
+            "softlines_attr.cli",
+            "labels",
+            "--catalog",
+            "x.parquet",
+            "--out",
+            str(tmp_path / "o"),
+            "--conf",
+            str(bad_conf),
+        ]
+    )
     assert failed.returncode == 2
     assert "bad.toml: unknown key 'labels.vocab_size'" in failed.stderr
     helped = _run(["-m", "softlines_attr.cli", "labels", "--help"])

@@ -12,22 +12,22 @@ import pytest
 
 from softlines_attr.config import ImageConfig, PipelineConfig
 from softlines_attr.errors import SoftlinesAttrError
-from softlines_attr.model.bundle import (
+from softlines_attr.model.bundle import load_bundle, save_bundle
+from softlines_attr.model.errors import BundleError, BundleIntegrityError, PredictorError
+from softlines_attr.model.inception_bn import inception_bn
+from softlines_attr.model.manifest import (
     MANIFEST_FILE,
     PARAMS_FILE,
     SYMBOL_FILE,
     Head,
     Preprocessing,
     VocabularyRef,
-    load_bundle,
     read_manifest,
-    save_bundle,
     sha256_file,
     update_manifest,
     upgrade_manifest,
 )
-from softlines_attr.model.errors import BundleError, BundleIntegrityError
-from softlines_attr.model.inception_bn import inception_bn
+from softlines_attr.model.predictor import Predictor
 
 SIZE = 48
 CLASSES = ("mini", "knee_length", "midi", "maxi", "high_low")
@@ -50,7 +50,9 @@ def trained() -> tuple[mx.mod.Module, mx.sym.Symbol, np.ndarray]:
     # a gentle step: lr 0.05 with momentum 0.9 on pure-noise batches of 4 diverges (NaN) on some runs
     mod.init_optimizer(optimizer="sgd", optimizer_params={"learning_rate": 0.01})
     for _ in range(2):
-        batch = mx.io.DataBatch([mx.nd.array(rng.normal(size=(4, 3, SIZE, SIZE)))], [mx.nd.array(rng.integers(0, 5, 4))])
+        batch = mx.io.DataBatch(
+            [mx.nd.array(rng.normal(size=(4, 3, SIZE, SIZE)))], [mx.nd.array(rng.integers(0, 5, 4))]
+        )
         mod.forward_backward(batch)
         mod.update()
     x = rng.normal(size=(4, 3, SIZE, SIZE)).astype(np.float32)
@@ -68,11 +70,18 @@ def test_round_trip_gives_the_same_outputs(tmp_path: Path, trained, images: Imag
     mod.forward(mx.io.DataBatch([mx.nd.array(x)], [mx.nd.zeros(4)]), is_train=False)
     before = mod.get_outputs()[0].asnumpy()
     assert np.isfinite(before).all()
-    _save(tmp_path / "b", trained, images, base_model="base@abc", vocabulary=VocabularyRef(500, "s3://x/labels"),
-          metrics={"accuracy": 0.5}, thresholds={"hemline": 0.7})
+    _save(
+        tmp_path / "b",
+        trained,
+        images,
+        base_model="base@abc",
+        vocabulary=VocabularyRef(500, "s3://x/labels"),
+        metrics={"accuracy": 0.5},
+        thresholds={"hemline": 0.7},
+    )
 
     bundle = load_bundle(tmp_path / "b")
-    after = bundle.predict(x)["hemline"]
+    after = Predictor(bundle, len(x)).predict(x)["hemline"]
     np.testing.assert_allclose(after, before, rtol=1e-5, atol=1e-6)
     assert not np.allclose(before, before[0])  # outputs really depend on the input
 
@@ -152,15 +161,22 @@ def test_bundle_carries_its_whole_preprocessing(tmp_path: Path, trained, images:
     _save(tmp_path / "b", trained, pad, region="upper")
     data = json.loads((tmp_path / "b" / MANIFEST_FILE).read_text())
     assert data["preprocessing"] == {
-        "store_size": SIZE + 8, "resize_mode": "pad_square", "input_size": SIZE, "crop": "center", "region": "upper",
-        "mean": list(images.mean), "std": list(images.std),
+        "store_size": SIZE + 8,
+        "resize_mode": "pad_square",
+        "input_size": SIZE,
+        "crop": "center",
+        "region": "upper",
+        "mean": list(images.mean),
+        "std": list(images.std),
     }
     prep = load_bundle(tmp_path / "b").manifest.preprocessing
     assert prep == Preprocessing(SIZE + 8, "pad_square", SIZE, tuple(images.mean), tuple(images.std), region="upper")
     assert prep.input_shape == (3, SIZE, SIZE)
 
 
-def test_model_digest_covers_thresholds_heads_preprocessing_not_metrics(tmp_path: Path, trained, images: ImageConfig) -> None:
+def test_model_digest_covers_thresholds_heads_preprocessing_not_metrics(
+    tmp_path: Path, trained, images: ImageConfig
+) -> None:
     """Issue 11 item 7: everything that changes an output row changes the digest (model_version); metrics do not."""
     _save(tmp_path / "b", trained, images)
     before = load_bundle(tmp_path / "b").manifest.model_digest
@@ -169,11 +185,18 @@ def test_model_digest_covers_thresholds_heads_preprocessing_not_metrics(tmp_path
     assert after.model_digest != before and load_bundle(tmp_path / "b").manifest.model_digest == after.model_digest
     _save(tmp_path / "c", trained, dataclasses.replace(images, store_size=SIZE + 16))
     _save(tmp_path / "d", trained, images, region="upper")
-    digests = {before, after.model_digest, load_bundle(tmp_path / "c").manifest.model_digest, load_bundle(tmp_path / "d").manifest.model_digest}
+    digests = {
+        before,
+        after.model_digest,
+        load_bundle(tmp_path / "c").manifest.model_digest,
+        load_bundle(tmp_path / "d").manifest.model_digest,
+    }
     assert len(digests) == 4
 
 
-def test_format_1_bundle_is_refused_clearly_and_upgraded_explicitly(tmp_path: Path, trained, images: ImageConfig) -> None:
+def test_format_1_bundle_is_refused_clearly_and_upgraded_explicitly(
+    tmp_path: Path, trained, images: ImageConfig
+) -> None:
     _save(tmp_path / "b", trained, images)
     manifest = tmp_path / "b" / MANIFEST_FILE
     data = json.loads(manifest.read_text())
@@ -216,3 +239,21 @@ def test_bad_manifest_json_and_format_version_are_refused(tmp_path: Path, traine
     manifest.write_text("{not json")
     with pytest.raises(BundleError, match="not valid JSON"):
         load_bundle(tmp_path / "b")
+
+
+def test_predictor_of_a_training_network_equals_its_saved_bundle(tmp_path: Path, trained, images: ImageConfig) -> None:
+    """Training validation predicts with Predictor.for_network: the same outputs as the bundle saved from the module."""
+    mod, sym, x = trained
+    _save(tmp_path / "b", trained, images)
+    bundle = load_bundle(tmp_path / "b")
+    saved = Predictor(bundle, len(x)).predict(x)["hemline"]
+    arg, aux = mod.get_params()
+    live = Predictor.for_network(sym, bundle.manifest.heads, (3, SIZE, SIZE), arg, aux, batch_size=3, ctx=mx.cpu())
+    np.testing.assert_allclose(live.predict(x)["hemline"], saved, rtol=1e-5, atol=1e-6)  # 4 = 3 + 1 (padded)
+    # a data iterator's last batch is padded: predict_iter drops the padding, of the labels too
+    it = mx.io.NDArrayIter(x[:3], np.arange(3, dtype=np.float32), batch_size=2, last_batch_handle="pad")
+    labels, probs = live.predict_iter(it)
+    np.testing.assert_array_equal(labels[0], [0, 1, 2])
+    np.testing.assert_allclose(probs["hemline"], saved[:3], rtol=1e-5, atol=1e-6)
+    with pytest.raises(PredictorError, match="expected batch_size >= 1, found 0"):
+        Predictor(bundle, 0)

@@ -7,11 +7,10 @@ parts gives the parts very different record counts (large images first, small on
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
-import os
 import json
+import os
 import time
 from pathlib import Path
 
@@ -22,25 +21,18 @@ from PIL import Image
 
 from softlines_attr.config import PipelineConfig
 from softlines_attr.model.bundle import load_bundle
-from softlines_attr.model.distributed import (
-    CheckpointUploader,
-    Workers,
-    check_train_parts,
-    part_record_counts,
-    _download_checkpoints,
-    _upload_bundle,
-    argv_from_namespace,
-    fixed_batches,
-    label_ids,
-    launch_local,
-    replace_option,
-)
+from softlines_attr.model.data import record_iter
+from softlines_attr.model.distributed.argv import replace_option
+from softlines_attr.model.distributed.barrier import CheckpointUploader, _download_checkpoints, _upload_bundle
+from softlines_attr.model.distributed.dump import label_ids
+from softlines_attr.model.distributed.kvstore import Workers
+from softlines_attr.model.distributed.launch import launch_local
+from softlines_attr.model.distributed.parts import check_train_parts, fixed_batches, part_record_counts
 from softlines_attr.model.errors import DistributedLaunchError, TrainInputError
 from softlines_attr.model.train import train
-from softlines_attr.train_config import TrainConfig
 from softlines_attr.shard.contract import read_shard_set
-from softlines_attr.model.data import record_iter
 from softlines_attr.shard.recordio import pack_image_record, pad_labels
+from softlines_attr.train_config import TrainConfig
 
 STORE = 40
 LABEL_WIDTH = 2
@@ -48,8 +40,26 @@ TRAIN_LARGE, TRAIN_SMALL, VAL = 8, 16, 8
 TRAIN = TRAIN_LARGE + TRAIN_SMALL
 # a small, fast job: 2 workers x 3 batches of 4 per epoch (ceil(24 / 2 / 4)), 2 epochs
 # a step schedule without warm-up: a 1-epoch run is then the first epoch of the 2-epoch run (resume tests)
-TRAIN_ARGS = ["--epochs", "2", "--batch-size", "4", "--width", "0.125", "--input-size", "32", "--threads", "1", "--lr", "0.02", "--seed", "3",
-              "--lr-schedule", "step", "--warmup-epochs", "0"]
+TRAIN_ARGS = [
+    "--epochs",
+    "2",
+    "--batch-size",
+    "4",
+    "--width",
+    "0.125",
+    "--input-size",
+    "32",
+    "--threads",
+    "1",
+    "--lr",
+    "0.02",
+    "--seed",
+    "3",
+    "--lr-schedule",
+    "step",
+    "--warmup-epochs",
+    "0",
+]
 ROLE_ENV = {"OMP_NUM_THREADS": "1", "MXNET_CPU_WORKER_NTHREADS": "1"}
 
 
@@ -65,19 +75,30 @@ def _jpeg(rng: np.random.Generator, noisy: bool) -> bytes:
 
 
 def write_id_shards(out: Path, seed: int = 0) -> Path:
-    """Base shards (shard job layout) where record i's only title word is i: 24 train records (8 large, then 16 small), 8 val."""
+    """Base shards (shard job layout) where record i's only title word is i: 24 train records (8 large, then 16
+    small), 8 val."""
     from softlines_attr.shard.contract import ShardSetWriter
 
     rng = np.random.default_rng(seed)
     num_classes = TRAIN + VAL
-    writer = ShardSetWriter(out, mode="base", label_width=LABEL_WIDTH, image_size=STORE, num_classes=num_classes, vocab_size=num_classes, labels=str(out / "no_labels"))
+    writer = ShardSetWriter(
+        out,
+        mode="base",
+        label_width=LABEL_WIDTH,
+        image_size=STORE,
+        num_classes=num_classes,
+        vocab_size=num_classes,
+        labels=str(out / "no_labels"),
+    )
     record_id = 0
     for split, files in (("train", [TRAIN_LARGE, TRAIN_SMALL]), ("val", [VAL])):
         for part, n in enumerate(files):
             with writer.shard(split, part) as rec:
                 for _ in range(n):
                     noisy = split == "train" and part == 0
-                    rec.write(record_id, pack_image_record(pad_labels([record_id], LABEL_WIDTH), record_id, _jpeg(rng, noisy)))
+                    rec.write(
+                        record_id, pack_image_record(pad_labels([record_id], LABEL_WIDTH), record_id, _jpeg(rng, noisy))
+                    )
                     record_id += 1
     return writer.close()
 
@@ -92,8 +113,16 @@ def _iterated_part_sizes(paths: list[Path], parts: int) -> list[int]:
     sizes = []
     for part in range(parts):
         try:
-            it = mx.io.ImageRecordIter(path_imgrec=";".join(map(str, paths)), data_shape=(3, 32, 32), batch_size=1, label_width=LABEL_WIDTH,
-                                       num_parts=parts, part_index=part, preprocess_threads=1, round_batch=False)
+            it = mx.io.ImageRecordIter(
+                path_imgrec=";".join(map(str, paths)),
+                data_shape=(3, 32, 32),
+                batch_size=1,
+                label_width=LABEL_WIDTH,
+                num_parts=parts,
+                part_index=part,
+                preprocess_threads=1,
+                round_batch=False,
+            )
         except StopIteration:  # an empty part
             sizes.append(0)
             continue
@@ -109,16 +138,29 @@ def test_part_record_counts_match_mxnet(id_shards: Path) -> None:
     counts = part_record_counts(list(shards.train), 2)
     assert counts == [6, 18]  # large records first: one part is short of the 3 batches of 4 each worker runs
     with pytest.raises(TrainInputError, match=r"at least one batch \(8 records\), found parts of \[6, 18\]"):
-        check_train_parts(shards.train, shards.train_records, Workers("dist_sync", kv=object(), rank=0, num_workers=2), 8)
+        check_train_parts(
+            shards.train, shards.train_records, Workers("dist_sync", kv=object(), rank=0, num_workers=2), 8
+        )
     check_train_parts(shards.train, shards.train_records, Workers("dist_sync", kv=object(), rank=0, num_workers=2), 4)
 
 
 def test_eval_iterator_marks_the_short_last_batch_as_padding(id_shards: Path, conf: PipelineConfig) -> None:
-    """Without round_batch MXNet reports pad 0 for a short last batch of garbage rows; record_iter(train=False) marks them, every pass."""
+    """Without round_batch MXNet reports pad 0 for a short last batch of garbage rows; record_iter(train=False)
+    marks them, every pass."""
     shards = read_shard_set(id_shards)
     tc = TrainConfig(batch_size=3, input_size=32, threads=1)
     for parts, index, expected in ((1, 0, list(range(TRAIN, TRAIN + VAL))), (2, 1, None)):
-        it = record_iter(shards.val, shards, conf, tc, train=False, label_name="base_label", multi_label=True, num_parts=parts, part_index=index)
+        it = record_iter(
+            shards.val,
+            shards,
+            conf,
+            tc,
+            train=False,
+            label_name="base_label",
+            multi_label=True,
+            num_parts=parts,
+            part_index=index,
+        )
         passes = []
         for _ in range(2):
             ids = []
@@ -136,7 +178,9 @@ def test_eval_iterator_marks_the_short_last_batch_as_padding(id_shards: Path, co
 def test_fixed_batches_cycles_a_short_part(id_shards: Path, conf: PipelineConfig) -> None:
     shards = read_shard_set(id_shards)
     tc = TrainConfig(batch_size=4, input_size=32, threads=1)
-    it = record_iter(shards.train, shards, conf, tc, train=True, label_name="base_label", multi_label=True, num_parts=2, part_index=0)
+    it = record_iter(
+        shards.train, shards, conf, tc, train=True, label_name="base_label", multi_label=True, num_parts=2, part_index=0
+    )
     seen: list[list] = []
     assert len(list(fixed_batches(it, 7, seen))) == 7
     ids = [i[0] for batch in seen for i in batch]
@@ -155,8 +199,28 @@ def dist_run(tmp_path_factory: pytest.TempPathFactory, id_shards: Path) -> tuple
     stdout = io.StringIO()
     try:
         with contextlib.redirect_stdout(stdout):
-            code = main(["train", "--shards", str(id_shards), "--out", str(out), *TRAIN_ARGS, "--kv-store", "dist_sync", "--launch", "local",
-                         "--num-workers", "2", "--num-servers", "1", "--launch-timeout", "150", "--worker-dump", str(dump)])
+            code = main(
+                [
+                    "train",
+                    "--shards",
+                    str(id_shards),
+                    "--out",
+                    str(out),
+                    *TRAIN_ARGS,
+                    "--kv-store",
+                    "dist_sync",
+                    "--launch",
+                    "local",
+                    "--num-workers",
+                    "2",
+                    "--num-servers",
+                    "1",
+                    "--launch-timeout",
+                    "150",
+                    "--worker-dump",
+                    str(dump),
+                ]
+            )
     finally:
         for key, value in saved.items():
             if value is None:
@@ -191,7 +255,9 @@ def test_two_worker_dist_sync_training(dist_run: tuple[Path, Path, dict]) -> Non
     assert train_ids[0] | train_ids[1] <= set(range(TRAIN))
     assert len(train_ids[0]) != len(train_ids[1])  # unequal parts, and still no hang
     val_ids = [[i[0] for i in r["val_ids"]] for r in records]
-    assert sorted(val_ids[0] + val_ids[1]) == list(range(TRAIN, TRAIN + VAL)), "the val parts are not a partition of the val split"
+    assert sorted(val_ids[0] + val_ids[1]) == list(range(TRAIN, TRAIN + VAL)), (
+        "the val parts are not a partition of the val split"
+    )
     # only rank 0 wrote: one checkpoint per epoch, one bundle; the run trained
     assert sorted(p.name for p in (out / "checkpoints").glob("*.params")) == ["model-0001.params", "model-0002.params"]
     first = mx.nd.load(str(out / "checkpoints" / "model-0001.params"))["arg:fc_base_weight"].asnumpy()
@@ -202,22 +268,41 @@ def test_two_worker_dist_sync_training(dist_run: tuple[Path, Path, dict]) -> Non
 
 def test_a_failing_worker_ends_the_launch_with_its_error(tmp_path: Path) -> None:
     started = time.monotonic()
-    with pytest.raises(DistributedLaunchError, match=r"worker 0 failed: expected exit code 0, found 2(.|\n)*no shard manifest"):
-        launch_local(1, 1, ["train", "--shards", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out"), "--kv-store", "dist_sync"],
-                     timeout_s=60, log_dir=tmp_path / "logs", extra_env=ROLE_ENV)
+    with pytest.raises(
+        DistributedLaunchError, match=r"worker 0 failed: expected exit code 0, found 2(.|\n)*no shard manifest"
+    ):
+        launch_local(
+            1,
+            1,
+            ["train", "--shards", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out"), "--kv-store", "dist_sync"],
+            timeout_s=60,
+            log_dir=tmp_path / "logs",
+            extra_env=ROLE_ENV,
+        )
     assert time.monotonic() - started < 60
 
 
 def test_a_hung_launch_times_out(tmp_path: Path) -> None:
     # a limit shorter than the roles' start-up (importing mxnet): the timeout stops them all, naming them
     with pytest.raises(DistributedLaunchError, match=r"timed out(.|\n)*still running"):
-        launch_local(1, 1, ["train", "--shards", "x", "--out", str(tmp_path), "--kv-store", "dist_sync"], timeout_s=0.5,
-                     log_dir=tmp_path / "logs", extra_env=ROLE_ENV)
+        launch_local(
+            1,
+            1,
+            ["train", "--shards", "x", "--out", str(tmp_path), "--kv-store", "dist_sync"],
+            timeout_s=0.5,
+            log_dir=tmp_path / "logs",
+            extra_env=ROLE_ENV,
+        )
 
 
 def test_dist_kv_store_outside_a_launch_is_refused(tmp_path: Path, id_shards: Path, conf: PipelineConfig) -> None:
     with pytest.raises(DistributedLaunchError, match="DMLC_ROLE=worker"):
-        train(id_shards, tmp_path / "model", conf, TrainConfig(epochs=1, batch_size=4, width=0.125, input_size=32, threads=1, kv_store="dist_sync"))
+        train(
+            id_shards,
+            tmp_path / "model",
+            conf,
+            TrainConfig(epochs=1, batch_size=4, width=0.125, input_size=32, threads=1, kv_store="dist_sync"),
+        )
 
 
 def test_launch_needs_a_dist_kv_store(tmp_path: Path, id_shards: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -235,26 +320,69 @@ def test_workers_get_the_launchers_resolved_settings_as_json_not_its_flags(tmp_p
 
     conf_file = tmp_path / "c.toml"
     conf_file.write_text("[train]\nwidth = 0.5\nepochs = 7\n")
-    argv = ["train", "--shards", "s", "--out", "o", "--epochs", "3", "--lr-step-epochs", "1,2", "--gpus", "0,1", "--resume",
-            "--kv-store", "dist_sync", "--launch", "local", "--num-workers", "4", "--conf", str(conf_file), "--log-level", "DEBUG",
-            "--input-size", "48", "--worker-dump", "d", "--no-prior-init"]
+    argv = [
+        "train",
+        "--shards",
+        "s",
+        "--out",
+        "o",
+        "--epochs",
+        "3",
+        "--lr-step-epochs",
+        "1,2",
+        "--gpus",
+        "0,1",
+        "--resume",
+        "--kv-store",
+        "dist_sync",
+        "--launch",
+        "local",
+        "--num-workers",
+        "4",
+        "--conf",
+        str(conf_file),
+        "--log-level",
+        "DEBUG",
+        "--input-size",
+        "48",
+        "--worker-dump",
+        "d",
+        "--no-prior-init",
+    ]
     parser = build_parser()
     args = parser.parse_args(argv)
     launcher = train_settings(args, config_from_args(args))
-    assert (launcher.epochs, launcher.width, launcher.input_size, launcher.prior_init) == (3, 0.5, 48, False)  # flag > conf > default
+    assert (launcher.epochs, launcher.width, launcher.input_size, launcher.prior_init) == (
+        3,
+        0.5,
+        48,
+        False,
+    )  # flag > conf > default
     worker = worker_command_line(args, launcher)
-    assert worker[0] == "train" and "--launch" not in worker and "--num-workers" not in worker and "--epochs" not in worker
+    assert (
+        worker[0] == "train" and "--launch" not in worker and "--num-workers" not in worker and "--epochs" not in worker
+    )
     again = parser.parse_args(worker)
     assert (again.shards, again.out, again.resume, again.log_level, again.launch) == ("s", "o", True, "DEBUG", "none")
-    assert train_settings(again, config_from_args(again)) == launcher  # the worker trains exactly what the launcher resolved
+    assert (
+        train_settings(again, config_from_args(again)) == launcher
+    )  # the worker trains exactly what the launcher resolved
     with pytest.raises(ConfigError, match="unknown key 'epochz'"):
-        train_settings(parser.parse_args(["train", "--shards", "s", "--out", "o", "--settings-json", '{"epochz": 3}']), config_from_args(args))
-    assert replace_option(["train", "--out", "s3://b/m", "--x"], "--out", "/tmp/o") == ["train", "--out", "/tmp/o", "--x"]
+        train_settings(
+            parser.parse_args(["train", "--shards", "s", "--out", "o", "--settings-json", '{"epochz": 3}']),
+            config_from_args(args),
+        )
+    assert replace_option(["train", "--out", "s3://b/m", "--x"], "--out", "/tmp/o") == [
+        "train",
+        "--out",
+        "/tmp/o",
+        "--x",
+    ]
     assert replace_option(["train", "--out=s3://b/m"], "--out", "/tmp/o") == ["train", "--out=/tmp/o"]
 
 
 def test_gpus_are_dealt_to_local_workers() -> None:
-    from softlines_attr.model.distributed import split_gpus
+    from softlines_attr.model.distributed.launch import split_gpus
 
     assert split_gpus((), 2) is None
     assert split_gpus((0, 1, 2, 3), 2) == ["0,1", "2,3"]
@@ -289,19 +417,30 @@ def test_outputs_upload_and_checkpoints_download_through_s3(tmp_path: Path, s3_e
     (local / "bundle" / "manifest.json").write_text("{}")
     assert _upload_bundle(local, "s3://models/run1") == 2
     keys = sorted(o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket="models")["Contents"])
-    assert keys == ["run1/bundle/manifest.json", "run1/bundle/model.params", "run1/checkpoints/model-0001.params", "run1/checkpoints/model-0001.states",
-                    "run1/checkpoints/model-0002.params", "run1/checkpoints/model-0002.states", "run1/checkpoints/model-symbol.json"]
+    assert keys == [
+        "run1/bundle/manifest.json",
+        "run1/bundle/model.params",
+        "run1/checkpoints/model-0001.params",
+        "run1/checkpoints/model-0001.states",
+        "run1/checkpoints/model-0002.params",
+        "run1/checkpoints/model-0002.states",
+        "run1/checkpoints/model-symbol.json",
+    ]
     fresh = tmp_path / "fresh"
     assert _download_checkpoints("s3://models/run1", fresh) == 5
     assert (fresh / "checkpoints" / "model-0002.states").read_bytes() == b"s2"
 
 
 @pytest.mark.slow  # two more dist runs
-def test_dist_resume_equals_the_uninterrupted_run(tmp_path: Path, id_shards: Path, dist_run: tuple[Path, Path, dict]) -> None:
+def test_dist_resume_equals_the_uninterrupted_run(
+    tmp_path: Path, id_shards: Path, dist_run: tuple[Path, Path, dict]
+) -> None:
     """1 epoch, then --resume to 2 epochs (both dist_sync, 2 workers) = the uninterrupted 2-epoch run, bit for bit."""
     out = tmp_path / "model"
     args = ["train", "--shards", str(id_shards), "--out", str(out), *TRAIN_ARGS, "--kv-store", "dist_sync"]
-    launch_local(2, 1, replace_option(args, "--epochs", "1"), timeout_s=150, log_dir=tmp_path / "logs1", extra_env=ROLE_ENV)
+    launch_local(
+        2, 1, replace_option(args, "--epochs", "1"), timeout_s=150, log_dir=tmp_path / "logs1", extra_env=ROLE_ENV
+    )
     assert sorted(p.name for p in (out / "checkpoints").glob("*.states")) == ["model-0001.states"]
     launch_local(2, 1, [*args, "--resume"], timeout_s=150, log_dir=tmp_path / "logs2", extra_env=ROLE_ENV)
     whole, resumed = load_bundle(dist_run[0] / "bundle"), load_bundle(out / "bundle")
@@ -312,8 +451,11 @@ def test_dist_resume_equals_the_uninterrupted_run(tmp_path: Path, id_shards: Pat
 
 
 @pytest.mark.slow  # about 50 s: a Spark application in a subprocess, two tasks each starting ps-lite roles
-def test_spark_launch_resumes_from_and_writes_to_s3(tmp_path: Path, id_shards: Path, conf: PipelineConfig, s3_endpoint: str) -> None:
-    """The EMR path on local Spark, through the command (as jobs/train_dist.py runs it) with an s3:// --out on moto's server.
+def test_spark_launch_resumes_from_and_writes_to_s3(
+    tmp_path: Path, id_shards: Path, conf: PipelineConfig, s3_endpoint: str
+) -> None:
+    """The EMR path on local Spark, through the command (as jobs/train_dist.py runs it) with an s3:// --out on
+    moto's server.
 
     One barrier stage of 2 tasks (a server beside each worker, task 0 the scheduler); --resume finds
     epoch 1's checkpoint on S3 (from a single-process run), every task downloads it, the workers
@@ -327,13 +469,39 @@ def test_spark_launch_resumes_from_and_writes_to_s3(tmp_path: Path, id_shards: P
     s3 = boto3.client("s3")
     s3.create_bucket(Bucket="dist-models")  # its own bucket: the s3 server is shared by the session
     seed_run = tmp_path / "seed_run"
-    train(id_shards, seed_run, conf, TrainConfig(epochs=1, batch_size=4, learning_rate=0.02, width=0.125, input_size=32, threads=1, seed=3))
+    train(
+        id_shards,
+        seed_run,
+        conf,
+        TrainConfig(epochs=1, batch_size=4, learning_rate=0.02, width=0.125, input_size=32, threads=1, seed=3),
+    )
     for path in sorted((seed_run / "checkpoints").iterdir()):
         s3.upload_file(str(path), "dist-models", f"run1/checkpoints/{path.name}")
     dump = tmp_path / "dump"
-    cmd = [sys.executable, "-m", "softlines_attr.cli", "train", "--shards", str(id_shards), "--out", "s3://dist-models/run1", *TRAIN_ARGS,
-           "--resume", "--worker-dump", str(dump), "--kv-store", "dist_sync", "--launch", "spark", "--master", "local[2]",
-           "--num-workers", "2", "--launch-timeout", "200"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "softlines_attr.cli",
+        "train",
+        "--shards",
+        str(id_shards),
+        "--out",
+        "s3://dist-models/run1",
+        *TRAIN_ARGS,
+        "--resume",
+        "--worker-dump",
+        str(dump),
+        "--kv-store",
+        "dist_sync",
+        "--launch",
+        "spark",
+        "--master",
+        "local[2]",
+        "--num-workers",
+        "2",
+        "--launch-timeout",
+        "200",
+    ]
     # the Spark JVM and its Python workers inherit this environment (moto's endpoint, one thread per role)
     done = subprocess.run(cmd, env={**os.environ, **ROLE_ENV}, capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -343,9 +511,16 @@ def test_spark_launch_resumes_from_and_writes_to_s3(tmp_path: Path, id_shards: P
     assert "scheduler" in tasks[0]["exit_codes"] and all(set(r["exit_codes"].values()) == {0} for r in tasks)
     assert sum(1 for r in tasks if json.loads(r["stdout"])["bundle"]) == 1  # rank 0, whichever task it ran in
     keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="dist-models")["Contents"])
-    assert keys == ["run1/bundle/manifest.json", "run1/bundle/model.params", "run1/bundle/symbol.json", "run1/checkpoints/model-0001.params",
-                    "run1/checkpoints/model-0001.states", "run1/checkpoints/model-0002.params", "run1/checkpoints/model-0002.states",
-                    "run1/checkpoints/model-symbol.json"]
+    assert keys == [
+        "run1/bundle/manifest.json",
+        "run1/bundle/model.params",
+        "run1/bundle/symbol.json",
+        "run1/checkpoints/model-0001.params",
+        "run1/checkpoints/model-0001.states",
+        "run1/checkpoints/model-0002.params",
+        "run1/checkpoints/model-0002.states",
+        "run1/checkpoints/model-symbol.json",
+    ]
     records = [json.loads((dump / f"worker-{rank}.json").read_text()) for rank in (0, 1)]
     assert [len(r["train_batches"]) for r in records] == [1, 1]  # resumed: epoch 2 only
     params = [mx.nd.load(str(dump / f"worker-{rank}.params")) for rank in (0, 1)]

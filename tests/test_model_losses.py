@@ -13,7 +13,9 @@ K = 4  # classes
 N = 6  # images
 
 
-def _run(loss: LossConfig, logits: np.ndarray, labels: np.ndarray, weights: np.ndarray | None = None, masked: bool = False) -> dict[str, np.ndarray]:
+def _run(
+    loss: LossConfig, logits: np.ndarray, labels: np.ndarray, weights: np.ndarray | None = None, masked: bool = False
+) -> dict[str, np.ndarray]:
     """Forward and backward of a head whose features are the logits themselves (fc = identity, no bias).
 
     Returns the probabilities, the per-image loss (when the head has a loss output) and the
@@ -29,7 +31,12 @@ def _run(loss: LossConfig, logits: np.ndarray, labels: np.ndarray, weights: np.n
     }
     args.update(loss_constants(sym, {"h": weights if weights is not None else np.ones(K, np.float32)}))
     grads = {"feat": mx.nd.zeros(logits.shape)}
-    exe = sym.bind(mx.cpu(), args=args, args_grad=grads, grad_req={n: ("write" if n == "feat" else "null") for n in sym.list_arguments()})
+    exe = sym.bind(
+        mx.cpu(),
+        args=args,
+        args_grad=grads,
+        grad_req={n: ("write" if n == "feat" else "null") for n in sym.list_arguments()},
+    )
     outs = exe.forward(is_train=True)
     exe.backward()
     result = {"probs": outs[0].asnumpy(), "grad": grads["feat"].asnumpy()}
@@ -68,7 +75,9 @@ def test_class_weights_inverse_and_effective_number() -> None:
     # proportional to 1/n, the average weight over the training images is 1, an absent class weighs 0
     np.testing.assert_allclose(inv[:3] * counts[:3], inv[0] * counts[0], rtol=1e-6)
     assert (inv * counts).sum() == pytest.approx(counts.sum()) and inv[3] == 0
-    np.testing.assert_allclose(class_weights(counts, "inverse"), counts.sum() / 3 / np.where(counts, counts, 1) * (counts > 0), rtol=1e-6)
+    np.testing.assert_allclose(
+        class_weights(counts, "inverse"), counts.sum() / 3 / np.where(counts, counts, 1) * (counts > 0), rtol=1e-6
+    )
 
     beta = 0.99
     eff = class_weights(counts, "effective", beta)
@@ -115,7 +124,9 @@ def test_focal_loss_and_gradient_match_numpy(batch, gamma: float) -> None:
     assert (out["loss"] < -w[y] * np.log(_softmax(z)[np.arange(N), y])).all()
 
 
-@pytest.mark.parametrize("loss", [LossConfig(), LossConfig(class_weights="inverse", focal_gamma=2.0)], ids=["plain", "weighted-focal"])
+@pytest.mark.parametrize(
+    "loss", [LossConfig(), LossConfig(class_weights="inverse", focal_gamma=2.0)], ids=["plain", "weighted-focal"]
+)
 def test_untagged_images_add_no_loss_and_no_gradient(batch, loss: LossConfig) -> None:
     z, y = batch
     masked_labels = y.copy()
@@ -133,6 +144,7 @@ def test_bad_loss_settings_are_refused() -> None:
     with pytest.raises(ModelError, match="focal gamma"):
         softmax_head(mx.sym.Variable("feat"), K, "h", LossConfig(focal_gamma=-1.0))
     with pytest.raises(ModelError, match="class weights"):
+        # a wrong value on purpose: the refusal is under test
         LossConfig(class_weights="sqrt").validate()  # type: ignore[arg-type]
     sym = softmax_head(mx.sym.Variable("feat"), K, "h", LossConfig(class_weights="inverse"))
     with pytest.raises(ModelError, match="class weights for head 'h'"):

@@ -1,4 +1,5 @@
-"""The training recipe: the base objectives, the schedule, the per-epoch truth, and refine that keeps the base (real MXNet, tiny networks)."""
+"""The training recipe: the base objectives, the schedule, the per-epoch truth, and refine that keeps the base
+(real MXNet, tiny networks)."""
 
 from __future__ import annotations
 
@@ -11,18 +12,20 @@ from pathlib import Path
 import mxnet as mx
 import numpy as np
 import pytest
+from test_model_refine import write_multi_shards
+from test_model_train import WORDS, write_base_shards
 
 from softlines_attr.config import PipelineConfig
 from softlines_attr.model.bundle import Bundle, load_bundle
 from softlines_attr.model.errors import TrainInputError
+from softlines_attr.model.inception_bn import inception_bn_features
 from softlines_attr.model.losses import multi_hot_softmax_head
 from softlines_attr.model.metrics import title_word_metrics
+from softlines_attr.model.network import prior_biases, resolve_loss
 from softlines_attr.model.optim import lr_scheduler, no_decay_names
-from softlines_attr.model.inception_bn import inception_bn_features
-from softlines_attr.model.train import HISTORY_FILE, prior_biases, resolve_loss, train
+from softlines_attr.model.predictor import Predictor
+from softlines_attr.model.train import HISTORY_FILE, train
 from softlines_attr.train_config import TrainConfig
-from test_model_refine import write_multi_shards
-from test_model_train import WORDS, write_base_shards
 
 TC = TrainConfig(epochs=4, batch_size=16, learning_rate=0.02, width=0.125, input_size=32, threads=1, seed=3)
 
@@ -87,6 +90,7 @@ def test_warm_up_then_cosine_and_step_schedules() -> None:
     one_epoch = lr_scheduler("cosine", base_lr=0.1, epochs=1, batches_per_epoch=10, warmup_epochs=1)
     assert one_epoch(5) == pytest.approx(0.1)  # the warm-up is capped at half the run
     with pytest.raises(TrainInputError, match="expected step or cosine"):
+        # a wrong value on purpose: the refusal is under test
         lr_scheduler("linear", base_lr=0.1, epochs=10, batches_per_epoch=10)  # type: ignore[arg-type]
     with pytest.raises(TrainInputError, match="warmup_epochs >= 0"):
         lr_scheduler("cosine", base_lr=0.1, epochs=10, batches_per_epoch=10, warmup_epochs=-1)
@@ -100,11 +104,13 @@ def test_no_weight_decay_on_bn_and_biases() -> None:
 
 
 def test_prior_biases_start_the_heads_at_the_label_frequencies() -> None:
-    from softlines_attr.model.bundle import Head
+    from softlines_attr.model.manifest import Head
 
     head = Head("base", ("a", "b", "c"))
     sig = prior_biases([head], [np.array([50, 10, 0])], loss="sigmoid", records=100)["fc_base_bias"].asnumpy()
-    assert 1 / (1 + np.exp(-sig[0])) == pytest.approx(0.5, rel=1e-4) and 1 / (1 + np.exp(-sig[1])) == pytest.approx(0.1, rel=1e-4)
+    assert 1 / (1 + np.exp(-sig[0])) == pytest.approx(0.5, rel=1e-4) and 1 / (1 + np.exp(-sig[1])) == pytest.approx(
+        0.1, rel=1e-4
+    )
     soft = prior_biases([head], [np.array([60, 30, 0])], loss="softmax_multi", records=100)["fc_base_bias"].asnumpy()
     p = np.exp(soft) / np.exp(soft).sum()
     np.testing.assert_allclose(p, np.array([61, 31, 1]) / 93, rtol=1e-5)
@@ -119,19 +125,32 @@ def test_resolve_loss_defaults_and_refusals() -> None:
 def test_base_model_with_softmax_over_the_title_words_learns_and_logs_the_truth_per_epoch(
     tmp_path: Path, conf: PipelineConfig, base_shards: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="softlines_attr.model.train")
+    caplog.set_level(logging.INFO, logger="softlines_attr.model")
     manifest = train(base_shards, tmp_path / "model", conf, dataclasses.replace(TC, epochs=12, log_every=2))
     head = manifest.heads[0]
     assert head.name == "base" and not head.multi_label and len(head.classes) == len(WORDS)  # a softmax at inference
     history = json.loads((tmp_path / "model" / HISTORY_FILE).read_text())
     assert [r["epoch"] for r in history] == list(range(1, 13))
     for record in history:  # every epoch validated, the model's mAP beside the priors'
-        assert {"val_map", "val_prior_map", "val_precision_at_5", "val_top_words_map", "val_distinct_top1", "train_loss", "learning_rate"} <= set(record)
+        assert {
+            "val_map",
+            "val_prior_map",
+            "val_precision_at_5",
+            "val_top_words_map",
+            "val_distinct_top1",
+            "train_loss",
+            "learning_rate",
+        } <= set(record)
     last = history[-1]
     # one of three colours per image plus 'dress' everywhere: the priors give 'dress' AP 1 and each colour about 1/3
-    assert last["val_map"] > 0.9 and last["val_prior_map"] < 0.75 and last["val_distinct_top1"] >= 2, last  # priors only: 1
+    # (mAP 0.5). 'dress' and the colour carry the same weight in every title, so the top-1 word may be 'dress' on
+    # every image (distinct top-1 = 1, as for the priors): what shows the model learned is the colours' AP.
+    assert last["val_map"] > 0.9 and last["val_prior_map"] < 0.75, last
+    assert last["val_map"] >= 1.8 * last["val_prior_map"] and last["val_distinct_top1"] >= 1, last
     assert manifest.metrics["val_map"] == last["val_map"]
-    probs = load_bundle(tmp_path / "model" / "bundle").predict(np.zeros((2, 3, 32, 32), np.float32))["base"]
+    probs = Predictor(load_bundle(tmp_path / "model" / "bundle"), 2).predict(np.zeros((2, 3, 32, 32), np.float32))[
+        "base"
+    ]
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
     progress = [r.getMessage() for r in caplog.records if "batch 2/" in r.getMessage()]
     assert progress and "images/s" in progress[0] and "loss" in progress[0]
@@ -143,7 +162,9 @@ def test_sigmoid_refuses_label_smoothing(tmp_path: Path, conf: PipelineConfig, b
         train(base_shards, tmp_path / "m", conf, dataclasses.replace(TC, loss="sigmoid", label_smoothing=0.1))
 
 
-def test_cosine_run_resumed_after_a_kill_equals_the_uninterrupted_run(tmp_path: Path, conf: PipelineConfig, base_shards: Path) -> None:
+def test_cosine_run_resumed_after_a_kill_equals_the_uninterrupted_run(
+    tmp_path: Path, conf: PipelineConfig, base_shards: Path
+) -> None:
     tc = dataclasses.replace(TC, epochs=3, warmup_epochs=1.0)
     train(base_shards, tmp_path / "whole", conf, tc)
     shutil.copytree(tmp_path / "whole", tmp_path / "killed")
@@ -171,7 +192,9 @@ def _backbone(bundle: Bundle) -> dict[str, np.ndarray]:
     return arrays
 
 
-def test_multi_head_refine_starts_from_the_base_and_head_warm_up_keeps_it(tmp_path: Path, conf: PipelineConfig, base: Bundle) -> None:
+def test_multi_head_refine_starts_from_the_base_and_head_warm_up_keeps_it(
+    tmp_path: Path, conf: PipelineConfig, base: Bundle
+) -> None:
     shards = write_multi_shards(tmp_path / "multi", {"train": 32, "val": 16}, conf.taxonomy.names)
     tc = dataclasses.replace(TC, epochs=1, head_warmup_epochs=1, bn_stats="frozen", backbone_lr_mult=1.0)
     manifest = train(shards, tmp_path / "warm", conf, tc, base=base)
@@ -189,5 +212,7 @@ def test_multi_head_refine_starts_from_the_base_and_head_warm_up_keeps_it(tmp_pa
     changed = [k for k in expected if k.startswith("arg:") and not np.array_equal(joined[k], expected[k])]
     assert changed, "after the head warm-up the backbone trains"
     frozen_stats = [k for k in expected if k.startswith("aux:")]
-    assert all(np.array_equal(joined[k], expected[k]) for k in frozen_stats)  # bn_stats frozen: the base's statistics stay
+    assert all(
+        np.array_equal(joined[k], expected[k]) for k in frozen_stats
+    )  # bn_stats frozen: the base's statistics stay
     assert after.metrics["val_hemline_records"] > 0

@@ -14,15 +14,16 @@ from PIL import Image
 
 from softlines_attr.config import PipelineConfig, load_config
 from softlines_attr.model.bundle import load_bundle
-from softlines_attr.model.errors import TrainInputError
-from softlines_attr.model.train import train
-from softlines_attr.train_config import TrainConfig
-from softlines_attr.model.metrics import average_precision
-from softlines_attr.model.data import first_label, multi_hot
 from softlines_attr.model.checkpoint import latest_checkpoint
+from softlines_attr.model.data import first_label, multi_hot
+from softlines_attr.model.errors import TrainInputError
+from softlines_attr.model.metrics import average_precision
+from softlines_attr.model.predictor import Predictor
+from softlines_attr.model.train import train
 from softlines_attr.shard.contract import ShardSetWriter, read_shard_set
 from softlines_attr.shard.errors import ShardContractError
 from softlines_attr.shard.recordio import pack_image_record, pad_labels
+from softlines_attr.train_config import TrainConfig
 
 STORE = 40
 WORDS = ("red", "green", "blue", "dress")
@@ -37,8 +38,15 @@ def _jpeg(colour: tuple[int, int, int], rng: np.random.Generator) -> bytes:
     return buf.getvalue()
 
 
-def write_base_shards(out: Path, per_split: dict[str, int], parts: int = 2, seed: int = 0, refine: str | None = None, classes: tuple[str, ...] | None = None,
-                      resize_mode: str = "shorter_side") -> Path:
+def write_base_shards(
+    out: Path,
+    per_split: dict[str, int],
+    parts: int = 2,
+    seed: int = 0,
+    refine: str | None = None,
+    classes: tuple[str, ...] | None = None,
+    resize_mode: str = "shorter_side",
+) -> Path:
     """Shards as the shard job lays them out, one colour of three per image.
 
     Base shards (``refine=None``): labels [colour word, 'dress'] padded with -1 to LABEL_WIDTH.
@@ -47,8 +55,18 @@ def write_base_shards(out: Path, per_split: dict[str, int], parts: int = 2, seed
     rng = np.random.default_rng(seed)
     names = {refine: classes or load_config().taxonomy.attribute(refine).classes} if refine else {}
     mode, width, num_classes = ("refine", 1, len(names[refine])) if refine else ("base", LABEL_WIDTH, len(WORDS))
-    writer = ShardSetWriter(out, mode=mode, label_width=width, image_size=STORE, num_classes=num_classes, attributes=(refine,) if refine else (),
-                            classes=names, vocab_size=None if refine else len(WORDS), labels=str(out / "no_labels"), resize_mode=resize_mode)
+    writer = ShardSetWriter(
+        out,
+        mode=mode,
+        label_width=width,
+        image_size=STORE,
+        num_classes=num_classes,
+        attributes=(refine,) if refine else (),
+        classes=names,
+        vocab_size=None if refine else len(WORDS),
+        labels=str(out / "no_labels"),
+        resize_mode=resize_mode,
+    )
     record_id = 0
     for split, n in per_split.items():
         for part in range(parts):
@@ -79,7 +97,9 @@ def test_read_shard_set(tmp_path: Path) -> None:
 
 def test_tiny_base_model_trains_checkpoints_and_writes_a_bundle(tmp_path: Path, conf: PipelineConfig) -> None:
     shards = write_base_shards(tmp_path / "shards_out", {"train": 96, "val": 32})
-    tc = TrainConfig(epochs=12, batch_size=16, learning_rate=0.02, width=0.125, input_size=32, threads=1, seed=1, loss="sigmoid")
+    tc = TrainConfig(
+        epochs=12, batch_size=16, learning_rate=0.02, width=0.125, input_size=32, threads=1, seed=1, loss="sigmoid"
+    )
     manifest = train(shards, tmp_path / "model", conf, tc)
 
     for epoch in range(1, 13):
@@ -115,7 +135,7 @@ def test_refine_shards_train_a_softmax_head_named_after_the_attribute(
     assert head.classes == conf.taxonomy.attribute("hemline").classes
     assert manifest.vocabulary is None
     assert manifest.metrics["val_accuracy"] > 0.9, manifest.metrics  # chance: 1/3 (three classes used)
-    probs = load_bundle(hemline_model[1]).predict(np.zeros((2, 3, 32, 32), np.float32))["hemline"]
+    probs = Predictor(load_bundle(hemline_model[1]), 2).predict(np.zeros((2, 3, 32, 32), np.float32))["hemline"]
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
 
 
@@ -124,7 +144,9 @@ def test_softmax_on_base_shards_uses_the_first_word(tmp_path: Path, conf: Pipeli
     tc = TrainConfig(epochs=1, batch_size=16, learning_rate=0.02, width=0.125, input_size=32, threads=1, loss="softmax")
     manifest = train(shards, tmp_path / "model", conf, tc)
     # trained on the first word, validated against every title word (the same metrics as any base model)
-    assert not manifest.heads[0].multi_label and {"val_map", "val_prior_map", "val_distinct_top1"} <= set(manifest.metrics)
+    assert not manifest.heads[0].multi_label and {"val_map", "val_prior_map", "val_distinct_top1"} <= set(
+        manifest.metrics
+    )
     with pytest.raises(TrainInputError, match="no label"):
         first_label(np.array([[-1, -1]]))
 
@@ -134,15 +156,57 @@ def test_train_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
 
     shards = write_base_shards(tmp_path / "shards_out", {"train": 32, "val": 16})
     out = tmp_path / "model"
-    code = main(["train", "--shards", str(shards), "--out", str(out), "--epochs", "1", "--batch-size", "16",
-                 "--width", "0.125", "--input-size", "32", "--threads", "1", "--lr", "0.02"])
+    code = main(
+        [
+            "train",
+            "--shards",
+            str(shards),
+            "--out",
+            str(out),
+            "--epochs",
+            "1",
+            "--batch-size",
+            "16",
+            "--width",
+            "0.125",
+            "--input-size",
+            "32",
+            "--threads",
+            "1",
+            "--lr",
+            "0.02",
+        ]
+    )
     assert code == 0
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert printed["bundle"] == f"{out}/bundle" and printed["heads"] == ["base"]
     assert load_bundle(out / "bundle").manifest.metrics == printed["metrics"]
 
-    assert main(["train", "--shards", str(shards), "--out", str(out), "--epochs", "2", "--batch-size", "16",
-                 "--width", "0.125", "--input-size", "32", "--threads", "1", "--lr", "0.02", "--resume"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--shards",
+                str(shards),
+                "--out",
+                str(out),
+                "--epochs",
+                "2",
+                "--batch-size",
+                "16",
+                "--width",
+                "0.125",
+                "--input-size",
+                "32",
+                "--threads",
+                "1",
+                "--lr",
+                "0.02",
+                "--resume",
+            ]
+        )
+        == 0
+    )
     assert latest_checkpoint(out) == 2
     capsys.readouterr()
 
@@ -152,7 +216,17 @@ def test_train_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
 
 def test_checkpoint_then_resume_equals_an_uninterrupted_run(tmp_path: Path, conf: PipelineConfig) -> None:
     shards = write_base_shards(tmp_path / "shards_out", {"train": 48, "val": 16})
-    tc = TrainConfig(epochs=3, batch_size=16, learning_rate=0.02, width=0.125, input_size=32, threads=1, seed=5, lr_step_epochs=(2,), lr_schedule="step")
+    tc = TrainConfig(
+        epochs=3,
+        batch_size=16,
+        learning_rate=0.02,
+        width=0.125,
+        input_size=32,
+        threads=1,
+        seed=5,
+        lr_step_epochs=(2,),
+        lr_schedule="step",
+    )
     train(shards, tmp_path / "whole", conf, tc)
     train(shards, tmp_path / "parts", conf, dataclasses.replace(tc, epochs=2))
     assert latest_checkpoint(tmp_path / "parts") == 2
@@ -161,9 +235,13 @@ def test_checkpoint_then_resume_equals_an_uninterrupted_run(tmp_path: Path, conf
 
     whole, parts = load_bundle(tmp_path / "whole" / "bundle"), load_bundle(tmp_path / "parts" / "bundle")
     for name, value in whole.arg_params.items():
-        np.testing.assert_allclose(parts.arg_params[name].asnumpy(), value.asnumpy(), rtol=1e-4, atol=1e-6, err_msg=name)
+        np.testing.assert_allclose(
+            parts.arg_params[name].asnumpy(), value.asnumpy(), rtol=1e-4, atol=1e-6, err_msg=name
+        )
     for name, value in whole.aux_params.items():
-        np.testing.assert_allclose(parts.aux_params[name].asnumpy(), value.asnumpy(), rtol=1e-4, atol=1e-6, err_msg=name)
+        np.testing.assert_allclose(
+            parts.aux_params[name].asnumpy(), value.asnumpy(), rtol=1e-4, atol=1e-6, err_msg=name
+        )
     # and the run really trained: epoch 2's parameters differ from epoch 3's
     after_2 = mx.nd.load(str(tmp_path / "parts" / "checkpoints" / "model-0002.params"))["arg:fc_base_weight"].asnumpy()
     assert not np.allclose(after_2, whole.arg_params["fc_base_weight"].asnumpy())
@@ -183,7 +261,13 @@ def test_color_jitter_changes_training_images_only(tmp_path: Path, conf: Pipelin
     tc = TrainConfig(batch_size=16, width=0.125, input_size=32, threads=1, seed=4)
 
     def first(paths, cfg: TrainConfig, train: bool) -> np.ndarray:
-        return next(iter(record_iter(paths, shards, conf, cfg, train=train, label_name="hemline_label", multi_label=False))).data[0].asnumpy()
+        return (
+            next(
+                iter(record_iter(paths, shards, conf, cfg, train=train, label_name="hemline_label", multi_label=False))
+            )
+            .data[0]
+            .asnumpy()
+        )
 
     jitter = dataclasses.replace(tc, color_jitter=True)
     np.testing.assert_array_equal(first(shards.train, tc, True), first(shards.train, tc, True))  # same seed, same batch

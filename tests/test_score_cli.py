@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections import Counter
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from test_commit_faults import run_hooked
+from test_score_helpers import HEMLINE, PATTERN, SCORE_CONF, SLEEVE, make_bundle, score_conf, write_catalog
+from test_shard_helpers import write_images
 
 from softlines_attr.cli import main
 from softlines_attr.io.commit import resolve_current
-from test_commit_faults import run_hooked
-from test_score_helpers import HEMLINE, PATTERN, SLEEVE, SCORE_CONF, make_bundle, score_conf, write_catalog
-from test_shard_helpers import write_images
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -28,10 +27,25 @@ def test_spark_submit_entry_point_with_a_task_dying_on_its_first_attempt(tmp_pat
     hem = make_bundle(tmp_path / "models" / "hemline", [("hemline", HEMLINE)], conf, seed=1)
     make_bundle(tmp_path / "models" / "multi", [("pattern", PATTERN), ("sleeve_type", SLEEVE)], conf, seed=2)
     images = write_images(tmp_path / "img", n_good=12, seed=5, bad=False, exotic=False)
-    rows = [{"asin": f"A{i:03d}", "image_uri": uri} for i, uri in enumerate(sorted(images.paths.values()))] + [{"asin": "M", "image_uri": str(tmp_path / "gone.jpg")}]
+    rows = [{"asin": f"A{i:03d}", "image_uri": uri} for i, uri in enumerate(sorted(images.paths.values()))] + [
+        {"asin": "M", "image_uri": str(tmp_path / "gone.jpg")}
+    ]
     write_catalog(tmp_path / "catalog.parquet", rows)
-    cmd = ["jobs/score.py", "--catalog", str(tmp_path / "catalog.parquet"), "--models", str(tmp_path / "models"),
-           "--out", str(tmp_path / "out"), "--conf", str(tmp_path / "score_conf.toml"), "--master", "local[2,2]", "--run-id", "cli-run"]
+    cmd = [
+        "jobs/score.py",
+        "--catalog",
+        str(tmp_path / "catalog.parquet"),
+        "--models",
+        str(tmp_path / "models"),
+        "--out",
+        str(tmp_path / "out"),
+        "--conf",
+        str(tmp_path / "score_conf.toml"),
+        "--master",
+        "local[2,2]",
+        "--run-id",
+        "cli-run",
+    ]
     proc = run_hooked(["task-dies", "score", *cmd], timeout=400)  # jobs/score.py with partition 0's first attempt dying
     assert proc.returncode == 0, proc.stderr[-4000:]
     printed = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -51,7 +65,15 @@ def test_spark_submit_entry_point_with_a_task_dying_on_its_first_attempt(tmp_pat
 def test_cli_refuses_bad_models(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     conf = score_conf(tmp_path)
     write_catalog(tmp_path / "c.parquet", [{"asin": "A", "image_uri": "x.jpg"}])
-    base = ["score", "--catalog", str(tmp_path / "c.parquet"), "--out", str(tmp_path / "out"), "--conf", str(tmp_path / "score_conf.toml")]
+    base = [
+        "score",
+        "--catalog",
+        str(tmp_path / "c.parquet"),
+        "--out",
+        str(tmp_path / "out"),
+        "--conf",
+        str(tmp_path / "score_conf.toml"),
+    ]
     assert main([*base, "--models", str(tmp_path / "no_models")]) == 2
     assert "expected a model bundle folder, found nothing" in capsys.readouterr().err
     bundle = make_bundle(tmp_path / "m", [("hemline", HEMLINE)], conf, seed=1)

@@ -1,4 +1,5 @@
-"""Test data for the scoring tests: tiny model bundles (width-0.125 Inception-BN, initialised, not trained) and catalogs.
+"""Test data for the scoring tests: tiny model bundles (width-0.125 Inception-BN, initialised, not trained) and
+catalogs.
 
 Imported by the tests/test_score_*.py modules; holds no tests itself.
 """
@@ -11,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from test_shard_helpers import write_images
 
 from softlines_attr.config import PipelineConfig, load_config
-from test_shard_helpers import write_images
 
 SIZE = 32  # network input (the smallest Inception-BN takes)
 SCORE_CONF = """
@@ -34,7 +35,15 @@ fetch_timeout_s = 5.0
 HEMLINE = ("mini", "knee_length", "midi", "maxi", "high_low")
 PATTERN = ("solid", "floral", "stripe", "plaid")
 SLEEVE = ("sleeveless", "cap", "short", "three_quarter", "long")
-CATALOG_SCHEMA = pa.schema([("asin", pa.string()), ("parent_asin", pa.string()), ("title", pa.string()), ("image_uri", pa.string()), ("product_type", pa.string())])
+CATALOG_SCHEMA = pa.schema(
+    [
+        ("asin", pa.string()),
+        ("parent_asin", pa.string()),
+        ("title", pa.string()),
+        ("image_uri", pa.string()),
+        ("product_type", pa.string()),
+    ]
+)
 
 
 def score_conf(tmp: Path, extra: str = "") -> PipelineConfig:
@@ -44,15 +53,24 @@ def score_conf(tmp: Path, extra: str = "") -> PipelineConfig:
     return load_config(conf_path=path)
 
 
-def make_bundle(path: Path, heads: list[tuple[str, tuple[str, ...]]], conf: PipelineConfig, *, seed: int, thresholds: dict[str, float] | None = None, region: str = "full") -> Path:
+def make_bundle(
+    path: Path,
+    heads: list[tuple[str, tuple[str, ...]]],
+    conf: PipelineConfig,
+    *,
+    seed: int,
+    thresholds: dict[str, float] | None = None,
+    region: str = "full",
+) -> Path:
     """A bundle of a width-0.125 Inception-BN with one softmax head per (attribute, classes), initialised from ``seed``.
 
     The FC weights are scaled up so the (untrained) network's confidences spread over (0, 1).
     """
     import mxnet as mx
 
-    from softlines_attr.model.bundle import Head, save_bundle
+    from softlines_attr.model.bundle import save_bundle
     from softlines_attr.model.inception_bn import classification_head, inception_bn_features
+    from softlines_attr.model.manifest import Head
 
     features = inception_bn_features(0.125)
     outs = [classification_head(features, len(classes), attr) for attr, classes in heads]
@@ -75,9 +93,14 @@ def make_bundle(path: Path, heads: list[tuple[str, tuple[str, ...]]], conf: Pipe
     for name, shape in zip(sym.list_auxiliary_states(), aux_shapes):
         aux[name] = mx.nd.array(np.zeros(shape) if name.endswith("moving_mean") else np.ones(shape))
     save_bundle(
-        path, sym, arg, aux,
+        path,
+        sym,
+        arg,
+        aux,
         heads=[Head(attr, classes, attribute=attr) for attr, classes in heads],
-        images=dataclasses.replace(conf.images, input_size=SIZE), region=region,  # type: ignore[arg-type]
+        # region given as a plain str on purpose (parametrised)
+        images=dataclasses.replace(conf.images, input_size=SIZE),
+        region=region,  # type: ignore[arg-type]
         thresholds=thresholds or {},
     )
     return path

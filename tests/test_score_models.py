@@ -1,4 +1,5 @@
-"""Scoring models: the bound Predictor against Bundle.predict, bundles as bytes, the per-process cache, --models folders."""
+"""Scoring models: the bound Predictor against one plain bind, bundles as bytes, the per-process cache, --models
+folders."""
 
 from __future__ import annotations
 
@@ -7,15 +8,26 @@ import shutil
 from pathlib import Path
 
 import boto3
+import mxnet as mx
 import numpy as np
 import pytest
+from test_score_helpers import HEMLINE, PATTERN, SIZE, SLEEVE, make_bundle, score_conf
 
-from softlines_attr.model.bundle import load_bundle
-from softlines_attr.model.errors import BundleIntegrityError
+from softlines_attr.model.bundle import Bundle, load_bundle
+from softlines_attr.model.errors import BundleIntegrityError, PredictorError
+from softlines_attr.model.inception_bn import DATA_NAME
+from softlines_attr.model.predictor import Predictor
 from softlines_attr.score.errors import ScoreInputError, ScoreModelError
-from softlines_attr.score.models import Predictor, bundle_from_payload, cached_bundle, cached_predictor, check_payloads, process_load_counts, read_payload, resolve_model_dirs
+from softlines_attr.score.models import (
+    bundle_from_payload,
+    cached_bundle,
+    cached_predictor,
+    check_payloads,
+    process_load_counts,
+    read_payload,
+    resolve_model_dirs,
+)
 from softlines_attr.score.task import top_k_rows
-from test_score_helpers import HEMLINE, PATTERN, SLEEVE, SIZE, make_bundle, score_conf
 
 
 @pytest.fixture(scope="module")
@@ -23,15 +35,26 @@ def bundles(tmp_path_factory):
     root = tmp_path_factory.mktemp("score_models")
     conf = score_conf(root)
     hem = make_bundle(root / "models" / "hemline", [("hemline", HEMLINE)], conf, seed=1, thresholds={"hemline": 0.4})
-    multi = make_bundle(root / "models" / "multi", [("pattern", PATTERN), ("sleeve_type", SLEEVE)], conf, seed=2, region="upper")
+    multi = make_bundle(
+        root / "models" / "multi", [("pattern", PATTERN), ("sleeve_type", SLEEVE)], conf, seed=2, region="upper"
+    )
     return {"root": root, "conf": conf, "hem": hem, "multi": multi}
 
 
-def test_predictor_equals_bundle_predict_with_padding_and_chunks(bundles) -> None:
+def _bind_once(bundle: Bundle, batch: np.ndarray) -> dict[str, np.ndarray]:
+    """The reference: the bundle's inference symbol bound once for exactly this batch (no padding, no chunks)."""
+    sym = bundle.inference_symbol()
+    args = {name: arr for name, arr in bundle.arg_params.items() if name in sym.list_arguments()}
+    args[DATA_NAME] = mx.nd.array(batch)
+    exe = sym.bind(mx.cpu(), args=args, aux_states=dict(bundle.aux_params), grad_req="null")
+    return {h.name: out.asnumpy() for h, out in zip(bundle.manifest.heads, exe.forward(is_train=False))}
+
+
+def test_predictor_equals_one_plain_bind_with_padding_and_chunks(bundles) -> None:
     x = np.random.default_rng(0).normal(size=(11, 3, SIZE, SIZE)).astype(np.float32)
     for path in (bundles["hem"], bundles["multi"]):
         bundle = load_bundle(path)
-        direct = bundle.predict(x)
+        direct = _bind_once(bundle, x)
         pred = Predictor(bundle, batch_size=4)  # 11 = 4 + 4 + 3 (padded)
         for _ in range(2):  # reused across calls
             got = pred.predict(x)
@@ -43,7 +66,7 @@ def test_predictor_equals_bundle_predict_with_padding_and_chunks(bundles) -> Non
             np.testing.assert_allclose(one[head], direct[head][5:6], rtol=1e-5, atol=1e-6)
             assert pred.predict(x[:0])[head].shape == (0, direct[head].shape[1])
     assert not np.allclose(direct["pattern"], direct["pattern"][0])  # outputs depend on the input
-    with pytest.raises(ScoreModelError, match=r"expected a batch of shape \(N, 3, 32, 32\)"):
+    with pytest.raises(PredictorError, match=r"expected a batch of shape \(N, 3, 32, 32\)"):
         pred.predict(x[:, :, :16])
 
 
@@ -80,8 +103,9 @@ def test_check_payloads(bundles) -> None:
 
 
 def test_model_version_changes_with_thresholds_and_preprocessing(bundles, tmp_path: Path) -> None:
-    """Issue 11 item 7: new abstain thresholds (evaluate --write-thresholds) or another preprocessing give a new model_version."""
-    from softlines_attr.model.bundle import update_manifest
+    """Issue 11 item 7: new abstain thresholds (evaluate --write-thresholds) or another preprocessing give a new
+    model_version."""
+    from softlines_attr.model.manifest import update_manifest
 
     copy = tmp_path / "hemline"
     shutil.copytree(bundles["hem"], copy)
@@ -123,5 +147,8 @@ def test_top_k_rows() -> None:
     probs = np.array([[0.1, 0.6, 0.3], [0.5, 0.2, 0.3]], dtype=np.float32)
     best, conf, tops = top_k_rows(probs, ("a", "b", "c"), 2)
     assert best.tolist() == [1, 0] and conf.tolist() == pytest.approx([0.6, 0.5])
-    assert tops[0] == [{"value": "b", "probability": pytest.approx(0.6)}, {"value": "c", "probability": pytest.approx(0.3)}]
+    assert tops[0] == [
+        {"value": "b", "probability": pytest.approx(0.6)},
+        {"value": "c", "probability": pytest.approx(0.3)},
+    ]
     assert len(top_k_rows(probs, ("a", "b", "c"), 10)[2][0]) == 3

@@ -7,14 +7,25 @@ import json
 import pytest
 
 from softlines_attr.score.errors import ScoreSchemaError
-from softlines_attr.score.schema import SCHEMA_FILE, VERSIONS_FILE, columns, ddl, fingerprint, load_contract, partition_by, schema_version
+from softlines_attr.score.schema import (
+    SCHEMA_FILE,
+    VERSIONS_FILE,
+    columns,
+    ddl,
+    fingerprint,
+    load_contract,
+    partition_by,
+    schema_version,
+)
 
 
 def test_the_schema_cannot_change_without_a_new_version() -> None:
     """Changing score_tables.json needs a new ``version`` and its fingerprint recorded in schema_versions.json."""
     history = json.loads(VERSIONS_FILE.read_text())["versions"]
     version = str(schema_version())
-    assert version in history, f"schema version {version} has no recorded fingerprint; add {fingerprint()} to {VERSIONS_FILE.name}"
+    assert version in history, (
+        f"schema version {version} has no recorded fingerprint; add {fingerprint()} to {VERSIONS_FILE.name}"
+    )
     assert history[version] == fingerprint(), (
         f"{SCHEMA_FILE.name} changed but its version ({version}) did not: bump 'version', record the new fingerprint "
         f"{fingerprint()} in {VERSIONS_FILE.name}, and update docs/DATA_CONTRACTS.md"
@@ -37,9 +48,27 @@ def test_the_fingerprint_sees_any_change() -> None:
 
 def test_table_columns() -> None:
     assert load_contract()["version"] == schema_version() == 2  # 2: model_version is the model digest (issue 11)
-    assert [n for n, _ in columns("attributes")] == ["asin", "value", "confidence", "top_k", "model_version", "image_uri", "run_id", "scored_at", "attribute"]
-    assert partition_by("attributes") == ["attribute"] and columns("attributes")[-1][0] == "attribute"  # Spark reads partition columns last
-    assert [n for n, _ in columns("wide", ["hemline", "pattern"])] == ["asin", "hemline", "pattern", "keywords", "run_id"]
+    assert [n for n, _ in columns("attributes")] == [
+        "asin",
+        "value",
+        "confidence",
+        "top_k",
+        "model_version",
+        "image_uri",
+        "run_id",
+        "scored_at",
+        "attribute",
+    ]
+    assert (
+        partition_by("attributes") == ["attribute"] and columns("attributes")[-1][0] == "attribute"
+    )  # Spark reads partition columns last
+    assert [n for n, _ in columns("wide", ["hemline", "pattern"])] == [
+        "asin",
+        "hemline",
+        "pattern",
+        "keywords",
+        "run_id",
+    ]
     assert dict(columns("attributes"))["top_k"] == "array<struct<value:string,probability:float>>"
     assert ddl("errors").startswith("`asin` string, `image_uri` string, `stage` string")
     with pytest.raises(ScoreSchemaError, match="expected a table of"):

@@ -13,16 +13,18 @@ from pathlib import Path
 import boto3
 import pyarrow.parquet as pq
 import pytest
+from test_commit_faults import run_hooked
+from test_shard_helpers import TEST_CONF, labels_rows, read_rec, write_images, write_labels_dir
 
 from softlines_attr.cli import main
 from softlines_attr.io.commit import resolve_current
-from test_commit_faults import run_hooked
-from test_shard_helpers import TEST_CONF, labels_rows, read_rec, write_images, write_labels_dir
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _shard_cli(args: list[str], env_extra: dict[str, str] | None = None, timeout: int = 240) -> subprocess.CompletedProcess:
+def _shard_cli(
+    args: list[str], env_extra: dict[str, str] | None = None, timeout: int = 240
+) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYSPARK_PYTHON=sys.executable, **(env_extra or {}))
     cmd = [sys.executable, "-m", "softlines_attr.cli", "shard", *args]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
@@ -55,14 +57,35 @@ def test_s3_in_and_out_with_a_task_dying_on_its_first_attempt(s3_endpoint: str, 
     rows = labels_rows(uris, seed=4, val_every=100)
     write_labels_dir(tmp_path / "labels", rows)
     # train: 13 rows in 3 parts (records_per_shard 8, rounded up to whole waves of 2 tasks); ~2 records per file
-    conf = TEST_CONF.replace("records_per_shard = 6", "records_per_shard = 8").replace("min_shards = 0", "min_shards = 1")
+    conf = TEST_CONF.replace("records_per_shard = 6", "records_per_shard = 8").replace(
+        "min_shards = 0", "min_shards = 1"
+    )
     (tmp_path / "conf.toml").write_text(conf + "max_shard_bytes = 5000\n")
     client.put_object(Bucket="shards", Key="run/shards/stale/old.rec", Body=b"from an older run")
     # a dead run of the flat layout; and a dead run of this layout: both removed by this run
-    client.put_object(Bucket="shards", Key="run/_summary.json", Body=json.dumps({"job": "shard", "run_id": "old", "tables": {"shards": "shards"}}).encode())
+    client.put_object(
+        Bucket="shards",
+        Key="run/_summary.json",
+        Body=json.dumps({"job": "shard", "run_id": "old", "tables": {"shards": "shards"}}).encode(),
+    )
     client.put_object(Bucket="shards", Key="run/runs/dead/shards/train/x.rec", Body=b"killed mid-run")
-    args = ["--labels", str(tmp_path / "labels"), "--out", "s3://shards/run", "--vocab-size", "0", "--conf", str(tmp_path / "conf.toml"), "--master", "local[2,2]", "--run-id", "r1"]
-    proc = run_hooked(["task-dies", "shard", *args], timeout=300)  # partition 0's first attempt dies two thirds of the way
+    args = [
+        "--labels",
+        str(tmp_path / "labels"),
+        "--out",
+        "s3://shards/run",
+        "--vocab-size",
+        "0",
+        "--conf",
+        str(tmp_path / "conf.toml"),
+        "--master",
+        "local[2,2]",
+        "--run-id",
+        "r1",
+    ]
+    proc = run_hooked(
+        ["task-dies", "shard", *args], timeout=300
+    )  # partition 0's first attempt dies two thirds of the way
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert resolve_current("s3://shards/run") == "s3://shards/run/runs/r1"
 
@@ -71,22 +94,35 @@ def test_s3_in_and_out_with_a_task_dying_on_its_first_attempt(s3_endpoint: str, 
 
     summary = json.loads(get("run/runs/r1/_summary.json"))
     assert json.loads(get("run/_current.json"))["run_id"] == summary["run_id"] == "r1"
-    assert summary["rows_in"] == 15 and summary["records_written"] == 14 and summary["rejects_by_reason"] == {"missing": 1}
+    assert (
+        summary["rows_in"] == 15 and summary["records_written"] == 14 and summary["rejects_by_reason"] == {"missing": 1}
+    )
     assert summary["task_retries_seen"] == 1
+
     def read_parts(prefix: str) -> list[dict]:
         keys = sorted(o["Key"] for o in client.list_objects_v2(Bucket="shards", Prefix=prefix)["Contents"])
         assert keys and all(k.rsplit("/", 1)[1].startswith("part-") for k in keys)
         return [row for k in keys for row in pq.read_table(io.BytesIO(get(k))).to_pylist()]
 
     rejects = read_parts("run/runs/r1/rejects/")
-    assert [(r["image_uri"], r["stage"], r["reason"]) for r in rejects] == [("s3://catalog/images/not_there.jpg", "fetch", "missing")]
+    assert [(r["image_uri"], r["stage"], r["reason"]) for r in rejects] == [
+        ("s3://catalog/images/not_there.jpg", "fetch", "missing")
+    ]
     manifest = pq.read_table(io.BytesIO(get("run/runs/r1/manifest/part-00000.parquet"))).to_pylist()
     index = read_parts("run/runs/r1/record_index/")
     assert max(m["seq"] for m in manifest if m["part"] == 0 and m["split"] == "train") >= 1  # partition 0 rolled over
-    keys = sorted(o["Key"] for o in client.list_objects_v2(Bucket="shards", Prefix="run/")["Contents"] if not o["Key"].endswith("/"))
+    keys = sorted(
+        o["Key"]
+        for o in client.list_objects_v2(Bucket="shards", Prefix="run/")["Contents"]
+        if not o["Key"].endswith("/")
+    )
     shard_keys = sorted(f"run/runs/r1/{m[c]}" for m in manifest for c in ("shard", "idx"))
-    assert [k for k in keys if k.startswith("run/runs/r1/shards/")] == sorted(shard_keys + ["run/runs/r1/shards/_manifest.json"])
-    assert not any(k.startswith(("run/shards/", "run/runs/dead/", "run/_summary.json")) for k in keys)  # dead runs and the flat layout are gone
+    assert [k for k in keys if k.startswith("run/runs/r1/shards/")] == sorted(
+        shard_keys + ["run/runs/r1/shards/_manifest.json"]
+    )
+    assert not any(
+        k.startswith(("run/shards/", "run/runs/dead/", "run/_summary.json")) for k in keys
+    )  # dead runs and the flat layout are gone
     ids = []
     for m in manifest:
         for col in ("shard", "idx"):
@@ -94,4 +130,6 @@ def test_s3_in_and_out_with_a_task_dying_on_its_first_attempt(s3_endpoint: str, 
             (tmp_path / "dl" / m[col]).write_bytes(get(f"run/runs/r1/{m[col]}"))
         assert hashlib.sha256((tmp_path / "dl" / m["shard"]).read_bytes()).hexdigest() == m["sha256"]
         ids += [h.id for _, h, _ in read_rec(str(tmp_path / "dl" / m["shard"]))]
-    assert sorted(ids) == sorted(r["record_id"] for r in index) and len(set(ids)) == len(ids) == 14  # every record exactly once
+    assert (
+        sorted(ids) == sorted(r["record_id"] for r in index) and len(set(ids)) == len(ids) == 14
+    )  # every record exactly once

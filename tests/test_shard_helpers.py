@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import json
 import random
-import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,7 +43,14 @@ def product_image(width: int, height: int, seed: int) -> Image.Image:
     cx, top, bottom = width // 2, height // 8, height - height // 10
     waist = top + (bottom - top) // 3
     draw.polygon(
-        [(cx - width // 6, top), (cx + width // 6, top), (cx + width // 8, waist), (cx + width // 3, bottom), (cx - width // 3, bottom), (cx - width // 8, waist)],
+        [
+            (cx - width // 6, top),
+            (cx + width // 6, top),
+            (cx + width // 8, waist),
+            (cx + width // 3, bottom),
+            (cx - width // 3, bottom),
+            (cx - width // 8, waist),
+        ],
         fill=colour,
     )
     accent = tuple(255 - c for c in colour)
@@ -108,11 +114,19 @@ def write_images(root: Path, n_good: int = 20, seed: int = 7, bad: bool = True, 
     if exotic:
         base = product_image(120, 160, seed + 1)
         put("rotated.jpg", jpeg_bytes(base.transpose(Image.Transpose.ROTATE_90), exif_orientation=6))
-        buf = io.BytesIO(); base.convert("CMYK").save(buf, "JPEG", quality=90); put("cmyk.jpg", buf.getvalue())
-        buf = io.BytesIO(); base.convert("P", palette=Image.Palette.ADAPTIVE).save(buf, "PNG"); put("palette.png", buf.getvalue())
-        buf = io.BytesIO(); base.convert("L").save(buf, "JPEG"); put("gray.jpg", buf.getvalue())
+        buf = io.BytesIO()
+        base.convert("CMYK").save(buf, "JPEG", quality=90)
+        put("cmyk.jpg", buf.getvalue())
+        buf = io.BytesIO()
+        base.convert("P", palette=Image.Palette.ADAPTIVE).save(buf, "PNG")
+        put("palette.png", buf.getvalue())
+        buf = io.BytesIO()
+        base.convert("L").save(buf, "JPEG")
+        put("gray.jpg", buf.getvalue())
         gray16 = (np.asarray(base.convert("L"), dtype=np.uint16) * 257).astype(np.uint16)
-        buf = io.BytesIO(); Image.fromarray(gray16).save(buf, "PNG"); put("gray16.png", buf.getvalue())
+        buf = io.BytesIO()
+        Image.fromarray(gray16).save(buf, "PNG")
+        put("gray16.png", buf.getvalue())
         put("rgba.png", rgba_png(base))
     if bad:
         good = jpeg_bytes(product_image(120, 160, seed + 2))
@@ -120,7 +134,8 @@ def write_images(root: Path, n_good: int = 20, seed: int = 7, bad: bool = True, 
         out.bad[put("unreadable.jpg", b"this is not an image, it is a text file\n" * 20)] = "unreadable"
         out.bad[put("empty.jpg", b"")] = "empty"
         out.bad[put("huge.jpg", jpeg_bytes(Image.new("RGB", (600, 400), (250, 250, 250))))] = "too_large"
-        buf = io.BytesIO(); Image.fromarray(np.ones((60, 40), dtype=np.float32)).save(buf, "TIFF")
+        buf = io.BytesIO()
+        Image.fromarray(np.ones((60, 40), dtype=np.float32)).save(buf, "TIFF")
         out.bad[put("float.tif", buf.getvalue())] = "unsupported_mode"
         out.bad[str(root / "does_not_exist.jpg")] = "missing"
         out.bad["ftp://example.invalid/x.jpg"] = "unsupported_scheme"
@@ -174,7 +189,15 @@ def write_labels_dir(labels_dir: Path, rows: list[dict]) -> Path:
         for size in (500, 2000, 0)
         for i in range(VOCAB)
     ]
-    schema = pa.schema([("vocab_size", pa.int32()), ("word", pa.string()), ("doc_freq", pa.int64()), ("rank", pa.int32()), ("label_index", pa.int32())])
+    schema = pa.schema(
+        [
+            ("vocab_size", pa.int32()),
+            ("word", pa.string()),
+            ("doc_freq", pa.int64()),
+            ("rank", pa.int32()),
+            ("label_index", pa.int32()),
+        ]
+    )
     pq.write_table(pa.Table.from_pylist(vocab, schema=schema), labels_dir / "vocabulary" / "part-00000.parquet")
     (labels_dir / "_summary.json").write_text(json.dumps({"job": "labels", "rows": len(rows)}))
     return labels_dir

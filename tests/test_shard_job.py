@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-from collections import Counter
 from pathlib import Path
 
 import mxnet as mx
@@ -15,12 +14,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from test_shard_helpers import TEST_CONF, labels_rows, read_rec, write_images, write_labels_dir
 
 from softlines_attr.config import load_config
 from softlines_attr.io.commit import POINTER_FILE, resolve_current
 from softlines_attr.shard import ShardInputError, ShardJob, run_shard_job
 from softlines_attr.shard.recordio import pad_labels
-from test_shard_helpers import TEST_CONF, labels_rows, read_rec, write_images, write_labels_dir
 
 # Spark's Python workers must run this interpreter (the venv), whoever starts the session.
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -60,11 +59,20 @@ def base_run(spark, tmp_path_factory):
         dict(rows[0], asin="X_nouri", image_uri=None),
         dict(rows[1], image_uri=rows[1]["image_uri"] + ".dup"),  # a second row of an asin (sorts after the first)
     ]
-    expected.update({"X_nolabels": "no_labels", "X_badlabel": "bad_label", "X_badsplit": "bad_split", "X_nouri": "no_image_uri"})
+    expected.update(
+        {"X_nolabels": "no_labels", "X_badlabel": "bad_label", "X_badsplit": "bad_split", "X_nouri": "no_image_uri"}
+    )
     write_labels_dir(root / "labels", rows + extra)
     conf = _conf(root)
     summary = run_shard_job(spark, conf, ShardJob(str(root / "labels"), str(root / "out"), vocab_size=500))
-    return {"root": root, "out": _cur(root / "out"), "rows": rows + extra, "expected": expected, "summary": summary, "images": images}
+    return {
+        "root": root,
+        "out": _cur(root / "out"),
+        "rows": rows + extra,
+        "expected": expected,
+        "summary": summary,
+        "images": images,
+    }
 
 
 def test_accounting_and_rejects(base_run) -> None:
@@ -81,7 +89,10 @@ def test_accounting_and_rejects(base_run) -> None:
     index = _table(out / "record_index")
     assert len(index) == s["records_written"] and len({r["asin"] for r in index}) == len(index)
     assert not set(r["asin"] for r in index) & set(base_run["expected"])
-    assert out == base_run["root"] / "out" / "runs" / s["run_id"] and json.loads((base_run["root"] / "out" / POINTER_FILE).read_text())["job"] == "shard"
+    assert (
+        out == base_run["root"] / "out" / "runs" / s["run_id"]
+        and json.loads((base_run["root"] / "out" / POINTER_FILE).read_text())["job"] == "shard"
+    )
 
 
 def test_manifest_matches_files(base_run) -> None:
@@ -106,7 +117,9 @@ def test_records_read_back_with_mxnet(base_run) -> None:
         for key, header, img in read_rec(str(out / m["shard"])):
             entry = index[(m["shard"], key)]
             assert header.id == key and header.id2 == 0 and header.flag == 6
-            np.testing.assert_array_equal(header.label, np.asarray(pad_labels(rows[entry["asin"]]["labels_500"], 6), dtype=np.float32))
+            np.testing.assert_array_equal(
+                header.label, np.asarray(pad_labels(rows[entry["asin"]]["labels_500"], 6), dtype=np.float32)
+            )
             assert img.ndim == 3 and img.shape[2] == 3 and min(img.shape[:2]) == 64
             assert (img.shape[1], img.shape[0]) == (entry["width"], entry["height"])
             assert entry["split"] == m["split"] == rows[entry["asin"]]["split"]
@@ -137,8 +150,16 @@ def test_image_record_iter_reads_label_width_and_parts(base_run) -> None:
     got = []
     for part in range(2):
         it = mx.io.ImageRecordIter(
-            path_imgrec=str(out / m["shard"]), path_imgidx=str(out / m["idx"]), data_shape=(3, 56, 56), label_width=6,
-            batch_size=1, num_parts=2, part_index=part, round_batch=False, preprocess_threads=1, shuffle=False,
+            path_imgrec=str(out / m["shard"]),
+            path_imgidx=str(out / m["idx"]),
+            data_shape=(3, 56, 56),
+            label_width=6,
+            batch_size=1,
+            num_parts=2,
+            part_index=part,
+            round_batch=False,
+            preprocess_threads=1,
+            shuffle=False,
         )
         for batch in it:
             assert batch.data[0].shape == (1, 3, 56, 56)
@@ -195,7 +216,20 @@ def test_same_records_as_im2rec(clean_run, tmp_path: Path) -> None:
         for r in index:
             labels = pad_labels(rows[r["asin"]]["labels_2000"], width)
             fh.write("\t".join([str(r["record_id"]), *(f"{v:f}" for v in labels), rows[r["asin"]]["image_uri"]]) + "\n")
-    cmd = [sys.executable, "-m", "mxnet.tools.im2rec", str(tmp_path / "ref"), "/", "--resize", "64", "--quality", "90", "--pack-label", "--num-thread", "1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mxnet.tools.im2rec",
+        str(tmp_path / "ref"),
+        "/",
+        "--resize",
+        "64",
+        "--quality",
+        "90",
+        "--pack-label",
+        "--num-thread",
+        "1",
+    ]
     subprocess.run(cmd, check=True, capture_output=True, timeout=120)
     theirs = {key: (h, img) for key, h, img in read_rec(str(tmp_path / "ref.rec"))}
     assert sorted(theirs) == sorted(ours) and len(ours) == 24
@@ -218,10 +252,28 @@ def test_refine_shards(spark, tmp_path: Path) -> None:
         {"asin": rows[1]["asin"], "attribute": "neck_style", "label": "halter", "image_uri": None, "parent_asin": None},
         {"asin": rows[1]["asin"], "attribute": "neck_style", "label": "halter", "image_uri": None, "parent_asin": None},
         {"asin": rows[2]["asin"], "attribute": "neck_style", "label": "v_neck", "image_uri": None, "parent_asin": None},
-        {"asin": rows[2]["asin"], "attribute": "neck_style", "label": "collared", "image_uri": None, "parent_asin": None},
-        {"asin": rows[3]["asin"], "attribute": "neck_style", "label": "no_such_neck", "image_uri": None, "parent_asin": None},
+        {
+            "asin": rows[2]["asin"],
+            "attribute": "neck_style",
+            "label": "collared",
+            "image_uri": None,
+            "parent_asin": None,
+        },
+        {
+            "asin": rows[3]["asin"],
+            "attribute": "neck_style",
+            "label": "no_such_neck",
+            "image_uri": None,
+            "parent_asin": None,
+        },
         {"asin": rows[4]["asin"], "attribute": "hemline", "label": "mini", "image_uri": None, "parent_asin": None},
-        {"asin": "NEW1", "attribute": "neck_style", "label": "boat_neck", "image_uri": uris[6], "parent_asin": rows[4]["parent_asin"]},
+        {
+            "asin": "NEW1",
+            "attribute": "neck_style",
+            "label": "boat_neck",
+            "image_uri": uris[6],
+            "parent_asin": rows[4]["parent_asin"],
+        },
         {"asin": "NEW2", "attribute": "neck_style", "label": "turtle_neck", "image_uri": uris[7], "parent_asin": None},
         {"asin": "NEW3", "attribute": "neck_style", "label": "turtle_neck", "image_uri": None, "parent_asin": None},
         {"asin": "NEW4", "attribute": "neck_style", "label": "halter", "image_uri": None, "parent_asin": None},
@@ -231,10 +283,21 @@ def test_refine_shards(spark, tmp_path: Path) -> None:
     tags_path = tmp_path / "tags.parquet"
     pq.write_table(pa.Table.from_pylist(tags), tags_path)
     conf = _conf(tmp_path)
-    job = ShardJob(str(tmp_path / "labels"), str(tmp_path / "out"), tags_path=str(tags_path), attribute="neck_style", catalog_path=str(tmp_path / "catalog.parquet"))
+    job = ShardJob(
+        str(tmp_path / "labels"),
+        str(tmp_path / "out"),
+        tags_path=str(tags_path),
+        attribute="neck_style",
+        catalog_path=str(tmp_path / "catalog.parquet"),
+    )
     s = run_shard_job(spark, conf, job)
     assert s["rows_in"] == 10 and s["records_written"] == 5 and s["rows_rejected"] == 5
-    assert s["rejects_by_reason"] == {"conflicting_labels": 2, "duplicate_tag": 1, "unknown_label": 1, "no_image_uri": 1}
+    assert s["rejects_by_reason"] == {
+        "conflicting_labels": 2,
+        "duplicate_tag": 1,
+        "unknown_label": 1,
+        "no_image_uri": 1,
+    }
     assert s["inputs"]["split_source"] == {"labels": 2, "parent": 1, "hash": 2}
     classes = conf.taxonomy.attribute("neck_style").classes
     want = {"v_neck", "halter", "boat_neck", "turtle_neck"}
@@ -247,7 +310,10 @@ def test_refine_shards(spark, tmp_path: Path) -> None:
             labels[index[key]["asin"]] = classes[int(header.label)]
     assert set(labels.values()) == want and labels["NEW1"] == "boat_neck" and labels["NEW3"] == "turtle_neck"
     split_of_parent = {r["parent_asin"]: r["split"] for r in rows}
-    assert index[next(k for k, r in index.items() if r["asin"] == "NEW1")]["split"] == split_of_parent[rows[4]["parent_asin"]]
+    assert (
+        index[next(k for k, r in index.items() if r["asin"] == "NEW1")]["split"]
+        == split_of_parent[rows[4]["parent_asin"]]
+    )
 
 
 def test_job_level_errors(spark, tmp_path: Path) -> None:
@@ -258,13 +324,26 @@ def test_job_level_errors(spark, tmp_path: Path) -> None:
     with pytest.raises(ShardInputError, match="expected either --vocab-size"):
         ShardJob(str(tmp_path / "labels"), str(tmp_path / "out")).validate()
     with pytest.raises(ShardInputError, match="expected tags for attribute 'hemline'"):
-        pq.write_table(pa.Table.from_pylist([{"asin": "A00000", "attribute": "neck_style", "label": "v_neck"}]), tmp_path / "t.parquet")
-        run_shard_job(spark, conf, ShardJob(str(tmp_path / "labels"), str(tmp_path / "out"), tags_path=str(tmp_path / "t.parquet"), attribute="hemline"))
+        pq.write_table(
+            pa.Table.from_pylist([{"asin": "A00000", "attribute": "neck_style", "label": "v_neck"}]),
+            tmp_path / "t.parquet",
+        )
+        run_shard_job(
+            spark,
+            conf,
+            ShardJob(
+                str(tmp_path / "labels"),
+                str(tmp_path / "out"),
+                tags_path=str(tmp_path / "t.parquet"),
+                attribute="hemline",
+            ),
+        )
     assert not (tmp_path / "out").exists()  # a failed first run leaves no --out behind
 
 
 def test_commit_check_removes_strays_and_refuses_missing_shards(tmp_path: Path) -> None:
-    """What a dead attempt leaves in staging (torn temp files) is removed; a reported shard that is not there fails the job."""
+    """What a dead attempt leaves in staging (torn temp files) is removed; a reported shard that is not there
+    fails the job."""
     from softlines_attr.io.storage import LocalStorage
     from softlines_attr.shard import ShardCommitError
     from softlines_attr.shard.job import _verify_shards
@@ -274,9 +353,42 @@ def test_commit_check_removes_strays_and_refuses_missing_shards(tmp_path: Path) 
     (staging / "train" / "train-00000-000.rec").write_bytes(b"x" * 12)
     (staging / "train" / "train-00000-000.idx").write_bytes(b"0\t0\n")
     (staging / "train" / ".train-00000-001.rec.attempt0-ab12cd34.tmp").write_bytes(b"torn")
-    row = ("shards/train/train-00000-000.rec", "shards/train/train-00000-000.idx", "train", 0, 0, 1, 12, "", 4, "", 0, 0)
+    row = (
+        "shards/train/train-00000-000.rec",
+        "shards/train/train-00000-000.idx",
+        "train",
+        0,
+        0,
+        1,
+        12,
+        "",
+        4,
+        "",
+        0,
+        0,
+    )
     strays = _verify_shards(LocalStorage(), str(staging), [row])
     assert strays == ["train/.train-00000-001.rec.attempt0-ab12cd34.tmp"]
     assert sorted(p.name for p in (staging / "train").iterdir()) == ["train-00000-000.idx", "train-00000-000.rec"]
     with pytest.raises(ShardCommitError, match="expected staged shard file train/train-00000-001.rec of 9 bytes"):
-        _verify_shards(LocalStorage(), str(staging), [row, ("shards/train/train-00000-001.rec", "shards/train/train-00000-001.idx", "train", 0, 1, 1, 9, "", 4, "", 1, 1)])
+        _verify_shards(
+            LocalStorage(),
+            str(staging),
+            [
+                row,
+                (
+                    "shards/train/train-00000-001.rec",
+                    "shards/train/train-00000-001.idx",
+                    "train",
+                    0,
+                    1,
+                    1,
+                    9,
+                    "",
+                    4,
+                    "",
+                    1,
+                    1,
+                ),
+            ],
+        )

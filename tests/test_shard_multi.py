@@ -1,4 +1,5 @@
-"""Multi shards (``--attribute all``): one class index per taxonomy attribute per record, -1 = no tag, on real local Spark."""
+"""Multi shards (``--attribute all``): one class index per taxonomy attribute per record, -1 = no tag, on real
+local Spark."""
 
 from __future__ import annotations
 
@@ -9,11 +10,11 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from test_shard_helpers import TEST_CONF, labels_rows, read_rec, write_images, write_labels_dir
 
 from softlines_attr.config import load_config
-from softlines_attr.shard.contract import read_shard_set
 from softlines_attr.shard import ShardJob, run_shard_job
-from test_shard_helpers import TEST_CONF, labels_rows, read_rec, write_images, write_labels_dir
+from softlines_attr.shard.contract import read_shard_set
 
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
@@ -29,11 +30,16 @@ def test_multi_shards_pivot_tags_per_asin(spark, tmp_path: Path) -> None:
         return {"asin": asin, "attribute": attribute, "label": label, "image_uri": image_uri, "parent_asin": None}
 
     tags = [
-        tag(a[0], "hemline", "midi"), tag(a[0], "pattern", "floral"), tag(a[0], "sleeve_type", "long"),
-        tag(a[1], "neck_style", "halter"), tag(a[1], "neck_style", "halter"),  # a duplicate: used once
-        tag(a[1], "hemline", "mini"), tag(a[1], "hemline", "maxi"),  # conflicting: hemline untagged
+        tag(a[0], "hemline", "midi"),
+        tag(a[0], "pattern", "floral"),
+        tag(a[0], "sleeve_type", "long"),
+        tag(a[1], "neck_style", "halter"),
+        tag(a[1], "neck_style", "halter"),  # a duplicate: used once
+        tag(a[1], "hemline", "mini"),
+        tag(a[1], "hemline", "maxi"),  # conflicting: hemline untagged
         tag(a[2], "silhouette", "no_such_shape"),  # unknown label: the asin has no usable tag -> reject
-        tag(a[3], "colour", "red"), tag(a[3], "pattern", "plaid"),  # an attribute outside the taxonomy
+        tag(a[3], "colour", "red"),
+        tag(a[3], "pattern", "plaid"),  # an attribute outside the taxonomy
         tag(a[4], "hemline", "high_low"),
         tag("NEW1", "sleeve_type", "cap", uris[5]),  # image only in the tags
         tag("NEW2", "hemline", "mini"),  # no image anywhere -> reject
@@ -45,7 +51,11 @@ def test_multi_shards_pivot_tags_per_asin(spark, tmp_path: Path) -> None:
     conf = load_config(conf_path=tmp_path / "conf.toml")
     names = list(conf.taxonomy.names)
 
-    s = run_shard_job(spark, conf, ShardJob(str(tmp_path / "labels"), str(tmp_path / "out"), tags_path=str(tags_path), attribute="all"))
+    s = run_shard_job(
+        spark,
+        conf,
+        ShardJob(str(tmp_path / "labels"), str(tmp_path / "out"), tags_path=str(tags_path), attribute="all"),
+    )
 
     assert s["mode"] == "multi" and s["attributes"] == names and s["label_width"] == len(names)
     assert s["num_classes"] == {n: len(conf.taxonomy.attribute(n).classes) for n in names}
@@ -53,7 +63,13 @@ def test_multi_shards_pivot_tags_per_asin(spark, tmp_path: Path) -> None:
     assert (s["rows_in"], s["records_written"], s["rows_rejected"]) == (7, 5, 2)
     assert s["rejects_by_reason"] == {"no_image_uri": 1, "no_usable_tag": 1}
     tag_acc = s["inputs"]
-    assert tag_acc["tag_rows_dropped"] == {"conflicting_labels": 2, "duplicate_tag": 1, "no_asin": 1, "unknown_attribute": 1, "unknown_label": 1}
+    assert tag_acc["tag_rows_dropped"] == {
+        "conflicting_labels": 2,
+        "duplicate_tag": 1,
+        "no_asin": 1,
+        "unknown_attribute": 1,
+        "unknown_label": 1,
+    }
     assert tag_acc["tag_rows_in"] == len(tags) == tag_acc["tag_rows_used"] + sum(tag_acc["tag_rows_dropped"].values())
 
     from softlines_attr.io.commit import resolve_current

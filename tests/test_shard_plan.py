@@ -17,6 +17,8 @@ def test_parts_respect_records_per_shard_and_balance() -> None:
 def test_min_shards_spread_by_size_and_never_empty() -> None:
     parts = plan_parts({"train": 80, "val": 3}, records_per_shard=2000, min_shards=8, slots=1)
     assert [p.split for p in parts].count("val") == 1 and [p.split for p in parts].count("train") == 8
-    assert plan_parts({"train": 2, "val": 0}, records_per_shard=10, min_shards=16, slots=4) == plan_parts({"train": 2}, 10, 16, 4)
+    assert plan_parts({"train": 2, "val": 0}, records_per_shard=10, min_shards=16, slots=4) == plan_parts(
+        {"train": 2}, 10, 16, 4
+    )
     assert len(plan_parts({"train": 2}, 10, 16, 4)) == 2  # never more parts than rows
     assert plan_parts({}, 10, 4, 2) == []

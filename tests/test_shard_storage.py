@@ -11,7 +11,7 @@ import pytest
 
 from softlines_attr.config import load_config
 from softlines_attr.io.commit import StagedOutput, resolve_current
-from softlines_attr.io.fetch import FetchError, Fetcher, ordered_map
+from softlines_attr.io.fetch import Fetcher, FetchError, ordered_map
 from softlines_attr.io.storage import (
     LocalStorage,
     S3Storage,
@@ -43,7 +43,11 @@ def test_local_fetch_reasons(tmp_path: Path) -> None:
     with pytest.raises(FetchError) as info:
         fetcher.fetch(str(tmp_path / "a.jpg"))
     assert info.value.reason == "too_large"
-    for uri, reason in [(str(tmp_path / "nope.jpg"), "missing"), ("ftp://h/x.jpg", "unsupported_scheme"), (str(tmp_path), "missing")]:
+    for uri, reason in [
+        (str(tmp_path / "nope.jpg"), "missing"),
+        ("ftp://h/x.jpg", "unsupported_scheme"),
+        (str(tmp_path), "missing"),
+    ]:
         with pytest.raises(FetchError) as info:
             fetcher.fetch(uri)
         assert info.value.reason == reason
@@ -88,7 +92,11 @@ def test_s3_fetch_upload_multipart_and_staged_commit(s3_endpoint: str, tmp_path:
     assert head["ContentLength"] == big.stat().st_size and "-3" in head["ETag"]  # a 3-part multipart upload
     staged.commit({"ok": True})
     keys = sorted(o["Key"] for o in client.list_objects_v2(Bucket="imgs", Prefix="out/")["Contents"])
-    assert [k for k in keys if not k.endswith("/")] == ["out/_current.json", "out/runs/r1/_summary.json", "out/runs/r1/shards/train/x.rec"]
+    assert [k for k in keys if not k.endswith("/")] == [
+        "out/_current.json",
+        "out/runs/r1/_summary.json",
+        "out/runs/r1/shards/train/x.rec",
+    ]
     assert resolve_current("s3://imgs/out") == "s3://imgs/out/runs/r1"
 
 
@@ -114,7 +122,10 @@ def test_s3_read_timeout_is_a_timeout_reject(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     try:
-        fetcher = Fetcher(_shard_conf(fetch_timeout_s=0.3, fetch_retries=2), endpoint_url=f"http://127.0.0.1:{server.getsockname()[1]}")
+        fetcher = Fetcher(
+            _shard_conf(fetch_timeout_s=0.3, fetch_retries=2),
+            endpoint_url=f"http://127.0.0.1:{server.getsockname()[1]}",
+        )
         with pytest.raises(FetchError) as info:
             fetcher.fetch("s3://imgs/slow.jpg")
         assert info.value.reason == "timeout", str(info.value)

@@ -24,8 +24,9 @@ from softlines_attr.synthetic import (
     iter_title_batches,
     write_titles_parquet,
 )
-from softlines_attr.synthetic.draw import RenderTask, render
+from softlines_attr.synthetic.draw import render
 from softlines_attr.synthetic.plan import NATIVE_CLASSES
+from softlines_attr.synthetic.shoot import RenderTask
 
 N = 240  # >= 200: every bad-row kind appears
 SEED = 7
@@ -226,7 +227,10 @@ def test_custom_taxonomy(tmp_path: Path, small_conf_path: Path) -> None:
     conf = load_config(small_conf_path, tax)
     summary = generate_catalog(tmp_path / "cat", conf, n=120, seed=3)
     assert {k: v["render"] for k, v in summary["taxonomy"].items()} == {
-        "hemline": "native", "fabric": "marker", "closure": "marker"}
+        "hemline": "native",
+        "fabric": "marker",
+        "closure": "marker",
+    }
     truth = _read(tmp_path / "cat", "truth.parquet")
     for attr in conf.taxonomy.attributes:
         assert set(truth[truth.attribute == attr.name].label) == set(attr.classes)
@@ -241,8 +245,17 @@ def test_marker_badges_encode_the_class() -> None:
     attrs = tuple((name, classes[0]) for name, classes in NATIVE_CLASSES.items())
 
     def task(cls: int) -> RenderTask:
-        return RenderTask(index=5, parent=5, seed=1, product_type="DRESS", attrs=attrs, markers=((0, cls),),
-                          colour=3, min_size=(120, 160), max_size=(120, 160))
+        return RenderTask(
+            index=5,
+            parent=5,
+            seed=1,
+            product_type="DRESS",
+            attrs=attrs,
+            markers=((0, cls),),
+            colour=3,
+            min_size=(120, 160),
+            max_size=(120, 160),
+        )
 
     a, b, c = (np.asarray(render(task(k))[0]) for k in (0, 0, 7))
     assert np.array_equal(a, b)
@@ -251,8 +264,21 @@ def test_marker_badges_encode_the_class() -> None:
 
 def test_cli_end_to_end(tmp_path: Path, small_conf_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "cli"
-    rc = main(["make-catalog", "--conf", str(small_conf_path), "--out", str(out), "--n", "30", "--seed", "3",
-               "--workers", "1"])
+    rc = main(
+        [
+            "make-catalog",
+            "--conf",
+            str(small_conf_path),
+            "--out",
+            str(out),
+            "--n",
+            "30",
+            "--seed",
+            "3",
+            "--workers",
+            "1",
+        ]
+    )
     assert rc == 0
     printed = capsys.readouterr().out
     assert str(out) in printed and "catalog.parquet" in printed

@@ -18,15 +18,25 @@ def add_config_arguments(parser: argparse.ArgumentParser, *, taxonomy: bool = Tr
 
 def add_spark_arguments(parser: argparse.ArgumentParser) -> None:
     """``--master`` and ``--spark-profile`` for the Spark jobs."""
-    parser.add_argument("--master", default=None, help="Spark master URL (default: the profile's, local[*]; spark-submit's when submitted)")
-    parser.add_argument("--spark-profile", default=None, help="conf/spark profile name or .toml path (default: the conf's spark_profile)")
+    parser.add_argument(
+        "--master",
+        default=None,
+        help="Spark master URL (default: the profile's, local[*]; spark-submit's when submitted)",
+    )
+    parser.add_argument(
+        "--spark-profile",
+        default=None,
+        help="conf/spark profile name or .toml path (default: the conf's spark_profile)",
+    )
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """``--run-id`` for the jobs that commit an output version."""
     parser.add_argument(
-        "--run-id", default=None,
-        help="run id: names runs/<run_id>/ and the summary (default: UTC time + random hex); letters, digits, '.', '_', '-'",
+        "--run-id",
+        default=None,
+        help="run id: names runs/<run_id>/ and the summary (default: UTC time + random hex); letters, digits, "
+        "'.', '_', '-'",
     )
 
 
@@ -39,7 +49,8 @@ def check_run_id(args: argparse.Namespace) -> None:
 
 
 def config_from_args(args: argparse.Namespace, *, overlays: Sequence[Path] = ()) -> PipelineConfig:
-    """Load the configuration once from the parsed arguments; ``overlays`` are laid over the defaults before ``--conf``."""
+    """Load the configuration once from the parsed arguments; ``overlays`` are laid over the defaults before
+    ``--conf``."""
     user = getattr(args, "conf", None)
     return load_config(
         conf_path=[*overlays, *([user] if user is not None else [])],

@@ -18,15 +18,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of the demo."""
     parser.add_argument("--out", type=Path, default=Path("demo-out"), help="demo folder (default: demo-out)")
     parser.add_argument("--n", type=int, default=1000, help="generated products with human tags (default 1000)")
-    parser.add_argument("--catalog-n", type=int, default=None,
-                        help="generated products in all: the base model learns from their titles (default 4 x --n); at least --n")
+    parser.add_argument(
+        "--catalog-n",
+        type=int,
+        default=None,
+        help="generated products in all: the base model learns from their titles (default 4 x --n); at least --n",
+    )
     parser.add_argument("--seed", type=int, default=None, help="generator seed (default: the conf's)")
     training = parser.add_argument_group("demo models (small images, a narrow network: minutes on 2 cores)")
-    training.add_argument("--base-epochs", type=int, default=None, help="epochs of the base model (title words) (conf key train.epochs)")
-    training.add_argument("--epochs", type=int, default=None, help="epochs of each refined, from-scratch and multi-head model (conf key refine.epochs)")
+    training.add_argument(
+        "--base-epochs", type=int, default=None, help="epochs of the base model (title words) (conf key train.epochs)"
+    )
+    training.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="epochs of each refined, from-scratch and multi-head model (conf key refine.epochs)",
+    )
     training.add_argument("--width", type=float, default=None, help="Inception-BN width multiplier of the demo models")
-    training.add_argument("--input-size", type=int, default=None, help="network input side; the shards store images 8 px larger")
-    training.add_argument("--single-models", action="store_true", help="also train the ten per-attribute models (from the base and from scratch) for Table 3 (conf key demo.single_models)")
+    training.add_argument(
+        "--input-size", type=int, default=None, help="network input side; the shards store images 8 px larger"
+    )
+    training.add_argument(
+        "--single-models",
+        action="store_true",
+        help="also train the ten per-attribute models (from the base and from scratch) for Table 3 (conf key "
+        "demo.single_models)",
+    )
     add_config_arguments(parser)
     add_spark_arguments(parser)
 
@@ -53,7 +71,10 @@ def demo_overrides(conf: PipelineConfig, args: argparse.Namespace) -> PipelineCo
     demo = conf.demo
     if args.catalog_n is not None:
         if args.catalog_n < args.n:
-            raise ConfigError(f"--catalog-n: expected at least --n ({args.n}: the tagged products are part of the catalog), found {args.catalog_n}")
+            raise ConfigError(
+                f"--catalog-n: expected at least --n ({args.n}: the tagged products are part of the catalog), "
+                f"found {args.catalog_n}"
+            )
         demo = dataclasses.replace(demo, catalog_factor=args.catalog_n / args.n)
     if args.single_models:
         demo = dataclasses.replace(demo, single_models=True)
@@ -68,10 +89,13 @@ def demo_overrides(conf: PipelineConfig, args: argparse.Namespace) -> PipelineCo
 
 def run(args: argparse.Namespace) -> int:
     """Load the demo's conf (``conf/demo.toml`` over the defaults, then ``--conf``), run the demo, print the report."""
-    from softlines_attr.demo import demo_conf_path, format_report, run_demo
+    from softlines_attr.demo import demo_conf_path, run_demo
+    from softlines_attr.demo_tables import format_report
 
     conf = demo_overrides(config_from_args(args, overlays=[demo_conf_path()]), args)
     result = run_demo(args.out, conf, n=args.n, seed=args.seed, master=args.master)
     print(format_report(result))
-    print(f"summary of every stage: {result.out_dir / 'demo_summary.json'}; the report: {result.out_dir / 'report.html'}")
+    print(
+        f"summary of every stage: {result.out_dir / 'demo_summary.json'}; the report: {result.out_dir / 'report.html'}"
+    )
     return 0

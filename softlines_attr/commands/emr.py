@@ -6,6 +6,11 @@ import argparse
 import json
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from softlines_attr.emr.release import Release
+    from softlines_attr.emr.spec import EmrSpec
 
 log = logging.getLogger(__name__)
 
@@ -22,19 +27,42 @@ _SUBCOMMANDS: dict[str, str] = {
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--conf", type=Path, default=None, metavar="FILE", help="the EMR spec TOML (default: conf/emr.toml)")
+    parser.add_argument(
+        "--conf", type=Path, default=None, metavar="FILE", help="the EMR spec TOML (default: conf/emr.toml)"
+    )
     parser.add_argument("--dry-run", action="store_true", help="print the exact API requests as JSON and call nothing")
-    parser.add_argument("--profile", default=None, help="an AWS profile of boto3's standard credential chain (default: AWS_PROFILE / the chain)")
+    parser.add_argument(
+        "--profile",
+        default=None,
+        help="an AWS profile of boto3's standard credential chain (default: AWS_PROFILE / the chain)",
+    )
     parser.add_argument("--log-level", default=argparse.SUPPRESS, choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
 
 def _release_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--release", default=None, metavar="ID", help="a staged release id (default: the id of the source tree, as `emr stage` uploads it)")
-    parser.add_argument("--source", type=Path, default=None, metavar="DIR", help="the source tree (default: found from the current folder)")
+    parser.add_argument(
+        "--release",
+        default=None,
+        metavar="ID",
+        help="a staged release id (default: the id of the source tree, as `emr stage` uploads it)",
+    )
+    parser.add_argument(
+        "--source",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="the source tree (default: found from the current folder)",
+    )
 
 
 def _step_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--step", action="append", default=None, metavar="NAME", help="only this step of the spec (repeatable; default: all)")
+    parser.add_argument(
+        "--step",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="only this step of the spec (repeatable; default: all)",
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,25 +71,46 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parsers = {name: sub.add_parser(name, help=text, description=text) for name, text in _SUBCOMMANDS.items()}
     for p in parsers.values():
         _common(p)
-    parsers["stage"].add_argument("--source", type=Path, default=None, metavar="DIR", help="the source tree (default: found from the current folder)")
+    parsers["stage"].add_argument(
+        "--source",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="the source tree (default: found from the current folder)",
+    )
     _release_args(parsers["launch"])
     _step_args(parsers["launch"])
-    parsers["launch"].add_argument("--keep-alive", action="store_true", help="keep the cluster after the steps (default: the spec's `transient`)")
-    parsers["launch"].add_argument("--wait", action="store_true", help="follow the steps after launching (as `emr wait`)")
+    parsers["launch"].add_argument(
+        "--keep-alive", action="store_true", help="keep the cluster after the steps (default: the spec's `transient`)"
+    )
+    parsers["launch"].add_argument(
+        "--wait", action="store_true", help="follow the steps after launching (as `emr wait`)"
+    )
     parsers["add-steps"].add_argument("--cluster-id", required=True, help="the running cluster (j-...)")
-    parsers["add-steps"].add_argument("--release", default=None, metavar="ID", help="the release of the job files (default: the cluster's own release tag)")
+    parsers["add-steps"].add_argument(
+        "--release",
+        default=None,
+        metavar="ID",
+        help="the release of the job files (default: the cluster's own release tag)",
+    )
     _step_args(parsers["add-steps"])
     parsers["wait"].add_argument("--cluster-id", required=True, help="the cluster to follow (j-...)")
-    parsers["wait"].add_argument("--until-terminated", action="store_true", help="after the steps, also wait for a transient cluster to terminate")
+    parsers["wait"].add_argument(
+        "--until-terminated",
+        action="store_true",
+        help="after the steps, also wait for a transient cluster to terminate",
+    )
     _release_args(parsers["schedule"])
-    parsers["iam"].add_argument("--out", type=Path, default=None, metavar="DIR", help="write one JSON file per role here (default: print them)")
+    parsers["iam"].add_argument(
+        "--out", type=Path, default=None, metavar="DIR", help="write one JSON file per role here (default: print them)"
+    )
 
 
-def _release(args: argparse.Namespace, spec: object) -> object:
+def _release(args: argparse.Namespace, spec: EmrSpec) -> Release:
     from softlines_attr.emr.stage import local_release_id, release_for
 
     rid = getattr(args, "release", None) or local_release_id(getattr(args, "source", None))
-    return release_for(spec, rid)  # type: ignore[arg-type]
+    return release_for(spec, rid)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -83,7 +132,9 @@ def run(args: argparse.Namespace) -> int:
         from softlines_attr.emr.run import launch, wait
 
         transient = False if args.keep_alive else None
-        cluster_id = launch(spec, _release(args, spec), session=session, dry_run=args.dry_run, transient=transient, step_names=args.step)  # type: ignore[arg-type]
+        cluster_id = launch(
+            spec, _release(args, spec), session=session, dry_run=args.dry_run, transient=transient, step_names=args.step
+        )
         if args.wait and cluster_id:
             wait(spec, cluster_id, session=session)
         return 0
@@ -102,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
     if action == "schedule":
         from softlines_attr.emr.schedule import schedule
 
-        schedule(spec, _release(args, spec), session=session, dry_run=args.dry_run)  # type: ignore[arg-type]
+        schedule(spec, _release(args, spec), session=session, dry_run=args.dry_run)
         return 0
     if action == "iam":
         from softlines_attr.emr.iam import documents, render

@@ -16,10 +16,14 @@ HELP = "Generate a synthetic dress catalog: images with known attributes, vendor
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``--conf``, ``--taxonomy``, ``--out``, ``--n``, ``--seed`` and ``--workers``."""
     add_config_arguments(parser)
-    parser.add_argument("--out", type=Path, required=True, help="output folder (created; a previous catalog there is replaced)")
+    parser.add_argument(
+        "--out", type=Path, required=True, help="output folder (created; a previous catalog there is replaced)"
+    )
     parser.add_argument("--n", type=int, default=None, help="number of products (default: conf catalog.n)")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: conf seed)")
-    parser.add_argument("--workers", type=int, default=None, help="drawing processes, 0 = one per core (default: conf catalog.workers)")
+    parser.add_argument(
+        "--workers", type=int, default=None, help="drawing processes, 0 = one per core (default: conf catalog.workers)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

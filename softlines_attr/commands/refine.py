@@ -1,4 +1,5 @@
-"""``softlines-attr refine``: the paper's refined model (a base bundle's backbone, a new head), or the same network from scratch."""
+"""``softlines-attr refine``: the paper's refined model (a base bundle's backbone, a new head), or the same
+network from scratch."""
 
 from __future__ import annotations
 
@@ -25,20 +26,44 @@ def parents() -> list[argparse.ArgumentParser]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The refine command's arguments."""
-    parser.add_argument("--base", required=True, help="the base model bundle folder (softlines-attr train's <out>/bundle), or 'none' to train from scratch")
-    parser.add_argument("--shards", required=True, help="refine shards of the attribute (shard --tags T --attribute NAME), or multi shards (--attribute all)")
-    parser.add_argument("--attribute", required=True, help="the taxonomy attribute to refine; 'all' for a multi-head model on multi shards")
+    parser.add_argument(
+        "--base",
+        required=True,
+        help="the base model bundle folder (softlines-attr train's <out>/bundle), or 'none' to train from scratch",
+    )
+    parser.add_argument(
+        "--shards",
+        required=True,
+        help="refine shards of the attribute (shard --tags T --attribute NAME), or multi shards (--attribute all)",
+    )
+    parser.add_argument(
+        "--attribute",
+        required=True,
+        help="the taxonomy attribute to refine; 'all' for a multi-head model on multi shards",
+    )
     parser.add_argument("--out", required=True, help="output folder: checkpoints/ and bundle/")
     add_config_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     """Refine (or train from scratch), write the bundle, print its path, heads and metrics as JSON."""
-    from softlines_attr.model.train import BUNDLE_DIR
+    from softlines_attr.model.bundle import BUNDLE_DIR
     from softlines_attr.pipeline import refine_stage
 
     conf = config_from_args(args)
     tc = training_settings(args, conf.refine, name="refine")
-    manifest = refine_stage(args.shards, args.out, conf, tc, base=args.base, attribute=args.attribute, resume=args.resume)
-    print(json.dumps({"bundle": f"{args.out}/{BUNDLE_DIR}", "base_model": manifest.base_model, "heads": [h.name for h in manifest.heads], "metrics": manifest.metrics}, sort_keys=True))
+    manifest = refine_stage(
+        args.shards, args.out, conf, tc, base=args.base, attribute=args.attribute, resume=args.resume
+    )
+    print(
+        json.dumps(
+            {
+                "bundle": f"{args.out}/{BUNDLE_DIR}",
+                "base_model": manifest.base_model,
+                "heads": [h.name for h in manifest.heads],
+                "metrics": manifest.metrics,
+            },
+            sort_keys=True,
+        )
+    )
     return 0

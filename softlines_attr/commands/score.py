@@ -6,7 +6,13 @@ import argparse
 import json
 import logging
 
-from softlines_attr.commands.common import add_config_arguments, add_run_arguments, add_spark_arguments, check_run_id, config_from_args
+from softlines_attr.commands.common import (
+    add_config_arguments,
+    add_run_arguments,
+    add_spark_arguments,
+    check_run_id,
+    config_from_args,
+)
 
 log = logging.getLogger(__name__)
 
@@ -19,11 +25,30 @@ HELP = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The score command's arguments."""
-    parser.add_argument("--catalog", required=True, help="the catalog (Parquet file/folder, JSON Lines or CSV): asin, image_uri, product_type")
-    parser.add_argument("--models", required=True, nargs="+", metavar="DIR", help="model bundle folders, or folders of bundles (local or s3://)")
+    parser.add_argument(
+        "--catalog",
+        required=True,
+        help="the catalog (Parquet file/folder, JSON Lines or CSV): asin, image_uri, product_type",
+    )
+    parser.add_argument(
+        "--models",
+        required=True,
+        nargs="+",
+        metavar="DIR",
+        help="model bundle folders, or folders of bundles (local or s3://)",
+    )
     parser.add_argument("--out", required=True, help="output folder (local path; s3:// on EMR)")
-    parser.add_argument("--previous", default=None, help="a previous run's output folder: score only ASINs whose image_uri or model changed, carry the rest")
-    parser.add_argument("--input-format", default=None, choices=["parquet", "jsonl", "csv"], help="the catalog's format when its suffix does not tell")
+    parser.add_argument(
+        "--previous",
+        default=None,
+        help="a previous run's output folder: score only ASINs whose image_uri or model changed, carry the rest",
+    )
+    parser.add_argument(
+        "--input-format",
+        default=None,
+        choices=["parquet", "jsonl", "csv"],
+        help="the catalog's format when its suffix does not tell",
+    )
     add_run_arguments(parser)
     add_config_arguments(parser)
     add_spark_arguments(parser)
@@ -32,10 +57,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the scoring job; exit 0 unless the job as a whole failed (bad images are error rows)."""
     from softlines_attr.score import ScoreJob, run_score_job
-    from softlines_attr.score.job import load_models
+    from softlines_attr.score.resources import load_models
     from softlines_attr.spark import build_session
 
-    job = ScoreJob(catalog_path=args.catalog, model_dirs=tuple(args.models), out_dir=args.out, previous_dir=args.previous, input_format=args.input_format)
+    job = ScoreJob(
+        catalog_path=args.catalog,
+        model_dirs=tuple(args.models),
+        out_dir=args.out,
+        previous_dir=args.previous,
+        input_format=args.input_format,
+    )
     job.validate()
     check_run_id(args)
     conf = config_from_args(args)
@@ -45,6 +76,16 @@ def run(args: argparse.Namespace) -> int:
         summary = run_score_job(spark, conf, job, run_id=args.run_id, payloads=payloads)
     finally:
         spark.stop()
-    keys = ("run_id", "rows_in", "rows_scored", "rows_carried", "rows_errors", "rows_skipped", "errors_by_reason", "attribute_rows", "out")
+    keys = (
+        "run_id",
+        "rows_in",
+        "rows_scored",
+        "rows_carried",
+        "rows_errors",
+        "rows_skipped",
+        "errors_by_reason",
+        "attribute_rows",
+        "out",
+    )
     print(json.dumps({k: summary[k] for k in keys}, sort_keys=True))
     return 0

@@ -12,7 +12,7 @@ import logging
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from softlines_attr.emr.errors import EmrApiError
@@ -44,7 +44,11 @@ class ApiCall:
 
     def to_json(self) -> dict[str, Any]:
         """The JSON form printed by ``--dry-run``."""
-        out: dict[str, Any] = {"service": self.service, "operation": self.operation, "params": {**self.params, **self.display}}
+        out: dict[str, Any] = {
+            "service": self.service,
+            "operation": self.operation,
+            "params": {**self.params, **self.display},
+        }
         if self.note:
             out["when"] = self.note
         return out
@@ -57,7 +61,7 @@ class ApiCall:
         return xform_name(self.operation)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _service_model(service: str) -> Any:
     import botocore.session
 
@@ -87,17 +91,17 @@ def print_plan(calls: Iterable[ApiCall], out: Callable[[str], None] = print) -> 
     out(json.dumps([c.to_json() for c in calls], indent=2, default=str))
 
 
-def make_session(profile: str | None, region: str) -> "boto3.Session":
+def make_session(profile: str | None, region: str) -> boto3.Session:
     """A boto3 session on the standard credential chain (``profile`` picks a named profile)."""
     import boto3
 
     return boto3.Session(profile_name=profile or None, region_name=region)
 
 
-_CLIENTS: "weakref.WeakKeyDictionary[Any, dict[str, Any]]" = weakref.WeakKeyDictionary()
+_CLIENTS: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
 
 
-def client_for(session: "boto3.Session", service: str) -> Any:
+def client_for(session: boto3.Session, service: str) -> Any:
     """One client per session and service (creating a client costs tens of milliseconds)."""
     per_session = _CLIENTS.setdefault(session, {})
     if service not in per_session:
@@ -115,20 +119,29 @@ def is_not_found(exc: BaseException) -> bool:
     """Whether a ``ClientError`` says the thing does not exist (codes vary by service)."""
     code = error_code(exc)
     status = (getattr(exc, "response", None) or {}).get("ResponseMetadata", {}).get("HTTPStatusCode")
-    return code in {
-        "404", "NoSuchKey", "NoSuchBucket", "NotFound", "NoSuchEntity", "ResourceNotFoundException",
-        "StateMachineDoesNotExist",
-    } or status == 404
+    return (
+        code
+        in {
+            "404",
+            "NoSuchKey",
+            "NoSuchBucket",
+            "NotFound",
+            "NoSuchEntity",
+            "ResourceNotFoundException",
+            "StateMachineDoesNotExist",
+        }
+        or status == 404
+    )
 
 
-def api_error(exc: "ClientError", call: ApiCall | str, doing: str) -> EmrApiError:
+def api_error(exc: ClientError, call: ApiCall | str, doing: str) -> EmrApiError:
     """Wrap a ``ClientError`` as :class:`EmrApiError` naming the operation, the code and AWS's message."""
     operation = call.operation if isinstance(call, ApiCall) else call
     message = (getattr(exc, "response", None) or {}).get("Error", {}).get("Message", str(exc))
     return EmrApiError(f"{doing}: {operation} failed with {error_code(exc) or 'an error'}: {message}")
 
 
-def send(session: "boto3.Session", call: ApiCall, doing: str) -> dict[str, Any]:
+def send(session: boto3.Session, call: ApiCall, doing: str) -> dict[str, Any]:
     """Send one planned call; translate a ``ClientError`` into :class:`EmrApiError`.
 
     Args:

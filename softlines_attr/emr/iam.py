@@ -26,8 +26,9 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
+from softlines_attr.emr.jobs import JOBS, parse_job_args
 from softlines_attr.emr.requests import role_arn, state_machine_arn
-from softlines_attr.emr.spec import JOBS, EmrSpec, parse_job_args, parse_s3_uri
+from softlines_attr.emr.spec import EmrSpec, parse_s3_uri
 
 VERSION = "2012-10-17"
 EMR_SERVICE_POLICY_V2 = "arn:aws:iam::aws:policy/service-role/AmazonEMRServicePolicy_v2"
@@ -41,7 +42,9 @@ SFN_EMR_RULES = (
 def _trust(service: str, condition: dict[str, Any]) -> dict[str, Any]:
     return {
         "Version": VERSION,
-        "Statement": [{"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole", "Condition": condition}],
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole", "Condition": condition}
+        ],
     }
 
 
@@ -136,17 +139,32 @@ def instance_role(spec: EmrSpec) -> dict[str, Any]:
         {"Sid": "ReadReleases", "Effect": "Allow", "Action": "s3:GetObject", "Resource": _object_arn(release)},
     ]
     if reads:
-        statements.append({"Sid": "ReadInputs", "Effect": "Allow", "Action": "s3:GetObject", "Resource": [_object_arn(u) for u in reads]})
+        statements.append(
+            {
+                "Sid": "ReadInputs",
+                "Effect": "Allow",
+                "Action": "s3:GetObject",
+                "Resource": [_object_arn(u) for u in reads],
+            }
+        )
     if writes:
         statements.append(
             {
                 "Sid": "WriteOutputs",
                 "Effect": "Allow",
-                "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"],
+                "Action": [
+                    "s3:GetObject",
+                    "s3:PutObject",
+                    "s3:DeleteObject",
+                    "s3:AbortMultipartUpload",
+                    "s3:ListMultipartUploadParts",
+                ],
                 "Resource": [_object_arn(u) for u in writes],
             }
         )
-    statements.append({"Sid": "WriteLogs", "Effect": "Allow", "Action": "s3:PutObject", "Resource": _object_arn(spec.log_uri)})
+    statements.append(
+        {"Sid": "WriteLogs", "Effect": "Allow", "Action": "s3:PutObject", "Resource": _object_arn(spec.log_uri)}
+    )
     statements.extend(_list_statement("List", [release, spec.log_uri, *reads, *writes]))
     return {
         "RoleName": spec.roles.instance_role_name,
@@ -154,7 +172,9 @@ def instance_role(spec: EmrSpec) -> dict[str, Any]:
         "Description": f"EC2 instance role of the {spec.name} cluster nodes",
         "AssumeRolePolicyDocument": {
             "Version": VERSION,
-            "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}],
+            "Statement": [
+                {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}
+            ],
         },
         "ManagedPolicyArns": [],
         "Policies": [{"PolicyName": "softlines-attr-data", "PolicyDocument": _policy(*statements)}],
@@ -193,7 +213,12 @@ def state_machine_role(spec: EmrSpec) -> dict[str, Any]:
             {
                 "PolicyName": "run-emr-pipeline",
                 "PolicyDocument": _policy(
-                    {"Sid": "CreateCluster", "Effect": "Allow", "Action": "elasticmapreduce:RunJobFlow", "Resource": "*"},
+                    {
+                        "Sid": "CreateCluster",
+                        "Effect": "Allow",
+                        "Action": "elasticmapreduce:RunJobFlow",
+                        "Resource": "*",
+                    },
                     {
                         "Sid": "DriveCluster",
                         "Effect": "Allow",
@@ -225,13 +250,20 @@ def scheduler_role(spec: EmrSpec) -> dict[str, Any]:
     return {
         "RoleName": spec.schedule.scheduler_role,
         "Description": f"EventBridge Scheduler role of the {spec.name} schedule",
-        "AssumeRolePolicyDocument": _trust("scheduler.amazonaws.com", {"StringEquals": {"aws:SourceAccount": spec.account_id}}),
+        "AssumeRolePolicyDocument": _trust(
+            "scheduler.amazonaws.com", {"StringEquals": {"aws:SourceAccount": spec.account_id}}
+        ),
         "ManagedPolicyArns": [],
         "Policies": [
             {
                 "PolicyName": "start-pipeline",
                 "PolicyDocument": _policy(
-                    {"Sid": "StartPipeline", "Effect": "Allow", "Action": "states:StartExecution", "Resource": state_machine_arn(spec)}
+                    {
+                        "Sid": "StartPipeline",
+                        "Effect": "Allow",
+                        "Action": "states:StartExecution",
+                        "Resource": state_machine_arn(spec),
+                    }
                 ),
             }
         ],
@@ -245,7 +277,12 @@ def operator_policy(spec: EmrSpec) -> dict[str, Any]:
     return {
         "PolicyName": f"{spec.name}-emr-operator",
         "PolicyDocument": _policy(
-            {"Sid": "StageReleases", "Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"], "Resource": _object_arn(spec.release_prefix)},
+            {
+                "Sid": "StageReleases",
+                "Effect": "Allow",
+                "Action": ["s3:GetObject", "s3:PutObject"],
+                "Resource": _object_arn(spec.release_prefix),
+            },
             {"Sid": "ReadStepLogs", "Effect": "Allow", "Action": "s3:GetObject", "Resource": _object_arn(spec.log_uri)},
             *_list_statement("List", [spec.release_prefix, spec.log_uri]),
             {
@@ -285,12 +322,19 @@ def operator_policy(spec: EmrSpec) -> dict[str, Any]:
                 "Effect": "Allow",
                 "Action": "iam:PassRole",
                 "Resource": [role_arn(spec, sched.state_machine_role), role_arn(spec, sched.scheduler_role)],
-                "Condition": {"StringEquals": {"iam:PassedToService": ["states.amazonaws.com", "scheduler.amazonaws.com"]}},
+                "Condition": {
+                    "StringEquals": {"iam:PassedToService": ["states.amazonaws.com", "scheduler.amazonaws.com"]}
+                },
             },
             {
                 "Sid": "ManageStateMachine",
                 "Effect": "Allow",
-                "Action": ["states:CreateStateMachine", "states:UpdateStateMachine", "states:DescribeStateMachine", "states:TagResource"],
+                "Action": [
+                    "states:CreateStateMachine",
+                    "states:UpdateStateMachine",
+                    "states:DescribeStateMachine",
+                    "states:TagResource",
+                ],
                 "Resource": state_machine_arn(spec),
             },
             {

@@ -14,10 +14,12 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from softlines_attr.emr.aws import ApiCall, api_error, client_for, error_code, is_not_found
+from softlines_attr.emr.cluster import BOOTSTRAP_SCRIPT
 from softlines_attr.emr.errors import EmrPreflightError
-from softlines_attr.emr.requests import BOOTSTRAP_SCRIPT
-from softlines_attr.emr.spec import JOBS, EmrSpec, StepSpec, parse_s3_uri
-from softlines_attr.emr.stage import MANIFEST, Release, check_bucket
+from softlines_attr.emr.jobs import JOBS
+from softlines_attr.emr.release import MANIFEST, Release
+from softlines_attr.emr.spec import EmrSpec, StepSpec, parse_s3_uri
+from softlines_attr.emr.stage import check_bucket
 
 if TYPE_CHECKING:  # pragma: no cover
     import boto3
@@ -31,7 +33,11 @@ def _roles(spec: EmrSpec, *, pipeline: bool) -> list[tuple[str, str, str]]:
     """(kind, name, purpose) of the IAM entities a launch (or, with ``pipeline``, a schedule) needs."""
     items = [
         ("role", spec.roles.service_role, "roles.service_role, the EMR service role (emr/iam/emr-service-role.json)"),
-        ("instance-profile", spec.roles.instance_profile, "roles.instance_profile, the nodes' instance profile (emr/iam/emr-instance-role.json)"),
+        (
+            "instance-profile",
+            spec.roles.instance_profile,
+            "roles.instance_profile, the nodes' instance profile (emr/iam/emr-instance-role.json)",
+        ),
     ]
     if spec.roles.autoscaling_role:
         items.append(("role", spec.roles.autoscaling_role, "roles.autoscaling_role"))
@@ -66,7 +72,7 @@ def preflight_calls(spec: EmrSpec, release: Release, *, pipeline: bool) -> list[
     return calls
 
 
-def check_account(session: "boto3.Session", spec: EmrSpec) -> None:
+def check_account(session: boto3.Session, spec: EmrSpec) -> None:
     """The credentials must belong to the spec's account (its ARNs and policies name it)."""
     from botocore.exceptions import ClientError
 
@@ -81,7 +87,7 @@ def check_account(session: "boto3.Session", spec: EmrSpec) -> None:
         )
 
 
-def check_iam(session: "boto3.Session", spec: EmrSpec, *, pipeline: bool) -> None:
+def check_iam(session: boto3.Session, spec: EmrSpec, *, pipeline: bool) -> None:
     """Every role and the instance profile exist (skipped, with a warning, where IAM reads are denied)."""
     from botocore.exceptions import ClientError
 
@@ -101,10 +107,12 @@ def check_iam(session: "boto3.Session", spec: EmrSpec, *, pipeline: bool) -> Non
             if error_code(exc) in _DENIED:
                 log.warning("cannot check IAM %s %r (%s): %s; going on", kind, name, error_code(exc), exc)
                 continue
-            raise api_error(exc, "GetRole" if kind == "role" else "GetInstanceProfile", f"checking IAM {kind} {name!r}") from exc
+            raise api_error(
+                exc, "GetRole" if kind == "role" else "GetInstanceProfile", f"checking IAM {kind} {name!r}"
+            ) from exc
 
 
-def read_manifest(session: "boto3.Session", release: Release) -> dict[str, Any]:
+def read_manifest(session: boto3.Session, release: Release) -> dict[str, Any]:
     """The release's ``MANIFEST.json``; a missing one means the release was never (fully) staged."""
     from botocore.exceptions import ClientError
 
@@ -114,13 +122,14 @@ def read_manifest(session: "boto3.Session", release: Release) -> dict[str, Any]:
         if is_not_found(exc):
             raise EmrPreflightError(
                 f"release {release.release_id} is not staged: {release.uri}{MANIFEST} does not exist; expected a "
-                "release uploaded by `softlines-attr emr stage --conf FILE` from this source tree (or pass --release ID)"
+                "release uploaded by `softlines-attr emr stage --conf FILE` from this source tree "
+                "(or pass --release ID)"
             ) from exc
         raise api_error(exc, "GetObject", f"reading {release.uri}{MANIFEST}") from exc
     return json.loads(body)
 
 
-def check_release(session: "boto3.Session", spec: EmrSpec, release: Release, steps: Iterable[StepSpec]) -> dict[str, Any]:
+def check_release(session: boto3.Session, spec: EmrSpec, release: Release, steps: Iterable[StepSpec]) -> dict[str, Any]:
     """The buckets exist and the release holds the bootstrap script, the job files and conf files."""
     check_bucket(session, release.bucket, "release_prefix")
     log_bucket = parse_s3_uri(spec.log_uri)[0]
@@ -137,7 +146,9 @@ def check_release(session: "boto3.Session", spec: EmrSpec, release: Release, ste
     return manifest
 
 
-def run_preflight(session: "boto3.Session", spec: EmrSpec, release: Release, steps: Sequence[StepSpec], *, pipeline: bool) -> None:
+def run_preflight(
+    session: boto3.Session, spec: EmrSpec, release: Release, steps: Sequence[StepSpec], *, pipeline: bool
+) -> None:
     """All the checks, in the order of :func:`preflight_calls`."""
     check_account(session, spec)
     check_iam(session, spec, pipeline=pipeline)

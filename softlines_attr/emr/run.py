@@ -11,22 +11,25 @@ transient cluster is terminating, and exits non-zero.
 
 from __future__ import annotations
 
-import gzip
 import json
 import logging
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from softlines_attr.config import load_spark_profile
-from softlines_attr.emr.aws import ApiCall, api_error, client_for, is_not_found, print_plan, send, validate_calls
-from softlines_attr.emr.errors import EmrError, EmrStepFailedError, EmrWaitTimeoutError
+from softlines_attr.emr.aws import ApiCall, api_error, client_for, print_plan, send, validate_calls
+from softlines_attr.emr.cluster import RELEASE_TAG
+from softlines_attr.emr.errors import EmrError, EmrWaitTimeoutError
+from softlines_attr.emr.failure import step_failure
+from softlines_attr.emr.placeholders import require_no_placeholders
 from softlines_attr.emr.preflight import preflight_calls, run_preflight
-from softlines_attr.emr.requests import RELEASE_TAG, add_job_flow_steps_request, run_job_flow_request, select_steps
-from softlines_attr.emr.spec import EmrSpec, parse_s3_uri, require_no_placeholders
-from softlines_attr.emr.stage import Release, release_for
+from softlines_attr.emr.release import Release
+from softlines_attr.emr.requests import add_job_flow_steps_request, run_job_flow_request
+from softlines_attr.emr.spec import EmrSpec
+from softlines_attr.emr.stage import release_for
+from softlines_attr.emr.steps import select_steps
 
 if TYPE_CHECKING:  # pragma: no cover
     import boto3
@@ -34,7 +37,6 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 ACTIVE_CLUSTER_STATES = ("STARTING", "BOOTSTRAPPING", "RUNNING", "WAITING")
-ENDED_CLUSTER_STATES = ("TERMINATING", "TERMINATED", "TERMINATED_WITH_ERRORS")
 OPEN_STEP_STATES = ("PENDING", "CANCEL_PENDING", "RUNNING")
 FAILED_STEP_STATES = ("FAILED", "CANCELLED", "INTERRUPTED")
 
@@ -49,7 +51,9 @@ def profile_conf(spec: EmrSpec) -> dict[str, str]:
 # --------------------------------------------------------------------------------------------
 
 
-def launch_plan(spec: EmrSpec, release: Release, *, transient: bool, step_names: Sequence[str] | None = None) -> list[ApiCall]:
+def launch_plan(
+    spec: EmrSpec, release: Release, *, transient: bool, step_names: Sequence[str] | None = None
+) -> list[ApiCall]:
     """The requests ``emr launch`` makes: the read-only checks, then RunJobFlow."""
     steps = select_steps(spec, step_names)
     request = run_job_flow_request(spec, release, profile_conf(spec), transient=transient, steps=steps)
@@ -60,7 +64,7 @@ def launch(
     spec: EmrSpec,
     release: Release,
     *,
-    session: "boto3.Session | None",
+    session: boto3.Session | None,
     dry_run: bool = False,
     transient: bool | None = None,
     step_names: Sequence[str] | None = None,
@@ -91,8 +95,22 @@ def launch(
     run_preflight(session, spec, release, select_steps(spec, step_names), pipeline=False)
     response = send(session, calls[-1], "launching the cluster")
     cluster_id = response["JobFlowId"]
-    log.info("cluster %s (%s) starting with release %s", cluster_id, "transient" if transient else "kept alive", release.release_id)
-    out(json.dumps({"ClusterId": cluster_id, "ClusterArn": response.get("ClusterArn"), "release": release.uri, "transient": transient}))
+    log.info(
+        "cluster %s (%s) starting with release %s",
+        cluster_id,
+        "transient" if transient else "kept alive",
+        release.release_id,
+    )
+    out(
+        json.dumps(
+            {
+                "ClusterId": cluster_id,
+                "ClusterArn": response.get("ClusterArn"),
+                "release": release.uri,
+                "transient": transient,
+            }
+        )
+    )
     return cluster_id
 
 
@@ -101,7 +119,7 @@ def launch(
 # --------------------------------------------------------------------------------------------
 
 
-def cluster_release(session: "boto3.Session", spec: EmrSpec, cluster_id: str) -> tuple[Release | None, dict[str, Any]]:
+def cluster_release(session: boto3.Session, spec: EmrSpec, cluster_id: str) -> tuple[Release | None, dict[str, Any]]:
     """The release a cluster was bootstrapped with (from its tag), and its description."""
     from botocore.exceptions import ClientError
 
@@ -118,7 +136,7 @@ def add_steps(
     spec: EmrSpec,
     cluster_id: str,
     *,
-    session: "boto3.Session | None",
+    session: boto3.Session | None,
     release: Release | None = None,
     dry_run: bool = False,
     step_names: Sequence[str] | None = None,
@@ -135,7 +153,9 @@ def add_steps(
     steps = select_steps(spec, step_names)
     if dry_run:
         if release is None:
-            raise EmrError("add-steps --dry-run cannot read the cluster's release tag (it calls nothing); expected --release ID")
+            raise EmrError(
+                "add-steps --dry-run cannot read the cluster's release tag (it calls nothing); expected --release ID"
+            )
         calls = [
             ApiCall("emr", "DescribeCluster", {"ClusterId": cluster_id}),
             ApiCall("emr", "AddJobFlowSteps", add_job_flow_steps_request(spec, release, cluster_id, steps)),
@@ -148,13 +168,23 @@ def add_steps(
     tagged, cluster = cluster_release(session, spec, cluster_id)
     state = cluster["Status"]["State"]
     if state not in ACTIVE_CLUSTER_STATES:
-        raise EmrError(f"cluster {cluster_id} is {state}; expected one of {list(ACTIVE_CLUSTER_STATES)} to add steps to")
+        raise EmrError(
+            f"cluster {cluster_id} is {state}; expected one of {list(ACTIVE_CLUSTER_STATES)} to add steps to"
+        )
     if release is None:
         if tagged is None:
-            raise EmrError(f"cluster {cluster_id} has no {RELEASE_TAG!r} tag (not launched by softlines-attr?); expected --release ID")
+            raise EmrError(
+                f"cluster {cluster_id} has no {RELEASE_TAG!r} tag (not launched by softlines-attr?); "
+                "expected --release ID"
+            )
         release = tagged
     elif tagged is not None and tagged.release_id != release.release_id:
-        log.warning("cluster %s runs release %s; adding steps of release %s (its job files, the cluster's wheel)", cluster_id, tagged.release_id, release.release_id)
+        log.warning(
+            "cluster %s runs release %s; adding steps of release %s (its job files, the cluster's wheel)",
+            cluster_id,
+            tagged.release_id,
+            release.release_id,
+        )
     from softlines_attr.emr.preflight import check_release
 
     check_release(session, spec, release, steps)
@@ -202,13 +232,28 @@ def wait_plan(cluster_id: str) -> list[ApiCall]:
     return [
         ApiCall("emr", "DescribeCluster", {"ClusterId": cluster_id}),
         ApiCall("emr", "ListSteps", {"ClusterId": cluster_id}),
-        ApiCall("emr", "DescribeStep", {"ClusterId": cluster_id, "StepId": "<each step, every poll_seconds>"}, "waiter step_complete"),
-        ApiCall("s3", "GetObject", {"Bucket": "<log bucket>", "Key": f"<log prefix>/{cluster_id}/steps/<step>/stderr.gz"}, "if a step fails"),
-        ApiCall("emr", "TerminateJobFlows", {"JobFlowIds": [cluster_id]}, "if a step fails on a transient cluster that is not terminating yet"),
+        ApiCall(
+            "emr",
+            "DescribeStep",
+            {"ClusterId": cluster_id, "StepId": "<each step, every poll_seconds>"},
+            "waiter step_complete",
+        ),
+        ApiCall(
+            "s3",
+            "GetObject",
+            {"Bucket": "<log bucket>", "Key": f"<log prefix>/{cluster_id}/steps/<step>/stderr.gz"},
+            "if a step fails",
+        ),
+        ApiCall(
+            "emr",
+            "TerminateJobFlows",
+            {"JobFlowIds": [cluster_id]},
+            "if a step fails on a transient cluster that is not terminating yet",
+        ),
     ]
 
 
-def list_steps_oldest_first(session: "boto3.Session", cluster_id: str) -> list[dict[str, Any]]:
+def list_steps_oldest_first(session: boto3.Session, cluster_id: str) -> list[dict[str, Any]]:
     """Every step of the cluster, in the order they were added."""
     from botocore.exceptions import ClientError
 
@@ -231,7 +276,9 @@ def _elapsed(step: dict[str, Any]) -> float | None:
     return None
 
 
-def _wait_step(session: "boto3.Session", spec: EmrSpec, cluster_id: str, step: dict[str, Any], label: str, deadline: float) -> dict[str, Any]:
+def _wait_step(
+    session: boto3.Session, spec: EmrSpec, cluster_id: str, step: dict[str, Any], label: str, deadline: float
+) -> dict[str, Any]:
     """Wait for one step with the ``step_complete`` waiter; return its final description."""
     from botocore.exceptions import WaiterError
 
@@ -243,7 +290,8 @@ def _wait_step(session: "boto3.Session", spec: EmrSpec, cluster_id: str, step: d
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise EmrWaitTimeoutError(
-                f"step {label} ({step['Id']}) on {cluster_id} did not end within wait.timeout_minutes = {spec.wait.timeout_minutes}; "
+                f"step {label} ({step['Id']}) on {cluster_id} did not end within "
+                f"wait.timeout_minutes = {spec.wait.timeout_minutes}; "
                 "expected COMPLETED or FAILED (the cluster is left as it is)"
             )
         attempts = max(1, min(10, int(remaining // max(poll, 1))))
@@ -252,7 +300,9 @@ def _wait_step(session: "boto3.Session", spec: EmrSpec, cluster_id: str, step: d
         except WaiterError as exc:
             last = exc.last_response or {}
             if "Error" in last:
-                raise EmrError(f"waiting for step {label} ({step['Id']}): DescribeStep failed: {last['Error']}") from exc
+                raise EmrError(
+                    f"waiting for step {label} ({step['Id']}): DescribeStep failed: {last['Error']}"
+                ) from exc
             state = last.get("Step", {}).get("Status", {}).get("State", "?")
             if state in FAILED_STEP_STATES:
                 return last["Step"]
@@ -261,81 +311,11 @@ def _wait_step(session: "boto3.Session", spec: EmrSpec, cluster_id: str, step: d
         return emr.describe_step(ClusterId=cluster_id, StepId=step["Id"])["Step"]
 
 
-def fetch_log_tail(session: "boto3.Session", uris: Sequence[str], lines: int, max_bytes: int) -> tuple[str | None, list[str]]:
-    """The last ``lines`` lines of the first of ``uris`` that exists (``.gz`` is decompressed while streamed)."""
-    from botocore.exceptions import ClientError
-
-    s3 = client_for(session, "s3")
-    for uri in uris:
-        bucket, key = parse_s3_uri(uri)
-        try:
-            if key.endswith(".gz"):
-                body = s3.get_object(Bucket=bucket, Key=key)["Body"]
-                with gzip.GzipFile(fileobj=body) as fh:
-                    tail = deque((line.decode("utf-8", "replace").rstrip("\n") for line in fh), maxlen=lines)
-            else:
-                body = s3.get_object(Bucket=bucket, Key=key, Range=f"bytes=-{max_bytes}")["Body"]
-                tail = deque(body.read().decode("utf-8", "replace").splitlines(), maxlen=lines)
-        except ClientError as exc:
-            if is_not_found(exc) or "InvalidRange" in str(exc):
-                continue
-            log.warning("cannot read %s: %s", uri, exc)
-            continue
-        except (OSError, EOFError) as exc:
-            log.warning("cannot decompress %s: %s", uri, exc)
-            continue
-        return uri, list(tail)
-    return None, []
-
-
-def step_log_uris(spec: EmrSpec, cluster: dict[str, Any], step: dict[str, Any]) -> list[str]:
-    """Where a step's stderr may be: EMR's FailureDetails.LogFile, then LogUri/<cluster>/steps/<step>/stderr(.gz)."""
-    base = (cluster.get("LogUri") or spec.log_uri).replace("s3n://", "s3://", 1)
-    base = base if base.endswith("/") else base + "/"
-    folder = f"{base}{cluster['Id']}/steps/{step['Id']}/"
-    uris = []
-    log_file = step.get("Status", {}).get("FailureDetails", {}).get("LogFile")
-    if log_file:
-        log_file = log_file.replace("s3n://", "s3://", 1)
-        uris.append(log_file if not log_file.endswith("/") else log_file + "stderr.gz")
-    uris += [folder + "stderr.gz", folder + "stderr"]
-    return list(dict.fromkeys(uris))
-
-
-def _failure(session: "boto3.Session", spec: EmrSpec, cluster_id: str, step: dict[str, Any], label: str) -> EmrStepFailedError:
-    """Report a failed step (reason, stderr tail), terminate a transient cluster, and build the error."""
-    emr = client_for(session, "emr")
-    cluster = emr.describe_cluster(ClusterId=cluster_id)["Cluster"]
-    status = step.get("Status", {})
-    details = status.get("FailureDetails", {})
-    reason = " ".join(x for x in (details.get("Reason"), details.get("Message")) if x) or (status.get("StateChangeReason") or {}).get("Message") or ""
-    if status.get("State") == "CANCELLED" and not reason:
-        reason = "cancelled: " + ((cluster.get("Status", {}).get("StateChangeReason") or {}).get("Message") or "an earlier step failed or the cluster ended")
-    uri, tail = fetch_log_tail(session, step_log_uris(spec, cluster, step), spec.wait.stderr_tail_lines, spec.wait.max_log_bytes)
-    cluster_state = cluster["Status"]["State"]
-    action = "the cluster is left running (not transient)"
-    if cluster.get("AutoTerminate") and cluster_state not in ENDED_CLUSTER_STATES:
-        log.warning("terminating transient cluster %s after step %s %s", cluster_id, label, status.get("State"))
-        send(session, ApiCall("emr", "TerminateJobFlows", {"JobFlowIds": [cluster_id]}), f"terminating {cluster_id}")
-        action = "the transient cluster was terminated"
-    elif cluster_state in ENDED_CLUSTER_STATES:
-        action = f"the cluster is {cluster_state}"
-    if uri:
-        log_text = f"--- last {len(tail)} lines of {uri} ---\n" + "\n".join(tail)
-    else:
-        folder = step_log_uris(spec, cluster, step)[-1].rsplit("/", 1)[0]
-        log_text = f"(no stderr in S3 yet: EMR uploads step logs every few minutes; look under {folder}/)"
-    return EmrStepFailedError(
-        f"step {label} ({step['Id']}) on cluster {cluster_id} ended {status.get('State')}: {reason or 'no reason given'}; "
-        f"{action}\n{log_text}"
-    )
-
-
 def wait(
     spec: EmrSpec,
     cluster_id: str,
     *,
-    session: "boto3.Session | None",
+    session: boto3.Session | None,
     dry_run: bool = False,
     until_terminated: bool = False,
     out: Callable[[str], None] = print,
@@ -364,16 +344,18 @@ def wait(
         state = step["Status"]["State"]
         result.steps.append(StepOutcome(step["Id"], step["Name"], state, _elapsed(step)))
         if state in FAILED_STEP_STATES:
-            raise _failure(session, spec, cluster_id, step, label)
+            raise step_failure(session, spec, cluster_id, step, label)
         log.info("step %s: %s", label, state)
     if until_terminated:
         _wait_terminated(session, spec, cluster_id, deadline)
-    result.cluster_state = client_for(session, "emr").describe_cluster(ClusterId=cluster_id)["Cluster"]["Status"]["State"]
+    result.cluster_state = client_for(session, "emr").describe_cluster(ClusterId=cluster_id)["Cluster"]["Status"][
+        "State"
+    ]
     out(json.dumps(result.to_json(), default=str))
     return result
 
 
-def _wait_terminated(session: "boto3.Session", spec: EmrSpec, cluster_id: str, deadline: float) -> None:
+def _wait_terminated(session: boto3.Session, spec: EmrSpec, cluster_id: str, deadline: float) -> None:
     from botocore.exceptions import WaiterError
 
     waiter = client_for(session, "emr").get_waiter("cluster_terminated")
@@ -384,4 +366,6 @@ def _wait_terminated(session: "boto3.Session", spec: EmrSpec, cluster_id: str, d
     except WaiterError as exc:
         state = (exc.last_response or {}).get("Cluster", {}).get("Status", {}).get("State")
         if state != "TERMINATED_WITH_ERRORS":
-            raise EmrWaitTimeoutError(f"cluster {cluster_id} did not terminate in time; expected TERMINATED, found {state}") from exc
+            raise EmrWaitTimeoutError(
+                f"cluster {cluster_id} did not terminate in time; expected TERMINATED, found {state}"
+            ) from exc

@@ -21,17 +21,18 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from softlines_attr.emr.aws import ApiCall, api_error, client_for, is_not_found, print_plan, send, validate_calls
+from softlines_attr.emr.placeholders import require_no_placeholders
 from softlines_attr.emr.preflight import preflight_calls, run_preflight
-from softlines_attr.emr.requests import (
+from softlines_attr.emr.release import Release
+from softlines_attr.emr.requests import state_machine_arn
+from softlines_attr.emr.run import profile_conf
+from softlines_attr.emr.spec import EmrSpec
+from softlines_attr.emr.workflow import (
     create_state_machine_request,
     schedule_request,
-    state_machine_arn,
     state_machine_definition,
     update_state_machine_request,
 )
-from softlines_attr.emr.run import profile_conf
-from softlines_attr.emr.spec import EmrSpec, require_no_placeholders
-from softlines_attr.emr.stage import Release
 
 if TYPE_CHECKING:  # pragma: no cover
     import boto3
@@ -39,7 +40,12 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 _COMPARED_SCHEDULE_KEYS = (
-    "ScheduleExpression", "ScheduleExpressionTimezone", "Description", "State", "FlexibleTimeWindow", "ActionAfterCompletion",
+    "ScheduleExpression",
+    "ScheduleExpressionTimezone",
+    "Description",
+    "State",
+    "FlexibleTimeWindow",
+    "ActionAfterCompletion",
 )
 
 
@@ -71,13 +77,25 @@ def schedule_plan(spec: EmrSpec, release: Release) -> list[ApiCall]:
     calls = [
         *preflight_calls(spec, release, pipeline=True),
         ApiCall("stepfunctions", "DescribeStateMachine", {"stateMachineArn": state_machine_arn(spec)}),
-        ApiCall("stepfunctions", "CreateStateMachine", create_state_machine_request(spec, definition), "if DescribeStateMachine found none"),
-        ApiCall("stepfunctions", "UpdateStateMachine", update_state_machine_request(spec, definition), "if it exists with another definition or role"),
+        ApiCall(
+            "stepfunctions",
+            "CreateStateMachine",
+            create_state_machine_request(spec, definition),
+            "if DescribeStateMachine found none",
+        ),
+        ApiCall(
+            "stepfunctions",
+            "UpdateStateMachine",
+            update_state_machine_request(spec, definition),
+            "if it exists with another definition or role",
+        ),
     ]
     if spec.schedule.group != "default":
         calls += [
             ApiCall("scheduler", "GetScheduleGroup", {"Name": spec.schedule.group}),
-            ApiCall("scheduler", "CreateScheduleGroup", {"Name": spec.schedule.group}, "if GetScheduleGroup found none"),
+            ApiCall(
+                "scheduler", "CreateScheduleGroup", {"Name": spec.schedule.group}, "if GetScheduleGroup found none"
+            ),
         ]
     calls += [
         ApiCall("scheduler", "GetSchedule", {"Name": spec.schedule.name, "GroupName": spec.schedule.group}),
@@ -91,7 +109,7 @@ def _by_operation(calls: list[ApiCall], operation: str) -> ApiCall:
     return next(c for c in calls if c.operation == operation)
 
 
-def ensure_state_machine(session: "boto3.Session", spec: EmrSpec, calls: list[ApiCall]) -> str:
+def ensure_state_machine(session: boto3.Session, spec: EmrSpec, calls: list[ApiCall]) -> str:
     """Create the state machine, update it if it differs, or leave it; return the action taken."""
     from botocore.exceptions import ClientError
 
@@ -111,7 +129,7 @@ def ensure_state_machine(session: "boto3.Session", spec: EmrSpec, calls: list[Ap
     return "updated"
 
 
-def ensure_schedule_group(session: "boto3.Session", spec: EmrSpec) -> None:
+def ensure_schedule_group(session: boto3.Session, spec: EmrSpec) -> None:
     """Create the schedule group when the spec names one that does not exist (``default`` always does)."""
     from botocore.exceptions import ClientError
 
@@ -123,7 +141,11 @@ def ensure_schedule_group(session: "boto3.Session", spec: EmrSpec) -> None:
     except ClientError as exc:
         if not is_not_found(exc):
             raise api_error(exc, "GetScheduleGroup", "looking up the schedule group") from exc
-        send(session, ApiCall("scheduler", "CreateScheduleGroup", {"Name": spec.schedule.group}), "creating the schedule group")
+        send(
+            session,
+            ApiCall("scheduler", "CreateScheduleGroup", {"Name": spec.schedule.group}),
+            "creating the schedule group",
+        )
 
 
 def schedule_differs(current: dict[str, Any], desired: dict[str, Any]) -> list[str]:
@@ -134,7 +156,7 @@ def schedule_differs(current: dict[str, Any], desired: dict[str, Any]) -> list[s
     return differs
 
 
-def ensure_schedule(session: "boto3.Session", spec: EmrSpec, calls: list[ApiCall]) -> str:
+def ensure_schedule(session: boto3.Session, spec: EmrSpec, calls: list[ApiCall]) -> str:
     """Create the schedule, update it if it differs, or leave it; return the action taken."""
     from botocore.exceptions import ClientError
 
@@ -159,7 +181,7 @@ def schedule(
     spec: EmrSpec,
     release: Release,
     *,
-    session: "boto3.Session | None",
+    session: boto3.Session | None,
     dry_run: bool = False,
     out: Callable[[str], None] = print,
 ) -> ScheduleResult | None:
@@ -180,7 +202,8 @@ def schedule(
     ensure_schedule_group(session, spec)
     sched_action = ensure_schedule(session, spec, calls)
     result = ScheduleResult(state_machine_arn(spec), sm_action, spec.schedule.name, sched_action, release.uri)
-    log.info("state machine %s, schedule %s %s (release %s)", sm_action, spec.schedule.name, sched_action, release.release_id)
+    log.info(
+        "state machine %s, schedule %s %s (release %s)", sm_action, spec.schedule.name, sched_action, release.release_id
+    )
     out(json.dumps(result.to_json()))
     return result
-

@@ -71,9 +71,14 @@ def fit_size(width: int, height: int, size: int, mode: ResizeMode) -> tuple[int,
 
 
 def _bomb_pixels(exc: Exception) -> str:
-    """The pixel count of Pillow's decompression-bomb message (one limit only in ours: the caller's), or a description."""
+    """The pixel count of Pillow's decompression-bomb message (one limit only in ours: the caller's), or a
+    description."""
     match = re.search(r"\((\d+) pixels\)", str(exc))
-    return f"{match.group(1)} pixels (read from the header)" if match else "more pixels than Pillow opens (read from the header)"
+    return (
+        f"{match.group(1)} pixels (read from the header)"
+        if match
+        else "more pixels than Pillow opens (read from the header)"
+    )
 
 
 def _kind_of(data: bytes) -> str:
@@ -98,14 +103,19 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
         raise ImageError("too_large", f"expected at most {max_pixels} pixels, found {_bomb_pixels(exc)}") from None
     except UnidentifiedImageError:
         # the file's bytes are never quoted: a URI may name any file (/etc/passwd), and its content is not ours to echo
-        raise ImageError("unreadable", f"expected a JPEG/PNG/GIF/WebP/TIFF image, found {len(data)} bytes of an unknown format ({_kind_of(data)})") from None
+        raise ImageError(
+            "unreadable",
+            f"expected a JPEG/PNG/GIF/WebP/TIFF image, found {len(data)} bytes of an unknown format ({_kind_of(data)})",
+        ) from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError("unreadable", f"image header could not be read: {exc}") from None
     width, height = img.size
     if width <= 0 or height <= 0:
         raise ImageError("unreadable", f"expected a positive image size, found {width}x{height}")
     if width * height > max_pixels:
-        raise ImageError("too_large", f"expected at most {max_pixels} pixels, found {width}x{height} = {width * height}")
+        raise ImageError(
+            "too_large", f"expected at most {max_pixels} pixels, found {width}x{height} = {width * height}"
+        )
     return img
 
 
@@ -156,10 +166,15 @@ def to_rgb(img: Image.Image) -> Image.Image:
         arr = np.asarray(img)
         scaled = (np.clip(arr.astype(np.int64), 0, 65535) >> 8).astype(np.uint8)
         return Image.fromarray(scaled).convert("RGB")
-    raise ImageError("unsupported_mode", f"expected an RGB, RGBA, CMYK, palette, grayscale or 16-bit grayscale image, found mode {mode!r}")
+    raise ImageError(
+        "unsupported_mode",
+        f"expected an RGB, RGBA, CMYK, palette, grayscale or 16-bit grayscale image, found mode {mode!r}",
+    )
 
 
-def decode_image(data: bytes, *, max_pixels: int, target: int | None = None, mode: ResizeMode = "shorter_side") -> Image.Image:
+def decode_image(
+    data: bytes, *, max_pixels: int, target: int | None = None, mode: ResizeMode = "shorter_side"
+) -> Image.Image:
     """Decode ``data`` to an upright RGB image, DCT-scaled towards ``target`` where possible.
 
     The result is at least as large as the resize to ``target`` needs (JPEG DCT scaling only ever
@@ -205,7 +220,9 @@ def upright_size(img: Image.Image) -> tuple[int, int]:
     return (height, width) if _orientation(img) >= 5 else (width, height)
 
 
-def resize_to_store(img: Image.Image, size: int, mode: ResizeMode, source_size: tuple[int, int] | None = None) -> Image.Image:
+def resize_to_store(
+    img: Image.Image, size: int, mode: ResizeMode, source_size: tuple[int, int] | None = None
+) -> Image.Image:
     """Resize an RGB image to ``size`` (shorter side, or a white-padded square).
 
     Args:

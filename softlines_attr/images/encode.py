@@ -9,7 +9,16 @@ from dataclasses import dataclass
 from PIL import Image
 
 from softlines_attr.config import ImageConfig
-from softlines_attr.images.decode import ImageError, _load, _open, _orientation, decode_opened, fit_size, resize_to_store, upright_size
+from softlines_attr.images.decode import (
+    ImageError,
+    _load,
+    _open,
+    _orientation,
+    decode_opened,
+    fit_size,
+    resize_to_store,
+    upright_size,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +55,11 @@ def _fits_as_is(img: Image.Image, data: bytes, conf: ImageConfig) -> PreparedIma
     if img.format != "JPEG" or img.mode != "RGB" or _orientation(img) != 1:
         return None
     width, height = img.size
-    want = (conf.store_size, conf.store_size) if conf.resize_mode == "pad_square" else fit_size(width, height, conf.store_size, "shorter_side")
+    want = (
+        (conf.store_size, conf.store_size)
+        if conf.resize_mode == "pad_square"
+        else fit_size(width, height, conf.store_size, "shorter_side")
+    )
     if (width, height) != want:
         return None
     _load(img)  # a truncated file must not pass through
@@ -73,4 +86,6 @@ def prepare_for_shard(data: bytes, conf: ImageConfig) -> PreparedImage:
     source = upright_size(opened)
     img = decode_opened(opened, target=conf.store_size, mode=conf.resize_mode)
     img = resize_to_store(img, conf.store_size, conf.resize_mode, source)
-    return PreparedImage(data=encode_jpeg(img, conf.jpeg_quality), width=img.width, height=img.height, passed_through=False)
+    return PreparedImage(
+        data=encode_jpeg(img, conf.jpeg_quality), width=img.width, height=img.height, passed_through=False
+    )

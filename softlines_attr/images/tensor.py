@@ -8,7 +8,6 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
-
 #: The ``upper`` view's height, as a share of the stored image's height: the top half (bodice and neckline).
 UPPER_FRACTION = 0.5
 
@@ -37,7 +36,9 @@ def center_crop(img: Image.Image, size: int, region: Literal["full", "upper"] = 
     img = region_view(img, region)
     if min(img.size) < size:
         scale = size / min(img.size)
-        img = img.resize((max(size, round(img.width * scale)), max(size, round(img.height * scale))), Image.Resampling.BILINEAR)
+        img = img.resize(
+            (max(size, round(img.width * scale)), max(size, round(img.height * scale))), Image.Resampling.BILINEAR
+        )
     left = (img.width - size) // 2
     top = (img.height - size) // 2
     return img.crop((left, top, left + size, top + size))
@@ -58,7 +59,8 @@ def to_network_input(
         input_size: ``images.input_size`` (the crop side).
         mean: Per-channel RGB mean.
         std: Per-channel RGB standard deviation.
-        region: ``full`` for a centre crop of the image, ``upper`` for a centre crop of its upper view (:func:`region_view`).
+        region: ``full`` for a centre crop of the image, ``upper`` for a centre crop of its upper view
+            (:func:`region_view`).
 
     Returns:
         An array of shape (3, input_size, input_size).

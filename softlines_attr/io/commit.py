@@ -21,7 +21,8 @@ A folder without ``_current.json`` (a run folder itself, an older flat layout, a
 hand) is read as it is: :func:`resolve_current` returns it unchanged.
 
 All file operations go through one :class:`pyarrow.fs.FileSystem` (``LocalFileSystem`` or
-``S3FileSystem``, see :func:`filesystem_for`); tests wrap it to kill the process at each step.
+``S3FileSystem``, see :func:`softlines_attr.io.filesystem.filesystem_for`); tests wrap it to kill the
+process at each step. The errors are :mod:`softlines_attr.io.errors`.
 """
 
 from __future__ import annotations
@@ -30,16 +31,16 @@ import datetime as dt
 import hashlib
 import json
 import logging
-import os
 import re
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
 
-from softlines_attr.errors import OutputCommitError, SoftlinesAttrError
-from softlines_attr.io.storage import join_uri, parse_uri
+from softlines_attr.errors import OutputCommitError
+from softlines_attr.io.errors import CurrentVersionError, OutputLocationError, RunIdError
+from softlines_attr.io.filesystem import delete_path, filesystem_for, list_dirs, normalize_out, read_bytes, write_atomic
+from softlines_attr.io.storage import join_uri
 
 log = logging.getLogger(__name__)
 
@@ -53,18 +54,6 @@ RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _PROBE = "_write_probe"
 
 
-class RunIdError(SoftlinesAttrError):
-    """A run id that is not a safe folder name."""
-
-
-class OutputLocationError(SoftlinesAttrError):
-    """An ``--out`` that cannot take this job's output: a file, read-only, or another job's output."""
-
-
-class CurrentVersionError(SoftlinesAttrError):
-    """An output whose pointer is unreadable or names a run that is missing or does not match its checksum."""
-
-
 def validate_run_id(run_id: str) -> str:
     """Return ``run_id`` if it is a safe folder name.
 
@@ -76,99 +65,6 @@ def validate_run_id(run_id: str) -> str:
             f"run id {run_id!r}: expected 1 to 128 letters, digits, '.', '_' or '-', starting with a letter or digit"
         )
     return run_id
-
-
-def _endpoint() -> tuple[str | None, str]:
-    """``AWS_ENDPOINT_URL_S3`` as pyarrow's (endpoint_override, scheme)."""
-    url = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    if not url:
-        return None, "https"
-    parsed = urlparse(url if "://" in url else f"https://{url}")
-    return parsed.netloc, parsed.scheme or "https"
-
-
-def _bucket_region(bucket: str) -> str | None:
-    """The bucket's region as S3 reports it (an EMR node may run in another region than the bucket); None if unknown."""
-    try:
-        return pafs.resolve_s3_region(bucket)
-    except OSError as exc:
-        log.warning("cannot resolve the region of bucket %s (%s); using the SDK default", bucket, exc)
-        return None
-
-
-def filesystem_for(uri: str) -> tuple[pafs.FileSystem, str]:
-    """The filesystem for ``uri`` and the path of ``uri`` on it.
-
-    Local paths (and ``file://``) get :class:`pyarrow.fs.LocalFileSystem` and an absolute path; ``s3://``
-    (``s3a``, ``s3n``) gets :class:`pyarrow.fs.S3FileSystem` (endpoint from ``AWS_ENDPOINT_URL_S3``,
-    region from ``AWS_DEFAULT_REGION``, credentials from the usual chain) and ``bucket/key``.
-
-    Raises:
-        UnsupportedSchemeError: any other scheme.
-    """
-    loc = parse_uri(uri)
-    if loc.scheme == "s3":
-        endpoint, scheme = _endpoint()
-        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-        if region is None and endpoint is None:
-            region = _bucket_region(loc.bucket)
-        fs = pafs.S3FileSystem(endpoint_override=endpoint, scheme=scheme, region=region or "us-east-1", allow_bucket_creation=False)
-        return fs, f"{loc.bucket}/{loc.key}".rstrip("/")
-    return pafs.LocalFileSystem(), os.path.abspath(loc.key)
-
-
-def normalize_out(uri: str) -> str:
-    """An output URI in the form summaries record: an absolute local path, or the ``s3://`` URI without a trailing slash."""
-    loc = parse_uri(uri)
-    return uri.rstrip("/") if loc.scheme == "s3" else os.path.abspath(loc.key)
-
-
-def _is_local(fs: pafs.FileSystem) -> bool:
-    return fs.type_name.endswith("local")
-
-
-def _read_bytes(fs: pafs.FileSystem, path: str) -> bytes | None:
-    """A small file's bytes, or None when there is no file at ``path``."""
-    info = fs.get_file_info(path)
-    if info.type == pafs.FileType.NotFound:
-        return None
-    if info.type != pafs.FileType.File:
-        raise OutputLocationError(f"expected a file at {path}, found a {info.type.name.lower()}")
-    with fs.open_input_stream(path) as fh:
-        return fh.read()
-
-
-def _write_atomic(fs: pafs.FileSystem, path: str, data: bytes) -> None:
-    """Write ``data`` so that readers see the old file or the whole new one, never a part.
-
-    Local: a temporary name in the same folder, then a rename over ``path``. S3: one object write
-    (a PUT, or a multipart upload that completes in one step).
-    """
-    if _is_local(fs):
-        parent = path.rsplit("/", 1)[0]
-        tmp = f"{parent}/.{path.rsplit('/', 1)[1]}.tmp-{os.getpid()}"
-        with fs.open_output_stream(tmp) as fh:
-            fh.write(data)
-        fs.move(tmp, path)
-    else:
-        with fs.open_output_stream(path) as fh:
-            fh.write(data)
-
-
-def _delete(fs: pafs.FileSystem, path: str) -> None:
-    """Delete a file or a folder tree at ``path``; nothing when absent."""
-    info = fs.get_file_info(path)
-    if info.type == pafs.FileType.Directory:
-        fs.delete_dir(path)
-    elif info.type != pafs.FileType.NotFound:
-        fs.delete_file(path)
-
-
-def _list_dirs(fs: pafs.FileSystem, path: str) -> list[str]:
-    """Names of the folders directly under ``path`` (none when absent)."""
-    if fs.get_file_info(path).type != pafs.FileType.Directory:
-        return []
-    return sorted(i.base_name for i in fs.get_file_info(pafs.FileSelector(path)) if i.type == pafs.FileType.Directory)
 
 
 @dataclass(frozen=True)
@@ -225,12 +121,18 @@ def read_current(uri: str, *, filesystem: pafs.FileSystem | None = None) -> Curr
     """
     fs, root = (filesystem, filesystem_for(uri)[1]) if filesystem is not None else filesystem_for(uri)
     pointer_path = f"{root}/{POINTER_FILE}"
-    raw = _read_bytes(fs, pointer_path)
+    raw = read_bytes(fs, pointer_path)
     if raw is None:
-        summary_raw = _read_bytes(fs, f"{root}/{SUMMARY_FILE}")
+        summary_raw = read_bytes(fs, f"{root}/{SUMMARY_FILE}")
         summary = _parse_json(summary_raw, f"{uri}/{SUMMARY_FILE}") if summary_raw is not None else {}
         run_id = summary.get("run_id")
-        return CurrentVersion(out=uri, uri=uri, run_id=str(run_id) if run_id is not None else None, job=summary_job(summary), summary=summary)
+        return CurrentVersion(
+            out=uri,
+            uri=uri,
+            run_id=str(run_id) if run_id is not None else None,
+            job=summary_job(summary),
+            summary=summary,
+        )
     pointer = _parse_json(raw, f"{uri}/{POINTER_FILE}")
     run_id = pointer.get("run_id")
     try:
@@ -238,17 +140,29 @@ def read_current(uri: str, *, filesystem: pafs.FileSystem | None = None) -> Curr
     except RunIdError as exc:
         raise CurrentVersionError(f"{uri}/{POINTER_FILE}: {exc}") from None
     if pointer.get("path") != f"{RUNS_DIR}/{run_id}":
-        raise CurrentVersionError(f"{uri}/{POINTER_FILE}: expected path {RUNS_DIR}/{run_id!s}, found {pointer.get('path')!r}")
-    summary_raw = _read_bytes(fs, f"{root}/{RUNS_DIR}/{run_id}/{SUMMARY_FILE}")
+        raise CurrentVersionError(
+            f"{uri}/{POINTER_FILE}: expected path {RUNS_DIR}/{run_id!s}, found {pointer.get('path')!r}"
+        )
+    summary_raw = read_bytes(fs, f"{root}/{RUNS_DIR}/{run_id}/{SUMMARY_FILE}")
     if summary_raw is None:
-        raise CurrentVersionError(f"{uri}/{POINTER_FILE} names run {run_id}, but {RUNS_DIR}/{run_id}/{SUMMARY_FILE} does not exist")
+        raise CurrentVersionError(
+            f"{uri}/{POINTER_FILE} names run {run_id}, but {RUNS_DIR}/{run_id}/{SUMMARY_FILE} does not exist"
+        )
     sha = hashlib.sha256(summary_raw).hexdigest()
     if sha != pointer.get("summary_sha256"):
         raise CurrentVersionError(
-            f"{uri}/{RUNS_DIR}/{run_id}/{SUMMARY_FILE}: expected sha256 {pointer.get('summary_sha256')} (from {POINTER_FILE}), found {sha}"
+            f"{uri}/{RUNS_DIR}/{run_id}/{SUMMARY_FILE}: expected sha256 {pointer.get('summary_sha256')} "
+            f"(from {POINTER_FILE}), found {sha}"
         )
     summary = _parse_json(summary_raw, f"{uri}/{RUNS_DIR}/{run_id}/{SUMMARY_FILE}")
-    return CurrentVersion(out=uri, uri=join_uri(uri, RUNS_DIR, run_id), run_id=run_id, job=pointer.get("job"), summary=summary, pointer=pointer)
+    return CurrentVersion(
+        out=uri,
+        uri=join_uri(uri, RUNS_DIR, run_id),
+        run_id=run_id,
+        job=pointer.get("job"),
+        summary=summary,
+        pointer=pointer,
+    )
 
 
 def resolve_current(uri: str, *, filesystem: pafs.FileSystem | None = None) -> str:
@@ -282,7 +196,9 @@ class StagedOutput:
         RunIdError: an unsafe run id.
     """
 
-    def __init__(self, out_dir: str, run_id: str, *, job: str, keep_versions: int = 3, filesystem: pafs.FileSystem | None = None) -> None:
+    def __init__(
+        self, out_dir: str, run_id: str, *, job: str, keep_versions: int = 3, filesystem: pafs.FileSystem | None = None
+    ) -> None:
         self.run_id = validate_run_id(run_id)
         if keep_versions < 1:
             raise ValueError(f"keep_versions: expected >= 1, found {keep_versions}")
@@ -318,8 +234,14 @@ class StagedOutput:
             raise OutputLocationError(f"--out {self.out_dir}: expected a folder (or nothing), found a file")
         parent, _, _ = self._root.rpartition("/")
         grandparent, _, parent_name = parent.rpartition("/")
-        if parent_name == RUNS_DIR and self.fs.get_file_info(f"{grandparent}/{POINTER_FILE}").type == pafs.FileType.File:
-            raise OutputLocationError(f"--out {self.out_dir}: expected a job's output folder, found a version folder of one (versions are never changed); choose another --out")
+        if (
+            parent_name == RUNS_DIR
+            and self.fs.get_file_info(f"{grandparent}/{POINTER_FILE}").type == pafs.FileType.File
+        ):
+            raise OutputLocationError(
+                f"--out {self.out_dir}: expected a job's output folder, found a version folder of one "
+                "(versions are never changed); choose another --out"
+            )
         current = read_current(self.out_dir, filesystem=self.fs)
         if current.job is not None and current.job != self.job:
             raise OutputLocationError(
@@ -328,7 +250,9 @@ class StagedOutput:
             )
         kept = self._kept(current)
         if self.run_id in kept:
-            raise OutputLocationError(f"--out {self.out_dir}: run {self.run_id} is already a committed version; expected a new run id")
+            raise OutputLocationError(
+                f"--out {self.out_dir}: run {self.run_id} is already a committed version; expected a new run id"
+            )
         self._clean(kept)
         self._probe()
         self._prepared = True
@@ -343,18 +267,20 @@ class StagedOutput:
 
     def _clean(self, kept: list[str]) -> None:
         """Delete run folders no pointer keeps (failed or killed runs), and an older layout's staging."""
-        for name in _list_dirs(self.fs, f"{self._root}/{RUNS_DIR}"):
+        for name in list_dirs(self.fs, f"{self._root}/{RUNS_DIR}"):
             if name not in kept:
                 log.warning("removing %s/%s/%s: a run that never committed", self.out_dir, RUNS_DIR, name)
                 self.fs.delete_dir(f"{self._root}/{RUNS_DIR}/{name}")
-        _delete(self.fs, f"{self._root}/{LEGACY_STAGING_DIR}")
-        if self.fs.get_file_info(self._root).type == pafs.FileType.Directory:  # a pointer's temporary file left by a killed commit
+        delete_path(self.fs, f"{self._root}/{LEGACY_STAGING_DIR}")
+        if (
+            self.fs.get_file_info(self._root).type == pafs.FileType.Directory
+        ):  # a pointer's temporary file left by a killed commit
             for info in self.fs.get_file_info(pafs.FileSelector(self._root)):
                 if info.type == pafs.FileType.File and info.base_name.startswith(f".{POINTER_FILE}.tmp-"):
                     self.fs.delete_file(info.path)
 
     def _probe(self) -> None:
-        """Create the run folder and write and delete one small file in it: a read-only ``--out`` fails here, before the work."""
+        """Create the run folder, write and delete one small file in it: a read-only ``--out`` fails here, early."""
         probe = f"{self._run_path}/{_PROBE}"
         try:
             self.fs.create_dir(self._run_path, recursive=True)
@@ -362,7 +288,9 @@ class StagedOutput:
                 fh.write(b"probe\n")
             self.fs.delete_file(probe)
         except OSError as exc:
-            raise OutputLocationError(f"--out {self.out_dir}: expected a writable folder, found it cannot be written ({exc})") from None
+            raise OutputLocationError(
+                f"--out {self.out_dir}: expected a writable folder, found it cannot be written ({exc})"
+            ) from None
 
     # ---------------------------------------------------------------- the work
 
@@ -375,12 +303,12 @@ class StagedOutput:
         return join_uri(self.run_dir, name)
 
     def data_files(self, name: str) -> list[str]:
-        """The data files of staged table ``name`` (paths relative to it; ``_`` and ``.`` names, such as ``_SUCCESS``, left out)."""
+        """The data files of staged table ``name``, relative to it (``_`` and ``.`` names, ``_SUCCESS``, left out)."""
         base = f"{self._run_path}/{name}"
         if self.fs.get_file_info(base).type != pafs.FileType.Directory:
             return []
         found = self.fs.get_file_info(pafs.FileSelector(base, recursive=True))
-        rel = [i.path[len(base) + 1:] for i in found if i.type == pafs.FileType.File]
+        rel = [i.path[len(base) + 1 :] for i in found if i.type == pafs.FileType.File]
         return sorted(r for r in rel if not any(part.startswith(("_", ".")) for part in r.split("/")))
 
     @property
@@ -402,15 +330,20 @@ class StagedOutput:
             OutputCommitError: a registered table was not written, or :meth:`prepare` was not called.
         """
         if not self._prepared:
-            raise OutputCommitError(f"run {self.run_id}: expected prepare() before commit() (it checks --out and cleans dead runs)")
+            raise OutputCommitError(
+                f"run {self.run_id}: expected prepare() before commit() (it checks --out and cleans dead runs)"
+            )
         for name in self._tables:
             if self.fs.get_file_info(f"{self._run_path}/{name}").type == pafs.FileType.NotFound:
                 raise OutputCommitError(f"staged table {name!r} was not written to {join_uri(self.run_dir, name)}")
         previous = read_current(self.out_dir, filesystem=self.fs)
         if previous.pointer and previous.job not in (None, self.job):
-            raise OutputLocationError(f"--out {self.out_dir}: another job ({previous.job}) committed here during this run; nothing was committed")
+            raise OutputLocationError(
+                f"--out {self.out_dir}: another job ({previous.job}) committed here during this run; "
+                "nothing was committed"
+            )
         body = (json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n").encode("utf-8")
-        _write_atomic(self.fs, f"{self._run_path}/{SUMMARY_FILE}", body)
+        write_atomic(self.fs, f"{self._run_path}/{SUMMARY_FILE}", body)
         history = [r for r in self._kept(previous) if r != self.run_id][: self.keep_versions - 1]
         pointer = {
             "format": POINTER_FORMAT,
@@ -419,10 +352,14 @@ class StagedOutput:
             "path": f"{RUNS_DIR}/{self.run_id}",
             "summary_sha256": hashlib.sha256(body).hexdigest(),
             "tables": list(self._tables),
-            "committed_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "committed_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "history": history,
         }
-        _write_atomic(self.fs, f"{self._root}/{POINTER_FILE}", (json.dumps(pointer, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+        write_atomic(
+            self.fs,
+            f"{self._root}/{POINTER_FILE}",
+            (json.dumps(pointer, indent=2, sort_keys=True) + "\n").encode("utf-8"),
+        )
         self._committed = True  # from here on this run is the current version: abort() must not touch it
         log.info("committed run %s of %s to %s (%s)", self.run_id, self.job, self.out_dir, ", ".join(self._tables))
         self._after_commit([self.run_id, *history], previous)
@@ -430,7 +367,7 @@ class StagedOutput:
 
     def _after_commit(self, kept: list[str], previous: CurrentVersion) -> None:
         """Delete run folders past the kept versions, and an older flat layout's tables and summary."""
-        for name in _list_dirs(self.fs, f"{self._root}/{RUNS_DIR}"):
+        for name in list_dirs(self.fs, f"{self._root}/{RUNS_DIR}"):
             if name not in kept:
                 log.info("removing version %s of %s (keep_versions = %d)", name, self.out_dir, self.keep_versions)
                 self.fs.delete_dir(f"{self._root}/{RUNS_DIR}/{name}")
@@ -439,19 +376,21 @@ class StagedOutput:
             names = set(legacy) if isinstance(legacy, dict) else set(self._tables)
             for name in sorted(names | set(self._tables)):
                 if isinstance(name, str) and RUN_ID_PATTERN.fullmatch(name) and name != RUNS_DIR:
-                    _delete(self.fs, f"{self._root}/{name}")
-            _delete(self.fs, f"{self._root}/{SUMMARY_FILE}")
+                    delete_path(self.fs, f"{self._root}/{name}")
+            delete_path(self.fs, f"{self._root}/{SUMMARY_FILE}")
 
     def abort(self) -> None:
-        """Delete this run's folder (best effort: the next run deletes it otherwise); the current version is untouched."""
+        """Delete this run's folder (best effort: else the next run deletes it); the current version is untouched."""
         if not self._prepared or self._committed:
             return
         try:
-            _delete(self.fs, self._run_path)
+            delete_path(self.fs, self._run_path)
             runs = f"{self._root}/{RUNS_DIR}"
-            if self.fs.get_file_info(runs).type == pafs.FileType.Directory and not self.fs.get_file_info(pafs.FileSelector(runs)):
+            if self.fs.get_file_info(runs).type == pafs.FileType.Directory and not self.fs.get_file_info(
+                pafs.FileSelector(runs)
+            ):
                 self.fs.delete_dir(runs)
             if self._created_root and not self.fs.get_file_info(pafs.FileSelector(self._root, allow_not_found=True)):
-                _delete(self.fs, self._root)  # --out did not exist before this run: leave none behind
+                delete_path(self.fs, self._root)  # --out did not exist before this run: leave none behind
         except OSError as exc:
             log.warning("could not remove %s (%s); the next run removes it", self.run_dir, exc)

@@ -46,9 +46,22 @@ class FetchError(SoftlinesAttrError):
         self.reason = reason
 
 
-#: S3 error codes worth another attempt (throttling, transient server errors), as botocore's retry handler classifies them.
+#: S3 error codes worth another attempt (throttling, transient server errors), as botocore's retry handler
+#: classifies them.
 RETRYABLE_S3_CODES = frozenset(
-    {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "RequestTimeTooSkewed", "InternalError", "ServiceUnavailable", "500", "502", "503", "504"}
+    {
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "RequestTimeout",
+        "RequestTimeTooSkewed",
+        "InternalError",
+        "ServiceUnavailable",
+        "500",
+        "502",
+        "503",
+        "504",
+    }
 )
 _READ_CHUNK = 1 << 20
 
@@ -92,16 +105,28 @@ def read_local_bounded(path: str, max_bytes: int, deadline_s: float) -> bytes:
             chunks.append(chunk)
             total += len(chunk)
             if total > max_bytes:
-                raise ObjectTooLargeError(f"expected at most {max_bytes} bytes, found more than {max_bytes} in {path} (the file grew while it was read)")
+                raise ObjectTooLargeError(
+                    f"expected at most {max_bytes} bytes, found more than {max_bytes} in {path} (the file grew "
+                    f"while it was read)"
+                )
             if time.monotonic() - started > deadline_s:
-                raise FetchError("timeout", f"expected {path} read within {deadline_s}s, found {total} bytes read after {time.monotonic() - started:.2f}s")
+                raise FetchError(
+                    "timeout",
+                    f"expected {path} read within {deadline_s}s, found {total} bytes read after "
+                    f"{time.monotonic() - started:.2f}s",
+                )
         return b"".join(chunks)
     finally:
         os.close(fd)
 
 
 def _file_kind(mode: int) -> str:
-    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+    for test, name in (
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
         if test(mode):
             return name
     return f"a special file (mode {stat.filemode(mode)})"
@@ -155,13 +180,16 @@ class Fetcher:
     def s3(self) -> S3Storage:
         """The task's S3 storage (uploads, with botocore's retries), created on first use."""
         if self._s3 is None:
-            client = make_s3_client(self.conf.fetch_threads, self.conf.fetch_retries, self.conf.fetch_timeout_s, self.endpoint_url)
+            client = make_s3_client(
+                self.conf.fetch_threads, self.conf.fetch_retries, self.conf.fetch_timeout_s, self.endpoint_url
+            )
             self._s3 = S3Storage(client, self.conf.multipart_chunk_bytes, self.conf.fetch_threads)
         return self._s3
 
     @property
     def get_client(self) -> Any:
-        """The client of image GETs: one attempt per call (the retries are :meth:`_fetch_s3`'s), created on first use."""
+        """The client of image GETs: one attempt per call (the retries are :meth:`_fetch_s3`'s), created on first
+        use."""
         if self._get_client is None:
             self._get_client = make_get_client(self.conf.fetch_threads, self.conf.fetch_timeout_s, self.endpoint_url)
         return self._get_client
@@ -212,14 +240,26 @@ class Fetcher:
             if len(data) > limit:
                 raise ObjectTooLargeError(f"expected at most {limit} bytes, found more than {limit} in {uri}")
             if resp.get("ContentLength") is not None and len(data) != size:
-                raise ShortBodyError(f"S3 GET {uri}: expected {size} bytes (Content-Length), found {len(data)} before the connection ended")
+                raise ShortBodyError(
+                    f"S3 GET {uri}: expected {size} bytes (Content-Length), found {len(data)} before the "
+                    f"connection ended"
+                )
             return data
         finally:
             body.close()
 
     def _fetch_s3(self, uri: str) -> bytes:
-        from botocore.exceptions import BotoCoreError, ClientError, ConnectionError as BotoConnectionError, ConnectTimeoutError, ReadTimeoutError
-        from urllib3.exceptions import ProtocolError, ReadTimeoutError as Urllib3ReadTimeout
+        from botocore.exceptions import (
+            BotoCoreError,
+            ClientError,
+            ConnectTimeoutError,
+            ReadTimeoutError,
+        )
+        from botocore.exceptions import (
+            ConnectionError as BotoConnectionError,
+        )
+        from urllib3.exceptions import ProtocolError
+        from urllib3.exceptions import ReadTimeoutError as Urllib3ReadTimeout
 
         attempts = max(1, self.conf.fetch_retries)
         timeouts = (ReadTimeoutError, ConnectTimeoutError, Urllib3ReadTimeout, TimeoutError)
@@ -242,10 +282,16 @@ class Fetcher:
             except BotoCoreError as exc:
                 raise FetchError("fetch_failed", f"S3 GET {uri} failed: {exc}") from None
         reason = "timeout" if isinstance(last, timeouts) else "fetch_failed"
-        raise FetchError(reason, f"S3 GET {uri}: expected the object within {attempts} attempts of {self.conf.fetch_timeout_s}s each, failed: {last}")
+        raise FetchError(
+            reason,
+            f"S3 GET {uri}: expected the object within {attempts} attempts of {self.conf.fetch_timeout_s}s each, "
+            f"failed: {last}",
+        )
 
 
-def ordered_map(fn: Callable[[T], R], items: Iterable[T], *, threads: int, window: int) -> Iterator[tuple[T, R | BaseException]]:
+def ordered_map(
+    fn: Callable[[T], R], items: Iterable[T], *, threads: int, window: int
+) -> Iterator[tuple[T, R | BaseException]]:
     """Apply ``fn`` to ``items`` on ``threads`` threads, yielding ``(item, result_or_exception)`` in order.
 
     At most ``window`` items are submitted ahead of the one being yielded, which bounds memory.

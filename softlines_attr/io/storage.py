@@ -106,7 +106,9 @@ def make_s3_client(pool_size: int, retries: int, timeout_s: float, endpoint_url:
         s3={"addressing_style": "path"} if (endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3")) else None,
     )
     session = boto3.session.Session()
-    return session.client("s3", endpoint_url=endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or None, config=config)
+    return session.client(
+        "s3", endpoint_url=endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or None, config=config
+    )
 
 
 class Storage(Protocol):
@@ -227,7 +229,7 @@ class S3Storage:
         found: dict[str, int] = {}
         for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=loc.bucket, Prefix=prefix):
             for obj in page.get("Contents", []):
-                found[obj["Key"][len(prefix):]] = int(obj["Size"])
+                found[obj["Key"][len(prefix) :]] = int(obj["Size"])
         return found
 
     def delete_tree(self, uri: str) -> None:
@@ -235,18 +237,27 @@ class S3Storage:
         keys = [join_uri(loc.key, rel) for rel in self.list_files(uri)]
         keys += [loc.key] if loc.key else []
         for start in range(0, len(keys), 1000):
-            batch = [{"Key": k} for k in keys[start:start + 1000]]
+            batch = [{"Key": k} for k in keys[start : start + 1000]]
             self.client.delete_objects(Bucket=loc.bucket, Delete={"Objects": batch, "Quiet": True})
 
     def move_tree(self, src: str, dst: str) -> None:
         """Server-side copy of every object under ``src`` to ``dst``, then delete the sources."""
         s, d = parse_uri(src), parse_uri(dst)
         for rel in self.list_files(src):
-            self.client.copy({"Bucket": s.bucket, "Key": join_uri(s.key, rel)}, d.bucket, join_uri(d.key, rel), Config=self._transfer)
+            self.client.copy(
+                {"Bucket": s.bucket, "Key": join_uri(s.key, rel)}, d.bucket, join_uri(d.key, rel), Config=self._transfer
+            )
         self.delete_tree(src)
 
 
-def storage_for(uri: str, *, threads: int = 4, retries: int = 5, timeout_s: float = 30.0, multipart_chunk_bytes: int = 16 * 1024 * 1024) -> Storage:
+def storage_for(
+    uri: str,
+    *,
+    threads: int = 4,
+    retries: int = 5,
+    timeout_s: float = 30.0,
+    multipart_chunk_bytes: int = 16 * 1024 * 1024,
+) -> Storage:
     """The storage for ``uri``'s scheme (a new S3 client for S3)."""
     if parse_uri(uri).scheme == "s3":
         return S3Storage(make_s3_client(threads, retries, timeout_s), multipart_chunk_bytes, threads)

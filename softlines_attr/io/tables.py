@@ -34,7 +34,7 @@ _SUFFIX_FORMATS = {
 
 def new_run_id() -> str:
     """A sortable, unique run id: UTC time plus 6 random hex digits."""
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+    return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
 
 
 def is_local(path: str) -> bool:
@@ -72,8 +72,12 @@ def detect_format(path: str, fmt: str | None = None) -> str:
             for suf in (".parquet", ".jsonl", ".json", ".csv"):
                 if suf in suffixes:
                     return _SUFFIX_FORMATS[suf]
-            raise InputFormatError(f"input folder {path} holds no .parquet, .jsonl or .csv files; found {sorted(suffixes)}")
-        raise InputFormatError(f"input {path} has suffix {suffix!r}; expected .parquet, .jsonl, .json or .csv (or --input-format)")
+            raise InputFormatError(
+                f"input folder {path} holds no .parquet, .jsonl or .csv files; found {sorted(suffixes)}"
+            )
+        raise InputFormatError(
+            f"input {path} has suffix {suffix!r}; expected .parquet, .jsonl, .json or .csv (or --input-format)"
+        )
     return "parquet"  # a remote folder without a suffix: Parquet, as every table this project writes
 
 
@@ -121,20 +125,26 @@ def read_parquet(spark: SparkSession, path: str, *, what: str = "input") -> Data
     Raises:
         InputFormatError: ``<what> <path>: expected ...`` naming what was found.
     """
-    from pyspark.errors import AnalysisException
     from py4j.protocol import Py4JError
+    from pyspark.errors import AnalysisException
 
     try:
         return spark.read.parquet(path)
     except AnalysisException as exc:
         if "PATH_NOT_FOUND" in str(exc) or "does not exist" in str(exc).lower():
             raise InputFormatError(f"{what} {path}: expected a Parquet file or folder, found nothing there") from None
-        raise InputFormatError(f"{what} {path}: expected a readable Parquet table, found: {spark_error_line(exc)}") from None
+        raise InputFormatError(
+            f"{what} {path}: expected a readable Parquet table, found: {spark_error_line(exc)}"
+        ) from None
     except Py4JError as exc:
-        raise InputFormatError(f"{what} {path}: expected a readable Parquet table, found an unreadable file: {spark_error_line(exc)}") from None
+        raise InputFormatError(
+            f"{what} {path}: expected a readable Parquet table, found an unreadable file: {spark_error_line(exc)}"
+        ) from None
 
 
-def require_columns(df: DataFrame, columns: dict[str, str], *, source: str, optional: frozenset[str] = frozenset()) -> DataFrame:
+def require_columns(
+    df: DataFrame, columns: dict[str, str], *, source: str, optional: frozenset[str] = frozenset()
+) -> DataFrame:
     """Select ``columns`` (name -> Spark SQL type) from ``df``, casting where the type differs.
 
     A column in ``optional`` that is missing becomes a null column.

@@ -39,10 +39,30 @@ TEXT_TYPES = frozenset({"string", "void"})
 #: The label job's tables: name -> (column, Spark SQL type) in order. ``labels_<N>`` columns (one per
 #: vocabulary size, ``labels_all`` for 0) follow ``split`` in the labels table.
 LABELS_TABLES: dict[str, tuple[tuple[str, str], ...]] = {
-    "labels": (("asin", "string"), ("parent_asin", "string"), ("image_uri", "string"), ("product_type", "string"), ("split", "string")),
-    "vocabulary": (("vocab_size", "int"), ("word", "string"), ("doc_freq", "bigint"), ("rank", "int"), ("label_index", "int")),
-    "rejects": (("asin", "string"), ("parent_asin", "string"), ("title", "string"), ("image_uri", "string"), ("product_type", "string"),
-                ("stage", "string"), ("reason", "string"), ("message", "string")),
+    "labels": (
+        ("asin", "string"),
+        ("parent_asin", "string"),
+        ("image_uri", "string"),
+        ("product_type", "string"),
+        ("split", "string"),
+    ),
+    "vocabulary": (
+        ("vocab_size", "int"),
+        ("word", "string"),
+        ("doc_freq", "bigint"),
+        ("rank", "int"),
+        ("label_index", "int"),
+    ),
+    "rejects": (
+        ("asin", "string"),
+        ("parent_asin", "string"),
+        ("title", "string"),
+        ("image_uri", "string"),
+        ("product_type", "string"),
+        ("stage", "string"),
+        ("reason", "string"),
+        ("message", "string"),
+    ),
 }
 LABEL_ARRAY_TYPE = "array<int>"
 
@@ -91,13 +111,16 @@ def check_labels_table(df: DataFrame, table: str, *, source: str, label_columns:
     want: list[tuple[str, str]] = list(LABELS_TABLES[table]) + [(c, LABEL_ARRAY_TYPE) for c in label_columns]
     for name, kind in want:
         if name not in found:
-            raise InputSchemaError(f"{source}: table {table}: expected column {name!r} ({kind}), found columns {sorted(found)}")
+            raise InputSchemaError(
+                f"{source}: table {table}: expected column {name!r} ({kind}), found columns {sorted(found)}"
+            )
         if found[name] != kind and not (kind == "string" and found[name] == "void"):
             raise InputSchemaError(f"{source}: table {table}: column {name!r}: expected {kind}, found {found[name]}")
 
 
 def conform(df: DataFrame, table: str, label_columns: Iterable[str] = ()) -> DataFrame:
-    """``df`` with exactly the contract's columns of ``table`` in order, cast to the contract's types (what the label job writes)."""
+    """``df`` with exactly the contract's columns of ``table`` in order, cast to the contract's types (what the
+    label job writes)."""
     want: list[tuple[str, str]] = list(LABELS_TABLES[table]) + [(c, LABEL_ARRAY_TYPE) for c in label_columns]
     missing = [n for n, _ in want if n not in df.columns]
     if missing:
@@ -107,4 +130,7 @@ def conform(df: DataFrame, table: str, label_columns: Iterable[str] = ()) -> Dat
 
 def describe() -> Mapping[str, object]:
     """The contract as JSON-ready values (for the label job's summary)."""
-    return {"version": LABELS_CONTRACT_VERSION, "tables": {t: [list(c) for c in cols] for t, cols in LABELS_TABLES.items()}}
+    return {
+        "version": LABELS_CONTRACT_VERSION,
+        "tables": {t: [list(c) for c in cols] for t, cols in LABELS_TABLES.items()},
+    }

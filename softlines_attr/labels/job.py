@@ -31,6 +31,14 @@ from softlines_attr.io.tables import new_run_id, read_table, require_columns
 from softlines_attr.labels.contract import CATALOG_COLUMNS as CATALOG_CONTRACT
 from softlines_attr.labels.contract import cap_message, check_labels_table, check_text_columns, trim_space
 from softlines_attr.labels.tokenize import title_tokens
+from softlines_attr.labels.vocabulary import (
+    assign_labels,
+    document_frequency,
+    labels_column,
+    rank_words,
+    vocabularies,
+    vocabulary_words,
+)
 
 log = logging.getLogger(__name__)
 
@@ -64,11 +72,6 @@ class LabelJobResult:
     out_dir: str
     summary: dict[str, Any]
     version_dir: str = ""
-
-
-def labels_column(vocab_size: int) -> str:
-    """The labels-table column of a vocabulary size: ``labels_500``, ``labels_all`` for 0."""
-    return "labels_all" if vocab_size == 0 else f"labels_{vocab_size}"
 
 
 def _blank(col: Column) -> Column:
@@ -135,92 +138,21 @@ def tokenize_catalog(catalog: DataFrame, conf: LabelsConfig, *, seed: int, parti
         F.when(_blank(F.col("asin")), F.lit("asin is null or blank; expected a product id"))
         .when(
             F.col("_dup_rank") > 1,
-            F.format_string("asin %s appears %d times in the catalog; one row is kept", F.col("asin"), F.col("_dup_count")),
+            F.format_string(
+                "asin %s appears %d times in the catalog; one row is kept", F.col("asin"), F.col("_dup_count")
+            ),
         )
         .when(_blank(F.col("title")), F.lit("title is null or blank; expected the product title"))
         .when(_blank(F.col("image_uri")), F.lit("image_uri is null or blank; expected s3://bucket/key or a file path"))
         .when(
             F.size("tokens") == 0,
-            F.format_string("title %s has no label word after tokenisation (only numbers, sizes or stop words)", F.to_json(F.array(F.substring(F.col("title"), 1, 200)))),
+            F.format_string(
+                "title %s has no label word after tokenisation (only numbers, sizes or stop words)",
+                F.to_json(F.array(F.substring(F.col("title"), 1, 200))),
+            ),
         )
     )
     return df.withColumn("reason", reason).withColumn("message", message).drop("_dup_rank", "_dup_count")
-
-
-def document_frequency(rows: DataFrame, *, count_by_parent: bool) -> DataFrame:
-    """``word``, ``doc_freq``: in how many ASINs (or parent ASINs) each word appears.
-
-    ``explode_outer`` and a null filter, not ``explode``: for ``explode`` Spark infers a
-    ``size(tokens) > 0`` filter and pushes it below the projection, which computes the whole
-    tokeniser twice per row when ``tokens`` is not materialised (measured: 51 vs 27 µs a title).
-    """
-    words = rows.select("parent_asin", F.explode_outer("tokens").alias("word")).filter(F.col("word").isNotNull())
-    if count_by_parent:
-        words = words.distinct()
-    return words.groupBy("word").agg(F.count(F.lit(1)).alias("doc_freq"))
-
-
-def rank_words(doc_freq: DataFrame, *, min_doc_freq: int) -> DataFrame:
-    """``word``, ``doc_freq``, ``rank`` (1-based) by doc_freq descending, then word ascending.
-
-    Ranking runs on the (small) set of distinct words above ``min_doc_freq``, on one executor.
-    """
-    order = Window.orderBy(F.col("doc_freq").desc(), F.col("word").asc())
-    return doc_freq.filter(F.col("doc_freq") >= min_doc_freq).withColumn("rank", F.row_number().over(order))
-
-
-def vocabularies(ranked: DataFrame, vocab_sizes: tuple[int, ...]) -> DataFrame:
-    """The vocabulary table: ``vocab_size``, ``word``, ``doc_freq``, ``rank``, ``label_index`` for every size."""
-    parts = []
-    for size in vocab_sizes:
-        part = ranked if size == 0 else ranked.filter(F.col("rank") <= size)
-        parts.append(
-            part.select(
-                F.lit(size).alias("vocab_size"),
-                "word",
-                "doc_freq",
-                F.col("rank").cast("int").alias("rank"),
-                (F.col("rank") - 1).cast("int").alias("label_index"),
-            )
-        )
-    out = parts[0]
-    for part in parts[1:]:
-        out = out.unionByName(part)
-    return out
-
-
-def vocabulary_words(ranked: DataFrame, vocab_sizes: tuple[int, ...]) -> list[str]:
-    """The words of the widest vocabulary in rank order (word ``i`` has label index ``i``).
-
-    This is the model's label space (one output unit per word), small enough for the driver; the
-    catalog's titles and tokens never come here.
-    """
-    needed = ranked if 0 in vocab_sizes else ranked.filter(F.col("rank") <= max(vocab_sizes))
-    return [r["word"] for r in needed.orderBy("rank").select("word").collect()]
-
-
-def assign_labels(rows: DataFrame, words: list[str], vocab_sizes: tuple[int, ...]) -> DataFrame:
-    """Replace ``tokens`` by one ``array<int>`` of ascending label indices per vocabulary size.
-
-    Runs as ``mapInArrow`` over each partition (see :mod:`softlines_attr.labels.assign`), so the
-    rows keep their partitioning and order; the words are broadcast once.
-    """
-    from softlines_attr.labels.assign import label_batches
-
-    spark = rows.sparkSession
-    words_bc = spark.sparkContext.broadcast(words)
-    sizes = tuple(vocab_sizes)
-    columns = tuple(labels_column(s) for s in sizes)
-    keep = [c for c in rows.columns if c != "tokens"]
-    schema = ", ".join(
-        [f"`{f.name}` {f.dataType.simpleString()}" for f in rows.schema.fields if f.name != "tokens"]
-        + [f"`{c}` array<int>" for c in columns]
-    )
-
-    def run(batches):  # executed on the executors
-        return label_batches(batches, words_bc.value, sizes, columns)
-
-    return rows.select(*keep, "tokens").mapInArrow(run, schema)
 
 
 def _rejects_frame(df: DataFrame) -> DataFrame:
@@ -270,17 +202,23 @@ def build_labels(catalog: DataFrame, conf: PipelineConfig, *, partitions: int) -
     labelled = labelled.persist(StorageLevel.MEMORY_AND_DISK)
     widest = labels_column(0 if 0 in lab.vocab_sizes else max(lab.vocab_sizes))
     label_cols = [labels_column(s) for s in lab.vocab_sizes]
-    labels = labelled.filter(F.size(widest) > 0).select("asin", "parent_asin", "image_uri", "product_type", "split", *label_cols)
+    labels = labelled.filter(F.size(widest) > 0).select(
+        "asin", "parent_asin", "image_uri", "product_type", "split", *label_cols
+    )
     no_words = labelled.filter(F.size(widest) == 0).select(
         *keys[:-1],
         F.lit("no_vocab_words").alias("reason"),
         F.format_string(
-            "no word of title %s is in the vocabulary (doc_freq >= %d)", F.to_json(F.array(F.col("title"))), F.lit(lab.min_doc_freq)
+            "no word of title %s is in the vocabulary (doc_freq >= %d)",
+            F.to_json(F.array(F.col("title"))),
+            F.lit(lab.min_doc_freq),
         ).alias("message"),
     )
     rejects = _rejects_frame(tokenized.filter(F.col("reason").isNotNull())).unionByName(_rejects_frame(no_words))
     rows = tokenized
-    return LabelFrames(labels=labels, vocabulary=vocab, rejects=rejects, rows=rows, cached=(labelled, tokenized, ranked))
+    return LabelFrames(
+        labels=labels, vocabulary=vocab, rejects=rejects, rows=rows, cached=(labelled, tokenized, ranked)
+    )
 
 
 def run_label_job(
@@ -341,32 +279,70 @@ def run_label_job(
         log.info("labels: %s took %.1fs", name, phases[name])
 
     try:
-        phase("vocabulary", lambda: vocab.orderBy("vocab_size", "rank").coalesce(1).write.mode("overwrite").parquet(staged.table_path("vocabulary")))
-        phase("labels", lambda: labels.sortWithinPartitions("asin").write.mode("overwrite").parquet(staged.table_path("labels")))
-        phase("rejects", lambda: rejects.sortWithinPartitions("reason", "asin").write.mode("overwrite").parquet(staged.table_path("rejects")))
+        phase(
+            "vocabulary",
+            lambda: (
+                vocab.orderBy("vocab_size", "rank")
+                .coalesce(1)
+                .write.mode("overwrite")
+                .parquet(staged.table_path("vocabulary"))
+            ),
+        )
+        phase(
+            "labels",
+            lambda: labels.sortWithinPartitions("asin").write.mode("overwrite").parquet(staged.table_path("labels")),
+        )
+        phase(
+            "rejects",
+            lambda: (
+                rejects.sortWithinPartitions("reason", "asin")
+                .write.mode("overwrite")
+                .parquet(staged.table_path("rejects"))
+            ),
+        )
 
         written_labels = spark.read.parquet(staged.table_path("labels"))
         written_rejects = spark.read.parquet(staged.table_path("rejects"))
         written_vocab = spark.read.parquet(staged.table_path("vocabulary"))
         label_cols = [labels_column(v) for v in lab.vocab_sizes]
-        for table, written, extra_cols in (("labels", written_labels, label_cols), ("rejects", written_rejects, ()), ("vocabulary", written_vocab, ())):
-            check_labels_table(written, table, source="label job output", label_columns=extra_cols)  # the contract the shard job reads
+        for table, written, extra_cols in (
+            ("labels", written_labels, label_cols),
+            ("rejects", written_rejects, ()),
+            ("vocabulary", written_vocab, ()),
+        ):
+            check_labels_table(
+                written, table, source="label job output", label_columns=extra_cols
+            )  # the contract the shard job reads
         rows_in = rows.count()
         n_labelled = written_labels.count()
-        by_reason = {r["reason"]: r["n"] for r in written_rejects.groupBy("reason").agg(F.count(F.lit(1)).alias("n")).collect()}
+        by_reason = {
+            r["reason"]: r["n"] for r in written_rejects.groupBy("reason").agg(F.count(F.lit(1)).alias("n")).collect()
+        }
         n_rejected = sum(by_reason.values())
         if rows_in != n_labelled + n_rejected:
-            raise AccountingError(f"rows in {rows_in} != labelled {n_labelled} + rejected {n_rejected}; expected equality")
+            raise AccountingError(
+                f"rows in {rows_in} != labelled {n_labelled} + rejected {n_rejected}; expected equality"
+            )
         previous_labelled = int(previous.summary.get("rows_labelled") or 0) if previous.job == STAGE else 0
         if n_labelled == 0 and previous_labelled > 0 and not allow_empty:
             raise EmptyLabelsError(
-                f"catalog {catalog_path}: expected at least one labelled row to replace run {previous.run_id} of {out_dir} "
-                f"({previous_labelled} labelled rows), found none ({rows_in} rows in, {n_rejected} rejected); pass --allow-empty to commit it"
+                f"catalog {catalog_path}: expected at least one labelled row to replace run {previous.run_id} of "
+                f"{out_dir} "
+                f"({previous_labelled} labelled rows), found none ({rows_in} rows in, {n_rejected} rejected); "
+                f"pass --allow-empty to commit it"
             )
-        by_split = {r["split"]: r["n"] for r in written_labels.groupBy("split").agg(F.count(F.lit(1)).alias("n")).collect()}
-        vocab_words = {int(r["vocab_size"]): r["n"] for r in written_vocab.groupBy("vocab_size").agg(F.count(F.lit(1)).alias("n")).collect()}
+        by_split = {
+            r["split"]: r["n"] for r in written_labels.groupBy("split").agg(F.count(F.lit(1)).alias("n")).collect()
+        }
+        vocab_words = {
+            int(r["vocab_size"]): r["n"]
+            for r in written_vocab.groupBy("vocab_size").agg(F.count(F.lit(1)).alias("n")).collect()
+        }
         empty_per_size = written_labels.agg(
-            *[F.sum(F.when(F.size(labels_column(s)) == 0, 1).otherwise(0)).alias(labels_column(s)) for s in lab.vocab_sizes]
+            *[
+                F.sum(F.when(F.size(labels_column(s)) == 0, 1).otherwise(0)).alias(labels_column(s))
+                for s in lab.vocab_sizes
+            ]
         ).first()
         summary = {
             "job": STAGE,
@@ -394,7 +370,10 @@ def run_label_job(
     finally:
         frames.unpersist()
     log.info(
-        "labels: %d rows in = %d labelled + %d rejected (%s)", summary["rows_in"], n_labelled, n_rejected,
+        "labels: %d rows in = %d labelled + %d rejected (%s)",
+        summary["rows_in"],
+        n_labelled,
+        n_rejected,
         {k: v for k, v in summary["rejects_by_reason"].items() if v},
     )
     return LabelJobResult(out_dir=staged.out_dir, summary=summary, version_dir=version_dir)

@@ -55,20 +55,28 @@ def save_checkpoint(out_dir: Path, epoch: int, mod: mx.mod.Module) -> None:
             if isinstance(state, mx.nd.NDArray):
                 states[f"state:{index}"] = state.as_in_context(mx.cpu())
             elif state is not None:
-                raise TrainInputError(f"checkpoint: optimizer state of parameter {index} is a {type(state).__name__}; expected one NDArray (SGD)")
+                raise TrainInputError(
+                    f"checkpoint: optimizer state of parameter {index} is a {type(state).__name__}; expected one "
+                    f"NDArray (SGD)"
+                )
         counts = sorted(_update_counts(mod, optimizer).items())
         states["count:index"] = mx.nd.array([i for i, _ in counts] or [0], dtype="int64")
         states["count:value"] = mx.nd.array([c for _, c in counts] or [0], dtype="int64")
         states["count:num_update"] = mx.nd.array([optimizer.num_update], dtype="int64")
     else:
-        log.warning("checkpoint %d: the optimizer updates on the kvstore; its states are not saved (resume restarts momentum)", epoch)
+        log.warning(
+            "checkpoint %d: the optimizer updates on the kvstore; its states are not saved (resume restarts momentum)",
+            epoch,
+        )
     tmp = states_file.with_suffix(".states.tmp")
     mx.nd.save(str(tmp), states or {"count:num_update": mx.nd.array([0], dtype="int64")})
     tmp.replace(states_file)
     log.info("checkpoint after epoch %d: %s", epoch, params_file)
 
 
-def load_checkpoint(out_dir: Path, epoch: int) -> tuple[dict[str, mx.nd.NDArray], dict[str, mx.nd.NDArray], dict[str, mx.nd.NDArray]]:
+def load_checkpoint(
+    out_dir: Path, epoch: int
+) -> tuple[dict[str, mx.nd.NDArray], dict[str, mx.nd.NDArray], dict[str, mx.nd.NDArray]]:
     """The arg params, aux params and optimizer states saved after ``epoch``."""
     _, params_file, states_file = checkpoint_paths(out_dir, epoch)
     loaded = mx.nd.load(str(params_file))
@@ -101,5 +109,3 @@ def restore_optimizer(mod: mx.mod.Module, states: dict[str, mx.nd.NDArray]) -> N
     counts.clear()
     counts.update({int(i): int(v) for i, v in zip(indices, values) if v})
     optimizer.num_update = int(states["count:num_update"].asnumpy()[0])
-
-

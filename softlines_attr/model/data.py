@@ -17,52 +17,17 @@ import mxnet as mx
 import numpy as np
 
 from softlines_attr.config import PipelineConfig
-from softlines_attr.model.distributed import part_record_counts, trimmed_tail
+from softlines_attr.model.distributed.parts import part_record_counts, trimmed_tail
 from softlines_attr.model.errors import TrainInputError
 from softlines_attr.model.inception_bn import DATA_NAME
 from softlines_attr.shard.contract import ShardSet
+from softlines_attr.shard.recordio import read_image_records
 
 if TYPE_CHECKING:
     from softlines_attr.train_config import TrainConfig
 
 # ImageRecordIter's random HSL shifts for TrainConfig.color_jitter (hue in [0, 180], s and l in [0, 255])
 COLOR_JITTER = {"random_h": 36, "random_s": 60, "random_l": 40}
-
-
-def label_counts(paths: Sequence[Path], label_width: int, num_classes: Sequence[int]) -> list[np.ndarray]:
-    """Per label column, how many records of ``paths`` carry each class (a -1 / missing label counts nowhere).
-
-    Reads only the records' headers and label arrays (``mx.recordio.unpack``), not the images' pixels.
-
-    Args:
-        paths: ``.rec`` files.
-        label_width: Label values per record (1 for refine shards).
-        num_classes: Class count of each label column.
-
-    Returns:
-        One int64 array of counts per label column.
-
-    Raises:
-        TrainInputError: a label at or past its column's class count, or records of another label width.
-    """
-    counts = [np.zeros(n, dtype=np.int64) for n in num_classes]
-    for path in paths:
-        reader = mx.recordio.MXRecordIO(str(path), "r")
-        try:
-            while (item := reader.read()) is not None:
-                header, _ = mx.recordio.unpack(item)
-                labels = np.atleast_1d(np.asarray(header.label, dtype=np.float64))
-                if labels.size != label_width:
-                    raise TrainInputError(f"{path}: record {header.id} has {labels.size} labels; expected {label_width}")
-                for column, value in enumerate(labels):
-                    if value < 0:
-                        continue
-                    if value >= num_classes[column]:
-                        raise TrainInputError(f"{path}: record {header.id} has label {int(value)} in column {column}; expected below {num_classes[column]}")
-                    counts[column][int(value)] += 1
-        finally:
-            reader.close()
-    return counts
 
 
 class LabelMapIter(mx.io.DataIter):
@@ -74,7 +39,9 @@ class LabelMapIter(mx.io.DataIter):
         label_desc: Name and shape of the mapped label (the network's ``<head>_label``).
     """
 
-    def __init__(self, inner: mx.io.DataIter, fn: Callable[[np.ndarray], np.ndarray], label_desc: mx.io.DataDesc) -> None:
+    def __init__(
+        self, inner: mx.io.DataIter, fn: Callable[[np.ndarray], np.ndarray], label_desc: mx.io.DataDesc
+    ) -> None:
         super().__init__(inner.batch_size)
         self._inner = inner
         self._fn = fn
@@ -131,7 +98,9 @@ class ColumnLabelIter(mx.io.DataIter):
         batch = self._inner.next()
         labels = batch.label[0].asnumpy().reshape(batch.data[0].shape[0], -1)
         if labels.shape[1] != len(self._descs):
-            raise TrainInputError(f"multi shards: records carry {labels.shape[1]} labels; expected one per attribute ({len(self._descs)})")
+            raise TrainInputError(
+                f"multi shards: records carry {labels.shape[1]} labels; expected one per attribute ({len(self._descs)})"
+            )
         return mx.io.DataBatch(
             data=batch.data,
             label=[mx.nd.array(labels[:, i]) for i in range(labels.shape[1])],
@@ -164,7 +133,9 @@ def multi_hot(indices: np.ndarray, num_classes: int) -> np.ndarray:
     rows, cols = np.nonzero(indices >= 0)
     classes = indices[rows, cols].astype(np.int64)
     if classes.size and classes.max() >= num_classes:
-        raise TrainInputError(f"a record has label index {int(classes.max())}; expected indices below the vocabulary size {num_classes}")
+        raise TrainInputError(
+            f"a record has label index {int(classes.max())}; expected indices below the vocabulary size {num_classes}"
+        )
     out = np.zeros((indices.shape[0], num_classes), dtype=np.float32)
     out[rows, classes] = 1.0
     return out
@@ -186,7 +157,7 @@ class RegionRecordIter(mx.io.DataIter):
     """Refine records through the region view, as evaluation and scoring preprocess them.
 
     ``mx.io.ImageRecordIter`` crops the whole stored image only; for the ``upper`` region each
-    record (read with ``mx.recordio.MXRecordIO``) is decoded with Pillow, turned into
+    record (read with :func:`~softlines_attr.shard.recordio.read_image_records`) is decoded with Pillow, turned into
     :func:`softlines_attr.images.tensor.region_view` and cropped: at random positions and randomly
     mirrored for training, the centre otherwise (exactly :func:`to_network_input`). Records are held
     in memory (refine data: thousands of images), shuffled per epoch from ``seed``; a short last batch
@@ -206,21 +177,26 @@ class RegionRecordIter(mx.io.DataIter):
         threads: Decoding threads.
     """
 
-    def __init__(self, paths: Sequence[Path], *, batch_size: int, input_size: int, mean: Sequence[float], std: Sequence[float],
-                 region: str, train: bool, label_name: str, seed: int = 0, threads: int = 2) -> None:
+    def __init__(
+        self,
+        paths: Sequence[Path],
+        *,
+        batch_size: int,
+        input_size: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+        region: str,
+        train: bool,
+        label_name: str,
+        seed: int = 0,
+        threads: int = 2,
+    ) -> None:
         super().__init__(batch_size)
-        self._records: list[tuple[float, bytes]] = []
-        for path in paths:
-            reader = mx.recordio.MXRecordIO(str(path), "r")
-            try:
-                while (item := reader.read()) is not None:
-                    header, jpeg = mx.recordio.unpack(item)
-                    self._records.append((float(np.atleast_1d(header.label)[0]), jpeg))
-            finally:
-                reader.close()
+        self._records: list[tuple[float, bytes]] = [(float(h.labels[0]), jpeg) for h, jpeg in read_image_records(paths)]
         if not self._records:
             raise StopIteration
-        self._size, self._region, self._train, self._seed, self._threads = input_size, region, train, seed, max(1, threads)
+        self._size, self._region, self._train = input_size, region, train
+        self._seed, self._threads = seed, max(1, threads)
         self._mean = np.asarray(mean, dtype=np.float32)
         self._std = np.asarray(std, dtype=np.float32)
         self._data_desc = mx.io.DataDesc(DATA_NAME, (batch_size, 3, input_size, input_size))
@@ -252,11 +228,15 @@ class RegionRecordIter(mx.io.DataIter):
         with Image.open(io.BytesIO(self._records[index][1])) as img:
             rgb = img.convert("RGB")
         if not self._train:
-            return to_network_input(rgb, input_size=self._size, mean=self._mean, std=self._std, region=self._region)  # type: ignore[arg-type]
+            # type:
+            # ignore[arg-type]
+            return to_network_input(rgb, input_size=self._size, mean=self._mean, std=self._std, region=self._region)
+        # the region is checked against the Literal when the iterator is built
         view = region_view(rgb, self._region)  # type: ignore[arg-type]
         if min(view.size) < self._size:
             scale = self._size / min(view.size)
-            view = view.resize((max(self._size, round(view.width * scale)), max(self._size, round(view.height * scale))), Image.Resampling.BILINEAR)
+            width, height = max(self._size, round(view.width * scale)), max(self._size, round(view.height * scale))
+            view = view.resize((width, height), Image.Resampling.BILINEAR)
         x0, y0 = int(left * (view.width - self._size + 1)), int(top * (view.height - self._size + 1))
         crop = view.crop((x0, y0, x0 + self._size, y0 + self._size))
         if flip:
@@ -270,7 +250,7 @@ class RegionRecordIter(mx.io.DataIter):
         n = len(self._records)
         if self._cursor >= n:
             raise StopIteration
-        take = list(self._order[self._cursor:self._cursor + self.batch_size])
+        take = list(self._order[self._cursor : self._cursor + self.batch_size])
         self._cursor += self.batch_size
         pad = self.batch_size - len(take)
         if pad and self._train:  # fill from the start, as ImageRecordIter's round_batch
@@ -284,9 +264,14 @@ class RegionRecordIter(mx.io.DataIter):
         labels = np.zeros(self.batch_size, dtype=np.float32)
         labels[: len(take)] = [self._records[i][0] for i in take]
         if pad:
-            labels[len(take):] = labels[0]
-        return mx.io.DataBatch(data=[mx.nd.array(data)], label=[mx.nd.array(labels)], pad=pad,
-                               provide_data=self.provide_data, provide_label=self.provide_label)
+            labels[len(take) :] = labels[0]
+        return mx.io.DataBatch(
+            data=[mx.nd.array(data)],
+            label=[mx.nd.array(labels)],
+            pad=pad,
+            provide_data=self.provide_data,
+            provide_label=self.provide_label,
+        )
 
 
 def record_iter(
@@ -303,11 +288,11 @@ def record_iter(
     records: int | None = None,
     region: str = "full",
 ) -> mx.io.DataIter:
-    """An iterator over ``paths`` (part ``part_index`` of ``num_parts``): random crop and mirror for training, a centre crop otherwise.
+    """An iterator over ``paths`` (part ``part_index`` of ``num_parts``): random crop and mirror, or a centre crop.
 
     ``label_name``: the network's label name, or (multi shards) one per attribute column.
     ``records`` (not training): the records in this part (default: counted, see
-    :func:`~softlines_attr.model.distributed.part_record_counts`); the last batch's rows past them
+    :func:`~softlines_attr.model.distributed.parts.part_record_counts`); the last batch's rows past them
     are marked as ``pad``. Raises StopIteration (MXNet's) for an empty part.
     ``region``: ``full`` (ImageRecordIter, the whole stored image), or ``upper`` for refine shards
     (:class:`RegionRecordIter`, the neck-style view; :func:`training_region` says which); the bundle
@@ -319,11 +304,26 @@ def record_iter(
     img = conf.images
     if region != "full":
         if shards.mode != "refine":
-            raise TrainInputError(f"region {region!r}: expected refine shards (one attribute; a multi-head model shares one input), found {shards.mode!r} shards")
+            raise TrainInputError(
+                f"region {region!r}: expected refine shards (one attribute; a multi-head model shares one input), "
+                f"found {shards.mode!r} shards"
+            )
         if num_parts > 1:
-            raise TrainInputError(f"region {region!r}: expected one worker (the region iterator does not split parts), found {num_parts}")
-        return RegionRecordIter(paths, batch_size=tc.batch_size, input_size=size, mean=img.mean, std=img.std, region=region,
-                                train=train, label_name=label_name, seed=tc.seed, threads=tc.threads)
+            raise TrainInputError(
+                f"region {region!r}: expected one worker (the region iterator does not split parts), found {num_parts}"
+            )
+        return RegionRecordIter(
+            paths,
+            batch_size=tc.batch_size,
+            input_size=size,
+            mean=img.mean,
+            std=img.std,
+            region=region,
+            train=train,
+            label_name=label_name,
+            seed=tc.seed,
+            threads=tc.threads,
+        )
     inner = mx.io.ImageRecordIter(
         path_imgrec=";".join(str(p) for p in paths),
         data_shape=(3, size, size),
@@ -331,8 +331,12 @@ def record_iter(
         label_width=shards.label_width if shards.mode in ("base", "multi") else 1,
         data_name=DATA_NAME,
         label_name=label_name,
-        mean_r=img.mean[0], mean_g=img.mean[1], mean_b=img.mean[2],
-        std_r=img.std[0], std_g=img.std[1], std_b=img.std[2],
+        mean_r=img.mean[0],
+        mean_g=img.mean[1],
+        mean_b=img.mean[2],
+        std_r=img.std[0],
+        std_g=img.std[1],
+        std_b=img.std[2],
         rand_crop=train,
         rand_mirror=train,
         shuffle=train,
@@ -361,35 +365,3 @@ def record_iter(
         desc = mx.io.DataDesc(label_name, (tc.batch_size, shards.num_classes))
         return LabelMapIter(inner, lambda labels: multi_hot(labels, shards.num_classes), desc)
     return LabelMapIter(inner, first_label, mx.io.DataDesc(label_name, (tc.batch_size,)))
-
-
-
-
-def title_word_counts(paths: Sequence[Path], num_classes: int, *, max_records: int | None = None) -> tuple[np.ndarray, int]:
-    """How many records of ``paths`` carry each title word (base shards: word indices padded with -1), and the records read.
-
-    Reads only the records' headers (``mx.recordio.unpack``). With ``max_records``, at most that
-    many records in all, spread evenly over the files (the label priors need a sample, not a full pass).
-
-    Raises:
-        TrainInputError: a word index at or past ``num_classes``.
-    """
-    counts = np.zeros(num_classes, dtype=np.int64)
-    total = 0
-    per_file = None if max_records is None or not paths else max(1, max_records // len(paths))
-    for path in paths:
-        reader = mx.recordio.MXRecordIO(str(path), "r")
-        try:
-            read = 0
-            while (per_file is None or read < per_file) and (item := reader.read()) is not None:
-                header, _ = mx.recordio.unpack(item)
-                words = np.atleast_1d(np.asarray(header.label, dtype=np.float64))
-                words = np.unique(words[words >= 0]).astype(np.int64)
-                if words.size and words.max() >= num_classes:
-                    raise TrainInputError(f"{path}: record {header.id} has label index {int(words.max())}; expected indices below the vocabulary size {num_classes}")
-                counts[words] += 1
-                read += 1
-        finally:
-            reader.close()
-        total += read
-    return counts, total

@@ -17,12 +17,16 @@ class BundleIntegrityError(BundleError):
     """A file of a model bundle is missing or its sha256 differs from the one in the manifest."""
 
 
+class PredictorError(ModelError):
+    """A batch the bound network cannot take (another image shape), or an unusable batch size."""
+
+
 class TrainInputError(ModelError):
     """The shards given to training cannot be used: no manifest, no train split, inconsistent shards."""
 
 
 class EvaluateInputError(ModelError):
-    """A model and shards that cannot be evaluated together: title-word shards, an empty split, no head for the attribute."""
+    """A bundle and shards that cannot be evaluated together: base shards, an empty split, no head for the attribute."""
 
 
 class ClassMismatchError(EvaluateInputError):
@@ -30,4 +34,4 @@ class ClassMismatchError(EvaluateInputError):
 
 
 class DistributedLaunchError(ModelError):
-    """A distributed (ps-lite) training could not start or did not finish: a role failed, timed out, or is misconfigured."""
+    """A distributed (ps-lite) training could not start or did not finish: a role failed, timed out, misconfigured."""

@@ -122,7 +122,9 @@ def inception_module(data: mx.sym.Symbol, spec: InceptionSpec, width: float) -> 
     bd = conv_bn_relu(data, f"{n}_double_3x3_reduce", scaled(spec.cd3x3_reduce, width), 1)
     bd = conv_bn_relu(bd, f"{n}_double_3x3_0", scaled(spec.cd3x3, width), 3)
     branches.append(conv_bn_relu(bd, f"{n}_double_3x3_1", scaled(spec.cd3x3, width), 3, stride=s))
-    pooled = mx.sym.Pooling(data, kernel=(3, 3), stride=(s, s), pad=(1, 1), pool_type=spec.pool, name=f"{spec.pool}_pool_{n}")
+    pooled = mx.sym.Pooling(
+        data, kernel=(3, 3), stride=(s, s), pad=(1, 1), pool_type=spec.pool, name=f"{spec.pool}_pool_{n}"
+    )
     branches.append(conv_bn_relu(pooled, f"{n}_proj", scaled(spec.proj, width), 1) if spec.proj else pooled)
     return mx.sym.concat(*branches, dim=1, name=f"ch_concat_{n}")
 
@@ -218,7 +220,9 @@ def _infer_arg_shapes(sym: mx.sym.Symbol, input_shape: Sequence[int]) -> dict[st
     try:
         arg_shapes, _, _ = sym.infer_shape_partial(**{DATA_NAME: data_shape})
     except mx.base.MXNetError as exc:
-        raise ModelError(f"cannot infer the network's shapes for input {data_shape}: {str(exc).splitlines()[0]}") from exc
+        raise ModelError(
+            f"cannot infer the network's shapes for input {data_shape}: {str(exc).splitlines()[0]}"
+        ) from exc
     return dict(zip(sym.list_arguments(), (tuple(s) for s in arg_shapes)))
 
 
@@ -238,7 +242,9 @@ def count_parameters(sym: mx.sym.Symbol, input_shape: Sequence[int]) -> int:
         if name == DATA_NAME or name.endswith("_label"):
             continue
         if not shape or 0 in shape:
-            raise ModelError(f"count_parameters: the shape of {name!r} could not be inferred for input {tuple(input_shape)}")
+            raise ModelError(
+                f"count_parameters: the shape of {name!r} could not be inferred for input {tuple(input_shape)}"
+            )
         total += math.prod(shape)
     return total
 
@@ -258,7 +264,9 @@ def count_macs(sym: mx.sym.Symbol, input_shape: Sequence[int]) -> int:
     try:
         arg_shapes, out_shapes, _ = internals.infer_shape_partial(**{DATA_NAME: data_shape})
     except mx.base.MXNetError as exc:
-        raise ModelError(f"cannot infer the network's shapes for input {data_shape}: {str(exc).splitlines()[0]}") from exc
+        raise ModelError(
+            f"cannot infer the network's shapes for input {data_shape}: {str(exc).splitlines()[0]}"
+        ) from exc
     arg_shape = dict(zip(internals.list_arguments(), (tuple(s) for s in arg_shapes)))
     out_shape = dict(zip(internals.list_outputs(), (tuple(s) for s in out_shapes)))
     nodes = json.loads(sym.tojson())["nodes"]
@@ -270,7 +278,9 @@ def count_macs(sym: mx.sym.Symbol, input_shape: Sequence[int]) -> int:
         weight = arg_shape.get(weight_name, ())
         out = out_shape.get(f"{node['name']}_output", ())
         if not weight or not out or 0 in weight or 0 in out:
-            raise ModelError(f"count_macs: the shapes of layer {node['name']!r} could not be inferred for input {data_shape}")
+            raise ModelError(
+                f"count_macs: the shapes of layer {node['name']!r} could not be inferred for input {data_shape}"
+            )
         # per output element: one MAC per weight of one filter (in_channels / groups x kernel area)
         total += math.prod(out[1:]) * math.prod(weight[1:])
     return total

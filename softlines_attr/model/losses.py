@@ -107,7 +107,9 @@ def class_weights(counts: Sequence[int] | np.ndarray, scheme: WeightScheme, beta
     if scheme == "none":
         return np.ones(n.size, dtype=np.float32)
     if n.sum() == 0:
-        raise ModelError("class weights: expected at least one training image, found label counts of zero for every class")
+        raise ModelError(
+            "class weights: expected at least one training image, found label counts of zero for every class"
+        )
     present = n > 0
     raw = np.zeros_like(n)
     if scheme == "inverse":
@@ -151,7 +153,9 @@ def softmax_head(
             return classification_head(features, num_classes, head)
         head_sym = classification_head(features, num_classes, head)  # validates the name
         fc = head_sym.get_internals()[f"fc_{head}_output"]
-        return mx.sym.SoftmaxOutput(fc, label=mx.sym.Variable(f"{head}_label"), use_ignore=True, ignore_label=IGNORE_LABEL, name=head)
+        return mx.sym.SoftmaxOutput(
+            fc, label=mx.sym.Variable(f"{head}_label"), use_ignore=True, ignore_label=IGNORE_LABEL, name=head
+        )
     fc = classification_head(features, num_classes, head).get_internals()[f"fc_{head}_output"]
     label = mx.sym.Variable(f"{head}_label")
     weight = mx.sym.Variable(f"{head}{CLASS_WEIGHT_SUFFIX}", shape=(num_classes,))
@@ -173,7 +177,9 @@ def softmax_head(
     return mx.sym.Group([probs, loss_out])
 
 
-def multi_hot_softmax_head(features: mx.sym.Symbol, num_classes: int, head: str, *, label_smoothing: float = 0.0) -> mx.sym.Symbol:
+def multi_hot_softmax_head(
+    features: mx.sym.Symbol, num_classes: int, head: str, *, label_smoothing: float = 0.0
+) -> mx.sym.Symbol:
     """A softmax head ``fc_<head>`` trained on multi-hot targets normalised to sum to one.
 
     Each image's target is its 0/1 label row divided by its number of words (Mahajan et al. 2018),
@@ -200,7 +206,9 @@ def multi_hot_softmax_head(features: mx.sym.Symbol, num_classes: int, head: str,
     target = mx.sym.broadcast_div(label, mx.sym.maximum(words, 1.0))
     if label_smoothing > 0:
         has_words = mx.sym.clip(words, 0.0, 1.0)
-        target = (1.0 - label_smoothing) * target + mx.sym.broadcast_mul(has_words, mx.sym.ones_like(target)) * (label_smoothing / num_classes)
+        target = (1.0 - label_smoothing) * target + mx.sym.broadcast_mul(has_words, mx.sym.ones_like(target)) * (
+            label_smoothing / num_classes
+        )
     log_p = mx.sym.log_softmax(fc, axis=1)
     per_image = -mx.sym.sum(target * log_p, axis=1)
     loss_out = mx.sym.MakeLoss(per_image, normalization="null", name=f"{head}{LOSS_SUFFIX}")
@@ -225,6 +233,8 @@ def loss_constants(sym: mx.sym.Symbol, weights: dict[str, np.ndarray]) -> dict[s
             continue
         head = name[: -len(CLASS_WEIGHT_SUFFIX)]
         if head not in weights:
-            raise ModelError(f"loss argument {name!r}: expected class weights for head {head!r}, found weights for {sorted(weights)}")
+            raise ModelError(
+                f"loss argument {name!r}: expected class weights for head {head!r}, found weights for {sorted(weights)}"
+            )
         out[name] = mx.nd.array(np.asarray(weights[head], dtype=np.float32))
     return out

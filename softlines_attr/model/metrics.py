@@ -1,9 +1,20 @@
-"""Training-time metrics: multi-label (mAP, precision at 1) and single-label (accuracy, average per-class accuracy)."""
+"""Every metric of the project, for the training logs and for ``evaluate`` alike.
+
+Title words (multi-label): tie-aware average precision, the priors-only baseline, precision at k.
+Attributes (one class per image): the confusion matrix, the per-class table, accuracy, average
+per-class accuracy, top-k accuracy. The MXNet metric classes are the training loop's running
+metrics; the rest is plain numpy on whole splits.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 import mxnet as mx
 import numpy as np
+
+from softlines_attr.model.errors import ClassMismatchError
 
 
 class HeadsAccuracy(mx.metric.EvalMetric):
@@ -54,20 +65,18 @@ def average_precision(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
     return ap
 
 
-def mean_class_accuracy(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Average per-class accuracy: the mean, over the classes present in ``labels``, of the share of
-    that class's images predicted as it (per-class recall). Labels < 0 (no tag) are skipped; 0.0 when none is left.
+def split_metrics(
+    labels: np.ndarray, scores: np.ndarray, *, multi_label: bool, prefix: str = "val_"
+) -> dict[str, float]:
+    """Metrics of a whole split: mAP and precision at 1 (multi-label), or accuracy and average per-class accuracy.
+
+    Single-label: labels < 0 (multi shards: no tag for this attribute) are skipped; the keys are
+    ``accuracy`` (:func:`accuracy`), ``mean_class_accuracy`` (:func:`average_per_class_accuracy`, the
+    number ``evaluate`` reports as ``average_per_class_accuracy``) and ``records``.
+
+    Raises:
+        ClassMismatchError: a single label outside the scores' classes.
     """
-    y = np.asarray(labels).reshape(-1).astype(np.int64)
-    keep = y >= 0
-    y, predicted = y[keep], np.argmax(np.asarray(scores)[keep], axis=1)
-    if not len(y):
-        return 0.0
-    return float(np.mean([np.mean(predicted[y == c] == c) for c in np.unique(y)]))
-
-
-def split_metrics(labels: np.ndarray, scores: np.ndarray, *, multi_label: bool, prefix: str = "val_") -> dict[str, float]:
-    """Metrics of a whole split: mAP and precision at 1 (multi-label), or accuracy (single label)."""
     if multi_label:
         ap = average_precision(labels, scores)
         return {
@@ -76,21 +85,28 @@ def split_metrics(labels: np.ndarray, scores: np.ndarray, *, multi_label: bool, 
             f"{prefix}records": float(len(labels)),
         }
     y = labels.reshape(-1).astype(np.int64)
-    keep = y >= 0  # multi shards: -1 = no tag for this attribute
+    keep = y >= 0
     y, scores = y[keep], scores[keep]
-    accuracy = float(np.mean(np.argmax(scores, axis=1) == y)) if len(y) else 0.0
-    return {f"{prefix}accuracy": accuracy, f"{prefix}mean_class_accuracy": mean_class_accuracy(y, scores), f"{prefix}records": float(len(y))}
+    classes = scores.shape[1]
+    confusion = confusion_matrix(y, np.argmax(scores, axis=1), classes)
+    mean_class, _ = average_per_class_accuracy(per_class_table(confusion, [str(c) for c in range(classes)]))
+    return {
+        f"{prefix}accuracy": accuracy(confusion),
+        f"{prefix}mean_class_accuracy": mean_class,
+        f"{prefix}records": float(len(y)),
+    }
 
 
 def train_metric(multi_label: bool) -> mx.metric.EvalMetric:
+    """The running train metric: precision at 1 for multi-hot targets, else :class:`HeadsAccuracy`."""
     if multi_label:
         return mx.metric.CustomMetric(precision_at_1, name="precision_at_1", allow_extra_outputs=True)
     return HeadsAccuracy()
 
 
-
-
-def title_word_metrics(labels: np.ndarray, scores: np.ndarray, prior: np.ndarray, *, top_words: int = 10, prefix: str = "val_") -> dict[str, float]:
+def title_word_metrics(
+    labels: np.ndarray, scores: np.ndarray, prior: np.ndarray, *, top_words: int = 10, prefix: str = "val_"
+) -> dict[str, float]:
     """What a base model on title words has learned, beside what the label priors alone give.
 
     Args:
@@ -157,3 +173,104 @@ def batch_cross_entropy(labels: list[np.ndarray], probs: list[np.ndarray], kind:
             if keep.any():
                 total += float(np.mean(-np.log(p[np.nonzero(keep)[0], c[keep]])))
     return total
+
+
+# --------------------------------------------------------------------------------------------
+# Classification (one class per image and attribute): the per-class table, accuracy, top-k
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClassRow:
+    """One row of the per-class table (the paper's Table 5).
+
+    Attributes:
+        index: The class index.
+        name: The class name.
+        support: Images whose true class this is.
+        correct: Of those, images predicted as this class.
+        predicted: Images predicted as this class.
+        accuracy: correct / support (the class's recall); None without support.
+        precision: correct / predicted; None when the class was never predicted.
+    """
+
+    index: int
+    name: str
+    support: int
+    correct: int
+    predicted: int
+    accuracy: float | None
+    precision: float | None
+
+
+def _ratio(num: int, den: int) -> float | None:
+    return float(num) / float(den) if den else None
+
+
+def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
+    """Counts of (true class, predicted class) pairs.
+
+    Args:
+        labels: (N,) true class indices in [0, num_classes).
+        predicted: (N,) predicted class indices in [0, num_classes).
+        num_classes: The class count.
+
+    Returns:
+        An int64 array (num_classes, num_classes): row = true class, column = predicted class.
+
+    Raises:
+        ClassMismatchError: a label or prediction outside [0, num_classes).
+    """
+    labels = np.asarray(labels).astype(np.int64).reshape(-1)
+    predicted = np.asarray(predicted).astype(np.int64).reshape(-1)
+    for name, values in (("label", labels), ("prediction", predicted)):
+        if values.size and (values.min() < 0 or values.max() >= num_classes):
+            bad = int(values.min() if values.min() < 0 else values.max())
+            raise ClassMismatchError(
+                f"a {name} is class index {bad}; expected indices 0..{num_classes - 1} ({num_classes} classes)"
+            )
+    flat = np.bincount(labels * num_classes + predicted, minlength=num_classes * num_classes)
+    return flat.reshape(num_classes, num_classes)
+
+
+def accuracy(confusion: np.ndarray) -> float:
+    """Multi-class accuracy: the diagonal over the total (0.0 for an empty matrix)."""
+    total = int(confusion.sum())
+    return float(np.trace(confusion)) / total if total else 0.0
+
+
+def per_class_table(confusion: np.ndarray, classes: Sequence[str]) -> tuple[ClassRow, ...]:
+    """The per-class table from a confusion matrix: support, correct, predicted, accuracy, precision."""
+    support = confusion.sum(axis=1)
+    predicted = confusion.sum(axis=0)
+    return tuple(
+        ClassRow(
+            index=i,
+            name=str(name),
+            support=int(support[i]),
+            correct=int(confusion[i, i]),
+            predicted=int(predicted[i]),
+            accuracy=_ratio(int(confusion[i, i]), int(support[i])),
+            precision=_ratio(int(confusion[i, i]), int(predicted[i])),
+        )
+        for i, name in enumerate(classes)
+    )
+
+
+def average_per_class_accuracy(rows: Sequence[ClassRow]) -> tuple[float, int]:
+    """The mean per-class accuracy over the classes with support, and how many classes that is.
+
+    The paper's "average per-class accuracy": the mean recall over the classes present. Training logs
+    it as ``val_mean_class_accuracy`` (:func:`split_metrics`), ``evaluate`` as ``average_per_class_accuracy``.
+    """
+    values = [r.accuracy for r in rows if r.accuracy is not None]
+    return (float(np.mean(values)) if values else 0.0), len(values)
+
+
+def top_k_accuracy(labels: np.ndarray, probs: np.ndarray, k: int) -> float:
+    """The share of images whose true class is among the ``k`` highest probabilities (ties: lower index first)."""
+    labels = np.asarray(labels).astype(np.int64).reshape(-1)
+    if not len(labels):
+        return 0.0
+    top = np.argsort(-np.asarray(probs), axis=1, kind="stable")[:, :k]
+    return float(np.mean((top == labels[:, None]).any(axis=1)))

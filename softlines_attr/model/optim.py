@@ -53,15 +53,21 @@ def lr_scheduler(
         raise TrainInputError(f"warm-up: expected warmup_epochs >= 0, found {warmup_epochs}")
     warmup = min(int(round(warmup_epochs * batches_per_epoch)), total // 2)
     if schedule == "cosine":
-        return mx.lr_scheduler.CosineScheduler(max_update=total, base_lr=base_lr, final_lr=0.0, warmup_steps=warmup, warmup_begin_lr=0.0)
+        return mx.lr_scheduler.CosineScheduler(
+            max_update=total, base_lr=base_lr, final_lr=0.0, warmup_steps=warmup, warmup_begin_lr=0.0
+        )
     if schedule != "step":
         raise TrainInputError(f"learning-rate schedule: expected step or cosine, found {schedule!r}")
     steps = [e * batches_per_epoch for e in step_epochs if 0 < e < epochs and e * batches_per_epoch > warmup]
     if steps:
-        return mx.lr_scheduler.MultiFactorScheduler(step=steps, factor=factor, base_lr=base_lr, warmup_steps=warmup, warmup_begin_lr=0.0)
+        return mx.lr_scheduler.MultiFactorScheduler(
+            step=steps, factor=factor, base_lr=base_lr, warmup_steps=warmup, warmup_begin_lr=0.0
+        )
     if warmup:
         # MultiFactorScheduler needs a step: one after the run's last update never fires
-        return mx.lr_scheduler.MultiFactorScheduler(step=[total + 1], factor=1.0, base_lr=base_lr, warmup_steps=warmup, warmup_begin_lr=0.0)
+        return mx.lr_scheduler.MultiFactorScheduler(
+            step=[total + 1], factor=1.0, base_lr=base_lr, warmup_steps=warmup, warmup_begin_lr=0.0
+        )
     return None
 
 

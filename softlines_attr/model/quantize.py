@@ -5,7 +5,8 @@ quantised by :func:`mxnet.contrib.quantization.quantize_model_mkldnn`: convoluti
 connected layers run in int8 with scales calibrated on real images (``naive``: the min/max of each
 layer's outputs; ``entropy``: KL-optimal thresholds). The result is written as a bundle of its own
 with ``precision = "int8"``: its symbol is already an inference symbol, so
-:meth:`Bundle.predict` and the scoring job use it like any other bundle.
+:class:`~softlines_attr.model.predictor.Predictor` (scoring, the check against fp32) runs it like any
+other bundle.
 
 Calibration images go through the bundle's own preprocessing (decode, resize to its store size,
 :func:`to_network_input`), as scoring does, from the records of a shard split (the validation split
@@ -25,9 +26,10 @@ import numpy as np
 
 from softlines_attr.config import ImageConfig
 from softlines_attr.images import ImageError
-from softlines_attr.model.bundle import PARAMS_FILE, Bundle, Manifest, save_bundle
+from softlines_attr.model.bundle import Bundle, save_bundle
 from softlines_attr.model.errors import ModelError
 from softlines_attr.model.inception_bn import DATA_NAME
+from softlines_attr.model.manifest import PARAMS_FILE, Manifest
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +88,9 @@ def calibration_images(
     if skipped:
         log.warning("calibration: %d records could not be decoded and were skipped", skipped)
     if not out:
-        raise QuantizeError(f"calibration: expected at least one decodable image in {len(shard_paths)} shard files, found none")
+        raise QuantizeError(
+            f"calibration: expected at least one decodable image in {len(shard_paths)} shard files, found none"
+        )
     return np.stack(out)
 
 
@@ -123,10 +127,14 @@ def quantize_bundle(
 
     m = bundle.manifest
     if m.precision != "fp32":
-        raise QuantizeError(f"bundle {bundle.path}: expected an fp32 bundle to quantise, found precision {m.precision!r}")
+        raise QuantizeError(
+            f"bundle {bundle.path}: expected an fp32 bundle to quantise, found precision {m.precision!r}"
+        )
     calib = np.asarray(calib, dtype=np.float32)
     if calib.ndim != 4 or calib.shape[1:] != m.input_shape or len(calib) == 0:
-        raise QuantizeError(f"calibration: expected images of shape (N>0, {', '.join(map(str, m.input_shape))}), found {calib.shape}")
+        raise QuantizeError(
+            f"calibration: expected images of shape (N>0, {', '.join(map(str, m.input_shape))}), found {calib.shape}"
+        )
     batch = min(batch_size, len(calib))
     usable = len(calib) // batch * batch
     calib_iter = mx.io.NDArrayIter(calib[:usable], batch_size=batch, data_name=DATA_NAME)

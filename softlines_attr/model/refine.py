@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING
 import mxnet as mx
 
 from softlines_attr.config import Taxonomy
-from softlines_attr.model.bundle import PARAMS_FILE, Bundle
+from softlines_attr.model.bundle import Bundle
 from softlines_attr.model.errors import ModelError, TrainInputError
 from softlines_attr.model.inception_bn import DATA_NAME, FEATURES_NAME, classification_head
 from softlines_attr.model.losses import is_loss_constant
+from softlines_attr.model.manifest import PARAMS_FILE
 
 if TYPE_CHECKING:
     from softlines_attr.shard.contract import ShardSet
@@ -41,7 +42,10 @@ def refine_features(base: Bundle) -> mx.sym.Symbol:
     internals = base.symbol.get_internals()
     key = f"{FEATURES_NAME}_output"
     if key not in internals.list_outputs():
-        raise ModelError(f"base bundle {base.path}: expected a layer {FEATURES_NAME!r} (the pooled features) in its symbol, found none")
+        raise ModelError(
+            f"base bundle {base.path}: expected a layer {FEATURES_NAME!r} (the pooled features) in its symbol, "
+            f"found none"
+        )
     return internals[key]
 
 
@@ -64,7 +68,11 @@ def backbone_names(sym: mx.sym.Symbol, head: str | Sequence[str]) -> list[str]:
     """Every learnable argument of ``sym`` except the input, the labels, the loss constants (class
     weights) and the FC layers of ``head`` (one head name or several)."""
     skip = head_param_names(sym, [head] if isinstance(head, str) else list(head))
-    return [n for n in sym.list_arguments() if n != DATA_NAME and not n.endswith("_label") and not is_loss_constant(n) and n not in skip]
+    return [
+        n
+        for n in sym.list_arguments()
+        if n != DATA_NAME and not n.endswith("_label") and not is_loss_constant(n) and n not in skip
+    ]
 
 
 def backbone_params(base: Bundle, sym: mx.sym.Symbol) -> tuple[dict[str, mx.nd.NDArray], dict[str, mx.nd.NDArray]]:
@@ -74,7 +82,11 @@ def backbone_params(base: Bundle, sym: mx.sym.Symbol) -> tuple[dict[str, mx.nd.N
         ModelError: if a backbone parameter of ``sym`` is missing from the base.
     """
     base_heads = head_param_names(base.symbol, [h.name for h in base.manifest.heads])
-    wanted_args = [n for n in sym.list_arguments() if n != DATA_NAME and not n.endswith("_label") and not is_loss_constant(n) and n not in base_heads]
+    wanted_args = [
+        n
+        for n in sym.list_arguments()
+        if n != DATA_NAME and not n.endswith("_label") and not is_loss_constant(n) and n not in base_heads
+    ]
     new_head = [n for n in wanted_args if n not in base.arg_params]
     arg = {n: base.arg_params[n].copy() for n in wanted_args if n in base.arg_params}
     aux = {n: base.aux_params[n].copy() for n in sym.list_auxiliary_states() if n in base.aux_params}
@@ -82,7 +94,9 @@ def backbone_params(base: Bundle, sym: mx.sym.Symbol) -> tuple[dict[str, mx.nd.N
     unexpected = [n for n in new_head if not n.startswith("fc_")]
     if unexpected or missing_aux:
         name = (unexpected or missing_aux)[0]
-        raise ModelError(f"base bundle {base.path}: expected every backbone parameter of the new network, {name!r} is missing")
+        raise ModelError(
+            f"base bundle {base.path}: expected every backbone parameter of the new network, {name!r} is missing"
+        )
     log.info("refine: %d backbone arrays from %s; new head parameters %s", len(arg) + len(aux), base.path, new_head)
     return arg, aux
 
@@ -106,18 +120,29 @@ def check_refine_inputs(shards: ShardSet, attribute: str, taxonomy: Taxonomy) ->
         if shards.mode != "multi":
             raise TrainInputError(
                 f"--attribute all expects multi shards (shard --tags T --attribute all), found {shards.mode} shards "
-                f"at {shards.root}" + (f" of attribute {shards.summary.get('attribute')!r}" if shards.mode == "refine" else "")
+                f"at {shards.root}"
+                + (f" of attribute {shards.summary.get('attribute')!r}" if shards.mode == "refine" else "")
             )
         for name in shards.attributes:
             taxonomy.attribute(name)
         return
     taxonomy.attribute(attribute)
     if shards.mode != "refine":
-        hint = " (use --attribute all for multi shards)" if shards.mode == "multi" else " (title-word shards are for softlines-attr train)"
-        raise TrainInputError(f"--attribute {attribute}: expected refine shards of {attribute!r}, found {shards.mode} shards at {shards.root}{hint}")
+        hint = (
+            " (use --attribute all for multi shards)"
+            if shards.mode == "multi"
+            else " (title-word shards are for softlines-attr train)"
+        )
+        raise TrainInputError(
+            f"--attribute {attribute}: expected refine shards of {attribute!r}, found {shards.mode} shards at "
+            f"{shards.root}{hint}"
+        )
     found = shards.summary.get("attribute")
     if found != attribute:
-        raise TrainInputError(f"--attribute {attribute}: expected refine shards of {attribute!r}, found shards of attribute {found!r} at {shards.root}")
+        raise TrainInputError(
+            f"--attribute {attribute}: expected refine shards of {attribute!r}, found shards of attribute "
+            f"{found!r} at {shards.root}"
+        )
 
 
 def freeze_batch_norm(sym: mx.sym.Symbol) -> mx.sym.Symbol:

@@ -1,4 +1,4 @@
-"""The readable evaluation report: Markdown and HTML, confusion matrices and precision/coverage drawn as pictures.
+"""The readable evaluation report: Markdown and HTML, with the pictures of :mod:`~softlines_attr.model.report_png`.
 
 Per head: the headline figures (accuracy, average per-class accuracy, top-k, the abstain
 threshold), the per-class table (the paper's Table 5), the confusion matrix as a PNG heatmap drawn
@@ -13,23 +13,27 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-from PIL import Image, ImageDraw, ImageFont
-
-from softlines_attr.model.evaluate import CurvePoint, Evaluation, HeadEvaluation, write_text_atomic
+from softlines_attr.model.evaluation import Evaluation, HeadEvaluation, write_text_atomic
+from softlines_attr.model.report_png import (
+    confusion_png,
+    confusion_png_name,
+    curve_png,
+    curve_png_name,
+    hex_colour,
+    row_shares,
+    shade,
+)
+from softlines_attr.model.thresholds import CurvePoint
 
 log = logging.getLogger(__name__)
 
 MARKDOWN_FILE = "report.md"
 HTML_FILE = "report.html"
 REPORT_STEP = 0.05
-_CELL = 34
-_FONT_SIZE = 12
 
 
 # --------------------------------------------------------------------------------------------
@@ -42,12 +46,6 @@ def fmt(value: float | None, digits: int = 3) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
-def row_shares(confusion: np.ndarray) -> np.ndarray:
-    """Each row of a confusion matrix divided by its sum (rows without support stay 0)."""
-    totals = confusion.sum(axis=1, keepdims=True).astype(np.float64)
-    return np.divide(confusion, totals, out=np.zeros(confusion.shape, dtype=np.float64), where=totals > 0)
-
-
 def report_points(curve: Sequence[CurvePoint], chosen: float | None, step: float = REPORT_STEP) -> list[CurvePoint]:
     """The curve's points at multiples of ``step``, plus the chosen threshold's point."""
     keep = []
@@ -56,111 +54,6 @@ def report_points(curve: Sequence[CurvePoint], chosen: float | None, step: float
         if on_grid or (chosen is not None and abs(p.threshold - chosen) < 1e-9):
             keep.append(p)
     return keep
-
-
-def _shade(share: float) -> tuple[int, int, int]:
-    """White (0) to dark blue (1)."""
-    share = min(max(share, 0.0), 1.0)
-    return (round(255 - 222 * share), round(255 - 155 * share), round(255 - 75 * share))
-
-
-def _hex(rgb: tuple[int, int, int]) -> str:
-    return "#{:02x}{:02x}{:02x}".format(*rgb)
-
-
-# --------------------------------------------------------------------------------------------
-# The confusion matrix as a picture
-# --------------------------------------------------------------------------------------------
-
-
-def confusion_png(confusion: np.ndarray, classes: Sequence[str], title: str = "") -> bytes:
-    """A PNG heatmap of a confusion matrix: rows true class, columns predicted, shade = row share.
-
-    Args:
-        confusion: (C, C) counts.
-        classes: The C class names (row and column labels).
-        title: A caption drawn above the matrix.
-
-    Returns:
-        The PNG bytes.
-    """
-    font = ImageFont.load_default(size=_FONT_SIZE)
-    n = len(classes)
-    label_w = max(int(font.getlength(c)) for c in classes) + 10
-    top = label_w + 22
-    footer = "rows: true class, columns: predicted; shade: share of the row"
-    width = int(max(label_w + n * _CELL + 10, font.getlength(footer) + 10, font.getlength(title) + 10))
-    height = top + n * _CELL + 28
-    img = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(img)
-    draw.text((4, 2), title, fill="black", font=font)
-    shares = row_shares(confusion)
-    for j, name in enumerate(classes):  # column labels, rotated to read bottom-up
-        text = Image.new("RGB", (label_w, _CELL), "white")
-        ImageDraw.Draw(text).text((label_w - 6 - font.getlength(name), (_CELL - _FONT_SIZE) // 2 - 1), name, fill="black", font=font)
-        img.paste(text.rotate(90, expand=True), (label_w + j * _CELL, 20))
-    for i, name in enumerate(classes):
-        y = top + i * _CELL
-        draw.text((label_w - 6 - font.getlength(name), y + (_CELL - _FONT_SIZE) // 2 - 1), name, fill="black", font=font)
-        for j in range(n):
-            x = label_w + j * _CELL
-            draw.rectangle((x, y, x + _CELL - 1, y + _CELL - 1), fill=_shade(shares[i, j]), outline=(200, 200, 200))
-            count = str(int(confusion[i, j]))
-            colour = "white" if shares[i, j] > 0.55 else "black"
-            draw.text((x + (_CELL - font.getlength(count)) / 2, y + (_CELL - _FONT_SIZE) // 2 - 1), count, fill=colour, font=font)
-    draw.text((4, top + n * _CELL + 8), footer, fill=(90, 90, 90), font=font)
-    buf = io.BytesIO()
-    img.save(buf, "PNG", optimize=True)
-    return buf.getvalue()
-
-
-def curve_png(h: HeadEvaluation) -> bytes:
-    """A PNG line chart of precision (blue) and coverage (orange) against the confidence threshold.
-
-    The target precision is a dashed grey line; the chosen abstain threshold, when there is one, a
-    vertical red line.
-    """
-    font = ImageFont.load_default(size=_FONT_SIZE)
-    width, height, left, right, top, bottom = 460, 280, 44, 16, 26, 40
-    img = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(img)
-    pw, ph = width - left - right, height - top - bottom
-
-    def xy(t: float, v: float) -> tuple[float, float]:
-        return left + t * pw, top + (1.0 - v) * ph
-
-    for v in (0.0, 0.25, 0.5, 0.75, 1.0):
-        draw.line([xy(0, v), xy(1, v)], fill=(230, 230, 230))
-        draw.text((4, xy(0, v)[1] - 7), f"{v:.2f}", fill="black", font=font)
-        draw.line([xy(v, 0), xy(v, 0.02)], fill="black")
-        draw.text((xy(v, 0)[0] - 10, top + ph + 4), f"{v:.2f}", fill="black", font=font)
-    draw.rectangle((left, top, left + pw, top + ph), outline="black")
-    target = h.abstain.target_precision
-    for x0 in range(0, pw, 8):
-        draw.line([(left + x0, xy(0, target)[1]), (left + min(x0 + 4, pw), xy(0, target)[1])], fill=(120, 120, 120))
-    if h.abstain.reached and h.abstain.threshold is not None:
-        draw.line([xy(h.abstain.threshold, 0), xy(h.abstain.threshold, 1)], fill=(200, 30, 30), width=2)
-    coverage = [xy(p.threshold, p.coverage) for p in h.curve]
-    precision = [xy(p.threshold, p.precision) for p in h.curve if p.precision is not None]
-    if len(coverage) > 1:
-        draw.line(coverage, fill=(230, 120, 20), width=2)
-    if len(precision) > 1:
-        draw.line(precision, fill=(30, 80, 200), width=2)
-    draw.text((left, 6), f"{h.head}: precision (blue), coverage (orange); target {target:.2f} (dashed)", fill="black", font=font)
-    draw.text((left + pw // 2 - 60, height - 18), "confidence threshold", fill="black", font=font)
-    buf = io.BytesIO()
-    img.save(buf, "PNG", optimize=True)
-    return buf.getvalue()
-
-
-def curve_png_name(head: str) -> str:
-    """The file name of a head's precision/coverage chart beside the report."""
-    return f"precision_coverage_{head}.png"
-
-
-def confusion_png_name(head: str) -> str:
-    """The file name of a head's confusion-matrix picture beside the report."""
-    return f"confusion_{head}.png"
 
 
 # --------------------------------------------------------------------------------------------
@@ -195,7 +88,10 @@ def headline_rows(h: HeadEvaluation) -> list[tuple[str, str]]:
     rows = [
         ("records", str(h.records) + (f" ({h.skipped} without a tag skipped)" if h.skipped else "")),
         ("multi-class accuracy", fmt(h.accuracy)),
-        ("average per-class accuracy", f"{fmt(h.average_per_class_accuracy)} (over {h.classes_with_support} of {len(h.classes)} classes)"),
+        (
+            "average per-class accuracy",
+            f"{fmt(h.average_per_class_accuracy)} (over {h.classes_with_support} of {len(h.classes)} classes)",
+        ),
     ]
     rows += [(f"top-{k} accuracy", fmt(v)) for k, v in h.top_k.items()]
     rows.append(("abstain threshold", fmt(h.abstain.threshold, 2) if h.abstain.reached else "none reaches the target"))
@@ -210,19 +106,35 @@ def head_markdown(h: HeadEvaluation) -> list[str]:
     out += [abstain_sentence(h), "", "### Per-class accuracy", ""]
     out += _md_table(
         ["class", "support", "correct", "accuracy (recall)", "predicted", "precision"],
-        [[r.name, str(r.support), str(r.correct), fmt(r.accuracy), str(r.predicted), fmt(r.precision)] for r in h.per_class],
+        [
+            [r.name, str(r.support), str(r.correct), fmt(r.accuracy), str(r.predicted), fmt(r.precision)]
+            for r in h.per_class
+        ],
     ) + [""]
     out += ["### Confusion matrix", "", f"![confusion matrix of {h.head}]({confusion_png_name(h.head)})", ""]
     out += _md_table(
         ["true \\ predicted", *h.classes],
         [[name, *(str(int(v)) for v in h.confusion[i])] for i, name in enumerate(h.classes)],
     ) + [""]
-    out += ["### Precision and coverage by confidence threshold", "", f"![precision and coverage of {h.head}]({curve_png_name(h.head)})", ""]
+    out += [
+        "### Precision and coverage by confidence threshold",
+        "",
+        f"![precision and coverage of {h.head}]({curve_png_name(h.head)})",
+        "",
+    ]
     points = report_points(h.curve, h.abstain.threshold)
     out += _md_table(
         ["threshold", "kept", "coverage", "precision"],
-        [[fmt(p.threshold, 2) + (" ←" if h.abstain.reached and abs(p.threshold - (h.abstain.threshold or 0)) < 1e-9 else ""),
-          str(p.kept), fmt(p.coverage), fmt(p.precision)] for p in points],
+        [
+            [
+                fmt(p.threshold, 2)
+                + (" ←" if h.abstain.reached and abs(p.threshold - (h.abstain.threshold or 0)) < 1e-9 else ""),
+                str(p.kept),
+                fmt(p.coverage),
+                fmt(p.precision),
+            ]
+            for p in points
+        ],
     ) + [""]
     return out
 
@@ -240,8 +152,18 @@ def render_markdown(ev: Evaluation) -> str:
     if len(ev.heads) > 1:
         out += _md_table(
             ["head", "records", "accuracy", "avg per-class acc.", "top-2", "abstain threshold", "coverage"],
-            [[h.head, str(h.records), fmt(h.accuracy), fmt(h.average_per_class_accuracy), fmt(h.top_k.get(2)),
-              fmt(h.abstain.threshold, 2) if h.abstain.reached else "not reached", fmt(h.abstain.coverage)] for h in ev.heads],
+            [
+                [
+                    h.head,
+                    str(h.records),
+                    fmt(h.accuracy),
+                    fmt(h.average_per_class_accuracy),
+                    fmt(h.top_k.get(2)),
+                    fmt(h.abstain.threshold, 2) if h.abstain.reached else "not reached",
+                    fmt(h.abstain.coverage),
+                ]
+                for h in ev.heads
+            ],
         ) + [""]
     for h in ev.heads:
         out += head_markdown(h)
@@ -282,13 +204,20 @@ def confusion_html(h: HeadEvaluation) -> str:
         cells = []
         for j in range(len(h.classes)):
             colour = "white" if shares[i, j] > 0.55 else "black"
-            cells.append(f'<td class="cm" style="background:{_hex(_shade(shares[i, j]))};color:{colour}">{int(h.confusion[i, j])}</td>')
+            cells.append(
+                f'<td class="cm" '
+                f'style="background:{hex_colour(shade(shares[i, j]))};color:{colour}">{int(h.confusion[i, j])}</td>'
+            )
         rows.append(f"<tr><td>{html.escape(name)}</td>{''.join(cells)}</tr>")
     return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
 
 
 def _img(alt: str, png: bytes) -> str:
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">' if png else ""
+    return (
+        f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">'
+        if png
+        else ""
+    )
 
 
 def head_html(h: HeadEvaluation, png: bytes, curve: bytes = b"") -> str:
@@ -304,15 +233,21 @@ def head_html(h: HeadEvaluation, png: bytes, curve: bytes = b"") -> str:
         "<h3>Per-class accuracy</h3>",
         _html_table(
             ["class", "support", "correct", "accuracy (recall)", "predicted", "precision"],
-            [[r.name, str(r.support), str(r.correct), fmt(r.accuracy), str(r.predicted), fmt(r.precision)] for r in h.per_class],
+            [
+                [r.name, str(r.support), str(r.correct), fmt(r.accuracy), str(r.predicted), fmt(r.precision)]
+                for r in h.per_class
+            ],
         ),
         "<h3>Confusion matrix</h3>",
         _img(f"confusion matrix of {h.head}", png),
         confusion_html(h),
         "<h3>Precision and coverage by confidence threshold</h3>",
         _img(f"precision and coverage of {h.head}", curve),
-        _html_table(["threshold", "kept", "coverage", "precision"],
-                    [[fmt(p.threshold, 2), str(p.kept), fmt(p.coverage), fmt(p.precision)] for p in points], chosen),
+        _html_table(
+            ["threshold", "kept", "coverage", "precision"],
+            [[fmt(p.threshold, 2), str(p.kept), fmt(p.coverage), fmt(p.precision)] for p in points],
+            chosen,
+        ),
     ]
     return "\n".join(parts)
 
@@ -321,12 +256,13 @@ def render_html(ev: Evaluation, pngs: dict[str, bytes], curves: dict[str, bytes]
     """The whole report as one self-contained HTML page (``pngs``: confusion pictures, ``curves``: charts, by head)."""
     intro = (
         f"<p>model <code>{html.escape(ev.model)}</code> (model.params sha256 <code>{ev.params_sha256[:16]}…</code>)<br>"
-        f"shards <code>{html.escape(ev.shards)}</code> ({html.escape(ev.mode)}), split <code>{html.escape(ev.split)}</code>, "
+        f"shards <code>{html.escape(ev.shards)}</code> ({html.escape(ev.mode)}), split "
+        f"<code>{html.escape(ev.split)}</code>, "
         f"{ev.records} records<br>evaluated at {html.escape(ev.evaluated_at)}</p>"
     )
     body = "\n".join(head_html(h, pngs.get(h.head, b""), (curves or {}).get(h.head, b"")) for h in ev.heads)
     return (
-        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Model evaluation</title>"
+        '<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>Model evaluation</title>'
         f"<style>{_CSS}</style></head><body>\n<h1>Model evaluation</h1>\n{intro}\n{body}\n</body></html>\n"
     )
 
@@ -339,7 +275,10 @@ def write_report(ev: Evaluation, out_dir: str | Path) -> list[Path]:
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    pngs = {h.head: confusion_png(h.confusion, h.classes, title=f"{h.head}: confusion matrix ({h.records} images)") for h in ev.heads}
+    pngs = {
+        h.head: confusion_png(h.confusion, h.classes, title=f"{h.head}: confusion matrix ({h.records} images)")
+        for h in ev.heads
+    }
     curves = {h.head: curve_png(h) for h in ev.heads}
     written = []
     for head in pngs:

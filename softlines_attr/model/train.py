@@ -21,153 +21,51 @@ import dataclasses
 import json
 import logging
 import math
-import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
 
 import mxnet as mx
 import numpy as np
 
 from softlines_attr.config import PipelineConfig
-from softlines_attr.model.bundle import Bundle, Head, Manifest, VocabularyRef, save_bundle
-from softlines_attr.model.checkpoint import checkpoint_paths, latest_checkpoint, load_checkpoint, restore_optimizer, save_checkpoint
-from softlines_attr.model.data import label_counts, record_iter, title_word_counts, training_region
-from softlines_attr.model.distributed import (
+from softlines_attr.model.bundle import BUNDLE_DIR, Bundle, save_bundle
+from softlines_attr.model.checkpoint import (
+    checkpoint_paths,
+    latest_checkpoint,
+    load_checkpoint,
+    restore_optimizer,
+    save_checkpoint,
+)
+from softlines_attr.model.counts import label_counts, title_word_counts
+from softlines_attr.model.data import record_iter, training_region
+from softlines_attr.model.distributed.dump import write_worker_dump
+from softlines_attr.model.distributed.kvstore import (
     agree,
     average_aux,
-    check_train_parts,
-    fixed_batches,
     open_kvstore,
     optimizer_on_workers,
-    part_record_counts,
     sync_module_params,
-    write_worker_dump,
 )
+from softlines_attr.model.distributed.parts import check_train_parts, part_record_counts
+from softlines_attr.model.epoch import current_lr, run_epoch
 from softlines_attr.model.errors import ModelError, TrainInputError
-from softlines_attr.model.inception_bn import DATA_NAME, DEFAULT_HEAD, classification_head, inception_bn_features
-from softlines_attr.model.losses import LossConfig, class_weights, loss_constants, multi_hot_softmax_head, softmax_head
-from softlines_attr.model.metrics import batch_cross_entropy, split_metrics, title_word_metrics, train_metric
+from softlines_attr.model.heads import shard_heads
+from softlines_attr.model.inception_bn import DATA_NAME
+from softlines_attr.model.losses import class_weights, loss_constants
+from softlines_attr.model.manifest import Head, Manifest, VocabularyRef
+from softlines_attr.model.metrics import train_metric
+from softlines_attr.model.network import build_network, loss_settings, prior_biases, resolve_loss, word_prior
 from softlines_attr.model.optim import lr_scheduler, no_decay_names
-from softlines_attr.model.refine import backbone_names, backbone_params, base_model_ref, freeze_batch_norm, refine_features
+from softlines_attr.model.refine import backbone_names, backbone_params, base_model_ref, freeze_batch_norm
+from softlines_attr.model.validation import describe_metrics, val_metrics
 from softlines_attr.shard.contract import ShardSet, read_shard_set
 from softlines_attr.train_config import TrainConfig
 
 log = logging.getLogger(__name__)
 
-BUNDLE_DIR = "bundle"
 
-
-LossKind = Literal["sigmoid", "softmax", "softmax_multi"]
-# The base model's objective when --loss auto: measured on real products (docs/MODEL.md, Quality benchmark)
-DEFAULT_BASE_LOSS: LossKind = "softmax_multi"
 HISTORY_FILE = "history.json"
 PRIOR_SAMPLE_RECORDS = 50_000  # train records read for the label priors (the heads' initial biases)
-
-
-def loss_settings(tc: TrainConfig) -> LossConfig:
-    """The softmax heads' loss settings of ``tc``."""
-    return LossConfig(tc.class_weights, tc.cb_beta, tc.focal_gamma, tc.label_smoothing)
-
-
-def class_names(shards: ShardSet, conf: PipelineConfig) -> tuple[str, ...]:
-    """The class names of the shards' labels, in index order.
-
-    Refine shards: the attribute's classes from the taxonomy (the shard summary names the attribute).
-    Base shards: the words of the vocabulary from the label job's ``vocabulary/`` table (the shard
-    summary names it); ``word_<i>`` placeholders, with a warning, when it cannot be read.
-    """
-    attribute = shards.summary.get("attribute")
-    if shards.mode == "refine" and attribute:
-        classes = conf.taxonomy.attribute(attribute).classes
-        if len(classes) != shards.num_classes:
-            raise TrainInputError(f"attribute {attribute!r} has {len(classes)} classes in the taxonomy but the shards have {shards.num_classes}")
-        return classes
-    words = _vocabulary_words(shards)
-    if words is not None and len(words) == shards.num_classes:
-        return words
-    log.warning("class names of %s not found (vocabulary table unreadable or of another size); using word_<i>", shards.root)
-    return tuple(f"word_{i}" for i in range(shards.num_classes))
-
-
-def shard_heads(shards: ShardSet, conf: PipelineConfig, *, multi_label: bool) -> tuple[Head, ...]:
-    """The heads a model of these shards has: one per label column.
-
-    Base shards: the title-word head ``base``. Refine shards: one head named after the attribute.
-    Multi shards: one softmax head per attribute, in label-column order, classes from the taxonomy.
-
-    Raises:
-        TrainInputError: an attribute the taxonomy lacks, or of another class count than the shards.
-    """
-    if shards.mode != "multi":
-        attribute = shards.summary.get("attribute") if shards.mode == "refine" else None
-        return (Head(attribute or DEFAULT_HEAD, tuple(class_names(shards, conf)), attribute=attribute, multi_label=multi_label),)
-    declared = shards.summary.get("num_classes")
-    heads = []
-    for attribute in shards.attributes:
-        classes = conf.taxonomy.attribute(attribute).classes
-        if isinstance(declared, dict) and attribute in declared and int(declared[attribute]) != len(classes):
-            raise TrainInputError(f"attribute {attribute!r} has {len(classes)} classes in the taxonomy but the multi shards have {declared[attribute]}")
-        heads.append(Head(attribute, tuple(classes), attribute=attribute, multi_label=False))
-    return tuple(heads)
-
-
-def _vocabulary_words(shards: ShardSet) -> tuple[str, ...] | None:
-    labels, vocab_size = shards.summary.get("labels"), shards.summary.get("vocab_size")
-    if not labels or vocab_size is None or "://" in str(labels):
-        return None
-    table = Path(labels) / "vocabulary"
-    if not table.exists():
-        return None
-    try:
-        import pyarrow.parquet as pq
-
-        rows = pq.read_table(table, columns=["vocab_size", "word", "label_index"]).to_pylist()
-    except Exception as exc:  # noqa: BLE001 - any unreadable table falls back to placeholders
-        log.warning("cannot read vocabulary table %s: %s", table, exc)
-        return None
-    words = sorted((r["label_index"], r["word"]) for r in rows if r["vocab_size"] == vocab_size)
-    return tuple(w for _, w in words)
-
-
-def predict_split(mod: mx.mod.Module, it: mx.io.DataIter) -> tuple[np.ndarray, np.ndarray]:
-    """Labels and first-output scores of every record of ``it`` (batch padding removed)."""
-    labels, scores = predict_heads(mod, it, 1)
-    return labels[0], scores[0]
-
-
-def predict_heads(mod: mx.mod.Module, it: mx.io.DataIter, heads: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Per head, the labels and scores (the module's first ``heads`` outputs) of every record of ``it``.
-
-    The forward pass gets the images only, so ``it`` may carry labels of another shape than the
-    module was bound with (base shards: multi-hot val labels for a model trained on the first word).
-    """
-    it.reset()
-    labels: list[list[np.ndarray]] = [[] for _ in range(heads)]
-    scores: list[list[np.ndarray]] = [[] for _ in range(heads)]
-    for batch in it:
-        mod.forward(mx.io.DataBatch(data=batch.data, label=None, pad=batch.pad), is_train=False)
-        n = batch.data[0].shape[0] - (batch.pad or 0)
-        outputs = mod.get_outputs()
-        for i in range(heads):
-            scores[i].append(outputs[i].asnumpy()[:n])
-            labels[i].append(batch.label[i].asnumpy()[:n])
-    return [np.concatenate(x) for x in labels], [np.concatenate(x) for x in scores]
-
-
-def resolve_loss(requested: str, mode: str) -> LossKind:
-    """The loss a run of ``requested`` (``auto`` or a loss) trains on shards of ``mode``.
-
-    Raises:
-        TrainInputError: a multi-hot loss (``sigmoid``, ``softmax_multi``) on refine or multi shards.
-    """
-    if requested == "auto":
-        return DEFAULT_BASE_LOSS if mode == "base" else "softmax"
-    if requested not in ("sigmoid", "softmax", "softmax_multi"):
-        raise TrainInputError(f"loss: expected auto, sigmoid, softmax or softmax_multi, found {requested!r}")
-    if requested != "softmax" and mode != "base":
-        raise TrainInputError(f"loss {requested!r} expects base (title-word) shards; {mode} shards hold one class per image and attribute, found mode {mode!r}")
-    return requested  # type: ignore[return-value]
 
 
 def train(
@@ -212,9 +110,14 @@ def train(
         TrainInputError: unusable shards or settings.
     """
     if tc.epochs < 1 or tc.batch_size < 1:
-        raise TrainInputError(f"expected epochs >= 1 and batch_size >= 1, found epochs={tc.epochs} batch_size={tc.batch_size}")
+        raise TrainInputError(
+            f"expected epochs >= 1 and batch_size >= 1, found epochs={tc.epochs} batch_size={tc.batch_size}"
+        )
     if tc.head_warmup_epochs < 0 or tc.log_every < 0 or tc.val_every < 0:
-        raise TrainInputError(f"expected head_warmup_epochs, log_every and val_every >= 0, found {tc.head_warmup_epochs}, {tc.log_every}, {tc.val_every}")
+        raise TrainInputError(
+            f"expected head_warmup_epochs, log_every and val_every >= 0, found {tc.head_warmup_epochs}, "
+            f"{tc.log_every}, {tc.val_every}"
+        )
     if tc.bn_stats not in ("batch", "frozen"):
         raise TrainInputError(f"bn_stats: expected batch or frozen, found {tc.bn_stats!r}")
     shards = read_shard_set(shards_dir)
@@ -225,10 +128,14 @@ def train(
         lc.validate()
     except ModelError as exc:
         raise TrainInputError(str(exc)) from exc
-    if multi_hot_targets and (lc.class_weights != "none" or lc.focal_gamma > 0 or (loss == "sigmoid" and lc.label_smoothing > 0)):
+    if multi_hot_targets and (
+        lc.class_weights != "none" or lc.focal_gamma > 0 or (loss == "sigmoid" and lc.label_smoothing > 0)
+    ):
         raise TrainInputError(
-            f"class weights, focal loss{' and label smoothing' if loss == 'sigmoid' else ''} apply to softmax heads of one class; expected --loss softmax "
-            f"or refine/multi shards, found {loss} on base shards (class_weights={lc.class_weights}, focal_gamma={lc.focal_gamma}, label_smoothing={lc.label_smoothing})"
+            f"class weights, focal loss{' and label smoothing' if loss == 'sigmoid' else ''} apply to softmax "
+            f"heads of one class; expected --loss softmax "
+            f"or refine/multi shards, found {loss} on base shards (class_weights={lc.class_weights}, "
+            f"focal_gamma={lc.focal_gamma}, label_smoothing={lc.label_smoothing})"
         )
     heads = shard_heads(shards, conf, multi_label=loss == "sigmoid")
     head_names = [h.name for h in heads]
@@ -238,7 +145,13 @@ def train(
     if not multi_hot_targets and not lc.plain:
         weights = {h.name: class_weights(c, lc.class_weights, lc.beta) for h, c in zip(heads, column_counts)}
         for h, c in zip(heads, column_counts):
-            log.info("head %s: train label counts %s, class weights (%s) %s", h.name, c.tolist(), lc.class_weights, np.round(weights[h.name], 3).tolist())
+            log.info(
+                "head %s: train label counts %s, class weights (%s) %s",
+                h.name,
+                c.tolist(),
+                lc.class_weights,
+                np.round(weights[h.name], 3).tolist(),
+            )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -253,9 +166,15 @@ def train(
     backbone = backbone_names(sym, head_names) if base is not None else []
     fixed = sorted(constants) + (backbone if tc.freeze_backbone else [])
     size = tc.input_size or conf.images.input_size
-    label_shapes = [(label_names[0], (tc.batch_size, shards.num_classes))] if multi_hot_targets else [(name, (tc.batch_size,)) for name in label_names]
+    label_shapes = (
+        [(label_names[0], (tc.batch_size, shards.num_classes))]
+        if multi_hot_targets
+        else [(name, (tc.batch_size,)) for name in label_names]
+    )
     ctx = [mx.gpu(i) for i in tc.gpus] or [mx.cpu()]
-    mod = mx.mod.Module(sym, data_names=[DATA_NAME], label_names=label_names, context=ctx, fixed_param_names=fixed or None)
+    mod = mx.mod.Module(
+        sym, data_names=[DATA_NAME], label_names=label_names, context=ctx, fixed_param_names=fixed or None
+    )
     mod.bind(data_shapes=[(DATA_NAME, (tc.batch_size, 3, size, size))], label_shapes=label_shapes)
     begin = agree(workers, "resume_epoch", latest_checkpoint(out) if resume else 0)
     states: dict[str, mx.nd.NDArray] = {}
@@ -276,9 +195,21 @@ def train(
             given.update(arg)
         mod.init_params(initializer, arg_params=given, aux_params=aux or None, allow_missing=True)
     batches_per_epoch = max(1, math.ceil(shards.train_records / workers.num_workers / tc.batch_size))
-    optimizer_params: dict = {"learning_rate": tc.learning_rate, "momentum": tc.momentum, "wd": tc.weight_decay, "rescale_grad": 1.0 / (tc.batch_size * workers.num_workers)}
-    scheduler = lr_scheduler(tc.lr_schedule, base_lr=tc.learning_rate, epochs=tc.epochs, batches_per_epoch=batches_per_epoch,
-                             warmup_epochs=tc.warmup_epochs, step_epochs=tc.lr_step_epochs, factor=tc.lr_factor)
+    optimizer_params: dict = {
+        "learning_rate": tc.learning_rate,
+        "momentum": tc.momentum,
+        "wd": tc.weight_decay,
+        "rescale_grad": 1.0 / (tc.batch_size * workers.num_workers),
+    }
+    scheduler = lr_scheduler(
+        tc.lr_schedule,
+        base_lr=tc.learning_rate,
+        epochs=tc.epochs,
+        batches_per_epoch=batches_per_epoch,
+        warmup_epochs=tc.warmup_epochs,
+        step_epochs=tc.lr_step_epochs,
+        factor=tc.lr_factor,
+    )
     if scheduler is not None:
         optimizer_params["lr_scheduler"] = scheduler
     with optimizer_on_workers(workers):
@@ -289,16 +220,47 @@ def train(
     if begin:
         restore_optimizer(mod, states)
     log.info(
-        "training %s (%d classes, %s%s) width %s on %d train / %d val records, epochs %d..%d, %d batches each, lr %g (%s, warm-up %g epochs)",
-        ",".join(head_names), shards.num_classes, loss, "" if lc.plain else f", class weights {lc.class_weights}, focal gamma {lc.focal_gamma}, smoothing {lc.label_smoothing}",
-        tc.width, shards.train_records, shards.val_records, begin + 1, tc.epochs, batches_per_epoch, tc.learning_rate, tc.lr_schedule, tc.warmup_epochs,
+        "training %s (%d classes, %s%s) width %s on %d train / %d val records, epochs %d..%d, %d batches each, lr "
+        "%g (%s, warm-up %g epochs)",
+        ",".join(head_names),
+        shards.num_classes,
+        loss,
+        ""
+        if lc.plain
+        else f", class weights {lc.class_weights}, focal gamma {lc.focal_gamma}, smoothing {lc.label_smoothing}",
+        tc.width,
+        shards.train_records,
+        shards.val_records,
+        begin + 1,
+        tc.epochs,
+        batches_per_epoch,
+        tc.learning_rate,
+        tc.lr_schedule,
+        tc.warmup_epochs,
     )
     region = training_region(shards, conf)
     parts = {"num_parts": workers.num_workers, "part_index": workers.rank, "region": region}
-    val_part = part_record_counts(shards.val, workers.num_workers)[workers.rank] if workers.dist and shards.val else shards.val_records
+    val_part = (
+        part_record_counts(shards.val, workers.num_workers)[workers.rank]
+        if workers.dist and shards.val
+        else shards.val_records
+    )
     # base shards are always validated against every title word (multi-hot), whatever the loss
-    val_iter = record_iter(shards.val, shards, conf, tc, train=False, label_name=label_names, multi_label=shards.mode == "base", **parts) if val_part else None
-    prior = _word_prior(column_counts[0], counted) if shards.mode == "base" else None
+    val_iter = (
+        record_iter(
+            shards.val,
+            shards,
+            conf,
+            tc,
+            train=False,
+            label_name=label_names,
+            multi_label=shards.mode == "base",
+            **parts,
+        )
+        if val_part
+        else None
+    )
+    prior = word_prior(column_counts[0], counted) if shards.mode == "base" else None
     history = _read_history(out, begin) if begin else []
     seen: list[list] = []
     metrics: dict[str, float] = dict(history[-1]) if history else {}
@@ -307,27 +269,61 @@ def train(
             mult = 0.0 if epoch < tc.head_warmup_epochs else tc.backbone_lr_mult
             mod._optimizer.set_lr_mult({name: mult for name in backbone})
             if epoch == tc.head_warmup_epochs and tc.head_warmup_epochs:
-                log.info("epoch %d: head warm-up done; the backbone trains at %g x the learning rate", epoch + 1, tc.backbone_lr_mult)
+                log.info(
+                    "epoch %d: head warm-up done; the backbone trains at %g x the learning rate",
+                    epoch + 1,
+                    tc.backbone_lr_mult,
+                )
         metric = train_metric(multi_hot_targets)
-        it = record_iter(shards.train, shards, conf, dataclasses.replace(tc, seed=tc.seed + epoch), train=True, label_name=label_names, multi_label=multi_hot_targets, **parts)
+        it = record_iter(
+            shards.train,
+            shards,
+            conf,
+            dataclasses.replace(tc, seed=tc.seed + epoch),
+            train=True,
+            label_name=label_names,
+            multi_label=multi_hot_targets,
+            **parts,
+        )
         seen.append([])
-        train_loss = _run_epoch(mod, it, metric, epoch, tc, batches_per_epoch, loss, seen[-1] if tc.worker_dump else None)
+        train_loss = run_epoch(
+            mod, it, metric, epoch, tc, batches_per_epoch, loss, seen[-1] if tc.worker_dump else None
+        )
         average_aux(workers, mod)
-        record: dict[str, float] = {"epoch": float(epoch + 1), "train_loss": train_loss, "learning_rate": _current_lr(mod)}
+        record: dict[str, float] = {
+            "epoch": float(epoch + 1),
+            "train_loss": train_loss,
+            "learning_rate": current_lr(mod),
+        }
         record.update({f"train_{k}": float(v) for k, v in metric.get_name_value()})
         last = epoch + 1 == tc.epochs
         if val_iter is not None and (last or (tc.val_every and (epoch + 1) % tc.val_every == 0)):
-            metrics = val_metrics(mod, val_iter, head_names, prior=prior)
+            metrics = val_metrics(mod, val_iter, heads, ctx[0], prior=prior)
             if workers.dist:  # each worker validates its own part of the val split
                 metrics["val_workers"] = float(workers.num_workers)
             record.update(metrics)
-            log.info("epoch %d/%d val (worker %d of %d): %s", epoch + 1, tc.epochs, workers.rank, workers.num_workers, describe_metrics(metrics, head_names))
+            log.info(
+                "epoch %d/%d val (worker %d of %d): %s",
+                epoch + 1,
+                tc.epochs,
+                workers.rank,
+                workers.num_workers,
+                describe_metrics(metrics, head_names),
+            )
         history.append(record)
         if workers.chief:
             save_checkpoint(out, epoch + 1, mod)
             (out / HISTORY_FILE).write_text(json.dumps(history, indent=1, sort_keys=True), encoding="utf-8")
     if tc.worker_dump:
-        write_worker_dump(tc.worker_dump, workers, mod, batches_per_epoch=batches_per_epoch, train_seen=seen, val_iter=val_iter, metrics=metrics)
+        write_worker_dump(
+            tc.worker_dump,
+            workers,
+            mod,
+            batches_per_epoch=batches_per_epoch,
+            train_seen=seen,
+            val_iter=val_iter,
+            metrics=metrics,
+        )
     if not workers.chief:
         return None
     arg_params, aux_params = mod.get_params()
@@ -340,52 +336,20 @@ def train(
         heads=list(heads),
         # the preprocessing the network was trained on: the shards' stored size and resize mode, the
         # input crop, and the region (the upper view for a single-attribute model of an upper-region attribute)
-        images=dataclasses.replace(conf.images, store_size=shards.image_size, resize_mode=shards.resize_mode, input_size=tc.input_size or conf.images.input_size),
+        images=dataclasses.replace(
+            conf.images,
+            store_size=shards.image_size,
+            resize_mode=shards.resize_mode,
+            input_size=tc.input_size or conf.images.input_size,
+        ),
         region=region,
-        vocabulary=VocabularyRef(int(vocab_size), str(shards.summary.get("labels", ""))) if vocab_size is not None else None,
+        vocabulary=VocabularyRef(int(vocab_size), str(shards.summary.get("labels", "")))
+        if vocab_size is not None
+        else None,
         base_model=base_model_ref(base) if base is not None else None,
         metrics={k: v for k, v in metrics.items() if k.startswith("val_")},
         overwrite=True,
     )
-
-
-def _run_epoch(
-    mod: mx.mod.Module,
-    it: mx.io.DataIter,
-    metric: mx.metric.EvalMetric,
-    epoch: int,
-    tc: TrainConfig,
-    batches: int,
-    loss: LossKind,
-    seen: list | None,
-) -> float:
-    """One epoch of ``batches`` updates; a progress line every ``tc.log_every`` batches. Returns the mean train cross-entropy."""
-    started = window_started = time.perf_counter()
-    total, window = 0.0, []
-    heads = len(mod.label_names)
-    kind = "softmax" if loss == "softmax" else loss
-    for i, batch in enumerate(fixed_batches(it, batches, seen), start=1):
-        mod.forward_backward(batch)
-        mod.update()
-        mod.update_metric(metric, batch.label)
-        outputs = mod.get_outputs()[:heads]
-        ce = batch_cross_entropy([lab.asnumpy() for lab in batch.label], [o.asnumpy() for o in outputs], kind)
-        total += ce
-        window.append(ce)
-        if tc.log_every and i % tc.log_every == 0:
-            now = time.perf_counter()
-            log.info("epoch %d batch %d/%d: %.1f images/s, loss %.4f (mean of the last %d batches), lr %.4g",
-                     epoch + 1, i, batches, len(window) * tc.batch_size / max(now - window_started, 1e-9), float(np.mean(window)), len(window), _current_lr(mod))
-            window, window_started = [], now
-    seconds = time.perf_counter() - started
-    mean = total / max(batches, 1)
-    log.info("epoch %d/%d: train loss %.4f, %s, %.1f images/s", epoch + 1, tc.epochs, mean, dict(metric.get_name_value()), batches * tc.batch_size / max(seconds, 1e-9))
-    return mean
-
-
-def _current_lr(mod: mx.mod.Module) -> float:
-    opt = mod._optimizer
-    return float(opt.lr_scheduler(opt.num_update)) if opt.lr_scheduler is not None else float(opt.lr)
 
 
 def _read_history(out: Path, epochs: int) -> list[dict[str, float]]:
@@ -408,88 +372,3 @@ def _train_label_counts(shards: ShardSet, heads: Sequence[Head], *, multi_hot: b
         return [counts], records
     width = shards.label_width if shards.mode == "multi" else 1
     return label_counts(shards.train, width, [len(h.classes) for h in heads]), shards.train_records
-
-
-def _word_prior(counts: np.ndarray, records: int) -> np.ndarray:
-    """Each word's share of the train images (the prior baseline's constant scores)."""
-    return np.asarray(counts, dtype=np.float64) / max(records, 1)
-
-
-def prior_biases(heads: Sequence[Head], counts: Sequence[np.ndarray], *, loss: LossKind, records: int) -> dict[str, mx.nd.NDArray]:
-    """Initial biases of the heads' FC layers: the log of the train frequencies (a model that starts at the priors).
-
-    Sigmoid heads: the logit of each word's share of the images; softmax heads: the log of each
-    class's share of the labels (add-one smoothed). The network then spends its first updates on
-    what the images say beyond the priors, not on learning the priors.
-    """
-    out: dict[str, mx.nd.NDArray] = {}
-    for head, c in zip(heads, counts):
-        c = np.asarray(c, dtype=np.float64)
-        if loss == "sigmoid":
-            share = np.clip(c / max(records, 1), 1e-4, 1 - 1e-4)
-            bias = np.log(share / (1 - share))
-        else:
-            share = (c + 1.0) / (c.sum() + len(c))
-            bias = np.log(share) - np.log(share).mean()
-        out[f"fc_{head.name}_bias"] = mx.nd.array(bias.astype(np.float32))
-    return out
-
-
-def build_network(heads: Sequence[Head], lc: LossConfig, *, base: Bundle | None, width: float, masked: bool, loss: LossKind = "softmax") -> mx.sym.Symbol:
-    """Inception-BN features (the base's backbone, or fresh at ``width``) with the given heads.
-
-    One plain head is exactly :func:`classification_head` (softmax or sigmoid). ``softmax_multi``
-    (base shards) is :func:`~softlines_attr.model.losses.multi_hot_softmax_head`. Softmax heads
-    with class weights, a focal term or smoothing, or several heads (multi shards, ``masked``:
-    label -1 = no tag), are :func:`softlines_attr.model.losses.softmax_head`; the outputs are
-    grouped as every head's probabilities in head order, then the loss outputs.
-    """
-    features = refine_features(base) if base is not None else inception_bn_features(width)
-    if loss == "softmax_multi":
-        return multi_hot_softmax_head(features, len(heads[0].classes), heads[0].name, label_smoothing=lc.label_smoothing)
-    if len(heads) == 1 and (heads[0].multi_label or (lc.plain and not masked)):
-        return classification_head(features, len(heads[0].classes), heads[0].name, multi_label=heads[0].multi_label)
-    probs, losses = [], []
-    for h in heads:
-        out = softmax_head(features, len(h.classes), h.name, lc, masked=masked)
-        if len(out.list_outputs()) == 2:
-            probs.append(out[0])
-            losses.append(out[1])
-        else:
-            probs.append(out)
-    outputs = probs + losses
-    return outputs[0] if len(outputs) == 1 else mx.sym.Group(outputs)
-
-
-def val_metrics(mod: mx.mod.Module, it: mx.io.DataIter, head_names: Sequence[str], *, prior: np.ndarray | None = None) -> dict[str, float]:
-    """Validation metrics of every head.
-
-    With ``prior`` (base shards, ``it`` giving multi-hot labels): :func:`title_word_metrics`.
-    Otherwise accuracy and average per-class accuracy (:func:`split_metrics`); several heads are
-    prefixed ``val_<head>_`` and summarised by ``val_accuracy`` / ``val_mean_class_accuracy``
-    (the means over the heads).
-    """
-    labels, scores = predict_heads(mod, it, len(head_names))
-    if prior is not None:
-        return title_word_metrics(labels[0], scores[0], prior)
-    if len(head_names) == 1:
-        return split_metrics(labels[0], scores[0], multi_label=False)
-    metrics: dict[str, float] = {}
-    for name, y, p in zip(head_names, labels, scores):
-        metrics.update(split_metrics(y, p, multi_label=False, prefix=f"val_{name}_"))
-    for key in ("accuracy", "mean_class_accuracy"):
-        metrics[f"val_{key}"] = float(np.mean([metrics[f"val_{name}_{key}"] for name in head_names]))
-    return metrics
-
-
-def describe_metrics(metrics: dict[str, float], head_names: Sequence[str]) -> str:
-    """One log line of validation metrics: the base's mAP against its prior, or accuracy per head."""
-    if "val_map" in metrics:
-        return (f"mAP {metrics['val_map']:.4f} (priors alone {metrics['val_prior_map']:.4f}, {metrics['val_map_over_prior']:.1f}x), "
-                f"precision@1 {metrics['val_precision_at_1']:.3f}, @5 {metrics['val_precision_at_5']:.3f}, "
-                f"AP of the 10 most frequent words {metrics['val_top_words_map']:.3f}, distinct top-1 words {int(metrics['val_distinct_top1'])}")
-    if len(head_names) == 1:
-        return f"accuracy {metrics.get('val_accuracy', 0):.4f}, average per-class accuracy {metrics.get('val_mean_class_accuracy', 0):.4f}"
-    return ", ".join(f"{h} {metrics.get(f'val_{h}_accuracy', 0):.3f} (per-class {metrics.get(f'val_{h}_mean_class_accuracy', 0):.3f})" for h in head_names)
-
-

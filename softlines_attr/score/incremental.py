@@ -25,8 +25,9 @@ from collections.abc import Sequence
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from softlines_attr.io.commit import POINTER_FILE, SUMMARY_FILE, CurrentVersionError, OutputLocationError, read_current
 from softlines_attr.errors import InputFormatError
+from softlines_attr.io.commit import POINTER_FILE, SUMMARY_FILE, read_current
+from softlines_attr.io.errors import CurrentVersionError, OutputLocationError
 from softlines_attr.io.storage import join_uri
 from softlines_attr.io.tables import read_parquet
 from softlines_attr.score.errors import ScoreInputError, ScoreSchemaError
@@ -52,11 +53,19 @@ def read_previous(spark: SparkSession, previous_dir: str) -> tuple[DataFrame, di
         raise ScoreInputError(f"--previous {previous_dir}: {exc}") from None
     summary = current.summary
     if not summary:
-        raise ScoreInputError(f"--previous {previous_dir}: expected a complete scoring run with {POINTER_FILE} or {SUMMARY_FILE}, found neither")
+        raise ScoreInputError(
+            f"--previous {previous_dir}: expected a complete scoring run with {POINTER_FILE} or {SUMMARY_FILE}, "
+            "found neither"
+        )
     if summary.get("job") != "score":
-        raise ScoreInputError(f"--previous {previous_dir}: expected the output of a score run, found job {summary.get('job')!r}")
+        raise ScoreInputError(
+            f"--previous {previous_dir}: expected the output of a score run, found job {summary.get('job')!r}"
+        )
     if summary.get("schema_version") != schema_version():
-        raise ScoreInputError(f"--previous {previous_dir}: expected schema version {schema_version()}, found {summary.get('schema_version')!r}; rescore without --previous")
+        raise ScoreInputError(
+            f"--previous {previous_dir}: expected schema version {schema_version()}, "
+            f"found {summary.get('schema_version')!r}; rescore without --previous"
+        )
     log.info("previous run %s at %s", current.run_id, current.uri)
     attrs_uri = join_uri(current.uri, "attributes")
     check_parquet_files(attrs_uri, f"--previous {previous_dir}: table attributes")
@@ -72,7 +81,7 @@ def read_previous(spark: SparkSession, previous_dir: str) -> tuple[DataFrame, di
 
 
 def check_parquet_files(uri: str, what: str) -> int:
-    """Read the footer of every Parquet file under ``uri`` (local or S3): a missing table or a corrupt file is one clear error.
+    """Read the footer of every Parquet file under ``uri`` (local or S3): a missing table or corrupt file is one error.
 
     Spark would read only one footer for the schema and fail on a corrupt file later, inside the
     scoring job's tasks; the footers are small, so all of them are checked on the driver first.
@@ -86,13 +95,16 @@ def check_parquet_files(uri: str, what: str) -> int:
     import pyarrow.fs as pafs
     import pyarrow.parquet as pq
 
-    from softlines_attr.io.commit import filesystem_for
+    from softlines_attr.io.filesystem import filesystem_for
 
     fs, path = filesystem_for(uri)
     if fs.get_file_info(path).type != pafs.FileType.Directory:
         raise ScoreInputError(f"{what}: expected a Parquet folder at {uri}, found none")
-    files = [i for i in fs.get_file_info(pafs.FileSelector(path, recursive=True))
-             if i.type == pafs.FileType.File and not i.base_name.startswith(("_", ".")) and "/_" not in i.path[len(path):]]
+    files = [
+        i
+        for i in fs.get_file_info(pafs.FileSelector(path, recursive=True))
+        if i.type == pafs.FileType.File and not i.base_name.startswith(("_", ".")) and "/_" not in i.path[len(path) :]
+    ]
     if not files:
         raise ScoreInputError(f"{what}: expected Parquet files in {uri}, found none")
     for info in files:
@@ -100,7 +112,10 @@ def check_parquet_files(uri: str, what: str) -> int:
             with fs.open_input_file(info.path) as fh:
                 pq.read_metadata(fh)
         except (OSError, ValueError) as exc:
-            raise ScoreInputError(f"{what}: expected readable Parquet files, found {info.path[len(path) + 1:]} unreadable ({' '.join(str(exc).split())[:200]})") from None
+            raise ScoreInputError(
+                f"{what}: expected readable Parquet files, found {info.path[len(path) + 1 :]} unreadable "
+                f"({' '.join(str(exc).split())[:200]})"
+            ) from None
     return len(files)
 
 
@@ -108,7 +123,9 @@ def _map_literal(pairs: dict[str, str]) -> Column:
     return F.create_map(*[F.lit(x) for kv in pairs.items() for x in kv])
 
 
-def plan_rows(tagged: DataFrame, payloads: Sequence[BundlePayload], previous: DataFrame | None) -> tuple[DataFrame, DataFrame | None]:
+def plan_rows(
+    tagged: DataFrame, payloads: Sequence[BundlePayload], previous: DataFrame | None
+) -> tuple[DataFrame, DataFrame | None]:
     """Which bundles each candidate needs, and the previous rows carried over.
 
     Args:
@@ -134,16 +151,29 @@ def plan_rows(tagged: DataFrame, payloads: Sequence[BundlePayload], previous: Da
     ok = (
         candidates.select("asin", F.col("image_uri").alias("_uri"))
         .join(prev.select("asin", "attribute", "image_uri", "model_version"), "asin")
-        .filter((F.col("image_uri") == F.col("_uri")) & (F.substring_index(F.col("model_version"), "@", -1) == want_sha[F.col("attribute")]))
+        .filter(
+            (F.col("image_uri") == F.col("_uri"))
+            & (F.substring_index(F.col("model_version"), "@", -1) == want_sha[F.col("attribute")])
+        )
         .groupBy("asin")
         .agg(F.collect_set("attribute").alias("_ok"))
     )
     ok_attrs = F.coalesce(F.col("_ok"), F.array().cast("array<string>"))
-    needs = [F.size(F.array_intersect(ok_attrs, F.array(*[F.lit(a) for a in attrs]))) < F.lit(len(attrs)) for attrs in bundle_attrs]
-    carry = F.concat(*[F.when(n, F.array().cast("array<string>")).otherwise(F.array(*[F.lit(a) for a in attrs])) for n, attrs in zip(needs, bundle_attrs)])
+    needs = [
+        F.size(F.array_intersect(ok_attrs, F.array(*[F.lit(a) for a in attrs]))) < F.lit(len(attrs))
+        for attrs in bundle_attrs
+    ]
+    carry = F.concat(
+        *[
+            F.when(n, F.array().cast("array<string>")).otherwise(F.array(*[F.lit(a) for a in attrs]))
+            for n, attrs in zip(needs, bundle_attrs)
+        ]
+    )
     needs = [is_candidate & n for n in needs]
     carry = F.when(is_candidate, carry).otherwise(F.array().cast("array<string>"))
-    planned = tagged.join(ok, "asin", "left").withColumn("need", F.array(*needs)).withColumn("carry_attrs", carry).drop("_ok")
+    planned = (
+        tagged.join(ok, "asin", "left").withColumn("need", F.array(*needs)).withColumn("carry_attrs", carry).drop("_ok")
+    )
     carried = (
         prev.join(planned.filter(F.size("carry_attrs") > 0).select("asin", "carry_attrs"), "asin")
         .filter(F.array_contains(F.col("carry_attrs"), F.col("attribute")))

@@ -57,9 +57,13 @@ def tag_catalog(catalog: DataFrame, product_types: Sequence[str]) -> DataFrame:
     uri = trim_space(F.col("image_uri"))  # every kind of whitespace: a URI ending in a newline is not "missing"
     df = catalog.select(asin.alias("asin"), uri.alias("image_uri"), F.col("product_type"))
     wanted = [t.strip().upper() for t in product_types]
-    keep: Column = F.lit(True) if not wanted else F.coalesce(F.upper(F.trim(F.col("product_type"))).isin(*wanted), F.lit(False))
+    keep: Column = (
+        F.lit(True) if not wanted else F.coalesce(F.upper(F.trim(F.col("product_type"))).isin(*wanted), F.lit(False))
+    )
     # duplicates are ranked among the rows that are scored at all (a skipped row never shadows a dress)
-    order = Window.partitionBy("asin", "_keep").orderBy(_blank(F.col("image_uri")).asc(), F.col("image_uri").asc_nulls_last())
+    order = Window.partitionBy("asin", "_keep").orderBy(
+        _blank(F.col("image_uri")).asc(), F.col("image_uri").asc_nulls_last()
+    )
     df = (
         df.withColumn("_keep", keep)
         .withColumn("_rank", F.row_number().over(order))
@@ -67,8 +71,21 @@ def tag_catalog(catalog: DataFrame, product_types: Sequence[str]) -> DataFrame:
     )
     checks: list[tuple[Column, str, Column]] = [
         (_blank(F.col("asin")), "missing_asin", F.lit("asin is null or blank; expected a product id")),
-        (F.col("_rank") > 1, "duplicate_asin", F.format_string("asin %s appears %d times in the catalog; expected one row (the one scored has an image_uri, then the smallest image_uri)", F.col("asin"), F.col("_count"))),
-        (_blank(F.col("image_uri")), "missing_image_uri", F.lit("image_uri is null or blank; expected s3://bucket/key or a file path")),
+        (
+            F.col("_rank") > 1,
+            "duplicate_asin",
+            F.format_string(
+                "asin %s appears %d times in the catalog; expected one row (the one scored has an image_uri, then "
+                "the smallest image_uri)",
+                F.col("asin"),
+                F.col("_count"),
+            ),
+        ),
+        (
+            _blank(F.col("image_uri")),
+            "missing_image_uri",
+            F.lit("image_uri is null or blank; expected s3://bucket/key or a file path"),
+        ),
     ]
     reason: Column = F.lit(None).cast("string")
     message: Column = F.lit(None).cast("string")
@@ -77,8 +94,15 @@ def tag_catalog(catalog: DataFrame, product_types: Sequence[str]) -> DataFrame:
         message = F.when(cond, text).otherwise(message)
     reason = F.when(F.col("_keep"), reason)
     message = F.when(F.col("_keep"), message)
-    status = F.when(~F.col("_keep"), F.lit("skipped")).when(reason.isNotNull(), F.lit("error")).otherwise(F.lit("candidate"))
+    status = (
+        F.when(~F.col("_keep"), F.lit("skipped")).when(reason.isNotNull(), F.lit("error")).otherwise(F.lit("candidate"))
+    )
     return df.select(
-        "asin", "image_uri", "product_type", status.alias("status"),
-        F.when(reason.isNotNull(), F.lit(STAGE)).alias("stage"), reason.alias("reason"), message.alias("message"),
+        "asin",
+        "image_uri",
+        "product_type",
+        status.alias("status"),
+        F.when(reason.isNotNull(), F.lit(STAGE)).alias("stage"),
+        reason.alias("reason"),
+        message.alias("message"),
     )

@@ -20,25 +20,26 @@ import datetime as dt
 import functools
 import json
 import logging
-import math
 import os
 import time
 from collections import Counter
 from dataclasses import dataclass, replace
 
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from softlines_attr.config import PipelineConfig, config_to_dict
-from softlines_attr.io.storage import parse_uri
 from softlines_attr.io.commit import StagedOutput
+from softlines_attr.io.storage import parse_uri
 from softlines_attr.io.tables import new_run_id
 from softlines_attr.labels.contract import cap_message
 from softlines_attr.score.errors import ScoreAccountingError, ScoreInputError
 from softlines_attr.score.incremental import plan_rows, read_previous
 from softlines_attr.score.inputs import read_catalog, tag_catalog
-from softlines_attr.score.models import BundlePayload, check_payloads, payload_summary, read_payload, resolve_model_dirs
+from softlines_attr.score.models import BundlePayload, check_payloads, payload_summary
+from softlines_attr.score.outputs import input_facts, wide_view
+from softlines_attr.score.resources import load_models, partitions_for, task_slots, threads_per_task
 from softlines_attr.score.schema import check_written, conform, fingerprint, partition_by, schema_version
 from softlines_attr.score.task import TASK_DDL, ScoreTaskSpec, score_partition
 
@@ -76,46 +77,6 @@ class ScoreJob:
         parse_uri(self.out_dir)
 
 
-def load_models(model_dirs: tuple[str, ...], conf: PipelineConfig) -> tuple[list[BundlePayload], list[str]]:
-    """Resolve, load and verify every bundle once on the driver; returns the payloads and the attributes in order.
-
-    Raises:
-        ScoreInputError, ScoreModelError, BundleError, BundleIntegrityError: unusable model folders.
-    """
-    payloads = [read_payload(path) for path in resolve_model_dirs(model_dirs)]
-    attributes = check_payloads(payloads)
-    for p in payloads:
-        log.info("model %s: %s (%.1f MB)", p.model_version, [h.attribute for h in p.heads], len(p.params) / 1e6)
-    return payloads, attributes
-
-
-def task_slots(spark: SparkSession) -> int:
-    """Concurrent tasks: the cores of a ``local[N]`` master, else executors' cores / task cpus (default parallelism)."""
-    from softlines_attr.shard.job import task_slots as slots
-
-    return slots(spark)
-
-
-def threads_per_task(spark: SparkSession, conf: PipelineConfig) -> int:
-    """``score.threads_per_task``, or the cores per concurrent task: cores / ``local[N]`` slots, or ``spark.task.cpus`` on a cluster."""
-    if conf.score.threads_per_task > 0:
-        return conf.score.threads_per_task
-    sc = spark.sparkContext
-    if sc.master.startswith("local"):
-        return max(1, (os.cpu_count() or 1) // task_slots(spark))
-    # on a cluster an executor runs executor.cores / task.cpus tasks at once: each gets task.cpus cores
-    return max(1, int(sc.getConf().get("spark.task.cpus", "1")))
-
-
-def _partitions(n_rows: int, slots: int, conf: PipelineConfig) -> int:
-    if n_rows == 0:
-        return 1  # everything carried over: one (empty) task
-    if conf.score.partitions > 0:
-        return conf.score.partitions
-    parts = max(slots, math.ceil(n_rows / conf.score.rows_per_task))
-    return int(math.ceil(parts / slots) * slots)  # whole waves
-
-
 def run_score_job(
     spark: SparkSession,
     conf: PipelineConfig,
@@ -145,7 +106,7 @@ def run_score_job(
     """
     job.validate()
     started = time.monotonic()
-    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     run_id = run_id or new_run_id()
     out_dir = job.out_dir if parse_uri(job.out_dir).scheme != "file" else os.path.abspath(parse_uri(job.out_dir).key)
     timings: dict[str, float] = {}
@@ -181,9 +142,19 @@ def _run(
     if job.previous_dir is not None:
         previous, previous_summary = read_previous(spark, job.previous_dir)
         if previous_summary.get("run_id") == run_id:
-            raise ScoreInputError(f"--previous {job.previous_dir} was written by run {run_id}; expected a new run id for an incremental run")
-    log.info("score run %s: %d models %s, catalog %s -> %s%s", run_id, len(payloads), attributes, job.catalog_path, out_dir,
-             f" (incremental over {job.previous_dir})" if previous is not None else "")
+            raise ScoreInputError(
+                f"--previous {job.previous_dir} was written by run {run_id}; expected a new run id for an "
+                f"incremental run"
+            )
+    log.info(
+        "score run %s: %d models %s, catalog %s -> %s%s",
+        run_id,
+        len(payloads),
+        attributes,
+        job.catalog_path,
+        out_dir,
+        f" (incremental over {job.previous_dir})" if previous is not None else "",
+    )
 
     saved_ts = spark.conf.get("spark.sql.parquet.outputTimestampType", None)
     spark.conf.set("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")  # not the legacy INT96
@@ -194,13 +165,21 @@ def _run(
         mark = time.monotonic()
         planned, carried = plan_rows(tagged, payloads, previous)
         planned = planned.persist(StorageLevel.MEMORY_AND_DISK)
-        facts = _input_facts(planned)
+        facts = input_facts(planned)
         timings["inputs"] = time.monotonic() - mark
         slots = task_slots(spark)
-        n_parts = _partitions(facts["to_score"], slots, conf)
+        n_parts = partitions_for(facts["to_score"], slots, conf)
         threads = threads_per_task(spark, conf)
-        log.info("%d rows in: %d to score, %d carried, %d catalog errors, %d skipped -> %d partitions, %d threads per task",
-                 facts["rows_in"], facts["to_score"], facts["carried_rows"], sum(facts["input_errors"].values()), facts["skipped"], n_parts, threads)
+        log.info(
+            "%d rows in: %d to score, %d carried, %d catalog errors, %d skipped -> %d partitions, %d threads per task",
+            facts["rows_in"],
+            facts["to_score"],
+            facts["carried_rows"],
+            sum(facts["input_errors"].values()),
+            facts["skipped"],
+            n_parts,
+            threads,
+        )
 
         mark = time.monotonic()
         broadcasts = tuple(spark.sparkContext.broadcast(p) for p in payloads)
@@ -212,12 +191,21 @@ def _run(
             top_k=conf.score.top_k,
             device=conf.score.device,
             images=conf.images,
-            fetch=replace(conf.shard, fetch_threads=conf.score.fetch_threads, fetch_timeout_s=conf.score.fetch_timeout_s,
-                          fetch_retries=conf.score.fetch_retries, max_image_bytes=conf.score.max_image_bytes),
+            fetch=replace(
+                conf.shard,
+                fetch_threads=conf.score.fetch_threads,
+                fetch_timeout_s=conf.score.fetch_timeout_s,
+                fetch_retries=conf.score.fetch_retries,
+                max_image_bytes=conf.score.max_image_bytes,
+            ),
             endpoint_url=os.environ.get("AWS_ENDPOINT_URL_S3") or None,
         )
         to_score = planned.filter(F.exists("need", lambda x: x)).select("asin", "image_uri", "need")
-        results = to_score.repartition(n_parts, "asin").mapInArrow(functools.partial(score_partition, spec), TASK_DDL).persist(StorageLevel.MEMORY_AND_DISK)
+        results = (
+            to_score.repartition(n_parts, "asin")
+            .mapInArrow(functools.partial(score_partition, spec), TASK_DDL)
+            .persist(StorageLevel.MEMORY_AND_DISK)
+        )
         stats_json = F.when(F.col("kind") == "stats", F.col("message")).alias("stats")
         tally = results.groupBy("kind", "stage", "reason", stats_json).count().collect()  # runs the scoring tasks
         stats = [json.loads(r["stats"]) for r in tally if r["kind"] == "stats"]
@@ -229,22 +217,37 @@ def _run(
                 errors_by_stage[r["stage"]] += r["count"]
 
         mark = time.monotonic()
-        ts = F.lit(now.isoformat()).cast("timestamp")  # with its +00:00 offset: the same instant whatever the session time zone
+        ts = F.lit(now.isoformat()).cast(
+            "timestamp"
+        )  # with its +00:00 offset: the same instant whatever the session time zone
         scored = results.filter(F.col("kind") == "attr").withColumn("run_id", F.lit(run_id)).withColumn("scored_at", ts)
         attrs_df = conform(scored, "attributes")
         if carried is not None:
             failed = results.filter(F.col("kind") == "error").select("asin")
             attrs_df = attrs_df.unionByName(conform(carried.join(failed, "asin", "left_anti"), "attributes"))
         attrs_path = staged.table_path("attributes")
-        attrs_df.sortWithinPartitions("attribute", "asin").write.mode("overwrite").partitionBy(*partition_by("attributes")).parquet(attrs_path)
+        attrs_df.sortWithinPartitions("attribute", "asin").write.mode("overwrite").partitionBy(
+            *partition_by("attributes")
+        ).parquet(attrs_path)
         if not staged.data_files("attributes"):  # no row reached the table: a partitioned write leaves no file
             # one empty file with the contract's columns (the partition column is last in the contract, as read back)
             attrs_df.limit(0).coalesce(1).write.mode("overwrite").parquet(attrs_path)
 
-        input_errors = planned.filter(F.col("status") == "error").select("asin", "image_uri", "stage", "reason", "message")
-        task_error_rows = results.filter(F.col("kind") == "error").select("asin", "image_uri", "stage", "reason", "message")
-        errors_df = conform(input_errors.unionByName(task_error_rows).withColumn("run_id", F.lit(run_id)).withColumn("message", cap_message(F.col("message"))), "errors")
-        errors_df.coalesce(1).sortWithinPartitions("stage", "reason", "asin").write.mode("overwrite").parquet(staged.table_path("errors"))
+        input_errors = planned.filter(F.col("status") == "error").select(
+            "asin", "image_uri", "stage", "reason", "message"
+        )
+        task_error_rows = results.filter(F.col("kind") == "error").select(
+            "asin", "image_uri", "stage", "reason", "message"
+        )
+        errors_df = conform(
+            input_errors.unionByName(task_error_rows)
+            .withColumn("run_id", F.lit(run_id))
+            .withColumn("message", cap_message(F.col("message"))),
+            "errors",
+        )
+        errors_df.coalesce(1).sortWithinPartitions("stage", "reason", "asin").write.mode("overwrite").parquet(
+            staged.table_path("errors")
+        )
 
         written = spark.read.parquet(attrs_path)
         check_written(written, "attributes")
@@ -255,7 +258,7 @@ def _run(
             F.sum(F.when(F.col("run_id") == run_id, 1).otherwise(0)).alias("scored_rows"),
             F.sum(F.when(F.col("value").isNull(), 1).otherwise(0)).alias("abstained"),
         ).first()
-        wide_df = _wide(written, attributes, run_id)
+        wide_df = wide_view(written, attributes, run_id)
         wide_df.write.mode("overwrite").parquet(staged.table_path("wide"))
         timings["write"] = time.monotonic() - mark
 
@@ -270,11 +273,19 @@ def _run(
         if task_rows != facts["to_score"]:
             problems.append(f"rows handled by the scoring tasks ({task_rows}) = rows to score ({facts['to_score']})")
         if facts["rows_in"] != rows_scored + rows_carried + rows_errors + facts["skipped"]:
-            problems.append(f"rows in ({facts['rows_in']}) = scored ({rows_scored}) + carried ({rows_carried}) + errors ({rows_errors}) + skipped ({facts['skipped']})")
+            problems.append(
+                f"rows in ({facts['rows_in']}) = scored ({rows_scored}) + carried ({rows_carried}) + errors "
+                f"({rows_errors}) + skipped ({facts['skipped']})"
+            )
         if int(out_counts["asins"] or 0) != rows_scored + rows_carried:
-            problems.append(f"asins in attributes ({out_counts['asins']}) = scored + carried ({rows_scored + rows_carried})")
+            problems.append(
+                f"asins in attributes ({out_counts['asins']}) = scored + carried ({rows_scored + rows_carried})"
+            )
         if out_rows != int(out_counts["pairs"] or 0) or out_rows != (rows_scored + rows_carried) * len(attributes):
-            problems.append(f"attribute rows ({out_rows}) = distinct (asin, attribute) ({out_counts['pairs']}) = asins x attributes ({(rows_scored + rows_carried) * len(attributes)})")
+            problems.append(
+                f"attribute rows ({out_rows}) = distinct (asin, attribute) ({out_counts['pairs']}) = asins x "
+                f"attributes ({(rows_scored + rows_carried) * len(attributes)})"
+            )
         if problems:
             raise ScoreAccountingError("expected " + "; ".join(problems) + "; nothing was committed")
 
@@ -295,7 +306,9 @@ def _run(
             "rows_skipped": facts["skipped"],
             "rows_in_equals_scored_plus_carried_plus_errors_plus_skipped": True,
             "errors_by_reason": dict(sorted((facts["input_errors"] + task_errors).items())),
-            "errors_by_stage": dict(sorted((Counter({"catalog": n_input_errors} if n_input_errors else {}) + errors_by_stage).items())),
+            "errors_by_stage": dict(
+                sorted((Counter({"catalog": n_input_errors} if n_input_errors else {}) + errors_by_stage).items())
+            ),
             "skipped_by_product_type": facts["skipped_by_type"],
             "attribute_rows": out_rows,
             "attribute_rows_scored": int(out_counts["scored_rows"] or 0),
@@ -310,12 +323,16 @@ def _run(
             "device": conf.score.device,
             "tasks": len(stats),
             "task_retries_seen": sum(1 for s in stats if s["attempt"] > 0),
-            "model_loads_per_process_max": max((n for s in stats for n in s["model_loads_in_process"].values()), default=0),
+            "model_loads_per_process_max": max(
+                (n for s in stats for n in s["model_loads_in_process"].values()), default=0
+            ),
             "peak_task_rss_mb": max((s["peak_rss_mb"] for s in stats), default=0.0),
             "task_seconds_max": max((s["seconds"] for s in stats), default=0.0),
             "forward_seconds": round(sum(s["forward_seconds"] for s in stats), 3),
             "fetch_wait_seconds": round(sum(s["fetch_wait_seconds"] for s in stats), 3),
-            "images_per_second": round(rows_scored / timings["score"], 2) if timings.get("score") and rows_scored else 0.0,
+            "images_per_second": round(rows_scored / timings["score"], 2)
+            if timings.get("score") and rows_scored
+            else 0.0,
             "phase_seconds": {k: round(v, 3) for k, v in timings.items()},
             "config": {"score": config_to_dict(conf.score), "images": config_to_dict(conf.images)},
             "started_at": now.isoformat(),
@@ -330,39 +347,14 @@ def _run(
             spark.conf.unset("spark.sql.parquet.outputTimestampType")
         else:
             spark.conf.set("spark.sql.parquet.outputTimestampType", saved_ts)
-    log.info("score run %s: %d rows in = %d scored + %d carried + %d errors + %d skipped; %d attribute rows",
-             run_id, summary["rows_in"], rows_scored, rows_carried, rows_errors, facts["skipped"], out_rows)
+    log.info(
+        "score run %s: %d rows in = %d scored + %d carried + %d errors + %d skipped; %d attribute rows",
+        run_id,
+        summary["rows_in"],
+        rows_scored,
+        rows_carried,
+        rows_errors,
+        facts["skipped"],
+        out_rows,
+    )
     return summary
-
-
-def _input_facts(planned: DataFrame) -> dict:
-    """One aggregation: rows in, catalog errors by reason, skipped rows by product type, candidates to score vs fully carried."""
-    score = F.exists("need", lambda x: x).alias("score")
-    rows = planned.groupBy("status", "reason", F.when(F.col("status") == "skipped", F.col("product_type")).alias("product_type"), score).count().collect()
-    input_errors: Counter = Counter()
-    skipped: Counter = Counter()
-    for r in rows:
-        if r["status"] == "error":
-            input_errors[r["reason"]] += r["count"]
-        elif r["status"] == "skipped":
-            skipped[r["product_type"] if r["product_type"] is not None else "(null)"] += r["count"]
-    counts: Counter = Counter()
-    for r in rows:
-        if r["status"] == "candidate":
-            counts[bool(r["score"])] += r["count"]
-    return {
-        "rows_in": sum(r["count"] for r in rows),
-        "input_errors": input_errors,
-        "skipped": sum(skipped.values()),
-        "skipped_by_type": dict(sorted(skipped.items())),
-        "to_score": counts.get(True, 0),
-        "carried_rows": counts.get(False, 0),
-    }
-
-
-def _wide(attributes_df: DataFrame, attributes: list[str], run_id: str) -> DataFrame:
-    """One row per asin: each attribute's value in its own column, and the non-null values as keywords."""
-    cols = [F.first(F.when(F.col("attribute") == a, F.col("value")), ignorenulls=True).alias(a) for a in attributes]
-    wide = attributes_df.groupBy("asin").agg(*cols)
-    wide = wide.withColumn("keywords", F.filter(F.array(*[F.col(f"`{a}`") for a in attributes]), lambda x: x.isNotNull()))
-    return conform(wide.withColumn("run_id", F.lit(run_id)), "wide", attributes).sortWithinPartitions("asin")

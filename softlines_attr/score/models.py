@@ -7,8 +7,8 @@
   once (checksums verified again by :func:`softlines_attr.model.bundle.load_bundle`) and keep it in a
   per-process cache keyed by the parameters' sha256, so a reused worker never reloads a model per
   partition or row.
-* :class:`Predictor` is a bound MXNet executor with a fixed batch shape, reused across batches (the
-  last, short batch is padded): the forward pass the job and the benchmarks use.
+* The bound forward pass itself is :class:`softlines_attr.model.predictor.Predictor` (a fixed batch
+  shape, the last short batch padded), the one every stage uses; this module caches one per model.
 
 MXNet is imported inside functions only, so the task code can set the thread counts first.
 """
@@ -28,14 +28,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from softlines_attr.score.errors import ScoreInputError, ScoreModelError
 
 if TYPE_CHECKING:  # pragma: no cover
     import mxnet as mx
 
-    from softlines_attr.model.bundle import Bundle, Preprocessing
+    from softlines_attr.model.bundle import Bundle
+    from softlines_attr.model.manifest import Preprocessing
+    from softlines_attr.model.predictor import Predictor
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ class BundlePayload:
     params: bytes
     manifest_json: str
     heads: tuple[HeadSpec, ...]
-    preprocessing: "Preprocessing"
+    preprocessing: Preprocessing
     model_digest: str
 
     @property
@@ -137,7 +137,10 @@ class BundlePayload:
             "input_shape": list(self.input_shape),
             "region": self.region,
             "preprocessing": dataclasses.asdict(self.preprocessing),
-            "heads": [{"name": h.name, "attribute": h.attribute, "classes": len(h.classes), "threshold": h.threshold} for h in self.heads],
+            "heads": [
+                {"name": h.name, "attribute": h.attribute, "classes": len(h.classes), "threshold": h.threshold}
+                for h in self.heads
+            ],
         }
 
 
@@ -187,21 +190,27 @@ def resolve_model_dirs(paths: Sequence[str], download_dir: Path | None = None) -
         else:
             local = Path(path.removeprefix("file://"))
         if not local.is_dir():
-            raise ScoreInputError(f"--models {path}: expected a model bundle folder, found {'a file' if local.exists() else 'nothing'}")
+            raise ScoreInputError(
+                f"--models {path}: expected a model bundle folder, found {'a file' if local.exists() else 'nothing'}"
+            )
         if (local / MANIFEST_FILE).is_file():
             found.append(local)
             continue
         subs = sorted(p for p in local.iterdir() if p.is_dir() and (p / MANIFEST_FILE).is_file())
         if not subs:
             listing = sorted(p.name for p in local.iterdir())[:10]
-            raise ScoreInputError(f"--models {path}: expected a bundle folder (with {MANIFEST_FILE}) or a folder of bundles, found {listing}")
+            raise ScoreInputError(
+                f"--models {path}: expected a bundle folder (with {MANIFEST_FILE}) or a folder of bundles, found "
+                f"{listing}"
+            )
         found += subs
     return found
 
 
 def bundle_name(path: Path) -> str:
-    """A bundle's readable name: its folder's, or the training output folder's for ``<out>/bundle`` (what ``train`` writes)."""
-    from softlines_attr.model.train import BUNDLE_DIR
+    """A bundle's readable name: its folder's, or the training output folder's for ``<out>/bundle`` (what
+    ``train`` writes)."""
+    from softlines_attr.model.bundle import BUNDLE_DIR
 
     return path.parent.name if path.name == BUNDLE_DIR and path.parent.name else path.name
 
@@ -220,14 +229,20 @@ def read_payload(path: Path, source: str | None = None) -> BundlePayload:
     params = (path / PARAMS_FILE).read_bytes()
     sha = hashlib.sha256(params).hexdigest()
     if sha != manifest.files.get(PARAMS_FILE):
-        raise ScoreModelError(f"bundle {path}: {PARAMS_FILE} changed while it was read: expected sha256 {manifest.files.get(PARAMS_FILE)}, found {sha}")
+        raise ScoreModelError(
+            f"bundle {path}: {PARAMS_FILE} changed while it was read: expected sha256 "
+            f"{manifest.files.get(PARAMS_FILE)}, found {sha}"
+        )
     heads = tuple(
         HeadSpec(h.name, h.attribute, tuple(h.classes), float(manifest.thresholds.get(h.name, 0.0)))
         for h in manifest.heads
         if h.attribute is not None
     )
     if not heads:
-        raise ScoreModelError(f"bundle {path}: expected at least one head with an attribute, found heads {[h.name for h in manifest.heads]} (a base model?)")
+        raise ScoreModelError(
+            f"bundle {path}: expected at least one head with an attribute, found heads "
+            f"{[h.name for h in manifest.heads]} (a base model?)"
+        )
     return BundlePayload(
         name=bundle_name(path),
         source=source or str(path),
@@ -254,11 +269,17 @@ def check_payloads(payloads: Sequence[BundlePayload], store_size: int | None = N
     shas: dict[str, str] = {}
     for p in payloads:
         if p.params_sha256 in shas:
-            raise ScoreModelError(f"bundle {p.source} is the same model as {shas[p.params_sha256]} (params sha256 {p.params_sha256[:12]}); expected each model once")
+            raise ScoreModelError(
+                f"bundle {p.source} is the same model as {shas[p.params_sha256]} (params sha256 "
+                f"{p.params_sha256[:12]}); expected each model once"
+            )
         shas[p.params_sha256] = p.source
         for h in p.heads:
             if h.attribute in seen:
-                raise ScoreModelError(f"attribute {h.attribute!r} is predicted by {seen[h.attribute]} and by {p.source} (head {h.name}); expected one model per attribute")
+                raise ScoreModelError(
+                    f"attribute {h.attribute!r} is predicted by {seen[h.attribute]} and by {p.source} (head "
+                    f"{h.name}); expected one model per attribute"
+                )
             seen[h.attribute] = f"{p.source} (head {h.name})"
     return list(seen)
 
@@ -267,8 +288,8 @@ def check_payloads(payloads: Sequence[BundlePayload], store_size: int | None = N
 # Executor side: rebuild once per process, bound predictor
 # --------------------------------------------------------------------------------------------
 
-_BUNDLES: dict[str, "Bundle"] = {}
-_PREDICTORS: dict[tuple[str, str, int], "Predictor"] = {}
+_BUNDLES: dict[str, Bundle] = {}
+_PREDICTORS: dict[tuple[str, str, int], Predictor] = {}
 _LOADS: dict[str, int] = {}
 
 
@@ -286,7 +307,7 @@ def set_threads(threads: int) -> None:
     mx.base._LIB.MXSetNumOMPThreads(ctypes.c_int(threads))
 
 
-def bundle_from_payload(payload: BundlePayload) -> "Bundle":
+def bundle_from_payload(payload: BundlePayload) -> Bundle:
     """Rebuild a bundle from its bytes: written to a private temporary folder and loaded (checksums verified)."""
     from softlines_attr.model.bundle import load_bundle
 
@@ -300,7 +321,7 @@ def bundle_from_payload(payload: BundlePayload) -> "Bundle":
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def cached_bundle(payload: BundlePayload) -> "Bundle":
+def cached_bundle(payload: BundlePayload) -> Bundle:
     """The process's bundle for ``payload``, rebuilt on first use only (keyed by the params sha256)."""
     bundle = _BUNDLES.get(payload.params_sha256)
     if bundle is None:
@@ -311,9 +332,11 @@ def cached_bundle(payload: BundlePayload) -> "Bundle":
     return bundle
 
 
-def cached_predictor(payload: BundlePayload, batch_size: int, ctx: "mx.Context | None" = None) -> "Predictor":
+def cached_predictor(payload: BundlePayload, batch_size: int, ctx: mx.Context | None = None) -> Predictor:
     """The process's bound :class:`Predictor` for (model, context, batch size), built on first use."""
     import mxnet as mx
+
+    from softlines_attr.model.predictor import Predictor
 
     ctx = ctx or mx.cpu()
     key = (payload.params_sha256, str(ctx), int(batch_size))
@@ -327,71 +350,6 @@ def cached_predictor(payload: BundlePayload, batch_size: int, ctx: "mx.Context |
 def process_load_counts() -> dict[str, int]:
     """How many times this process rebuilt each model (params sha256 -> count; 1 with a working cache)."""
     return dict(_LOADS)
-
-
-class Predictor:
-    """A bundle's inference network bound once at a fixed batch shape, reused for every batch.
-
-    Args:
-        bundle: A loaded bundle.
-        batch_size: The bound batch size; :meth:`predict` pads a shorter batch and splits a longer one.
-        ctx: MXNet context (CPU by default).
-
-    Example::
-
-        pred = Predictor(load_bundle(path), batch_size=32)
-        probs = pred.predict(x)["hemline"]      # (N, classes), as Bundle.predict, without a bind per call
-    """
-
-    def __init__(self, bundle: "Bundle", batch_size: int, ctx: "mx.Context | None" = None) -> None:
-        import mxnet as mx
-
-        from softlines_attr.model.inception_bn import DATA_NAME
-
-        if batch_size < 1:
-            raise ScoreModelError(f"Predictor: expected batch_size >= 1, found {batch_size}")
-        self.bundle = bundle
-        self.batch_size = int(batch_size)
-        self.ctx = ctx or mx.cpu()
-        self.input_shape = tuple(bundle.manifest.input_shape)
-        self.heads = tuple(h.name for h in bundle.manifest.heads)
-        sym = bundle.inference_symbol()
-        # an INT8 bundle's quantised weights are int8 arrays: bind them with their own dtypes
-        types = {name: arr.dtype for name, arr in {**bundle.arg_params, **bundle.aux_params}.items()}
-        types[DATA_NAME] = np.float32
-        self._exe = sym.simple_bind(self.ctx, grad_req="null", type_dict=types, **{DATA_NAME: (self.batch_size, *self.input_shape)})
-        for name, arr in self._exe.arg_dict.items():
-            if name != DATA_NAME:
-                bundle.arg_params[name].copyto(arr)
-        for name, arr in self._exe.aux_dict.items():
-            bundle.aux_params[name].copyto(arr)
-        self._data = self._exe.arg_dict[DATA_NAME]
-        self._pad = np.zeros((self.batch_size, *self.input_shape), dtype=np.float32)
-
-    def predict(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        """Class probabilities per head name for a float32 batch (N, 3, H, W), any N >= 0.
-
-        Raises:
-            ScoreModelError: when the batch's image shape is not the bundle's input shape.
-        """
-        batch = np.asarray(batch, dtype=np.float32)
-        if batch.ndim != 4 or tuple(batch.shape[1:]) != self.input_shape:
-            raise ScoreModelError(f"Predictor: expected a batch of shape (N, {', '.join(map(str, self.input_shape))}), found {batch.shape}")
-        parts: dict[str, list[np.ndarray]] = {h: [] for h in self.heads}
-        for start in range(0, batch.shape[0], self.batch_size):
-            chunk = batch[start:start + self.batch_size]
-            n = chunk.shape[0]
-            if n == self.batch_size:
-                self._data[:] = chunk
-            else:
-                self._pad[:n] = chunk
-                self._pad[n:] = 0.0
-                self._data[:] = self._pad
-            outputs = self._exe.forward(is_train=False)
-            for head, out in zip(self.heads, outputs):
-                parts[head].append(out.asnumpy()[:n])
-        classes = {h.name: len(h.classes) for h in self.bundle.manifest.heads}
-        return {h: np.concatenate(v) if v else np.zeros((0, classes[h]), dtype=np.float32) for h, v in parts.items()}
 
 
 def payload_summary(payloads: Sequence[BundlePayload]) -> list[dict[str, Any]]:

@@ -41,7 +41,8 @@ def schema_version() -> int:
 
 
 def fingerprint(contract: dict[str, Any] | None = None) -> str:
-    """sha256 of the canonical JSON (sorted keys, no whitespace) of the contract's ``tables``; a change of any column, type or doc changes it."""
+    """sha256 of the canonical JSON (sorted keys, no whitespace) of the contract's ``tables``; a change of any
+    column, type or doc changes it."""
     tables = (contract or load_contract())["tables"]
     return hashlib.sha256(json.dumps(tables, sort_keys=True, separators=(",", ":")).encode("utf-8")).hexdigest()
 
@@ -84,7 +85,9 @@ def conform(df: DataFrame, table: str, attributes: Sequence[str] = ()) -> DataFr
     found = set(df.columns)
     missing = [n for n, _ in want if n not in found]
     if missing:
-        raise ScoreSchemaError(f"table {table}: expected columns {[n for n, _ in want]}, missing {missing}; found {sorted(found)}")
+        raise ScoreSchemaError(
+            f"table {table}: expected columns {[n for n, _ in want]}, missing {missing}; found {sorted(found)}"
+        )
     return df.select(*[F.col(f"`{n}`").cast(t).alias(n) for n, t in want])
 
 

@@ -12,7 +12,7 @@ Runs inside ``mapInArrow``. Per task:
    Decoding is the shared :func:`~softlines_attr.images.load_image` (once per image) and
    :func:`~softlines_attr.images.to_network_input` once per distinct preprocessing (input size, mean,
    std, region) among the bundles that score the row.
-4. Forward: per bundle, the rows that need it, through its bound :class:`~softlines_attr.score.models.Predictor`.
+4. Forward: per bundle, the rows that need it, through its bound :class:`~softlines_attr.model.predictor.Predictor`.
 
 Output rows have :data:`TASK_DDL`: ``kind`` is ``attr`` (one per asin and attribute), ``error`` (one
 per row that could not be scored) or ``stats`` (one per task, JSON in ``message``).
@@ -33,7 +33,7 @@ import numpy as np
 
 from softlines_attr.config import ImageConfig, ShardConfig
 from softlines_attr.images import ImageError
-from softlines_attr.io.fetch import FetchError, Fetcher, ordered_map
+from softlines_attr.io.fetch import Fetcher, FetchError, ordered_map
 from softlines_attr.score.errors import ScoreDeviceError
 from softlines_attr.score.models import BundlePayload, cached_predictor, process_load_counts, set_threads
 
@@ -41,7 +41,8 @@ log = logging.getLogger(__name__)
 
 TASK_DDL = (
     "kind string, asin string, image_uri string, attribute string, value string, confidence float, "
-    "top_k array<struct<value:string,probability:float>>, model_version string, stage string, reason string, message string"
+    "top_k array<struct<value:string,probability:float>>, model_version string, stage string, reason string, "
+    "message string"
 )
 INPUT_COLUMNS = ("asin", "image_uri", "need")
 
@@ -57,7 +58,8 @@ class ScoreTaskSpec:
         threads: OpenMP / MXNet engine threads per task.
         top_k: Classes kept in ``top_k`` per row.
         device: ``cpu`` or ``gpu``.
-        images: ``[images]``: only its pixel limit (``max_pixels``) is used; every bundle decodes with its own preprocessing.
+        images: ``[images]``: only its pixel limit (``max_pixels``) is used; every bundle decodes with its own
+            preprocessing.
         fetch: Fetch settings (a ``ShardConfig`` carrying the scoring job's fetch threads/limits).
         endpoint_url: S3 endpoint override seen on the driver.
     """
@@ -103,7 +105,10 @@ def device_context(device: str, task_ctx: Any) -> Any:
     resources = task_ctx.resources() if task_ctx is not None else {}
     gpu = resources.get("gpu")
     if gpu is None or not gpu.addresses:
-        raise ScoreDeviceError(f"score.device = 'gpu': expected a GPU resource for the task (spark.task.resource.gpu.amount = 1 and a discovery script), found resources {sorted(resources)}")
+        raise ScoreDeviceError(
+            f"score.device = 'gpu': expected a GPU resource for the task (spark.task.resource.gpu.amount = 1 and "
+            f"a discovery script), found resources {sorted(resources)}"
+        )
     return mx.gpu(int(gpu.addresses[0]))
 
 
@@ -171,7 +176,14 @@ def score_partition(spec: ScoreTaskSpec, batches: Iterator[Any]) -> Iterator[Any
         t0 = time.monotonic()
         batch = []
         for item, result in stream:
-            batch.append((item, result if isinstance(result, _Prepared) else _Prepared(error=("decode", "decode_error", f"{type(result).__name__}: {result}"))))
+            batch.append(
+                (
+                    item,
+                    result
+                    if isinstance(result, _Prepared)
+                    else _Prepared(error=("decode", "decode_error", f"{type(result).__name__}: {result}")),
+                )
+            )
             if len(batch) == spec.batch_size:
                 break
         else:
@@ -201,10 +213,18 @@ def score_partition(spec: ScoreTaskSpec, batches: Iterator[Any]) -> Iterator[Any
         "model_loads_in_process": process_load_counts(),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
-    yield _to_batch([("stats", None, None, None, None, None, None, None, None, None, json.dumps(stats, sort_keys=True))], schema, pa)
+    yield _to_batch(
+        [("stats", None, None, None, None, None, None, None, None, None, json.dumps(stats, sort_keys=True))], schema, pa
+    )
 
 
-def _score_batch(batch: list[tuple[tuple, _Prepared]], payloads: list[BundlePayload], predictors: list[Any], keys: list[tuple], top_k: int) -> list[tuple]:
+def _score_batch(
+    batch: list[tuple[tuple, _Prepared]],
+    payloads: list[BundlePayload],
+    predictors: list[Any],
+    keys: list[tuple],
+    top_k: int,
+) -> list[tuple]:
     """Forward one batch through every bundle that some row needs; rows of TASK_DDL."""
     out: list[tuple] = []
     for (asin, uri, _), prep in batch:
@@ -215,6 +235,7 @@ def _score_batch(batch: list[tuple[tuple, _Prepared]], payloads: list[BundlePayl
         idx = [i for i, ((_, _, need), prep) in enumerate(batch) if prep.error is None and need[b]]
         if not idx:
             continue
+        # rows reaching the forward pass always decoded (errors left earlier)
         x = np.stack([batch[i][1].tensors[keys[b]] for i in idx])  # type: ignore[index]
         probs = predictors[b].predict(x)
         for head in payload.heads:
@@ -223,7 +244,9 @@ def _score_batch(batch: list[tuple[tuple, _Prepared]], payloads: list[BundlePayl
                 asin, uri, _ = batch[i][0]
                 c = float(conf[j])
                 value = head.classes[int(best[j])] if c >= head.threshold else None
-                out.append(("attr", asin, uri, head.attribute, value, c, tops[j], payload.model_version, None, None, None))
+                out.append(
+                    ("attr", asin, uri, head.attribute, value, c, tops[j], payload.model_version, None, None, None)
+                )
     return out
 
 
@@ -232,9 +255,19 @@ def _output_schema() -> Any:
 
     top = pa.list_(pa.struct([("value", pa.string()), ("probability", pa.float32())]))
     return pa.schema(
-        [("kind", pa.string()), ("asin", pa.string()), ("image_uri", pa.string()), ("attribute", pa.string()), ("value", pa.string()),
-         ("confidence", pa.float32()), ("top_k", top), ("model_version", pa.string()), ("stage", pa.string()), ("reason", pa.string()),
-         ("message", pa.string())]
+        [
+            ("kind", pa.string()),
+            ("asin", pa.string()),
+            ("image_uri", pa.string()),
+            ("attribute", pa.string()),
+            ("value", pa.string()),
+            ("confidence", pa.float32()),
+            ("top_k", top),
+            ("model_version", pa.string()),
+            ("stage", pa.string()),
+            ("reason", pa.string()),
+            ("message", pa.string()),
+        ]
     )
 
 

@@ -1,4 +1,4 @@
-"""The shard set contract: what the shard job's output folder holds, typed and versioned, for its writer and every reader.
+"""The shard set contract: what the shard job's output folder holds, typed and versioned, for writer and readers.
 
 Two files make the contract (version :data:`SHARD_CONTRACT_VERSION`):
 
@@ -9,7 +9,8 @@ Two files make the contract (version :data:`SHARD_CONTRACT_VERSION`):
 * ``_summary.json``: the run summary; its contract part is :class:`ShardSummary` (the keys readers
   use); the rest (timings, counts by reason, config) is informative.
 
-The shard job writes both through :func:`manifest_json` and :meth:`ShardSummary.to_dict`; training,
+Their types are :mod:`softlines_attr.shard.manifest`. The shard job writes both through
+:func:`~softlines_attr.shard.manifest.manifest_json` and ``ShardSummary.to_dict``; training,
 refine, evaluate and quantize read them through :func:`read_shard_set`; test fixtures write them
 with :class:`ShardSetWriter` (the same functions), never by hand.
 
@@ -23,187 +24,27 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Literal
 
 from softlines_attr.config import parse_dataclass
 from softlines_attr.errors import ConfigError
 from softlines_attr.shard.errors import ShardContractError
+from softlines_attr.shard.manifest import (
+    SHARD_CONTRACT_VERSION,
+    SHARD_MANIFEST,
+    SUMMARY_FILE,
+    Mode,
+    ShardEntry,
+    ShardManifest,
+    ShardSummary,
+    manifest_json,
+)
 
 log = logging.getLogger(__name__)
-
-SHARD_MANIFEST = "_manifest.json"
-SUMMARY_FILE = "_summary.json"
-SHARD_CONTRACT_VERSION = 2
-Mode = Literal["base", "refine", "multi"]
-
-
-@dataclass(frozen=True)
-class ShardEntry:
-    """One ``.rec`` file (a row of the Parquet ``manifest/`` table; paths relative to ``shards/``).
-
-    Attributes:
-        shard: ``<split>/<split>-<part>-<seq>.rec``.
-        idx: Its ``.idx`` file.
-        split: ``train`` or ``val``.
-        part: The part (Spark partition) that wrote it.
-        seq: Its sequence number within the part (a part rolls over at ``max_shard_bytes``).
-        records: Records in the file.
-        bytes: Size of the ``.rec``.
-        sha256: sha256 of the ``.rec``.
-        idx_bytes: Size of the ``.idx``.
-        idx_sha256: sha256 of the ``.idx``.
-        first_record_id: The first record id in the file (-1 when empty).
-        last_record_id: The last record id.
-        label_width: Label values per record (1 for refine).
-        label_pad: The padding value of label arrays.
-        image_size: The stored images' size.
-        resize_mode: ``shorter_side`` or ``pad_square``.
-        mode: ``base``, ``refine`` or ``multi``.
-        num_classes: Classes of the set (multi: of all attributes together).
-    """
-
-    shard: str
-    idx: str
-    split: str
-    part: int
-    seq: int
-    records: int
-    bytes: int
-    sha256: str
-    label_width: int
-    image_size: int
-    resize_mode: Literal["shorter_side", "pad_square"]
-    mode: Mode
-    num_classes: int
-    idx_bytes: int = 0
-    idx_sha256: str = ""
-    first_record_id: int = -1
-    last_record_id: int = -1
-    label_pad: float = -1.0
-
-
-@dataclass(frozen=True)
-class ShardManifest:
-    """``shards/_manifest.json``, contract version 2.
-
-    Attributes:
-        contract_version: :data:`SHARD_CONTRACT_VERSION`.
-        run_id: The shard run.
-        mode: ``base``, ``refine`` or ``multi``.
-        label_width: Label values per record.
-        image_size: The stored images' size (``images.store_size`` at shard time).
-        resize_mode: ``images.resize_mode`` at shard time.
-        num_classes: Vocabulary size, the attribute's class count, or (multi) all attributes' classes.
-        shards: One entry per file.
-        attributes: The attribute of each label column: refine one, multi one per column; base none.
-        classes: Attribute -> its class names in index order (refine and multi).
-        vocab_size: Base shards: the vocabulary size asked of the label job (0 = all words).
-        labels: The label job's output folder the set was built from.
-        label_pad: The padding value of label arrays.
-    """
-
-    contract_version: int
-    run_id: str
-    mode: Mode
-    label_width: int
-    image_size: int
-    resize_mode: Literal["shorter_side", "pad_square"]
-    num_classes: int
-    shards: tuple[ShardEntry, ...]
-    attributes: tuple[str, ...] = ()
-    classes: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    vocab_size: int | None = None
-    labels: str = ""
-    label_pad: float = -1.0
-
-    def check(self, where: str) -> None:
-        """Raise ShardContractError when the manifest contradicts itself."""
-        for entry in self.shards:
-            facts = (entry.mode, entry.label_width, entry.num_classes, entry.image_size, entry.resize_mode)
-            if facts != (self.mode, self.label_width, self.num_classes, self.image_size, self.resize_mode):
-                raise ShardContractError(
-                    f"{where}: shard {entry.shard} has mode, label_width, num_classes, image_size, resize_mode {facts}; "
-                    f"expected the set's {(self.mode, self.label_width, self.num_classes, self.image_size, self.resize_mode)}"
-                )
-        if self.mode == "multi" and len(self.attributes) != self.label_width:
-            raise ShardContractError(f"{where}: multi shards: expected one attribute per label column ({self.label_width}), found {list(self.attributes)}")
-        if self.mode == "refine" and len(self.attributes) != 1:
-            raise ShardContractError(f"{where}: refine shards: expected one attribute, found {list(self.attributes)}")
-        for attribute in self.attributes:
-            if attribute not in self.classes:
-                raise ShardContractError(f"{where}: expected the class names of attribute {attribute!r}, found classes for {sorted(self.classes)}")
-        if self.mode == "refine" and len(self.classes[self.attributes[0]]) != self.num_classes:
-            raise ShardContractError(f"{where}: refine shards: {self.num_classes} classes but {len(self.classes[self.attributes[0]])} class names")
-
-    def to_json(self) -> str:
-        """The manifest as JSON text (sorted keys)."""
-        return json.dumps(dataclasses.asdict(self), indent=1, sort_keys=True) + "\n"
-
-
-@dataclass(frozen=True)
-class ShardSummary:
-    """The contract part of the shard job's ``_summary.json`` (the keys readers rely on).
-
-    Attributes:
-        contract_version: :data:`SHARD_CONTRACT_VERSION`.
-        job: ``shard``.
-        run_id: The shard run.
-        mode: ``base``, ``refine`` or ``multi``.
-        labels: The label job's output folder.
-        attribute: Refine: the attribute; multi: ``all``; base: None.
-        vocab_size: Base: the vocabulary size; else None.
-        attributes: Multi: the attribute of each label column; else ().
-        num_classes: The class count (multi: per attribute).
-        classes: Attribute -> class names (refine and multi).
-        image_size: The stored images' size.
-        resize_mode: The resize mode.
-        rows_in: Input rows.
-        records_written: Records in the shards.
-        rows_rejected: Rows rejected (rows_in = records_written + rows_rejected).
-    """
-
-    contract_version: int
-    job: Literal["shard"]
-    run_id: str
-    mode: Mode
-    labels: str
-    image_size: int
-    resize_mode: Literal["shorter_side", "pad_square"]
-    num_classes: int | dict[str, int]
-    rows_in: int
-    records_written: int
-    rows_rejected: int
-    attribute: str | None = None
-    vocab_size: int | None = None
-    attributes: tuple[str, ...] = ()
-    classes: dict[str, tuple[str, ...]] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready values (merged into the job's summary)."""
-        return json.loads(json.dumps(dataclasses.asdict(self)))
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any], where: str) -> "ShardSummary":
-        """The contract keys of a summary (other keys ignored).
-
-        Raises:
-            ShardContractError: a contract key missing or of the wrong type.
-        """
-        names = {f.name for f in dataclasses.fields(cls)}
-        try:
-            return parse_dataclass(cls, {k: v for k, v in data.items() if k in names}, source=where)
-        except ConfigError as exc:
-            raise ShardContractError(f"shard summary: {exc}") from None
-
-
-def manifest_json(manifest: ShardManifest) -> str:
-    """The manifest's JSON text, after :meth:`ShardManifest.check` (what the shard job writes)."""
-    manifest.check("shard manifest")
-    return manifest.to_json()
 
 
 @dataclass(frozen=True)
@@ -267,19 +108,28 @@ def _parse_manifest(data: Any, manifest_file: Path, summary: Mapping[str, Any]) 
             raise ShardContractError(str(exc)) from None
         return dataclasses.replace(manifest, classes={k: tuple(v) for k, v in manifest.classes.items()})
     if version != 1:
-        raise ShardContractError(f"{manifest_file}: expected shard contract_version {SHARD_CONTRACT_VERSION} (or 1), found {version!r}")
+        raise ShardContractError(
+            f"{manifest_file}: expected shard contract_version {SHARD_CONTRACT_VERSION} (or 1), found {version!r}"
+        )
     log.info("%s: a version 1 shard manifest; set facts read from its shards and the summary", manifest_file)
     names = {f.name for f in dataclasses.fields(ShardEntry)}
     try:
-        entries = tuple(parse_dataclass(ShardEntry, {k: v for k, v in s.items() if k in names}, source=str(manifest_file)) for s in data["shards"])
+        entries = tuple(
+            parse_dataclass(ShardEntry, {k: v for k, v in s.items() if k in names}, source=str(manifest_file))
+            for s in data["shards"]
+        )
     except (ConfigError, AttributeError) as exc:
         raise ShardContractError(f"{manifest_file}: {exc}") from None
     if not entries:
         raise ShardContractError(f"{manifest_file}: expected at least one shard, found none")
-    facts = {k: {getattr(e, k) for e in entries} for k in ("mode", "label_width", "num_classes", "image_size", "resize_mode")}
+    facts = {
+        k: {getattr(e, k) for e in entries} for k in ("mode", "label_width", "num_classes", "image_size", "resize_mode")
+    }
     for key, values in facts.items():
         if len(values) != 1:
-            raise ShardContractError(f"{manifest_file}: expected one {key} for all shards, found {sorted(map(str, values))}")
+            raise ShardContractError(
+                f"{manifest_file}: expected one {key} for all shards, found {sorted(map(str, values))}"
+            )
     mode = entries[0].mode
     inputs = summary.get("inputs") if isinstance(summary.get("inputs"), Mapping) else {}
     if mode == "multi":
@@ -288,15 +138,25 @@ def _parse_manifest(data: Any, manifest_file: Path, summary: Mapping[str, Any]) 
     elif mode == "refine":
         attribute = summary.get("attribute") or inputs.get("attribute")
         attributes = (str(attribute),) if attribute else ()
-        raw_classes = {str(attribute): inputs["classes"]} if attribute and isinstance(inputs.get("classes"), list) else {}
+        raw_classes = (
+            {str(attribute): inputs["classes"]} if attribute and isinstance(inputs.get("classes"), list) else {}
+        )
     else:
         attributes, raw_classes = (), {}
     vocab = summary.get("vocab_size")
     return ShardManifest(
-        contract_version=1, run_id=str(data.get("run_id", "")), mode=mode, label_width=entries[0].label_width,
-        image_size=entries[0].image_size, resize_mode=entries[0].resize_mode, num_classes=entries[0].num_classes, shards=entries,
-        attributes=attributes, classes={str(k): tuple(str(c) for c in v) for k, v in raw_classes.items()},
-        vocab_size=int(vocab) if isinstance(vocab, int) else None, labels=str(summary.get("labels") or ""),
+        contract_version=1,
+        run_id=str(data.get("run_id", "")),
+        mode=mode,
+        label_width=entries[0].label_width,
+        image_size=entries[0].image_size,
+        resize_mode=entries[0].resize_mode,
+        num_classes=entries[0].num_classes,
+        shards=entries,
+        attributes=attributes,
+        classes={str(k): tuple(str(c) for c in v) for k, v in raw_classes.items()},
+        vocab_size=int(vocab) if isinstance(vocab, int) else None,
+        labels=str(summary.get("labels") or ""),
     )
 
 
@@ -313,7 +173,10 @@ def read_shard_set(path: str | Path) -> ShardSet:
     root = path / "shards" if (path / "shards" / SHARD_MANIFEST).is_file() else path
     manifest_file = root / SHARD_MANIFEST
     if not manifest_file.is_file():
-        raise ShardContractError(f"no shard manifest at {path}/shards/{SHARD_MANIFEST} or {manifest_file}; expected the shard job's output folder")
+        raise ShardContractError(
+            f"no shard manifest at {path}/shards/{SHARD_MANIFEST} or {manifest_file}; "
+            "expected the shard job's output folder"
+        )
     summary_file = root.parent / SUMMARY_FILE
     summary: dict = {}
     try:
@@ -321,7 +184,9 @@ def read_shard_set(path: str | Path) -> ShardSet:
         if summary_file.is_file():
             summary = json.loads(summary_file.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ShardContractError(f"{manifest_file} or {summary_file}: expected JSON, found an unreadable file ({exc})") from None
+        raise ShardContractError(
+            f"{manifest_file} or {summary_file}: expected JSON, found an unreadable file ({exc})"
+        ) from None
     if not isinstance(summary, dict):
         raise ShardContractError(f"{summary_file}: expected a JSON object, found {type(summary).__name__}")
     manifest = _parse_manifest(data, manifest_file, summary)
@@ -341,7 +206,10 @@ def read_shard_set(path: str | Path) -> ShardSet:
     if not by_split["train"]:
         raise ShardContractError(f"{manifest_file}: expected at least one non-empty train shard, found none")
     if manifest.mode == "multi" and len(manifest.attributes) != manifest.label_width:
-        raise ShardContractError(f"{manifest_file}: multi shards: expected one attribute per label column ({manifest.label_width}), found {list(manifest.attributes)}")
+        raise ShardContractError(
+            f"{manifest_file}: multi shards: expected one attribute per label column ({manifest.label_width}), "
+            f"found {list(manifest.attributes)}"
+        )
     return ShardSet(
         root=root,
         mode=manifest.mode,
@@ -401,7 +269,9 @@ class ShardSetWriter:
     ) -> None:
         self.out = Path(out)
         self.root = self.out / "shards"
-        self.spec = dict(mode=mode, label_width=label_width, image_size=image_size, num_classes=num_classes, resize_mode=resize_mode)
+        self.spec = dict(
+            mode=mode, label_width=label_width, image_size=image_size, num_classes=num_classes, resize_mode=resize_mode
+        )
         self.attributes = tuple(attributes)
         self.classes = {k: tuple(v) for k, v in (classes or {}).items()}
         self.vocab_size = vocab_size
@@ -411,7 +281,7 @@ class ShardSetWriter:
 
     @contextmanager
     def shard(self, split: str, part: int, seq: int = 0) -> Iterator[Any]:
-        """Open ``<split>/<split>-<part>-<seq>.rec`` (and ``.idx``); yields the record writer; records the entry on exit."""
+        """Open ``<split>/<split>-<part>-<seq>.rec`` (and ``.idx``); yields the record writer; records the entry."""
         from softlines_attr.shard.recordio import IndexedRecordWriter
 
         name = f"{split}/{split}-{part:05d}-{seq:03d}"
@@ -425,21 +295,38 @@ class ShardSetWriter:
                 ids.append(key)
                 return original(key, payload)
 
+            # wraps the writer's own method to count bytes; same signature
             writer.write = write  # type: ignore[method-assign]
             yield writer
         self.entries.append(
             ShardEntry(
-                shard=f"{name}.rec", idx=f"{name}.idx", split=split, part=part, seq=seq, records=writer.records,
-                bytes=writer.rec_bytes, sha256=writer.rec_sha256, idx_bytes=writer.idx_bytes, idx_sha256=writer.idx_sha256,
-                first_record_id=ids[0] if ids else -1, last_record_id=ids[-1] if ids else -1, **self.spec,  # type: ignore[arg-type]
+                shard=f"{name}.rec",
+                idx=f"{name}.idx",
+                split=split,
+                part=part,
+                seq=seq,
+                records=writer.records,
+                bytes=writer.rec_bytes,
+                sha256=writer.rec_sha256,
+                idx_bytes=writer.idx_bytes,
+                idx_sha256=writer.idx_sha256,
+                first_record_id=ids[0] if ids else -1,
+                last_record_id=ids[-1] if ids else -1,
+                **self.spec,  # type: ignore[arg-type]  # the spec dict holds exactly the manifest's keyword fields
             )
         )
 
     def manifest(self) -> ShardManifest:
         """The manifest of the files written so far."""
         return ShardManifest(
-            contract_version=SHARD_CONTRACT_VERSION, run_id=self.run_id, shards=tuple(self.entries),
-            attributes=self.attributes, classes=self.classes, vocab_size=self.vocab_size, labels=self.labels, **self.spec,  # type: ignore[arg-type]
+            contract_version=SHARD_CONTRACT_VERSION,
+            run_id=self.run_id,
+            shards=tuple(self.entries),
+            attributes=self.attributes,
+            classes=self.classes,
+            vocab_size=self.vocab_size,
+            labels=self.labels,
+            **self.spec,  # type: ignore[arg-type]  # the spec dict holds exactly the manifest's keyword fields
         )
 
     def close(self, rows_rejected: int = 0) -> Path:
@@ -448,13 +335,30 @@ class ShardSetWriter:
         (self.root / SHARD_MANIFEST).write_text(manifest_json(manifest), encoding="utf-8")
         written = sum(e.records for e in self.entries)
         mode = self.spec["mode"]
-        per_attribute = {a: len(self.classes[a]) for a in self.attributes} if mode == "multi" else self.spec["num_classes"]
-        summary = ShardSummary(
-            contract_version=SHARD_CONTRACT_VERSION, job="shard", run_id=self.run_id, mode=mode, labels=self.labels,  # type: ignore[arg-type]
-            image_size=self.spec["image_size"], resize_mode=self.spec["resize_mode"], num_classes=per_attribute,  # type: ignore[arg-type]
-            rows_in=written + rows_rejected, records_written=written, rows_rejected=rows_rejected,
-            attribute={"refine": self.attributes[0] if self.attributes else None, "multi": "all"}.get(mode),  # type: ignore[arg-type]
-            vocab_size=self.vocab_size, attributes=self.attributes if mode == "multi" else (), classes=self.classes,
+        per_attribute = (
+            {a: len(self.classes[a]) for a in self.attributes} if mode == "multi" else self.spec["num_classes"]
         )
-        (self.out / SUMMARY_FILE).write_text(json.dumps(summary.to_dict(), indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        summary = ShardSummary(
+            contract_version=SHARD_CONTRACT_VERSION,
+            job="shard",
+            run_id=self.run_id,
+            mode=mode,
+            labels=self.labels,  # type: ignore[arg-type]  # the writer's labels are set before finish() is allowed
+            image_size=self.spec["image_size"],
+            resize_mode=self.spec["resize_mode"],
+            # multi shards: a class count per attribute, as the manifest allows
+            num_classes=per_attribute,  # type: ignore[arg-type]
+            rows_in=written + rows_rejected,
+            records_written=written,
+            rows_rejected=rows_rejected,
+            # type:
+            # ignore[arg-type]
+            attribute={"refine": self.attributes[0] if self.attributes else None, "multi": "all"}.get(mode),
+            vocab_size=self.vocab_size,
+            attributes=self.attributes if mode == "multi" else (),
+            classes=self.classes,
+        )
+        (self.out / SUMMARY_FILE).write_text(
+            json.dumps(summary.to_dict(), indent=1, sort_keys=True) + "\n", encoding="utf-8"
+        )
         return self.out

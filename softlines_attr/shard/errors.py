@@ -19,3 +19,7 @@ class ShardCommitError(SoftlinesAttrError):
 
 class ShardContractError(SoftlinesAttrError):
     """A shard job's output (manifest, summary, shard files) is not what the shard contract says."""
+
+
+class RecordIOError(SoftlinesAttrError):
+    """A ``.rec`` file is not valid RecordIO: a part without the magic number, a truncated part or record."""

@@ -49,7 +49,10 @@ def plan_parts(split_counts: dict[str, int], records_per_shard: int, min_shards:
     """
     total = sum(split_counts.values())
     counts = {s: n for s, n in sorted(split_counts.items()) if n > 0}
-    k = {s: min(n, max(1, math.ceil(n / max(1, records_per_shard)), round(min_shards * n / total) if total else 0)) for s, n in counts.items()}
+    k = {
+        s: min(n, max(1, math.ceil(n / max(1, records_per_shard)), round(min_shards * n / total) if total else 0))
+        for s, n in counts.items()
+    }
     while slots > 1 and sum(k.values()) % slots:
         growable = [s for s in k if k[s] < counts[s]]
         if not growable:
@@ -68,7 +71,9 @@ def bucket_column(seed: int) -> Column:
     return F.pmod(F.xxhash64(F.lit(seed), F.col("asin")), F.lit(BUCKETS)).cast("int")
 
 
-def route_rows(candidates: DataFrame, parts: list[PartSpec], bucket_counts: dict[tuple[str, int], int], seed: int) -> RDD:
+def route_rows(
+    candidates: DataFrame, parts: list[PartSpec], bucket_counts: dict[tuple[str, int], int], seed: int
+) -> RDD:
     """``(partition, (record_id, asin, image_uri, labels))`` pairs, partitioned one part per partition.
 
     The order of a split is (bucket, ``xxhash64(seed + 1, asin)``, asin); a row's rank in it is its
@@ -88,14 +93,16 @@ def route_rows(candidates: DataFrame, parts: list[PartSpec], bucket_counts: dict
     for split in sorted({s for s, _ in bucket_counts}):
         split_offset[split] = running
         inside = 0
-        for (s, b) in sorted(k for k in bucket_counts if k[0] == split):
+        for s, b in sorted(k for k in bucket_counts if k[0] == split):
             bucket_offset[(s, b)] = inside
             inside += bucket_counts[(s, b)]
         running += inside
     n_parts = {s: sum(1 for p in parts if p.split == s) for s in split_offset}
     base = {s: min((p.partition for p in parts if p.split == s), default=0) for s in split_offset}
     order = Window.partitionBy("split", "_bucket").orderBy(F.xxhash64(F.lit(seed + 1), F.col("asin")), "asin")
-    ranked = candidates.select("split", "_bucket", F.row_number().over(order).alias("_rank"), "asin", "image_uri", "labels")
+    ranked = candidates.select(
+        "split", "_bucket", F.row_number().over(order).alias("_rank"), "asin", "image_uri", "labels"
+    )
 
     def route(row: tuple) -> tuple[int, tuple]:
         split, bucket, rank = row[0], row[1], row[2]

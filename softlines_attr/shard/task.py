@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from softlines_attr.config import ImageConfig, ShardConfig
 from softlines_attr.images.decode import ImageError
 from softlines_attr.images.encode import prepare_for_shard
-from softlines_attr.io.fetch import FetchError, Fetcher, ordered_map
-from softlines_attr.io.storage import LocalStorage, S3Storage, join_uri, parse_uri
+from softlines_attr.io.fetch import Fetcher, FetchError, ordered_map
+from softlines_attr.io.storage import S3Storage, join_uri, parse_uri
 from softlines_attr.shard.plan import PartSpec
 from softlines_attr.shard.recordio import MAX_RECORD_BYTES, IndexedRecordWriter, pack_image_record, pad_labels
 
@@ -86,10 +86,20 @@ class _ShardSink:
             final_rec = os.path.join(self.local_root, name + ".rec")
             folder, base = os.path.split(final_rec)
             os.makedirs(folder, exist_ok=True)
-            return (os.path.join(folder, f".{base}.{self.tag}.tmp"), os.path.join(folder, f".{base[:-4]}.idx.{self.tag}.tmp"), final_rec, final_rec[:-4] + ".idx")
+            return (
+                os.path.join(folder, f".{base}.{self.tag}.tmp"),
+                os.path.join(folder, f".{base[:-4]}.idx.{self.tag}.tmp"),
+                final_rec,
+                final_rec[:-4] + ".idx",
+            )
         assert self.tmp_dir is not None
         stem = os.path.join(self.tmp_dir, name.replace("/", "_"))
-        return stem + ".rec", stem + ".idx", join_uri(self.spec.shards_uri, name + ".rec"), join_uri(self.spec.shards_uri, name + ".idx")
+        return (
+            stem + ".rec",
+            stem + ".idx",
+            join_uri(self.spec.shards_uri, name + ".rec"),
+            join_uri(self.spec.shards_uri, name + ".idx"),
+        )
 
     def _open(self) -> None:
         self.seq += 1
@@ -102,7 +112,11 @@ class _ShardSink:
 
     def write(self, record_id: int, payload: bytes) -> tuple[str, int]:
         """Append a record; returns (shard path relative to the output, byte offset)."""
-        if self.writer is not None and self.writer.records and self.writer.rec_bytes + self.writer.framed_size(payload) > self.spec.shard.max_shard_bytes:
+        if (
+            self.writer is not None
+            and self.writer.records
+            and self.writer.rec_bytes + self.writer.framed_size(payload) > self.spec.shard.max_shard_bytes
+        ):
             self.pending.append(self.close_current())
         if self.writer is None:
             self._open()
@@ -217,19 +231,35 @@ def shard_partition(spec: TaskSpec, partition: int, rows: Iterable[tuple[int, tu
                 elif isinstance(result, ImageError):
                     yield "reject", (asin, uri, part.split, "decode", result.reason, str(result))
                 elif isinstance(result, Exception):
-                    yield "reject", (asin, uri, part.split, "decode", "decode_error", f"{type(result).__name__}: {result}")
+                    yield (
+                        "reject",
+                        (asin, uri, part.split, "decode", "decode_error", f"{type(result).__name__}: {result}"),
+                    )
                 else:
                     raise result
                 continue
             label = float(labels[0]) if spec.mode == "refine" else pad_labels(labels, spec.label_width)
             payload = pack_image_record(label, record_id, result.data)
             if len(payload) > MAX_RECORD_BYTES:
-                yield "reject", (asin, uri, part.split, "encode", "too_large", f"expected a record under {MAX_RECORD_BYTES} bytes, found {len(payload)}")
+                yield (
+                    "reject",
+                    (
+                        asin,
+                        uri,
+                        part.split,
+                        "encode",
+                        "too_large",
+                        f"expected a record under {MAX_RECORD_BYTES} bytes, found {len(payload)}",
+                    ),
+                )
                 continue
             shard, offset = sink.write(record_id, payload)
             while sink.pending:
                 yield sink.pending.pop(0)
-            yield "index", (asin, part.split, shard, record_id, offset, result.width, result.height, result.passed_through)
+            yield (
+                "index",
+                (asin, part.split, shard, record_id, offset, result.width, result.height, result.passed_through),
+            )
         if sink.writer is not None:
             yield sink.close_current()
     except BaseException:
@@ -238,4 +268,7 @@ def shard_partition(spec: TaskSpec, partition: int, rows: Iterable[tuple[int, tu
     if sink.tmp_dir:
         shutil.rmtree(sink.tmp_dir, ignore_errors=True)
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    yield "stats", (partition, len(items), round(time.monotonic() - started, 3), peak_kb, attempt, started_wall, time.time())
+    yield (
+        "stats",
+        (partition, len(items), round(time.monotonic() - started, 3), peak_kb, attempt, started_wall, time.time()),
+    )

@@ -11,9 +11,10 @@ See ``docs/CATALOG.md`` for the design.
 
 from __future__ import annotations
 
-from softlines_attr.synthetic.catalog import BAD_KINDS, generate_catalog
+from softlines_attr.synthetic.bad_rows import BAD_KINDS
+from softlines_attr.synthetic.catalog import generate_catalog
 from softlines_attr.synthetic.errors import CatalogGenError, CatalogOutputError
-from softlines_attr.synthetic.titles import TITLE_SCHEMA, iter_title_batches, write_titles_parquet
+from softlines_attr.synthetic.title_catalog import TITLE_SCHEMA, iter_title_batches, write_titles_parquet
 
 __all__ = [
     "BAD_KINDS",

@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import multiprocessing
 import os
 import shutil
 import time
@@ -31,54 +30,30 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from softlines_attr.config import CatalogGenConfig, PipelineConfig
-from softlines_attr.synthetic.draw import RenderTask, encode, render, sample_shoot
+from softlines_attr.synthetic.bad_rows import BAD_DETAIL, BAD_KINDS, BAD_ROWS_SCHEMA, bad_row_plan, bad_title
 from softlines_attr.synthetic.errors import CatalogGenError, CatalogOutputError
-from softlines_attr.synthetic.plan import (
-    NATIVE_ORDER,
-    PRODUCT_TYPES,
-    ProductSample,
-    RenderPlan,
-    resolve_plan,
-    sample_products,
-)
+from softlines_attr.synthetic.images import IMAGE_DIR, image_path, run_tasks
+from softlines_attr.synthetic.plan import NATIVE_ORDER, RenderPlan, resolve_plan
+from softlines_attr.synthetic.products import PRODUCT_TYPES, ProductSample, sample_products
+from softlines_attr.synthetic.shoot import RenderTask
 from softlines_attr.synthetic.titles import build_titles, compile_vocab
-from softlines_attr.synthetic.vocab import SIZE_ONLY_TOKENS
 
 log = logging.getLogger(__name__)
 
 GENERATOR = "softlines-attr make-catalog"
 FORMAT_VERSION = 1
-# Bad-row kinds that replace one product's title or image (duplicate_asin adds a row instead).
-ROW_BAD_KINDS: tuple[str, ...] = (
-    "null_title",
-    "empty_title",
-    "size_only_title",
-    "missing_image",
-    "null_image_uri",
-    "corrupt_jpeg",
-    "png_alpha",
-    "grayscale_jpeg",
-)
-BAD_KINDS: tuple[str, ...] = ROW_BAD_KINDS + ("duplicate_asin",)
-BAD_DETAIL: dict[str, str] = {
-    "null_title": "title is null",
-    "empty_title": "title is empty or whitespace",
-    "size_only_title": "title holds only sizes and numbers",
-    "missing_image": "image_uri names a file that does not exist",
-    "null_image_uri": "image_uri is null",
-    "corrupt_jpeg": "JPEG truncated to 40% of its bytes",
-    "png_alpha": "valid RGBA PNG with a transparent background",
-    "grayscale_jpeg": "valid single-channel (L) JPEG",
-}
-ALWAYS_ALL_KINDS_FROM = 200  # from this n on, every bad kind appears at least once
 OUTPUT_FILES = ("catalog.parquet", "tags.parquet", "truth.parquet", "bad_rows.parquet", "summary.json")
-IMAGE_DIR = "images"
 
-CATALOG_SCHEMA = pa.schema([("asin", pa.string()), ("parent_asin", pa.string()), ("title", pa.string()),
-                            ("image_uri", pa.string()), ("product_type", pa.string())])
+CATALOG_SCHEMA = pa.schema(
+    [
+        ("asin", pa.string()),
+        ("parent_asin", pa.string()),
+        ("title", pa.string()),
+        ("image_uri", pa.string()),
+        ("product_type", pa.string()),
+    ]
+)
 LABEL_SCHEMA = pa.schema([("asin", pa.string()), ("attribute", pa.string()), ("label", pa.string())])
-BAD_ROWS_SCHEMA = pa.schema([("asin", pa.string()), ("kind", pa.string()), ("row", pa.int64()),
-                             ("detail", pa.string())])
 
 # Random streams (the second key of every generator in the main process).
 _S_PLAN, _S_TITLES, _S_BAD, _S_TAGS, _S_ORDER = 1, 2, 3, 4, 5
@@ -128,62 +103,6 @@ def _prepare_output(out_dir: Path) -> None:
     shutil.rmtree(out_dir / IMAGE_DIR, ignore_errors=True)
 
 
-def _bad_row_plan(n: int, share: float, rng: np.random.Generator) -> tuple[dict[int, str], bool]:
-    """Which products are bad and how; and whether to add the duplicate-asin row."""
-    total = int(round(share * n))
-    if n >= ALWAYS_ALL_KINDS_FROM:
-        total = max(total, len(ROW_BAD_KINDS))
-    total = min(total, n)
-    rows = rng.choice(n, size=total, replace=False) if total else np.zeros(0, dtype=np.int64)
-    kinds = {int(r): ROW_BAD_KINDS[i % len(ROW_BAD_KINDS)] for i, r in enumerate(rows)}
-    duplicate = n >= 2 and (n >= ALWAYS_ALL_KINDS_FROM or share * n >= 1)
-    return kinds, duplicate
-
-
-def _bad_title(kind: str, rng: np.random.Generator) -> str | None:
-    if kind == "null_title":
-        return None
-    if kind == "empty_title":
-        return ["", " ", "   ", "\t", " \u00a0 "][int(rng.integers(5))]
-    tokens = rng.choice(np.asarray(SIZE_ONLY_TOKENS, dtype=object), size=int(rng.integers(2, 6)), replace=False)
-    return " ".join(tokens)
-
-
-def _image_path(out_dir: Path, index: int, asin: str, kind: str) -> Path:
-    suffix = ".png" if kind == "png_alpha" else ".jpg"
-    return out_dir / IMAGE_DIR / f"{index // 1000:03d}" / f"{asin}{suffix}"
-
-
-def render_and_write(task: RenderTask) -> tuple[int, int, int, int, str]:
-    """Worker: draw, encode and write one image.
-
-    Args:
-        task: The render task (``task.path`` must be set).
-
-    Returns:
-        ``(index, width, height, bytes written, kind)``.
-    """
-    shoot = sample_shoot(task)
-    image, alpha = render(task, shoot)
-    data = encode(task, image, alpha, shoot.jpeg_quality)
-    path = Path(task.path)  # type: ignore[arg-type]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-    return task.index, image.width, image.height, len(data), task.kind
-
-
-def _run_tasks(tasks: list[RenderTask], workers: int) -> list[tuple[int, int, int, int, str]]:
-    """Render tasks in order, in-process for one worker, else in a spawn pool."""
-    if workers <= 1 or len(tasks) < 8:
-        return [render_and_write(t) for t in tasks]
-    chunksize = max(1, min(32, len(tasks) // (workers * 8)))
-    ctx = multiprocessing.get_context("spawn")  # no inherited threads or JVM handles
-    with ctx.Pool(processes=workers) as pool:
-        return list(pool.imap(render_and_write, tasks, chunksize=chunksize))
-
-
 def _tags(
     products: ProductSample, plan: RenderPlan, dresses: np.ndarray, cat: CatalogGenConfig, rng: np.random.Generator
 ) -> tuple[list[tuple[int, str, str]], dict[str, dict[str, int]]]:
@@ -214,9 +133,7 @@ def _write_parquet(table: pa.Table, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def generate_catalog(
-    out_dir: Path, conf: PipelineConfig, n: int | None = None, seed: int | None = None
-) -> dict:
+def generate_catalog(out_dir: Path, conf: PipelineConfig, n: int | None = None, seed: int | None = None) -> dict:
     """Generate the catalog: images, ``catalog.parquet``, tags, truth, bad rows and a summary.
 
     Args:
@@ -243,17 +160,19 @@ def generate_catalog(
     workers = cat.workers or os.cpu_count() or 1
 
     plan = resolve_plan(conf.taxonomy)
-    products = sample_products(n, np.random.default_rng([seed, _S_PLAN]), plan, seed=seed,
-                               non_dress_share=cat.non_dress_share, repair=True)
-    titles_arr, spam = build_titles(products, plan, compile_vocab(plan), np.random.default_rng([seed, _S_TITLES]),
-                                    spam_share=cat.spam_share)
+    products = sample_products(
+        n, np.random.default_rng([seed, _S_PLAN]), plan, seed=seed, non_dress_share=cat.non_dress_share, repair=True
+    )
+    titles_arr, spam = build_titles(
+        products, plan, compile_vocab(plan), np.random.default_rng([seed, _S_TITLES]), spam_share=cat.spam_share
+    )
     titles: list[str | None] = titles_arr.to_pylist()
     asins = [a.decode() for a in products.asin.tolist()]
     parents = [None if null else p.decode() for p, null in zip(products.parent_asin.tolist(), products.parent_null)]
     ptypes = [PRODUCT_TYPES[t] for t in products.product_type.tolist()]
 
     bad_rng = np.random.default_rng([seed, _S_BAD])
-    bad, duplicate = _bad_row_plan(n, cat.bad_row_share, bad_rng)
+    bad, duplicate = bad_row_plan(n, cat.bad_row_share, bad_rng)
     uris: list[str | None] = []
     tasks: list[RenderTask] = []
     native_names = list(NATIVE_ORDER)
@@ -261,30 +180,32 @@ def generate_catalog(
     for i in range(n):
         kind = bad.get(i, "jpeg")
         if kind in ("null_title", "empty_title", "size_only_title"):
-            titles[i] = _bad_title(kind, bad_rng)
+            titles[i] = bad_title(kind, bad_rng)
             kind = "jpeg"
-        path = _image_path(out_dir, i, asins[i], kind)
+        path = image_path(out_dir, i, asins[i], kind)
         if kind == "null_image_uri":
             uris.append(None)
             continue
         uris.append(str(path))
         if kind == "missing_image":
             continue
-        tasks.append(RenderTask(
-            index=i,
-            parent=int(products.parent[i]),
-            seed=seed,
-            product_type=ptypes[i],
-            attrs=tuple((name, plan.get(name).classes[int(products.attrs[name][i])]) for name in native_names),
-            markers=tuple((m.slot, int(products.attrs[m.name][i])) for m in markers),
-            colour=int(products.colour[i]),
-            min_size=cat.min_size,
-            max_size=cat.max_size,
-            path=str(path),
-            kind=kind,
-        ))
+        tasks.append(
+            RenderTask(
+                index=i,
+                parent=int(products.parent[i]),
+                seed=seed,
+                product_type=ptypes[i],
+                attrs=tuple((name, plan.get(name).classes[int(products.attrs[name][i])]) for name in native_names),
+                markers=tuple((m.slot, int(products.attrs[m.name][i])) for m in markers),
+                colour=int(products.colour[i]),
+                min_size=cat.min_size,
+                max_size=cat.max_size,
+                path=str(path),
+                kind=kind,
+            )
+        )
     log.info("drawing %d images for %d products with %d worker(s) into %s", len(tasks), n, workers, out_dir)
-    results = _run_tasks(tasks, workers)
+    results = run_tasks(tasks, workers)
 
     # catalog rows, in a shuffled order, the duplicate inserted after its original
     order = np.random.default_rng([seed, _S_ORDER]).permutation(n).tolist()
@@ -329,13 +250,40 @@ def generate_catalog(
 
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_parquet(catalog, out_dir / "catalog.parquet")
-    _write_parquet(pa.table({"asin": [r[0] for r in truth_rows], "attribute": [r[1] for r in truth_rows],
-                             "label": [r[2] for r in truth_rows]}, schema=LABEL_SCHEMA), out_dir / "truth.parquet")
-    _write_parquet(pa.table({"asin": [asins[r[0]] for r in tag_rows], "attribute": [r[1] for r in tag_rows],
-                             "label": [r[2] for r in tag_rows]}, schema=LABEL_SCHEMA), out_dir / "tags.parquet")
-    _write_parquet(pa.table({"asin": [r[0] for r in bad_rows], "kind": [r[1] for r in bad_rows],
-                             "row": [r[2] for r in bad_rows], "detail": [r[3] for r in bad_rows]},
-                            schema=BAD_ROWS_SCHEMA), out_dir / "bad_rows.parquet")
+    _write_parquet(
+        pa.table(
+            {
+                "asin": [r[0] for r in truth_rows],
+                "attribute": [r[1] for r in truth_rows],
+                "label": [r[2] for r in truth_rows],
+            },
+            schema=LABEL_SCHEMA,
+        ),
+        out_dir / "truth.parquet",
+    )
+    _write_parquet(
+        pa.table(
+            {
+                "asin": [asins[r[0]] for r in tag_rows],
+                "attribute": [r[1] for r in tag_rows],
+                "label": [r[2] for r in tag_rows],
+            },
+            schema=LABEL_SCHEMA,
+        ),
+        out_dir / "tags.parquet",
+    )
+    _write_parquet(
+        pa.table(
+            {
+                "asin": [r[0] for r in bad_rows],
+                "kind": [r[1] for r in bad_rows],
+                "row": [r[2] for r in bad_rows],
+                "detail": [r[3] for r in bad_rows],
+            },
+            schema=BAD_ROWS_SCHEMA,
+        ),
+        out_dir / "bad_rows.parquet",
+    )
 
     summary = _summary(n, seed, cat, plan, products, dresses, spam, bad_rows, tag_stats, results, len(order))
     tmp = out_dir / "summary.json.tmp"
@@ -382,19 +330,34 @@ def _summary(
         "n": n,
         "rows": rows,
         "parameters": params,
-        "taxonomy": {a.name: {"classes": list(a.classes), "render": plan.get(a.name).kind} for a in plan.taxonomy.attributes},
+        "taxonomy": {
+            a.name: {"classes": list(a.classes), "render": plan.get(a.name).kind} for a in plan.taxonomy.attributes
+        },
         "products_by_type": {t: int((products.product_type == k).sum()) for k, t in enumerate(PRODUCT_TYPES)},
         "parents": products.n_parents,
         "null_parent_asin": int(products.parent_null.sum()),
         "dresses": int(dresses.size),
         "class_counts": class_counts,
         "spam_titles": int(spam.sum()),
-        "tags": {"rows": sum(s["rows"] for s in tag_stats.values()), "wrong": sum(s["wrong"] for s in tag_stats.values()),
-                 "by_attribute": tag_stats},
+        "tags": {
+            "rows": sum(s["rows"] for s in tag_stats.values()),
+            "wrong": sum(s["wrong"] for s in tag_stats.values()),
+            "by_attribute": tag_stats,
+        },
         "truth_rows": int(dresses.size) * len(plan.taxonomy.attributes),
         "bad_rows": {"total": len(bad_rows), "by_kind": by_kind},
-        "images": {"written": len(results), "bytes": int(sum(r[3] for r in results)), "by_format": formats,
-                   "width_range": [min(widths), max(widths)], "height_range": [min(heights), max(heights)]},
-        "files": {"catalog": "catalog.parquet", "tags": "tags.parquet", "truth": "truth.parquet",
-                  "bad_rows": "bad_rows.parquet", "images": IMAGE_DIR + "/"},
+        "images": {
+            "written": len(results),
+            "bytes": int(sum(r[3] for r in results)),
+            "by_format": formats,
+            "width_range": [min(widths), max(widths)],
+            "height_range": [min(heights), max(heights)],
+        },
+        "files": {
+            "catalog": "catalog.parquet",
+            "tags": "tags.parquet",
+            "truth": "truth.parquet",
+            "bad_rows": "bad_rows.parquet",
+            "images": IMAGE_DIR + "/",
+        },
     }

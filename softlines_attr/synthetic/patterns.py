@@ -1,7 +1,7 @@
 """Fabric patterns: a small tile drawn with ImageDraw or numpy, tiled over the garment's box.
 
 Every function returns an RGB image of exactly the requested size; the caller pastes it through the
-garment mask. Sizes are given in *units* (the body unit of :mod:`draw`, about a head's height) so
+garment mask. Sizes are given in *units* (the body unit of :mod:`garment`, about a head's height) so
 that a pattern keeps its size relative to the dress whatever the image size. No Python loop runs
 per pixel: tiles are drawn with ImageDraw shapes or computed with numpy and repeated with
 ``np.tile``.
@@ -31,13 +31,16 @@ def luminance(rgb: RGB) -> float:
 def shade(rgb: RGB, factor: float) -> RGB:
     """``factor`` < 1 darkens, > 1 lightens towards white."""
     if factor <= 1.0:
+        # three channels in, three out: an RGB triple
         return tuple(int(c * factor) for c in rgb)  # type: ignore[return-value]
     t = min(factor - 1.0, 1.0)
+    # three channels in, three out: an RGB triple
     return tuple(int(c + (255 - c) * t) for c in rgb)  # type: ignore[return-value]
 
 
 def mix(a: RGB, b: RGB, t: float) -> RGB:
     """Linear blend ``a*(1-t) + b*t``."""
+    # three channels in, three out: an RGB triple
     return tuple(int(round(x * (1 - t) + y * t)) for x, y in zip(a, b))  # type: ignore[return-value]
 
 
@@ -55,7 +58,7 @@ def _tile_to(tile: np.ndarray, width: int, height: int, rng: np.random.Generator
     oy, ox = int(rng.integers(th)), int(rng.integers(tw))
     reps_y = (height + oy) // th + 1
     reps_x = (width + ox) // tw + 1
-    big = np.tile(tile, (reps_y, reps_x, 1))[oy: oy + height, ox: ox + width]
+    big = np.tile(tile, (reps_y, reps_x, 1))[oy : oy + height, ox : ox + width]
     return Image.fromarray(np.ascontiguousarray(big), "RGB")
 
 
@@ -112,7 +115,7 @@ def stripe(width: int, height: int, unit_px: float, base: RGB, rng: np.random.Ge
     line[:] = base
     line[: max(1, int(period * frac))] = other
     if rng.random() < 0.3 and period >= 10:
-        line[int(period * 0.75): int(period * 0.75) + max(1, period // 10)] = contrast_colour(other, rng, 40)
+        line[int(period * 0.75) : int(period * 0.75) + max(1, period // 10)] = contrast_colour(other, rng, 40)
     if rng.random() < 0.6:  # horizontal
         tile = np.repeat(line[:, None, :], 4, axis=1)
     else:
@@ -128,9 +131,9 @@ def plaid(width: int, height: int, unit_px: float, base: RGB, rng: np.random.Gen
     bands = np.zeros((period, 3), dtype=np.float64)
     bands[:] = base
     bands[: int(period * 0.4)] = c1
-    bands[int(period * 0.55): int(period * 0.65)] = c2
+    bands[int(period * 0.55) : int(period * 0.65)] = c2
     thin = max(1, period // 16)
-    bands[int(period * 0.8): int(period * 0.8) + thin] = (245, 245, 240) if luminance(base) < 150 else (30, 30, 30)
+    bands[int(period * 0.8) : int(period * 0.8) + thin] = (245, 245, 240) if luminance(base) < 150 else (30, 30, 30)
     tile = (bands[:, None, :] + bands[None, :, :]) / 2.0
     return _tile_to(tile.astype(np.uint8), width, height, rng)
 
@@ -199,8 +202,14 @@ def geometric(width: int, height: int, unit_px: float, base: RGB, rng: np.random
             d.polygon([(0, off), (s / 2, off + w), (s, off), (s, off + w), (s / 2, off + 2 * w), (0, off + w)], fill=c1)
     else:  # hexagon-ish outlines with a filled centre square
         lw = max(1, s // 12)
-        pts = [(s * 0.25, 0.05 * s), (s * 0.75, 0.05 * s), (s * 0.98, s / 2), (s * 0.75, 0.95 * s),
-               (s * 0.25, 0.95 * s), (s * 0.02, s / 2)]
+        pts = [
+            (s * 0.25, 0.05 * s),
+            (s * 0.75, 0.05 * s),
+            (s * 0.98, s / 2),
+            (s * 0.75, 0.95 * s),
+            (s * 0.25, 0.95 * s),
+            (s * 0.02, s / 2),
+        ]
         d.line(pts + [pts[0]], fill=c1, width=lw)
         d.rectangle([s * 0.4, s * 0.4, s * 0.6, s * 0.6], fill=c2)
     return _tile_to(np.asarray(tile), width, height, rng)
@@ -265,8 +274,10 @@ def paisley(width: int, height: int, unit_px: float, base: RGB, rng: np.random.G
     tile = Image.new("RGB", (size, size), base)
     d = ImageDraw.Draw(tile)
     for k in range(3):
-        cx, cy = (size * (0.25 + 0.5 * (k % 2)) + rng.uniform(-0.05, 0.05) * size,
-                  size * (0.2 + 0.33 * k) + rng.uniform(-0.05, 0.05) * size)
+        cx, cy = (
+            size * (0.25 + 0.5 * (k % 2)) + rng.uniform(-0.05, 0.05) * size,
+            size * (0.2 + 0.33 * k) + rng.uniform(-0.05, 0.05) * size,
+        )
         r = size * rng.uniform(0.15, 0.2)
         rot = rng.uniform(0, 2 * math.pi)
         bend = rng.choice([-1.0, 1.0]) * rng.uniform(0.5, 0.9)

@@ -1,4 +1,4 @@
-"""What to draw: the taxonomy resolved against the renderer, and the sampling of products.
+"""What to draw: the taxonomy resolved against the renderer, and the sampling of attributes.
 
 The renderer knows five attributes natively (:data:`NATIVE_CLASSES`). A taxonomy attribute is
 *native* when its name is one of those and all its classes are known; every other taxonomy
@@ -21,18 +21,38 @@ from typing import Literal
 import numpy as np
 
 from softlines_attr.config import Taxonomy
-from softlines_attr.synthetic.errors import CatalogGenError
 
 log = logging.getLogger(__name__)
 
 NATIVE_CLASSES: dict[str, tuple[str, ...]] = {
     "silhouette": ("fit_and_flare", "fitted", "straight", "maxi", "gown"),
     "hemline": ("mini", "knee_length", "midi", "maxi", "high_low"),
-    "neck_style": ("sweetheart", "off_the_shoulder", "v_neck", "one_shoulder", "high_neck", "halter",
-                   "boat_neck", "square_neck", "scoop_neck", "collared", "turtle_neck"),
+    "neck_style": (
+        "sweetheart",
+        "off_the_shoulder",
+        "v_neck",
+        "one_shoulder",
+        "high_neck",
+        "halter",
+        "boat_neck",
+        "square_neck",
+        "scoop_neck",
+        "collared",
+        "turtle_neck",
+    ),
     "sleeve_type": ("sleeveless", "cap", "short", "three_quarter", "long"),
-    "pattern": ("solid", "floral", "stripe", "plaid", "polka_dot", "animal", "geometric", "ombre",
-                "tie_dye", "paisley"),
+    "pattern": (
+        "solid",
+        "floral",
+        "stripe",
+        "plaid",
+        "polka_dot",
+        "animal",
+        "geometric",
+        "ombre",
+        "tie_dye",
+        "paisley",
+    ),
 }
 NATIVE_ORDER: tuple[str, ...] = ("silhouette", "hemline", "neck_style", "sleeve_type", "pattern")
 
@@ -74,17 +94,6 @@ PAIRS: dict[tuple[str, str], np.ndarray] = {
     ("silhouette", "hemline"): _SIL_HEM,
     ("neck_style", "sleeve_type"): _NECK_SLEEVE,
 }
-
-# Colour variants per parent: 1 to 6, mostly few.
-PARENT_SIZE_WEIGHTS = (0.35, 0.22, 0.16, 0.12, 0.08, 0.07)
-NON_DRESS_TYPES: tuple[str, ...] = ("SKIRT", "SHIRT")
-PRODUCT_TYPES: tuple[str, ...] = ("DRESS",) + NON_DRESS_TYPES
-
-ASIN_MOD = 36**8
-_ASIN_MULT = 98_765_432_111  # odd and not a multiple of 3: a bijection modulo 36**8
-_ASIN_MULT2 = 5_000_011  # odd, not a multiple of 3, small enough that 36**8 * it fits in uint64
-_ASIN_MAX_CODE = (2**64 - 1) // _ASIN_MULT - 1
-_B36 = np.frombuffer(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ", dtype=np.uint8)
 
 
 @dataclass(frozen=True)
@@ -171,10 +180,21 @@ def resolve_plan(taxonomy: Taxonomy) -> RenderPlan:
             native.append(AttributePlan(attr.name, "native", known, attr.classes, BASE_WEIGHTS[attr.name]))
         else:
             if known is not None:
-                log.info("attribute %r has classes the renderer does not draw (%s); drawing it as a badge",
-                         attr.name, sorted(set(attr.classes) - set(known)))
-            markers.append(AttributePlan(attr.name, "marker", attr.classes, attr.classes,
-                                         marker_weights(len(attr.classes)), slot=len(markers)))
+                log.info(
+                    "attribute %r has classes the renderer does not draw (%s); drawing it as a badge",
+                    attr.name,
+                    sorted(set(attr.classes) - set(known)),
+                )
+            markers.append(
+                AttributePlan(
+                    attr.name,
+                    "marker",
+                    attr.classes,
+                    attr.classes,
+                    marker_weights(len(attr.classes)),
+                    slot=len(markers),
+                )
+            )
     native.sort(key=lambda a: NATIVE_ORDER.index(a.name))
     hidden = [
         AttributePlan(name, "hidden", NATIVE_CLASSES[name], (), BASE_WEIGHTS[name])
@@ -222,7 +242,9 @@ def _repair_coverage(cls: np.ndarray, weights: np.ndarray, visible: np.ndarray, 
             counts[k] += 1
 
 
-def sample_attributes(plan: RenderPlan, n_parents: int, rng: np.random.Generator, *, repair: bool) -> dict[str, np.ndarray]:
+def sample_attributes(
+    plan: RenderPlan, n_parents: int, rng: np.random.Generator, *, repair: bool
+) -> dict[str, np.ndarray]:
     """Draw every planned attribute for ``n_parents`` parents.
 
     Args:
@@ -255,152 +277,6 @@ def sample_attributes(plan: RenderPlan, n_parents: int, rng: np.random.Generator
     return sampled
 
 
-def parent_sizes(n: int, rng: np.random.Generator) -> np.ndarray:
-    """Split ``n`` products into parents of 1 to 6 colour variants.
-
-    Args:
-        n: Number of products (>= 1).
-        rng: The random generator.
-
-    Returns:
-        An int array of parent sizes summing to ``n``.
-    """
-    sizes = rng.choice(len(PARENT_SIZE_WEIGHTS), size=max(n, 1), p=PARENT_SIZE_WEIGHTS) + 1
-    ends = np.cumsum(sizes)
-    last = int(np.searchsorted(ends, n))
-    sizes = sizes[: last + 1].copy()
-    sizes[-1] -= int(ends[last] - n)
-    return sizes
-
-
-def asin_strings(codes: np.ndarray, seed: int) -> np.ndarray:
-    """Unique 10-character ASIN-like ids (``B0`` + 8 base-36 characters) for distinct codes.
-
-    The map ``code -> (code * M + offset(seed)) mod 36**8`` is a bijection, so distinct codes give
-    distinct ids. Children use even codes and parents odd ones, so the two never collide.
-
-    Args:
-        codes: Non-negative integer codes (up to about 1.8e8).
-        seed: The catalog seed (shifts the ids).
-
-    Returns:
-        A numpy ``S10`` array.
-
-    Raises:
-        CatalogGenError: if a code is too large.
-    """
-    codes = np.asarray(codes, dtype=np.uint64)
-    if codes.size and int(codes.max()) > _ASIN_MAX_CODE:
-        raise CatalogGenError(f"ASIN code {int(codes.max())} too large; expected at most {_ASIN_MAX_CODE} products")
-    offset = np.uint64((int(seed) * 2_654_435_761 + 12_345) % ASIN_MOD)
-    x = (codes * np.uint64(_ASIN_MULT) + offset) % np.uint64(ASIN_MOD)
-    # reverse the base-36 digits (a bijection) so that neighbouring codes differ in the leading
-    # characters, then mix once more with a small multiplier (no uint64 overflow)
-    rev = np.zeros_like(x)
-    for _ in range(8):
-        rev = rev * np.uint64(36) + x % np.uint64(36)
-        x //= np.uint64(36)
-    x = (rev * np.uint64(_ASIN_MULT2) + offset // np.uint64(7)) % np.uint64(ASIN_MOD)
-    out = np.empty((codes.size, 10), dtype=np.uint8)
-    out[:, 0] = ord("B")
-    out[:, 1] = ord("0")
-    for pos in range(9, 1, -1):
-        out[:, pos] = _B36[(x % np.uint64(36)).astype(np.int64)]
-        x //= np.uint64(36)
-    return out.view("S10").ravel()
-
-
 def class_names(attr: AttributePlan, idx: np.ndarray) -> np.ndarray:
     """Class name strings for index array ``idx`` of attribute ``attr`` (object array)."""
     return np.asarray(attr.classes, dtype=object)[idx]
-
-
-@dataclass(frozen=True)
-class ProductSample:
-    """Sampled products (numpy arrays, one entry per product unless noted).
-
-    Attributes:
-        parent: Parent index of each product (0-based, local to the sample).
-        variant: Variant number of each product within its parent.
-        product_type: Index into :data:`PRODUCT_TYPES`.
-        colour: Index into ``vocab.COLOURS`` (distinct within a parent).
-        attrs: Attribute name -> class index into the plan's ``classes``.
-        asin: ``S10`` ids.
-        parent_asin: ``S10`` ids of the parent.
-        parent_null: True where the catalog leaves ``parent_asin`` null (single-variant parents).
-        n_parents: Number of parents.
-    """
-
-    parent: np.ndarray
-    variant: np.ndarray
-    product_type: np.ndarray
-    colour: np.ndarray
-    attrs: dict[str, np.ndarray]
-    asin: np.ndarray
-    parent_asin: np.ndarray
-    parent_null: np.ndarray
-    n_parents: int
-
-    def __len__(self) -> int:
-        return int(self.parent.size)
-
-
-# share of single-variant parents whose parent_asin is left null (the contract: null -> the asin)
-NULL_PARENT_SHARE = 0.05
-
-
-def sample_products(
-    n: int,
-    rng: np.random.Generator,
-    plan: RenderPlan,
-    *,
-    seed: int,
-    non_dress_share: float,
-    code_offset: int = 0,
-    repair: bool,
-) -> ProductSample:
-    """Sample ``n`` products: parents, product types, attributes, colours and ids.
-
-    Args:
-        n: Number of products (>= 1).
-        rng: The random generator (consumed in a fixed order).
-        plan: The resolved render plan.
-        seed: The catalog seed (for the ids).
-        non_dress_share: Share of parents that are not dresses.
-        code_offset: Global index of the first product (chunks of the titles path), so ids stay
-            unique across chunks.
-        repair: Guarantee every visible class appears (see :func:`sample_attributes`).
-
-    Returns:
-        The sampled products.
-    """
-    from softlines_attr.synthetic.vocab import COLOURS
-
-    sizes = parent_sizes(n, rng)
-    n_parents = int(sizes.size)
-    parent = np.repeat(np.arange(n_parents), sizes)
-    starts = np.cumsum(sizes) - sizes
-    variant = np.arange(n) - starts[parent]
-    n_other = int(round(non_dress_share * n_parents))
-    ptype_parent = np.zeros(n_parents, dtype=np.int64)
-    other = rng.permutation(n_parents)[:n_other]
-    ptype_parent[other] = 1 + rng.integers(0, len(NON_DRESS_TYPES), size=n_other)
-    attrs_parent = sample_attributes(plan, n_parents, rng, repair=repair)
-    colour_keys = rng.random((n_parents, len(COLOURS)))
-    colour_perm = np.argsort(colour_keys, axis=1)
-    colour = colour_perm[parent, variant]
-    null_parent = (sizes == 1) & (rng.random(n_parents) < NULL_PARENT_SHARE)
-    codes = np.arange(n, dtype=np.int64) + code_offset
-    asin = asin_strings(2 * codes, seed)
-    parent_asin = asin_strings(2 * (np.arange(n_parents, dtype=np.int64) + code_offset) + 1, seed)[parent]
-    return ProductSample(
-        parent=parent,
-        variant=variant,
-        product_type=ptype_parent[parent],
-        colour=colour,
-        attrs={name: cls[parent] for name, cls in attrs_parent.items()},
-        asin=asin,
-        parent_asin=parent_asin,
-        parent_null=null_parent[parent],
-        n_parents=n_parents,
-    )

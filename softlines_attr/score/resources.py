@@ -1,0 +1,55 @@
+"""What a scoring run runs with: its models (resolved, verified, checked together), task slots, threads, partitions."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+
+from pyspark.sql import SparkSession
+
+from softlines_attr.config import PipelineConfig
+from softlines_attr.score.models import BundlePayload, check_payloads, read_payload, resolve_model_dirs
+
+log = logging.getLogger(__name__)
+
+
+def load_models(model_dirs: tuple[str, ...], conf: PipelineConfig) -> tuple[list[BundlePayload], list[str]]:
+    """Resolve, load and verify every bundle once on the driver; returns the payloads and the attributes in order.
+
+    Raises:
+        ScoreInputError, ScoreModelError, BundleError, BundleIntegrityError: unusable model folders.
+    """
+    payloads = [read_payload(path) for path in resolve_model_dirs(model_dirs)]
+    attributes = check_payloads(payloads)
+    for p in payloads:
+        log.info("model %s: %s (%.1f MB)", p.model_version, [h.attribute for h in p.heads], len(p.params) / 1e6)
+    return payloads, attributes
+
+
+def task_slots(spark: SparkSession) -> int:
+    """Concurrent tasks: the cores of a ``local[N]`` master, else executors' cores / task cpus (default parallelism)."""
+    from softlines_attr.shard.job import task_slots as slots
+
+    return slots(spark)
+
+
+def threads_per_task(spark: SparkSession, conf: PipelineConfig) -> int:
+    """``score.threads_per_task``, or the cores per concurrent task: cores / ``local[N]`` slots, or
+    ``spark.task.cpus`` on a cluster."""
+    if conf.score.threads_per_task > 0:
+        return conf.score.threads_per_task
+    sc = spark.sparkContext
+    if sc.master.startswith("local"):
+        return max(1, (os.cpu_count() or 1) // task_slots(spark))
+    # on a cluster an executor runs executor.cores / task.cpus tasks at once: each gets task.cpus cores
+    return max(1, int(sc.getConf().get("spark.task.cpus", "1")))
+
+
+def partitions_for(n_rows: int, slots: int, conf: PipelineConfig) -> int:
+    if n_rows == 0:
+        return 1  # everything carried over: one (empty) task
+    if conf.score.partitions > 0:
+        return conf.score.partitions
+    parts = max(slots, math.ceil(n_rows / conf.score.rows_per_task))
+    return int(math.ceil(parts / slots) * slots)  # whole waves
