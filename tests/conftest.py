@@ -1,4 +1,5 @@
-"""Shared test fixtures: one real local SparkSession, a real S3-compatible server on loopback, config.
+"""Shared test fixtures: one real local SparkSession, a real S3-compatible server on loopback, config, and one
+tiny trained hemline model.
 
 Stage-specific fixtures live in the stage's own test files.
 """
@@ -87,3 +88,27 @@ def generated_catalog(tmp_path_factory, conf: PipelineConfig) -> Path:
     out = tmp_path_factory.mktemp("generated_catalog")
     generate_catalog(out, small, n=240, seed=11)
     return out
+
+
+@pytest.fixture(scope="session")
+def hemline_model(tmp_path_factory, conf: PipelineConfig) -> tuple[Path, Path]:
+    """A tiny hemline model trained once per session: (its refine shards' folder, its bundle folder).
+
+    Refine shards of 96 train and 32 val records (three colours as hemline classes 0-2, stored at
+    ``STORE`` px) and a width 0.125, 32 px softmax model trained on them for 10 epochs. Read-only:
+    a test that changes the bundle (evaluate writes thresholds into it) works on a copy.
+    """
+    import dataclasses
+
+    from test_model_train import STORE, write_base_shards
+
+    from softlines_attr.model.train import train
+    from softlines_attr.train_config import TrainConfig
+
+    root = tmp_path_factory.mktemp("hemline_model")
+    shards = write_base_shards(root / "shards_out", {"train": 96, "val": 32}, refine="hemline")
+    tc = TrainConfig(epochs=10, batch_size=16, learning_rate=0.01, width=0.125, input_size=32, threads=1, seed=1)
+    # the conf the shards were written with (store size STORE)
+    images = dataclasses.replace(conf.images, store_size=STORE)
+    train(shards, root / "model", dataclasses.replace(conf, images=images), tc)
+    return shards, root / "model" / "bundle"

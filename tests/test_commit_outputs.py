@@ -54,6 +54,15 @@ def small_conf(tmp_path_factory):
     return load_config(conf_path=path)
 
 
+@pytest.fixture(scope="module")
+def labels_l1(spark, small_conf, tmp_path_factory) -> tuple[Path, Path]:
+    """One committed label run (run id L1) of a 10-row catalog: (the catalog, its --out). Tests work on copies."""
+    root = tmp_path_factory.mktemp("labels_l1")
+    catalog = _catalog(root / "c.parquet", 10)
+    run_label_job(spark, small_conf, catalog_path=str(catalog), out_dir=str(root / "labels"), run_id="L1")
+    return catalog, root / "labels"
+
+
 def test_unsafe_run_ids_are_refused_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """``--run-id ..`` used to make Spark write into ``--out`` itself; now: exit 2 with one line, before Spark
     starts."""
@@ -111,11 +120,10 @@ def test_out_that_is_a_file_or_read_only_is_refused_before_the_work(spark, small
     assert list(ro.iterdir()) == []
 
 
-def test_another_jobs_output_is_refused_and_left_as_it_was(spark, small_conf, tmp_path: Path) -> None:
+def test_another_jobs_output_is_refused_and_left_as_it_was(spark, small_conf, labels_l1, tmp_path: Path) -> None:
+    catalog, committed = labels_l1
     labels = tmp_path / "labels"
-    run_label_job(
-        spark, small_conf, catalog_path=str(_catalog(tmp_path / "c.parquet", 12)), out_dir=str(labels), run_id="L1"
-    )
+    shutil.copytree(committed, labels)  # the output of the labels job, run L1
     before = {str(p.relative_to(labels)): p.read_bytes() for p in labels.rglob("*") if p.is_file()}
     with pytest.raises(
         OutputLocationError,
@@ -127,12 +135,13 @@ def test_another_jobs_output_is_refused_and_left_as_it_was(spark, small_conf, tm
     legacy.mkdir()
     (legacy / "_summary.json").write_text(json.dumps({"job": "shard", "run_id": "S0"}))
     with pytest.raises(OutputLocationError, match=r"found the output of the shard job \(run S0\)"):
-        run_label_job(spark, small_conf, catalog_path=str(tmp_path / "c.parquet"), out_dir=str(legacy))
+        run_label_job(spark, small_conf, catalog_path=str(catalog), out_dir=str(legacy))
 
 
-def test_an_empty_catalog_over_labels_is_refused_unless_allowed(spark, small_conf, tmp_path: Path) -> None:
+def test_an_empty_catalog_over_labels_is_refused_unless_allowed(spark, small_conf, labels_l1, tmp_path: Path) -> None:
     out = tmp_path / "labels"
-    first = run_label_job(spark, small_conf, catalog_path=str(_catalog(tmp_path / "c.parquet", 10)), out_dir=str(out))
+    shutil.copytree(labels_l1[1], out)
+    first = read_current(str(out))  # a run of 10 labelled rows
     pointer = (out / POINTER_FILE).read_text()
     empty = tmp_path / "empty.parquet"
     pq.write_table(pa.Table.from_pylist([], schema=CATALOG_SCHEMA), empty)
@@ -190,7 +199,7 @@ def test_score_with_no_row_reaching_attributes_commits_empty_tables(spark, tmp_p
 
 
 @pytest.mark.slow
-def test_label_job_killed_at_each_commit_step(spark, small_conf, tmp_path: Path) -> None:
+def test_label_job_killed_at_each_commit_step(spark, small_conf, labels_l1, tmp_path: Path) -> None:
     """The label job (a child process, local Spark) killed before each filesystem change of its commit.
 
     Changes 1-3 are prepare's (run folder, write probe); 4-5 write runs/<id>/_summary.json (temp,
@@ -205,7 +214,8 @@ def test_label_job_killed_at_each_commit_step(spark, small_conf, tmp_path: Path)
     """
     conf_file = tmp_path / "conf.toml"
     conf_file.write_text("[labels]\nvocab_sizes = [3, 0]\nmin_doc_freq = 1\n\n[output]\nkeep_versions = 1\n")
-    catalog_1, catalog_2 = _catalog(tmp_path / "c1.parquet", 10), _catalog(tmp_path / "c2.parquet", 7, prefix="B")
+    catalog_1, committed = labels_l1  # run L1
+    catalog_2 = _catalog(tmp_path / "c2.parquet", 7, prefix="B")
 
     def whole(out: Path) -> str:
         current = read_current(str(out))
@@ -223,8 +233,8 @@ def test_label_job_killed_at_each_commit_step(spark, small_conf, tmp_path: Path)
         return sorted(re.sub(r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}", "UUID", name) for name in names)
 
     out, killed, snaps = tmp_path / "out", tmp_path / "killed", tmp_path / "snapshots"
-    run_label_job(spark, small_conf, catalog_path=str(catalog_1), out_dir=str(out), run_id="L1")
-    shutil.copytree(out, killed)
+    shutil.copytree(committed, out)
+    shutil.copytree(committed, killed)
     args = [
         "cli",
         "labels",

@@ -33,6 +33,10 @@ def test_demo_runs_every_stage_end_to_end(tmp_path):
             "2",
             "--epochs",
             "2",
+            "--width",  # the other tests' tiny network (40 px shards): its training is seconds
+            "0.125",
+            "--input-size",
+            "32",
         ],
         cwd=REPO,
         env=env,

@@ -25,10 +25,8 @@ from softlines_attr.model.predictor import Predictor
 from softlines_attr.model.report import render_html, render_markdown
 from softlines_attr.model.report_png import confusion_png
 from softlines_attr.model.thresholds import CurvePoint, choose_abstain_threshold, precision_coverage, threshold_grid
-from softlines_attr.model.train import train
 from softlines_attr.shard.contract import ShardSetWriter, read_shard_set
 from softlines_attr.shard.recordio import pack_image_record
-from softlines_attr.train_config import TrainConfig
 from tests.test_model_train import COLOURS, STORE, _jpeg, write_base_shards
 
 INPUT = 32
@@ -190,16 +188,15 @@ def test_confusion_png_is_a_picture() -> None:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory, conf: PipelineConfig) -> tuple[Path, Path]:
-    """Hemline refine shards (three colours as classes 0-2) and a tiny model trained on them for 10 epochs."""
-    root = tmp_path_factory.mktemp("evaluate")
-    shards = write_base_shards(root / "shards_out", {"train": 96, "val": 32}, refine="hemline")
-    tc = TrainConfig(epochs=10, batch_size=16, learning_rate=0.01, width=0.125, input_size=INPUT, threads=1, seed=1)
-    # the conf the shards were written with (store size STORE): the bundle records it as its preprocessing
-    train(
-        shards, root / "model", dataclasses.replace(conf, images=dataclasses.replace(conf.images, store_size=STORE)), tc
-    )
-    return shards, root / "model" / "bundle"
+def trained(tmp_path_factory: pytest.TempPathFactory, hemline_model: tuple[Path, Path]) -> tuple[Path, Path]:
+    """Hemline refine shards (three colours as classes 0-2) and the session's tiny model trained on them for 10 epochs.
+
+    The bundle is a copy (conftest.py's is shared): evaluate writes thresholds into it and its report beside it.
+    """
+    shards, bundle = hemline_model
+    model = tmp_path_factory.mktemp("evaluate") / "model" / "bundle"
+    shutil.copytree(bundle, model)
+    return shards, model
 
 
 def _decode_val(shards: Path, bundle: Bundle) -> tuple[np.ndarray, np.ndarray]:

@@ -125,18 +125,17 @@ def test_average_precision() -> None:
     assert np.isnan(ap[1])
 
 
-def test_refine_shards_train_a_softmax_head_named_after_the_attribute(tmp_path: Path, conf: PipelineConfig) -> None:
-    shards = write_base_shards(tmp_path / "shards_out", {"train": 96, "val": 32}, refine="hemline")
-    tc = TrainConfig(epochs=10, batch_size=16, learning_rate=0.01, width=0.125, input_size=32, threads=1, seed=1)
-    manifest = train(shards, tmp_path / "model", conf, tc)
+def test_refine_shards_train_a_softmax_head_named_after_the_attribute(
+    hemline_model: tuple[Path, Path], conf: PipelineConfig
+) -> None:
+    # conftest.py's session model: refine shards of 96 + 32 records, 10 epochs (lr 0.01, seed 1)
+    manifest = load_bundle(hemline_model[1]).manifest
     head = manifest.heads[0]
     assert head.name == "hemline" and head.attribute == "hemline" and not head.multi_label
     assert head.classes == conf.taxonomy.attribute("hemline").classes
     assert manifest.vocabulary is None
     assert manifest.metrics["val_accuracy"] > 0.9, manifest.metrics  # chance: 1/3 (three classes used)
-    probs = Predictor(load_bundle(tmp_path / "model" / "bundle"), 2).predict(np.zeros((2, 3, 32, 32), np.float32))[
-        "hemline"
-    ]
+    probs = Predictor(load_bundle(hemline_model[1]), 2).predict(np.zeros((2, 3, 32, 32), np.float32))["hemline"]
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
 
 
