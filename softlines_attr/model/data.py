@@ -228,9 +228,8 @@ class RegionRecordIter(mx.io.DataIter):
         with Image.open(io.BytesIO(self._records[index][1])) as img:
             rgb = img.convert("RGB")
         if not self._train:
-            # type:
-            # ignore[arg-type]
-            return to_network_input(rgb, input_size=self._size, mean=self._mean, std=self._std, region=self._region)
+            region = self._region  # checked against the Literal when the iterator is built
+            return to_network_input(rgb, input_size=self._size, mean=self._mean, std=self._std, region=region)  # type: ignore[arg-type]
         # the region is checked against the Literal when the iterator is built
         view = region_view(rgb, self._region)  # type: ignore[arg-type]
         if min(view.size) < self._size:
