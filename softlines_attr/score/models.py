@@ -176,14 +176,20 @@ def _download_s3(uri: str, dest: Path) -> Path:
 def resolve_model_dirs(paths: Sequence[str], download_dir: Path | None = None) -> list[Path]:
     """Local bundle folders for ``--models`` arguments.
 
-    A path is a bundle folder (it has ``manifest.json``) or a folder whose sub-folders are bundles
-    (e.g. ``models/current/``), local or on ``s3://`` (downloaded under ``download_dir``).
+    A path is a bundle folder (it has ``manifest.json``), a folder whose sub-folders are bundles
+    (e.g. ``models/current/``), or a model registry (``softlines-attr promote``'s ``--models``: its
+    ``_current.json`` is followed to the current version's bundle), local or on ``s3://`` (downloaded
+    under ``download_dir``).
 
     Raises:
         ScoreInputError: for a path that does not exist or holds no bundle.
     """
+    from softlines_attr.io.commit import resolve_current
+
     found: list[Path] = []
-    for i, path in enumerate(paths):
+    for i, given in enumerate(paths):
+        _is_s3(given)  # an unsupported scheme is a ScoreInputError naming --models
+        path = resolve_current(given)  # a model registry (promote's output): its current version
         if _is_s3(path):
             base = Path(download_dir or tempfile.mkdtemp(prefix="score-models-")) / f"models{i}"
             local = _download_s3(path, base)
