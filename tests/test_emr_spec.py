@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
 
-from softlines_attr.emr.jobs import JOBS, parse_job_args
+from softlines_attr.emr.errors import EmrSpecError
 from softlines_attr.emr.placeholders import placeholders, require_no_placeholders
 from softlines_attr.emr.spec import load_emr_spec, parse_s3_uri
 from softlines_attr.errors import ConfigError
@@ -22,10 +21,21 @@ def _write(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def test_shipped_spec_loads_with_every_job_and_gpu_nodes() -> None:
+def test_shipped_spec_loads_with_the_whole_method_and_gpu_nodes() -> None:
     spec = load_emr_spec()
     assert spec.source.endswith("conf/emr.toml")
-    assert [s.job for s in spec.steps] == ["build_labels", "shard_images", "score"]
+    assert [s.type for s in spec.steps_of("pipeline")] == [
+        "labels",
+        "shard",
+        "shard",
+        "train_dist",
+        "refine",
+        "evaluate",
+        "promote",
+        "score",
+    ]
+    assert [s.type for s in spec.steps_of("audit")] == ["audit"]
+    assert spec.schedule.audit_name and spec.schedule.audit_expression.startswith("cron(")
     assert spec.instances.core.instance_types[0].startswith(("g4dn", "g5"))
     assert spec.transient and spec.idle_timeout_minutes > 0
     assert spec.instances.task is not None and spec.instances.task.market == "SPOT"
@@ -75,30 +85,19 @@ def test_spec_without_placeholders_passes(tmp_path: Path) -> None:
         ),
         ('release_label = "emr-7.11.0"', 'release_label = "emr-5.36.0"', r"emr-6.x or later"),
         ('expression = "cron(0 3 ? * SUN *)"', 'expression = "0 3 * * 0"', r"schedule.expression.*cron"),
-        ('"--vocab-size", "2000"]', '"--vocab-size", "lots"]', r"--vocab-size N"),
         (
-            '"--vocab-size", "2000"]',
-            '"--vocab-size", "2000", "--tags", "s3://b/t/"]',
-            r"--tags and --attribute together",
+            'name = "shard-base"',
+            'name = "build-labels"',
+            r"steps\[1\].name.*unique",
         ),
+        ('schedule = "audit"\n', "", r"audit_name, audit_expression and steps with schedule = 'audit'"),
         (
-            '"--out", "s3://change-me-softlines-attr/attributes/"]',
-            '"--outt", "s3://x/"]',
-            r"flags of jobs/score.py.*--outt",
+            'name = "score"\ntype = "score"',
+            'name = "score"\nschedule = "audit"\ntype = "score"',
+            r"steps\[7\].schedule.*'pipeline' for a GPU step",
         ),
-        (
-            '"--out", "s3://change-me-softlines-attr/labels/"]',
-            '"--out", "s3://b/l/", "--conf", "x.toml"]',
-            r"no --conf",
-        ),
-        ('"--out", "s3://change-me-softlines-attr/labels/"]', '"--spark-profile", "local"]', r"no --spark-profile"),
-        (
-            '"--catalog", "s3://change-me-softlines-attr/catalog/latest/",\n        "--out", '
-            '"s3://change-me-softlines-attr/labels/"]',
-            '"--catalog", "s3://b/c/"]',
-            r"missing --out",
-        ),
-        ('name = "shard-images"', 'name = "build-labels"', r"steps\[1\].name.*unique"),
+        ('"--num-workers", "2"', '"--num-workers", "5"', r"--num-workers at most the GPU nodes \(2\)"),
+        ('type = "labels"', 'type = "tokenize"', r"no step type 'tokenize'"),
         ('kind = "groups"', 'kind = "pools"', r"key 'instances.kind': expected one of 'groups', 'fleets'"),
     ],
 )
@@ -126,14 +125,58 @@ def test_fleets_allow_several_types_and_subnets(tmp_path: Path) -> None:
     assert spec.network.subnet_ids == ("subnet-a", "subnet-b")
 
 
-def test_job_arg_parsing() -> None:
-    assert parse_job_args(["--models", "a", "b", "--out=x"]) == {"--models": ["a", "b"], "--out": ["x"]}
-    with pytest.raises(ValueError, match="twice"):
-        parse_job_args(["--out", "a", "--out", "b"])
-    with pytest.raises(ValueError, match="before any flag"):
-        parse_job_args(["a"])
-    assert set(JOBS) == {"build_labels", "shard_images", "score"}
-    assert all(re.fullmatch(r"jobs/\w+\.py", j.script) for j in JOBS.values())
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ('"--vocab-size", "2000",', '"--vocab-size", "lots",', r"'shard-base'.*--vocab-size: invalid int value"),
+        (
+            '"--vocab-size", "2000",',
+            '"--vocab-size", "2000", "--tags", "s3://b/t/",',
+            r"'shard-base'.*expected either --vocab-size N .* or --tags PATH with --attribute NAME",
+        ),
+        (
+            '"--out", "s3://change-me-softlines-attr/attributes/"]',
+            '"--outt", "s3://x/"]',
+            r"'score'.*softlines-attr score.*required: --out",
+        ),
+        (
+            '"--out", "s3://change-me-softlines-attr/labels/"]',
+            '"--out", "s3://b/l/", "--conf", "x.toml"]',
+            r"'build-labels'.*expected no --conf in args",
+        ),
+        (
+            '"--out", "s3://change-me-softlines-attr/labels/"]',
+            '"--out", "s3://b/l/", "--spark-profile", "local"]',
+            r"expected no --spark-profile",
+        ),
+        ('"--out", "s3://change-me-softlines-attr/labels/"]', '"--out", "s3://b/l/", "--run-id", "x"]', r"no --run-id"),
+        ('"--out", "s3://change-me-softlines-attr/labels/"]', '"--out", "s3://b/l/", "--con", "x"]', r"no --conf"),
+        (
+            '"--out", "s3://change-me-softlines-attr/attributes/"]',
+            '"--out", "s3://x/", "--dry"]',
+            r"'score'.*unrecognized arguments: --dry",
+        ),
+        (
+            '"--catalog", "s3://change-me-softlines-attr/catalog/latest/",\n        "--out", '
+            '"s3://change-me-softlines-attr/labels/"]',
+            '"--catalog", "s3://b/c/"]',
+            r"'build-labels'.*the following arguments are required: --out",
+        ),
+        ('"--resume", "--launch-timeout"', '"--launch", "local", "--launch-timeout"', r"'train-base'.*--launch"),
+        ('"--write-thresholds"]', '"--split", "test"]', r"'evaluate'.*--split: invalid choice: 'test'"),
+        (
+            '"--models", "s3://change-me-softlines-attr/models/registry/"]',
+            '"--registry", "s3://x/"]',
+            r"'promote'.*required: --models",
+        ),
+    ],
+)
+def test_step_args_are_parsed_by_the_commands_own_parsers(tmp_path: Path, old: str, new: str, message: str) -> None:
+    assert old in SHIPPED, old
+    path = _write(tmp_path, SHIPPED.replace(old, new, 1))
+    with pytest.raises(EmrSpecError, match=message) as info:
+        load_emr_spec(path)
+    assert str(path) in str(info.value)
 
 
 def test_parse_s3_uri() -> None:

@@ -54,6 +54,9 @@ class StepType:
         writes: The options whose values the step writes (the rest of its S3 values are read).
         fixed_args: Arguments the entry point itself adds before the step's (``train_dist.py``'s
             ``--launch spark --kv-store dist_sync``); a step may not give these options.
+        carries: Read options whose local copy is committed with the output, as ``bundle/`` (evaluate's
+            ``--model``: ``--write-thresholds`` writes the abstain thresholds into it, and promote takes the
+            evaluated bundle from evaluate's output).
         summary: Where the step's summary is, relative to the written URI (``{run_id}`` = the run id),
             or ``""`` for none.
         retries: How many times the state machine retries the step after it failed (each job is
@@ -68,6 +71,7 @@ class StepType:
     placement: Placement
     writes: tuple[str, ...] = ("out",)
     fixed_args: tuple[str, ...] = ()
+    carries: tuple[str, ...] = ()
     summary: str = "runs/{run_id}/_summary.json"
     retries: int = 1
     check: Callable[[argparse.Namespace], None] | None = field(default=None, compare=False)
@@ -105,9 +109,16 @@ STEP_TYPES: dict[str, StepType] = {
             summary="",
         ),
         StepType("refine", "refine", "jobs/refine.py", "gpu_driver"),
-        StepType("evaluate", "evaluate", "jobs/evaluate.py", "gpu_driver"),
+        StepType("evaluate", "evaluate", "jobs/evaluate.py", "gpu_driver", carries=("model",)),
         StepType("quantize", "quantize", "jobs/quantize.py", "cpu"),
-        StepType("promote", "promote", "jobs/promote.py", "cpu", writes=("models",), summary="decisions/{run_id}.json"),
+        StepType(
+            "promote",
+            "promote",
+            "jobs/promote.py",
+            "cpu",
+            writes=("models",),  # its registry: the command commits the pointer itself
+            summary="decisions/{run_id}/decision.json",
+        ),
         StepType("score", "score", "jobs/score.py", "gpu_spark"),
         StepType("audit", "audit", "jobs/audit.py", "cpu"),
     )
@@ -180,16 +191,9 @@ def parse_command_args(stype: StepType, argv: Sequence[str], *, step: str) -> ar
         ) from None
 
 
-def _given(parser: argparse.ArgumentParser, argv: Sequence[str]) -> set[str]:
-    """The dests of the options ``argv`` names (``--out`` or ``--out=x``)."""
-    given: set[str] = set()
-    for token in argv:
-        if token.startswith("--"):
-            flag = token.split("=", 1)[0]
-            for action in parser._actions:  # argparse has no public option-string lookup
-                if flag in action.option_strings:
-                    given.add(action.dest)
-    return given
+def _fixed_dests(parser: argparse.ArgumentParser, fixed: Sequence[str]) -> set[str]:
+    """The dests of the options the step type's fixed arguments name."""
+    return {a.dest for a in parser._actions if set(a.option_strings) & set(fixed)}  # no public lookup in argparse
 
 
 def validate_step_args(stype: StepType, argv: Sequence[str], *, step: str) -> argparse.Namespace:
@@ -203,9 +207,11 @@ def validate_step_args(stype: StepType, argv: Sequence[str], *, step: str) -> ar
     """
     ns = parse_command_args(stype, argv, step=step)
     parser = command_parser(stype.command)
-    fixed = _given(parser, stype.fixed_args)
-    for dest in sorted(_given(parser, argv)):
-        if dest in MANAGED_OPTIONS or dest in fixed:
+    fixed = _fixed_dests(parser, stype.fixed_args)
+    alone = parser.parse_args(argv) if fixed else ns  # without the fixed arguments: what the step itself set
+    for dest in sorted(set(MANAGED_OPTIONS) | fixed):
+        missing = object()
+        if getattr(alone, dest, missing) not in (missing, parser.get_default(dest)):
             flag = "--" + dest.replace("_", "-")
             raise EmrSpecError(
                 f"step {step!r} (type {stype.name}): expected no {flag} in args: "
@@ -230,12 +236,25 @@ def accepts(stype: StepType, dest: str) -> bool:
     return any(a.dest == dest for a in command_parser(stype.command)._actions)
 
 
+def staged(stype: StepType) -> bool:
+    """Whether the step runs through :mod:`softlines_attr.emr.node` (its S3 inputs copied to local disk, its
+    output committed as a version): the commands that are no Spark job read and write local folders only."""
+    return not accepts(stype, "spark_profile")
+
+
 _S3_IN_PATH = re.compile(r"^s3:/(?!/)")  # a type=Path option turns s3://b/k into s3:/b/k
 
 
+#: In a step's arguments, stands for the run id (the schedule's execution name; one per ``emr launch``).
+RUN_ID_PLACEHOLDER = "{run_id}"
+
+
 def as_uri(value: object) -> str | None:
-    """The S3 URI a parsed value names (``s3://...``, or a path under :data:`MOUNT_ROOT`), else ``None``."""
-    text = _S3_IN_PATH.sub("s3://", str(value))
+    """The S3 URI a parsed value names (``s3://...``, or a path under :data:`MOUNT_ROOT`), else ``None``.
+
+    A value holding :data:`RUN_ID_PLACEHOLDER` names everything under the prefix before it.
+    """
+    text = _S3_IN_PATH.sub("s3://", str(value)).split(RUN_ID_PLACEHOLDER)[0]
     if text.startswith("s3://"):
         return text
     if text.startswith(MOUNT_ROOT + "/"):
