@@ -440,7 +440,11 @@ def test_dry_run_prints_the_requests_and_calls_nothing(
     assert plans["stage"][-1]["params"]["Key"].endswith(f"{rid}/{MANIFEST}")
     assert all(c["operation"] != "PutObject" or c["params"]["Body"].startswith("<") for c in plans["stage"])
     run_job_flow = next(c for c in plans["launch"] if c["operation"] == "RunJobFlow")["params"]
-    expected = run_job_flow_request(world.spec, release_for(world.spec, rid), profile_conf(world.spec), transient=True)
+    first = run_job_flow["Steps"][0]["HadoopJarStep"]["Args"]
+    run_id = first[first.index("--run-id") + 1]  # one per launch
+    expected = run_job_flow_request(
+        world.spec, release_for(world.spec, rid), profile_conf(world.spec), transient=True, run_id=run_id
+    )
     assert run_job_flow == json.loads(json.dumps(expected))
     assert [c["operation"] for c in plans["add-steps"]] == ["DescribeCluster", "AddJobFlowSteps"]
     assert {c["operation"] for c in plans["schedule"]} >= {"CreateStateMachine", "CreateSchedule", "UpdateSchedule"}
@@ -455,7 +459,8 @@ def test_cli_runs_and_maps_errors_to_exit_2(
     assert cli.main(["emr", "stage", "--conf", conf, "--source", str(world.root)]) == 0
     out = capsys.readouterr().out
     assert json.loads(out.strip().splitlines()[-1])["release_id"] == local_release_id(world.root)
-    assert cli.main(["emr", "launch", "--conf", conf, "--source", str(world.root)]) == 0
+    three = [a for name in THREE for a in ("--step", name)]
+    assert cli.main(["emr", "launch", "--conf", conf, "--source", str(world.root), *three]) == 0
     cluster_id = json.loads(capsys.readouterr().out)["ClusterId"]
     set_step_states(cluster_id, "COMPLETED", "COMPLETED", "COMPLETED")
     assert cli.main(["emr", "wait", "--conf", conf, "--cluster-id", cluster_id]) == 0

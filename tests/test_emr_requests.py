@@ -385,7 +385,10 @@ def test_steps_are_spark_submit_of_the_release_placed_by_type(
         "audit": "cpu",
     }
     boot = run_job_flow_request(spec, release, profile, transient=True)["BootstrapActions"][0]["ScriptBootstrapAction"]
-    assert boot == {"Path": f"{release.uri}emr/bootstrap/install_softlines_attr.sh", "Args": [release.uri]}
+    assert boot == {
+        "Path": f"{release.uri}emr/bootstrap/install_softlines_attr.sh",
+        "Args": [release.uri, "--mount-s3", "change-me-softlines-attr"],  # train-base reads /mnt/s3/<bucket>/...
+    }
 
 
 def test_launch_gives_every_step_one_run_id(spec: EmrSpec, release: Release, profile: dict[str, str]) -> None:

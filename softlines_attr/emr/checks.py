@@ -126,6 +126,8 @@ def validate_spec(spec: EmrSpec) -> None:
         value = getattr(spec, key)
         if not _S3_URI_RE.match(value) or not value.endswith("/"):
             raise _fail(spec, key, "an s3://bucket/prefix/ URI ending in '/'", value)
+    if not re.fullmatch(r"[1-9]\d*[mg]", spec.cpu_driver_memory):
+        raise _fail(spec, "cpu_driver_memory", "a JVM memory size like '20g' or '16384m'", spec.cpu_driver_memory)
     if "Spark" not in spec.applications:
         raise _fail(spec, "applications", "a list holding 'Spark'", list(spec.applications))
     if spec.idle_timeout_minutes < 1 or spec.idle_timeout_minutes > 7 * 24 * 60:

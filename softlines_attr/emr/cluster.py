@@ -19,6 +19,7 @@ from typing import Any
 
 from softlines_attr.emr.release import Release
 from softlines_attr.emr.spec import EmrSpec, NodeSpec
+from softlines_attr.emr.steptypes import MOUNT_ROOT
 from softlines_attr.errors import ConfigError
 
 BOOTSTRAP_SCRIPT = "emr/bootstrap/install_softlines_attr.sh"
@@ -127,11 +128,22 @@ def configurations(spec: EmrSpec, profile_conf: Mapping[str, str], *, gpu: bool 
     ]
 
 
+def mounted_buckets(spec: EmrSpec) -> list[str]:
+    """The buckets the steps read through Mountpoint (``/mnt/s3/<bucket>/...`` values in their arguments)."""
+    found = {
+        a[len(MOUNT_ROOT) + 1 :].split("/")[0] for s in spec.steps for a in s.args if a.startswith(MOUNT_ROOT + "/")
+    }
+    return sorted(b for b in found if b)
+
+
 def bootstrap_actions(spec: EmrSpec, release: Release) -> list[dict[str, Any]]:
-    """The one bootstrap action: install Python 3.11 and the release's wheel on every node."""
+    """The one bootstrap action: install Python 3.11 and the release's wheel on every node (and mount the buckets
+    the steps read through Mountpoint)."""
     args = [release.uri]
     if spec.pip_index_url:
         args += ["--index-url", spec.pip_index_url]
+    for bucket in mounted_buckets(spec):
+        args += ["--mount-s3", bucket]
     return [
         {
             "Name": "install-softlines-attr",

@@ -83,7 +83,7 @@ def copy_to_local(uri: str, dest: Path) -> Path:
         from softlines_attr.emr.errors import EmrError
 
         raise EmrError(f"step input {uri}: expected a committed folder or file, found nothing at {source}")
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    (dest if info.type == pafs.FileType.Directory else dest.parent).mkdir(parents=True, exist_ok=True)
     pafs.copy_files(path, str(dest), source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
     log.info("input %s: copied %s to %s", uri, source, dest)
     return dest
@@ -99,7 +99,8 @@ def commit_folder(local_dir: Path, out_uri: str, run_id: str, *, job: str, summa
     try:
         local = pafs.LocalFileSystem()
         for entry in sorted(local_dir.iterdir()):
-            target = staged.table_path(entry.name)
+            hidden = entry.name.startswith(("_", "."))  # copied as is, not a table the commit checks
+            target = f"{staged.run_dir}/{entry.name}" if hidden else staged.table_path(entry.name)
             _, target_path = filesystem_for(target)
             pafs.copy_files(str(entry), target_path, source_filesystem=local, destination_filesystem=staged.fs)
         return staged.commit(summary)
@@ -146,12 +147,39 @@ def _driver_gpu() -> str | None:
     return gpu.addresses[0] if gpu is not None and gpu.addresses else None
 
 
+def _stop_session() -> None:
+    """Stop the driver's SparkSession, if :func:`_driver_gpu` started one."""
+    from softlines_attr.spark import under_spark_submit
+
+    if under_spark_submit():
+        from pyspark.sql import SparkSession
+
+        active = SparkSession.getActiveSession()
+        if active is not None:
+            active.stop()
+
+
 def _give_gpu(ns: argparse.Namespace, gpu: str) -> None:
     """Hand the GPU to the command: training's ``--gpus`` or evaluate's ``--gpu`` (unless the step named one)."""
     if hasattr(ns, "gpus") and not getattr(ns, "gpus", None):
         ns.gpus = (int(gpu),)
     elif hasattr(ns, "gpu") and ns.gpu is None:
         ns.gpu = int(gpu)
+
+
+class _Tee(io.StringIO):
+    """Stdout that is also kept: the step log shows the command's output as it comes, the summary its last line."""
+
+    def __init__(self, out: io.TextIOBase | Any) -> None:
+        super().__init__()
+        self._out = out
+
+    def write(self, text: str) -> int:
+        self._out.write(text)
+        return super().write(text)
+
+    def flush(self) -> None:
+        self._out.flush()
 
 
 def _printed_json(text: str) -> Any:
@@ -198,10 +226,9 @@ def run_staged(stype: StepType, argv: Sequence[str], scratch: Path, *, gpu: str 
     if gpu is not None:
         _give_gpu(ns, gpu)
     module = importlib.import_module(f"softlines_attr.commands.{COMMANDS[stype.command]}")
-    captured = io.StringIO()
+    captured = _Tee(sys.stdout)
     with contextlib.redirect_stdout(captured):
         code = int(module.run(ns) or 0)
-    sys.stdout.write(captured.getvalue())
     if code != 0:
         from softlines_attr.emr.errors import EmrError
 
@@ -242,5 +269,6 @@ def run_step(script: str, argv: Sequence[str]) -> int:
         return 2
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+        _stop_session()
     print(json.dumps({"step": stype.name, "run_id": result["run_id"], "committed": result["outputs"]}))
     return 0

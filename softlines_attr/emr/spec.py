@@ -126,7 +126,12 @@ class StepSpec:
 
 @dataclass(frozen=True)
 class ScheduleSpec:
-    """The EventBridge Scheduler schedule and the Step Functions state machine it starts."""
+    """The EventBridge Scheduler schedules and the Step Functions state machine they start.
+
+    ``name``/``expression`` schedule the pipeline's steps; ``audit_name``/``audit_expression`` (both or
+    neither, and only with steps of ``schedule = "audit"``) a second schedule of the same machine
+    whose executions run the audit steps on a CPU-only cluster.
+    """
 
     name: str
     expression: str
@@ -167,7 +172,11 @@ class DataSpec:
 
 @dataclass(frozen=True)
 class EmrSpec:
-    """A whole EMR deployment of the pipeline: cluster, steps, schedule."""
+    """A whole EMR deployment of the pipeline: cluster, steps, schedule.
+
+    ``spark_profile`` is the GPU steps' Spark profile (and the cluster's spark-defaults);
+    ``cpu_spark_profile`` the CPU steps' (on the master, ``local[*]``, with ``cpu_driver_memory``).
+    """
 
     name: str
     account_id: str
