@@ -17,6 +17,8 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 from softlines_attr.model.evaluation import Evaluation, HeadEvaluation, write_text_atomic
 from softlines_attr.model.report_png import (
     confusion_png,
@@ -196,17 +198,22 @@ def _html_table(header: Sequence[str], rows: Sequence[Sequence[str]], row_class:
 
 
 def confusion_html(h: HeadEvaluation) -> str:
-    """The confusion matrix as an HTML table whose cells are shaded by their row share."""
-    shares = row_shares(h.confusion)
-    head = "<th>true \\ predicted</th>" + "".join(f"<th>{html.escape(c)}</th>" for c in h.classes)
+    """The head's confusion matrix as an HTML table whose cells are shaded by their row share."""
+    return confusion_table_html(h.confusion, h.classes)
+
+
+def confusion_table_html(confusion: np.ndarray, classes: Sequence[str]) -> str:
+    """A confusion matrix (rows true, columns predicted) as an HTML table whose cells are shaded by their row share."""
+    shares = row_shares(confusion)
+    head = "<th>true \\ predicted</th>" + "".join(f"<th>{html.escape(c)}</th>" for c in classes)
     rows = []
-    for i, name in enumerate(h.classes):
+    for i, name in enumerate(classes):
         cells = []
-        for j in range(len(h.classes)):
+        for j in range(len(classes)):
             colour = "white" if shares[i, j] > 0.55 else "black"
             cells.append(
                 f'<td class="cm" '
-                f'style="background:{hex_colour(shade(shares[i, j]))};color:{colour}">{int(h.confusion[i, j])}</td>'
+                f'style="background:{hex_colour(shade(shares[i, j]))};color:{colour}">{int(confusion[i, j])}</td>'
             )
         rows.append(f"<tr><td>{html.escape(name)}</td>{''.join(cells)}</tr>")
     return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
