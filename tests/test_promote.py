@@ -182,3 +182,30 @@ def test_the_pointer_flips_in_one_step_a_reader_finds_one_whole_model_at_every_c
     assert states == ["worse"] * flip + ["good"] * (len(states) - flip), seen  # one flip, never back
     assert seen[flip - 1][1].startswith("move ") and "_current.json" in seen[flip - 1][1], seen  # the pointer's rename
     assert _current_params(registry) == _sha(models["good"])
+
+
+def test_a_registry_on_s3_promotes_and_score_downloads_only_the_current_model(
+    models, conf: PipelineConfig, s3_endpoint: str, tmp_path: Path
+) -> None:
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint)
+    s3.create_bucket(Bucket="registry-test")
+    registry = "s3://registry-test/models/dresses"
+    shards = str(models["shards"])
+    assert run_promote(str(models["worse"]), shards, registry, conf, run_id="w1")["decision"] == "promoted"
+    refused = run_promote(str(models["worse"]), shards, registry, conf, run_id="w2")
+    assert refused["decision"] == "already_current"
+    promoted = run_promote(str(models["good"]), shards, registry, conf, run_id="g1")
+    assert promoted["decision"] == "promoted" and promoted["bundle"] == f"{registry}/runs/g1/hemline-good"
+    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="registry-test")["Contents"])
+    assert "models/dresses/decisions/w2/decision.json" in keys and "models/dresses/runs/w1/_summary.json" in keys
+    (found,) = resolve_model_dirs([registry], tmp_path / "download")
+    assert found.name == "hemline-good" and load_bundle(found).manifest.files["model.params"] == _sha(models["good"])
+    downloaded = sorted(str(p.relative_to(tmp_path / "download")) for p in (tmp_path / "download").rglob("*.*"))
+    assert [p.rsplit("/", 1)[1] for p in downloaded] == [
+        "_summary.json",
+        "manifest.json",
+        "model.params",
+        "symbol.json",
+    ]

@@ -167,6 +167,8 @@ def _download_s3(uri: str, dest: Path) -> Path:
     if not files:
         raise ScoreInputError(f"--models {uri}: expected a model bundle folder (or a folder of them), found no objects")
     for rel in files:
+        if not rel or rel.endswith("/"):
+            continue  # a folder marker (pyarrow's create_dir writes "<prefix>/" objects), not a file
         target = dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(storage.read_bytes(join_uri(uri, rel)))
