@@ -209,3 +209,32 @@ def test_a_registry_on_s3_promotes_and_score_downloads_only_the_current_model(
         "model.params",
         "symbol.json",
     ]
+
+
+def test_promote_and_audit_conf_keys_are_parsed_strictly_and_range_checked(tmp_path: Path) -> None:
+    from softlines_attr.config import load_config
+    from softlines_attr.errors import ConfigError
+
+    defaults = load_config()
+    assert (defaults.promote.max_accuracy_drop, defaults.promote.min_coverage) == (1.0, 0.0)
+    assert defaults.audit.tagged_at_column == "tagged_at"
+    over = tmp_path / "over.toml"
+    over.write_text(
+        '[promote]\nmax_accuracy_drop = 0.5\nmin_coverage = 0.3\n[audit]\ntagged_at_column = "checked_on"\n'
+    )
+    loaded = load_config(conf_path=over)
+    assert (loaded.promote.max_accuracy_drop, loaded.promote.min_coverage) == (0.5, 0.3)
+    assert loaded.audit.tagged_at_column == "checked_on"
+    for text, message in (
+        (
+            "[promote]\nmax_accuracy_drop = -1.0\n",
+            r"'promote.max_accuracy_drop': expected 0..100 \(percentage points\)",
+        ),
+        ("[promote]\nmin_coverage = 1.5\n", r"'promote.min_coverage': expected 0 <= value <= 1, found 1.5"),
+        ('[promote]\nmin_coverage = "high"\n', "promote.min_coverage"),
+        ("[promote]\nmax_drop = 1.0\n", "unknown key 'promote.max_drop'"),
+        ('[audit]\ntagged_at_column = "tagged at"\n', r"'audit.tagged_at_column': expected a column name"),
+    ):
+        over.write_text(text)
+        with pytest.raises(ConfigError, match=message):
+            load_config(conf_path=over)
