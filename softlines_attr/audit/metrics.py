@@ -19,7 +19,6 @@ on a few hundred numbers (:func:`attribute_audit`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -157,5 +156,5 @@ def attribute_audit(attribute: Attribute, counts: AuditCounts) -> AttributeAudit
 def audit_attributes(matched: DataFrame, taxonomy: Taxonomy) -> list[AttributeAudit]:
     """Every taxonomy attribute with at least one matched tag, in taxonomy order."""
     counts = audit_counts(matched)
-    present: Mapping[str, bool] = {a: True for a, _ in counts.by_class}
-    return [attribute_audit(a, counts) for a in taxonomy.attributes if present.get(a.name)]
+    present = {attribute for attribute, _ in counts.by_class}
+    return [attribute_audit(a, counts) for a in taxonomy.attributes if a.name in present]

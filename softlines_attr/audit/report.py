@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from softlines_attr.audit.metrics import AttributeAudit
-from softlines_attr.model.report import _CSS, _html_table, _img, _md_table, confusion_table_html, fmt
+from softlines_attr.model.report import REPORT_CSS, confusion_table_html, fmt, html_table, img_tag, md_table
 from softlines_attr.model.report_png import confusion_png
 
 AUDIT_FORMAT = 1
@@ -97,7 +97,7 @@ def _facts_lines(facts: dict[str, Any]) -> list[str]:
 def render_markdown(audits: Sequence[AttributeAudit], facts: dict[str, Any]) -> str:
     """The audit as Markdown."""
     out = ["# Production audit", "", *(f"- {line}" for line in _facts_lines(facts)), ""]
-    out += _md_table(_TABLE4, _table4_rows(audits)) + [""]
+    out += md_table(_TABLE4, _table4_rows(audits)) + [""]
     for a in audits:
         out += [
             f"## {a.attribute}",
@@ -105,8 +105,8 @@ def render_markdown(audits: Sequence[AttributeAudit], facts: dict[str, Any]) -> 
             "model versions: " + ", ".join(f"`{v}` ({n})" for v, n in a.model_versions.items()),
             "",
         ]
-        out += _md_table(_CLASS_HEADER, _class_rows(a)) + [""]
-        out += _md_table(
+        out += md_table(_CLASS_HEADER, _class_rows(a)) + [""]
+        out += md_table(
             ["tagged \\ best", *a.classes],
             [[name, *(str(int(v)) for v in a.confusion[i])] for i, name in enumerate(a.classes)],
         ) + [""]
@@ -118,20 +118,20 @@ def render_html(audits: Sequence[AttributeAudit], facts: dict[str, Any]) -> str:
     parts = [
         "<h1>Production audit</h1>",
         "<p>" + "<br>".join(html.escape(line) for line in _facts_lines(facts)) + "</p>",
-        _html_table(_TABLE4, _table4_rows(audits)),
+        html_table(_TABLE4, _table4_rows(audits)),
     ]
     for a in audits:
         png = confusion_png(a.confusion, a.classes, title=f"{a.attribute}: tagged vs best class ({a.tags} tags)")
         parts += [
             f"<h2>{html.escape(a.attribute)}</h2>",
             "<p>model versions: " + html.escape(", ".join(f"{v} ({n})" for v, n in a.model_versions.items())) + "</p>",
-            _html_table(_CLASS_HEADER, _class_rows(a)),
+            html_table(_CLASS_HEADER, _class_rows(a)),
             "<h3>Confusion matrix (tagged class x best class)</h3>",
-            _img(f"confusion matrix of {a.attribute}", png),
+            img_tag(f"confusion matrix of {a.attribute}", png),
             confusion_table_html(a.confusion, a.classes),
         ]
     body = "\n".join(parts)
     return (
         '<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>Production audit</title>'
-        f"<style>{_CSS}</style></head><body>\n{body}\n</body></html>\n"
+        f"<style>{REPORT_CSS}</style></head><body>\n{body}\n</body></html>\n"
     )
