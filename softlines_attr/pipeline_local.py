@@ -108,15 +108,19 @@ def step_rows(step: str, summary: dict[str, Any]) -> dict[str, int | None]:
     return _rows(summary.get("rows_in"), summary.get("rows_out"))
 
 
-def later_tags(truth: Path, tagged: Path, out: Path, *, n: int, seed: int, date: dt.date) -> dict[str, Any]:
-    """A generated audit sample: every attribute's true class for up to ``n`` dresses that carry no human tag (the
-    products scored, then checked by people), dated ``date``; written to ``out`` (Parquet)."""
+def later_tags(
+    truth: Path, tagged: Path, out: Path, *, n: int, seed: int, date: dt.date, attributes: list[str] | None = None
+) -> dict[str, Any]:
+    """A generated audit sample: the true class of ``attributes`` (None: every one) for up to ``n`` dresses that
+    carry no human tag (the products scored, then checked by people), dated ``date``; written to ``out`` (Parquet)."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     table = pq.read_table(truth)
+    if attributes is not None:
+        table = table.filter(pc.is_in(table["attribute"], value_set=pa.array(attributes, pa.string())))
     known = pa.array(sorted(set(pq.read_table(tagged, columns=["asin"]).column("asin").to_pylist())), pa.string())
     untagged = table.filter(pc.invert(pc.is_in(table["asin"], value_set=known)))
     asins = sorted(set(untagged.column("asin").to_pylist()))
@@ -143,7 +147,7 @@ def _generated_inputs(out: Path, conf: PipelineConfig, request: PipelineRequest)
     tags = select_tags(folder / "tags.parquet", out / "tags.parquet", n=tagged, seed=conf.seed)
     audit = later_tags(
         folder / "truth.parquet", out / "tags.parquet", out / "audit_tags.parquet", n=tagged, seed=conf.seed,
-        date=dt.datetime.now(dt.UTC).date(),
+        date=dt.datetime.now(dt.UTC).date(), attributes=None if request.attribute == "all" else [request.attribute],
     )  # fmt: skip
     return {
         "catalog": str(folder / "catalog.parquet"),

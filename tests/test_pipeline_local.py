@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from softlines_attr.errors import ConfigError, UnknownAttributeError
-from softlines_attr.pipeline_local import PipelineRequest
+from softlines_attr.pipeline_local import PipelineRequest, later_tags
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = """
@@ -63,6 +63,31 @@ def test_arguments_are_checked_before_any_work(conf, tmp_path: Path) -> None:
     with pytest.raises(UnknownAttributeError, match="no attribute 'colour'"):
         PipelineRequest(tmp_path, attribute="colour").validate(conf)
     assert PipelineRequest(tmp_path).sizes(conf) == (conf.catalog.n // 4, conf.catalog.n)  # demo.catalog_factor 4
+
+
+def test_the_generated_audit_sample_is_untagged_products_checked_later(tmp_path: Path) -> None:
+    import datetime as dt
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    asins = [f"B{i}" for i in range(10)]
+    truth = pa.table(
+        {
+            "asin": [a for a in asins for _ in range(2)],
+            "attribute": ["hemline", "pattern"] * 10,
+            "label": ["mini", "solid"] * 10,
+        }
+    )
+    pq.write_table(truth, tmp_path / "truth.parquet")
+    pq.write_table(pa.table({"asin": asins[:4]}), tmp_path / "tags.parquet")  # B0..B3 carry human tags
+    args = (tmp_path / "truth.parquet", tmp_path / "tags.parquet", tmp_path / "later.parquet")
+    done = later_tags(*args, n=4, seed=1, date=dt.date(2026, 12, 1))
+    later = pq.read_table(tmp_path / "later.parquet").to_pylist()
+    assert done["products"] == 4 and done["rows"] == len(later) == 8
+    assert {r["asin"] for r in later} <= set(asins[4:]) and {r["tagged_at"] for r in later} == {"2026-12-01"}
+    assert later_tags(*args, n=100, seed=1, date=dt.date(2026, 12, 1), attributes=["pattern"])["rows"] == 6
+    assert {r["attribute"] for r in pq.read_table(tmp_path / "later.parquet").to_pylist()} == {"pattern"}
 
 
 def test_pipeline_runs_every_step_in_order_each_reading_the_step_before(tmp_path: Path) -> None:
