@@ -192,12 +192,16 @@ def test_a_registry_on_s3_promotes_and_score_downloads_only_the_current_model(
     s3 = boto3.client("s3", endpoint_url=s3_endpoint)
     s3.create_bucket(Bucket="registry-test")
     registry = "s3://registry-test/models/dresses"
-    shards = str(models["shards"])
+    for path in Path(models["shards"]).rglob("*"):  # the shards on S3 too: promote downloads them
+        if path.is_file():
+            s3.upload_file(str(path), "registry-test", f"shards/{path.relative_to(models['shards'])}")
+    shards = "s3://registry-test/shards"
     assert run_promote(str(models["worse"]), shards, registry, conf, run_id="w1")["decision"] == "promoted"
     refused = run_promote(str(models["worse"]), shards, registry, conf, run_id="w2")
     assert refused["decision"] == "already_current"
     promoted = run_promote(str(models["good"]), shards, registry, conf, run_id="g1")
     assert promoted["decision"] == "promoted" and promoted["bundle"] == f"{registry}/runs/g1/hemline-good"
+    assert promoted["candidate"]["heads"]["hemline"]["records"] == 32  # the val split, read from the downloaded shards
     keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="registry-test")["Contents"])
     assert "models/dresses/decisions/w2/decision.json" in keys and "models/dresses/runs/w1/_summary.json" in keys
     (found,) = resolve_model_dirs([registry], tmp_path / "download")

@@ -68,6 +68,24 @@ def _candidate_dir(candidate: str, download_dir: Path) -> Path:
     return found[0]
 
 
+def _local_shards(shards: str, download_dir: Path) -> str:
+    """A local folder of the shards' current version: ``shards`` itself, or on S3 its current version downloaded
+    (refine and multi shards hold the human-tagged images only: small).
+
+    Raises:
+        PromoteInputError: an S3 location without objects.
+    """
+    if not is_s3(shards):
+        return shards
+    from softlines_attr.io.commit import resolve_current
+    from softlines_attr.io.storage import download_tree
+
+    current = resolve_current(shards)
+    if not download_tree(current, download_dir):
+        raise PromoteInputError(f"--shards {shards}: expected a shard job's output, found no objects at {current}")
+    return str(download_dir)
+
+
 def _model_facts(bundle: Any, source: str, scores: dict[str, HeadScore] | None) -> dict[str, Any]:
     m = bundle.manifest
     return {
@@ -128,8 +146,8 @@ def run_promote(
 
     Args:
         candidate: The candidate bundle folder (local or s3://).
-        shards: Refine or multi shards (a shard job's ``--out``, local): both models are evaluated on their val
-            split.
+        shards: Refine or multi shards (a shard job's ``--out``, local or s3://: its current version is downloaded):
+            both models are evaluated on their val split.
         registry: The registry folder (local or s3://).
         conf: The loaded conf (``[promote]``, ``[evaluate]``, ``[output]``).
         run_id: This promotion's run id (default: a new one).
@@ -151,8 +169,6 @@ def run_promote(
     from softlines_attr.shard.contract import read_shard_set
 
     run_id = run_id or new_run_id()
-    if is_s3(shards):
-        raise PromoteInputError(f"--shards {shards}: expected a local shard folder (evaluation reads shards locally)")
     staged = StagedOutput(registry, run_id, job=REGISTRY_JOB, keep_versions=conf.output.keep_versions)
     previous = staged.prepare()  # refuses a file, a read-only folder or another job's output before any work
     work = Path(tempfile.mkdtemp(prefix="promote-"))
@@ -161,7 +177,7 @@ def run_promote(
         cand = load_bundle(cand_dir)
         cur_dir = current_bundle_dir(previous, work / "current")
         cur = load_bundle(cur_dir) if cur_dir is not None else None
-        shard_set = read_shard_set(shards)
+        shard_set = read_shard_set(_local_shards(shards, work / "shards"))
         common = {"run_id": run_id, "registry": staged.out_dir, "shards": str(shard_set.root), "conf": conf}
         if cur is not None and cur.manifest.model_digest == cand.manifest.model_digest:
             doc = _decision_doc(
