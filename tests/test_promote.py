@@ -6,6 +6,7 @@ promoted, the pointer flips in one step (a reader of every intermediate state fi
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -13,9 +14,12 @@ import mxnet as mx
 import pytest
 
 from softlines_attr.config import PipelineConfig, PromoteConfig
+from softlines_attr.io.commit import StagedOutput
 from softlines_attr.model.bundle import load_bundle, save_bundle
+from softlines_attr.promote.errors import PromoteInputError
 from softlines_attr.promote.gate import HeadScore, apply_gate
 from softlines_attr.promote.job import run_promote
+from softlines_attr.promote.registry import publish_bundle
 from softlines_attr.score.models import resolve_model_dirs
 
 
@@ -242,3 +246,38 @@ def test_promote_and_audit_conf_keys_are_parsed_strictly_and_range_checked(tmp_p
         over.write_text(text)
         with pytest.raises(ConfigError, match=message):
             load_config(conf_path=over)
+
+
+def test_a_current_model_the_shards_cannot_evaluate_refuses_the_candidate(
+    models, conf: PipelineConfig, tmp_path: Path
+) -> None:
+    """The current model predicts silhouette (same network, a 5-class head), the shards tag hemline: the gate cannot
+    compare them, so the candidate is refused with that reason (and would drop silhouette from the index)."""
+    from softlines_attr.model.manifest import Head
+
+    bundle = load_bundle(models["good"])
+    silhouette = conf.taxonomy.attribute("silhouette").classes
+    other = tmp_path / "silhouette" / "bundle"
+    save_bundle(
+        other,
+        bundle.symbol,
+        bundle.arg_params,
+        bundle.aux_params,
+        heads=(Head(name="hemline", classes=silhouette, attribute="silhouette"),),
+        preprocessing=bundle.manifest.preprocessing,
+    )
+    registry = tmp_path / "registry"
+    staged = StagedOutput(str(registry), "s1", job="promote")  # seeded through the registry's own functions
+    staged.prepare()
+    publish_bundle(staged, other, "silhouette")
+    staged.commit({"job": "promote", "run_id": "s1"})
+    pointer = (registry / "_current.json").read_bytes()
+    decision = run_promote(str(models["good"]), str(models["shards"]), str(registry), conf, run_id="p1")
+    assert decision["decision"] == "refused" and decision["current"]["attributes"] == ["silhouette"]
+    assert decision["reasons"][0].startswith("the current model (run s1) cannot be evaluated on these shards: ")
+    assert (registry / "_current.json").read_bytes() == pointer
+    assert sorted(os.listdir(registry / "runs")) == ["s1"]
+    # a candidate the shards cannot evaluate is an input error (exit 2), and leaves nothing behind
+    with pytest.raises(PromoteInputError, match=r"--candidate .* on --shards .*: .*silhouette"):
+        run_promote(str(other), str(models["shards"]), str(tmp_path / "fresh"), conf, run_id="p2")
+    assert not (tmp_path / "fresh").exists()
