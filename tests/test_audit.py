@@ -171,3 +171,26 @@ def test_bad_arguments_are_refused_before_any_work(spark, conf: PipelineConfig, 
     with pytest.raises(AuditInputError, match="its attributes table at .*/nothing/attributes\\), found none"):
         run_audit_job(spark, conf, AuditJob(str(tmp_path / "nothing"), tags, str(tmp_path / "e")))
     assert not any((tmp_path / name).exists() for name in "abcde")  # nothing was written
+
+
+def test_the_audit_command_prints_its_summary_and_refuses_a_bad_date_with_exit_2(
+    spark, scores: str, tmp_path: Path
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
+    base = [sys.executable, "-m", "softlines_attr.cli", "audit", "--scores", scores, "--tags", _tags(tmp_path, spark)]
+    bad = subprocess.run([*base, "--out", str(tmp_path / "x"), "--since", "2026-13-01"], cwd=repo, env=env,
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert bad.returncode == 2 and "audit: error: --since: expected a date YYYY-MM-DD, found '2026-13-01'" in bad.stderr
+    out = tmp_path / "cli"
+    done = subprocess.run([*base, "--out", str(out), "--run-id", "c1", "--master", "local[1]"], cwd=repo, env=env,
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    printed = json.loads(done.stdout)
+    assert (printed["run_id"], printed["tag_rows_in"], printed["tag_rows_matched"]) == ("c1", 16, 7)
+    assert printed["attributes"]["hemline"]["accuracy_if_all"] == pytest.approx(0.6)
+    assert resolve_current(str(out)) == str(out / "runs" / "c1")
