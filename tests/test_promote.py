@@ -6,6 +6,7 @@ promoted, the pointer flips in one step (a reader of every intermediate state fi
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -13,9 +14,12 @@ import mxnet as mx
 import pytest
 
 from softlines_attr.config import PipelineConfig, PromoteConfig
+from softlines_attr.io.commit import StagedOutput
 from softlines_attr.model.bundle import load_bundle, save_bundle
+from softlines_attr.promote.errors import PromoteInputError
 from softlines_attr.promote.gate import HeadScore, apply_gate
 from softlines_attr.promote.job import run_promote
+from softlines_attr.promote.registry import publish_bundle
 from softlines_attr.score.models import resolve_model_dirs
 
 
@@ -182,3 +186,98 @@ def test_the_pointer_flips_in_one_step_a_reader_finds_one_whole_model_at_every_c
     assert states == ["worse"] * flip + ["good"] * (len(states) - flip), seen  # one flip, never back
     assert seen[flip - 1][1].startswith("move ") and "_current.json" in seen[flip - 1][1], seen  # the pointer's rename
     assert _current_params(registry) == _sha(models["good"])
+
+
+def test_a_registry_on_s3_promotes_and_score_downloads_only_the_current_model(
+    models, conf: PipelineConfig, s3_endpoint: str, tmp_path: Path
+) -> None:
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint)
+    s3.create_bucket(Bucket="registry-test")
+    registry = "s3://registry-test/models/dresses"
+    for path in Path(models["shards"]).rglob("*"):  # the shards on S3 too: promote downloads them
+        if path.is_file():
+            s3.upload_file(str(path), "registry-test", f"shards/{path.relative_to(models['shards'])}")
+    shards = "s3://registry-test/shards"
+    assert run_promote(str(models["worse"]), shards, registry, conf, run_id="w1")["decision"] == "promoted"
+    refused = run_promote(str(models["worse"]), shards, registry, conf, run_id="w2")
+    assert refused["decision"] == "already_current"
+    promoted = run_promote(str(models["good"]), shards, registry, conf, run_id="g1")
+    assert promoted["decision"] == "promoted" and promoted["bundle"] == f"{registry}/runs/g1/hemline-good"
+    assert promoted["candidate"]["heads"]["hemline"]["records"] == 32  # the val split, read from the downloaded shards
+    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="registry-test")["Contents"])
+    assert "models/dresses/decisions/w2/decision.json" in keys and "models/dresses/runs/w1/_summary.json" in keys
+    (found,) = resolve_model_dirs([registry], tmp_path / "download")
+    assert found.name == "hemline-good" and load_bundle(found).manifest.files["model.params"] == _sha(models["good"])
+    downloaded = sorted(str(p.relative_to(tmp_path / "download")) for p in (tmp_path / "download").rglob("*.*"))
+    assert [p.rsplit("/", 1)[1] for p in downloaded] == [
+        "_summary.json",
+        "manifest.json",
+        "model.params",
+        "symbol.json",
+    ]
+
+
+def test_promote_and_audit_conf_keys_are_parsed_strictly_and_range_checked(tmp_path: Path) -> None:
+    from softlines_attr.config import load_config
+    from softlines_attr.errors import ConfigError
+
+    defaults = load_config()
+    assert (defaults.promote.max_accuracy_drop, defaults.promote.min_coverage) == (1.0, 0.0)
+    assert defaults.audit.tagged_at_column == "tagged_at"
+    over = tmp_path / "over.toml"
+    over.write_text(
+        '[promote]\nmax_accuracy_drop = 0.5\nmin_coverage = 0.3\n[audit]\ntagged_at_column = "checked_on"\n'
+    )
+    loaded = load_config(conf_path=over)
+    assert (loaded.promote.max_accuracy_drop, loaded.promote.min_coverage) == (0.5, 0.3)
+    assert loaded.audit.tagged_at_column == "checked_on"
+    for text, message in (
+        (
+            "[promote]\nmax_accuracy_drop = -1.0\n",
+            r"'promote.max_accuracy_drop': expected 0..100 \(percentage points\)",
+        ),
+        ("[promote]\nmin_coverage = 1.5\n", r"'promote.min_coverage': expected 0 <= value <= 1, found 1.5"),
+        ('[promote]\nmin_coverage = "high"\n', "promote.min_coverage"),
+        ("[promote]\nmax_drop = 1.0\n", "unknown key 'promote.max_drop'"),
+        ('[audit]\ntagged_at_column = "tagged at"\n', r"'audit.tagged_at_column': expected a column name"),
+    ):
+        over.write_text(text)
+        with pytest.raises(ConfigError, match=message):
+            load_config(conf_path=over)
+
+
+def test_a_current_model_the_shards_cannot_evaluate_refuses_the_candidate(
+    models, conf: PipelineConfig, tmp_path: Path
+) -> None:
+    """The current model predicts silhouette (same network, a 5-class head), the shards tag hemline: the gate cannot
+    compare them, so the candidate is refused with that reason (and would drop silhouette from the index)."""
+    from softlines_attr.model.manifest import Head
+
+    bundle = load_bundle(models["good"])
+    silhouette = conf.taxonomy.attribute("silhouette").classes
+    other = tmp_path / "silhouette" / "bundle"
+    save_bundle(
+        other,
+        bundle.symbol,
+        bundle.arg_params,
+        bundle.aux_params,
+        heads=(Head(name="hemline", classes=silhouette, attribute="silhouette"),),
+        preprocessing=bundle.manifest.preprocessing,
+    )
+    registry = tmp_path / "registry"
+    staged = StagedOutput(str(registry), "s1", job="promote")  # seeded through the registry's own functions
+    staged.prepare()
+    publish_bundle(staged, other, "silhouette")
+    staged.commit({"job": "promote", "run_id": "s1"})
+    pointer = (registry / "_current.json").read_bytes()
+    decision = run_promote(str(models["good"]), str(models["shards"]), str(registry), conf, run_id="p1")
+    assert decision["decision"] == "refused" and decision["current"]["attributes"] == ["silhouette"]
+    assert decision["reasons"][0].startswith("the current model (run s1) cannot be evaluated on these shards: ")
+    assert (registry / "_current.json").read_bytes() == pointer
+    assert sorted(os.listdir(registry / "runs")) == ["s1"]
+    # a candidate the shards cannot evaluate is an input error (exit 2), and leaves nothing behind
+    with pytest.raises(PromoteInputError, match=r"--candidate .* on --shards .*: .*silhouette"):
+        run_promote(str(other), str(models["shards"]), str(tmp_path / "fresh"), conf, run_id="p2")
+    assert not (tmp_path / "fresh").exists()

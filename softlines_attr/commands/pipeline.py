@@ -39,10 +39,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--since", default=None, help="audit only tags on or after this date (YYYY-MM-DD)")
     parser.add_argument(
-        "--n", type=int, default=None, help="generated catalog: tagged products (default: the conf's pipeline.n)"
+        "--n",
+        type=int,
+        default=None,
+        help="generated catalog: tagged products (default: catalog-n / the conf's demo.catalog_factor)",
     )
     parser.add_argument(
-        "--catalog-n", type=int, default=None, help="generated catalog: products in all (default 4 x --n)"
+        "--catalog-n", type=int, default=None, help="generated catalog: products in all (default: the conf's catalog.n)"
     )
     parser.add_argument(
         "--attribute",

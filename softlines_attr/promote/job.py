@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,24 @@ def _candidate_dir(candidate: str, download_dir: Path) -> Path:
     return found[0]
 
 
+def _local_shards(shards: str, download_dir: Path) -> str:
+    """A local folder of the shards' current version: ``shards`` itself, or on S3 its current version downloaded
+    (refine and multi shards hold the human-tagged images only: small).
+
+    Raises:
+        PromoteInputError: an S3 location without objects.
+    """
+    if not is_s3(shards):
+        return shards
+    from softlines_attr.io.commit import resolve_current
+    from softlines_attr.io.storage import download_tree
+
+    current = resolve_current(shards)
+    if not download_tree(current, download_dir):
+        raise PromoteInputError(f"--shards {shards}: expected a shard job's output, found no objects at {current}")
+    return str(download_dir)
+
+
 def _model_facts(bundle: Any, source: str, scores: dict[str, HeadScore] | None) -> dict[str, Any]:
     m = bundle.manifest
     return {
@@ -115,6 +134,63 @@ def _decision_doc(
     }
 
 
+@dataclass(frozen=True)
+class Judgement:
+    """The outcome of evaluating both models and applying the gate.
+
+    Attributes:
+        gate: The gate's decision; None when the current model cannot be evaluated on the shards.
+        status: ``promoted`` or ``refused``.
+        reasons: Why.
+        evaluations: ``candidate`` (and ``current``) -> ``evaluation.json``'s document.
+        candidate: The candidate's scores by attribute.
+        current: The current model's scores by attribute (None without one, or when it cannot be evaluated).
+    """
+
+    gate: GateDecision | None
+    status: str
+    reasons: list[str]
+    evaluations: dict[str, dict]
+    candidate: dict[str, HeadScore]
+    current: dict[str, HeadScore] | None
+
+
+def _judge(
+    cand: Any, cur: Any | None, shard_set: Any, conf: PipelineConfig, *, threads: int, current_run_id: str | None
+) -> Judgement:
+    """Evaluate the candidate (and the current model) on the val split and apply the gate.
+
+    Raises:
+        EvaluateInputError: the candidate cannot be evaluated on the shards.
+    """
+    from softlines_attr.model.errors import EvaluateInputError
+    from softlines_attr.model.evaluate import evaluate_bundle
+    from softlines_attr.model.evaluation import evaluation_to_json
+
+    cand_eval = evaluate_bundle(cand, shard_set, conf.evaluate, split=SPLIT, threads=threads)
+    evaluations = {"candidate": evaluation_to_json(cand_eval)}
+    cand_scores = head_scores(cand_eval)
+    if cur is None:
+        gate = apply_gate(cand_scores, None, conf.promote)
+        return Judgement(gate, "promoted", list(gate.reasons), evaluations, cand_scores, None)
+    try:
+        cur_eval = evaluate_bundle(cur, shard_set, conf.evaluate, split=SPLIT, threads=threads)
+    except EvaluateInputError as exc:  # ClassMismatchError included: the taxonomy changed
+        reason = f"the current model (run {current_run_id}) cannot be evaluated on these shards: {exc}"
+        return Judgement(None, "refused", [reason], evaluations, cand_scores, None)
+    evaluations["current"] = evaluation_to_json(cur_eval)
+    cur_scores = head_scores(cur_eval)
+    gate = apply_gate(
+        cand_scores,
+        cur_scores,
+        conf.promote,
+        current_attributes=[h.attribute for h in cur.manifest.heads if h.attribute],
+        candidate_attributes=[h.attribute for h in cand.manifest.heads if h.attribute],
+    )
+    status = "promoted" if gate.promote else "refused"
+    return Judgement(gate, status, list(gate.reasons), evaluations, cand_scores, cur_scores)
+
+
 def run_promote(
     candidate: str,
     shards: str,
@@ -128,8 +204,8 @@ def run_promote(
 
     Args:
         candidate: The candidate bundle folder (local or s3://).
-        shards: Refine or multi shards (a shard job's ``--out``, local): both models are evaluated on their val
-            split.
+        shards: Refine or multi shards (a shard job's ``--out``, local or s3://: its current version is downloaded):
+            both models are evaluated on their val split.
         registry: The registry folder (local or s3://).
         conf: The loaded conf (``[promote]``, ``[evaluate]``, ``[output]``).
         run_id: This promotion's run id (default: a new one).
@@ -146,13 +222,9 @@ def run_promote(
     """
     from softlines_attr.model.bundle import load_bundle
     from softlines_attr.model.errors import EvaluateInputError
-    from softlines_attr.model.evaluate import evaluate_bundle
-    from softlines_attr.model.evaluation import evaluation_to_json
     from softlines_attr.shard.contract import read_shard_set
 
     run_id = run_id or new_run_id()
-    if is_s3(shards):
-        raise PromoteInputError(f"--shards {shards}: expected a local shard folder (evaluation reads shards locally)")
     staged = StagedOutput(registry, run_id, job=REGISTRY_JOB, keep_versions=conf.output.keep_versions)
     previous = staged.prepare()  # refuses a file, a read-only folder or another job's output before any work
     work = Path(tempfile.mkdtemp(prefix="promote-"))
@@ -161,8 +233,8 @@ def run_promote(
         cand = load_bundle(cand_dir)
         cur_dir = current_bundle_dir(previous, work / "current")
         cur = load_bundle(cur_dir) if cur_dir is not None else None
-        shard_set = read_shard_set(shards)
-        common = {"run_id": run_id, "registry": staged.out_dir, "shards": str(shard_set.root), "conf": conf}
+        shard_set = read_shard_set(_local_shards(shards, work / "shards"))
+        common = {"run_id": run_id, "registry": staged.out_dir, "shards": shards, "conf": conf}
         if cur is not None and cur.manifest.model_digest == cand.manifest.model_digest:
             doc = _decision_doc(
                 None,
@@ -177,48 +249,26 @@ def run_promote(
             doc["decision_file"] = write_decision(staged.fs, staged.out_dir, run_id, doc, {})
             return doc
         try:
-            cand_eval = evaluate_bundle(cand, shard_set, conf.evaluate, split=SPLIT, threads=threads)
+            judged = _judge(cand, cur, shard_set, conf, threads=threads, current_run_id=previous.run_id)
         except EvaluateInputError as exc:
             raise PromoteInputError(f"--candidate {candidate} on --shards {shards}: {exc}") from None
-        evaluations = {"candidate": evaluation_to_json(cand_eval)}
-        cand_scores = head_scores(cand_eval)
-        cur_scores: dict[str, HeadScore] | None = None
-        unusable: str | None = None
-        if cur is not None:
-            try:
-                cur_eval = evaluate_bundle(cur, shard_set, conf.evaluate, split=SPLIT, threads=threads)
-                evaluations["current"] = evaluation_to_json(cur_eval)
-                cur_scores = head_scores(cur_eval)
-            except EvaluateInputError as exc:  # ClassMismatchError included: the taxonomy changed
-                unusable = f"the current model (run {previous.run_id}) cannot be evaluated on these shards: {exc}"
-        if unusable is not None:
-            gate, status, reasons = None, "refused", [unusable]
-        else:
-            gate = apply_gate(
-                cand_scores,
-                cur_scores,
-                conf.promote,
-                current_attributes=[h.attribute for h in cur.manifest.heads if h.attribute] if cur else (),
-                candidate_attributes=[h.attribute for h in cand.manifest.heads if h.attribute],
-            )
-            status, reasons = ("promoted" if gate.promote else "refused"), list(gate.reasons)
         doc = _decision_doc(
-            gate,
-            status=status,
-            reasons=reasons,
-            candidate=_model_facts(cand, candidate, cand_scores),
-            current=_model_facts(cur, previous.uri, cur_scores) if cur is not None else None,
+            judged.gate,
+            status=judged.status,
+            reasons=judged.reasons,
+            candidate=_model_facts(cand, candidate, judged.candidate),
+            current=_model_facts(cur, previous.uri, judged.current) if cur is not None else None,
             current_run_id=previous.run_id,
             **common,
         )
-        if status == "promoted":
+        if judged.status == "promoted":
             doc["bundle"] = publish_bundle(staged, cand_dir, version_name(cand_dir))
             staged.commit(doc)  # the commit point: one pointer write
             log.info("promoted %s: %s is the current model of %s", candidate, doc["bundle"], staged.out_dir)
         else:
             staged.abort()
-            log.info("refused %s: %s", candidate, "; ".join(reasons))
-        doc["decision_file"] = write_decision(staged.fs, staged.out_dir, run_id, doc, evaluations)
+            log.info("refused %s: %s", candidate, "; ".join(judged.reasons))
+        doc["decision_file"] = write_decision(staged.fs, staged.out_dir, run_id, doc, judged.evaluations)
         return doc
     except BaseException:
         staged.abort()

@@ -160,16 +160,10 @@ def _is_s3(path: str) -> bool:
 
 def _download_s3(uri: str, dest: Path) -> Path:
     """Copy every object under ``uri`` to ``dest`` (boto3; ``AWS_ENDPOINT_URL_S3`` honoured)."""
-    from softlines_attr.io.storage import join_uri, storage_for
+    from softlines_attr.io.storage import download_tree
 
-    storage = storage_for(uri)
-    files = storage.list_files(uri)
-    if not files:
+    if not download_tree(uri, dest):
         raise ScoreInputError(f"--models {uri}: expected a model bundle folder (or a folder of them), found no objects")
-    for rel in files:
-        target = dest / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(storage.read_bytes(join_uri(uri, rel)))
     return dest
 
 
