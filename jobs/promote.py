@@ -1,14 +1,14 @@
-"""EMR entry point of ``softlines-attr promote``: the same arguments, its S3 inputs copied to the node first.
+"""EMR entry point of the promotion gate; the same arguments as ``softlines-attr promote``.
 
-    spark-submit jobs/promote.py <the arguments of softlines-attr promote> [--run-id ID]
+    spark-submit jobs/promote.py --candidate s3://bucket/models/evaluated/ --shards s3://bucket/shards/multi/ \
+        --models s3://bucket/models/registry/ [--run-id ID]
 
-Staged (softlines_attr/emr/node.py): each s3:// input's committed version is copied to local disk, the
-command runs, and (unless the command commits its own output) its --out is committed as runs/<run_id>/.
+No Spark: promote reads its S3 inputs' committed versions itself and commits the registry's pointer itself.
 """
 
 import sys
 
-from softlines_attr.emr.node import run_step
+from softlines_attr.cli import main
 
 if __name__ == "__main__":
-    sys.exit(run_step(__file__, sys.argv[1:]))
+    sys.exit(main(["promote", *sys.argv[1:]]))

@@ -1,15 +1,15 @@
 """What a staged EMR step runs on its node: S3 inputs copied to local disk, the command run, its output committed.
 
-The model commands (refine, evaluate, quantize, promote) read local folders (MXNet's record readers read
-local files only) and, except promote, write a local folder with no version pointer. As EMR steps they
-run through :func:`run_step` (``jobs/refine.py`` and the like):
+The model commands refine, evaluate and quantize read local folders (MXNet's record readers read local
+files only) and write a local folder with no version pointer. As EMR steps they run through
+:func:`run_step` (``jobs/refine.py`` and the like):
 
 1. the step's arguments are parsed by the command's own parser (:mod:`steptypes`, as the spec check);
 2. every ``s3://`` value the step reads is resolved to its committed version (:func:`resolve_committed`:
    the folder's ``_current.json``, or the nearest parent's, so ``s3://b/refine/bundle`` names
    ``s3://b/refine/runs/<run_id>/bundle``) and copied to the node's local disk;
-3. every ``s3://`` value it writes becomes a local folder, unless the command commits its output itself
-   (it takes ``--run-id``: promote writes its registry on S3 with one pointer write);
+3. every ``s3://`` value it writes becomes a local folder (a command that takes ``--run-id`` commits its
+   output itself and is left to do so);
 4. the command runs in this process (a GPU driver step gives it the GPU Spark assigned to the driver);
 5. each local output folder is uploaded into ``<out>/runs/<run_id>/`` and committed with one
    ``_current.json`` write (:class:`softlines_attr.io.commit.StagedOutput`), its ``_summary.json`` holding

@@ -238,8 +238,9 @@ def accepts(stype: StepType, dest: str) -> bool:
 
 def staged(stype: StepType) -> bool:
     """Whether the step runs through :mod:`softlines_attr.emr.node` (its S3 inputs copied to local disk, its
-    output committed as a version): the commands that are no Spark job read and write local folders only."""
-    return not accepts(stype, "spark_profile")
+    output committed as a version): the commands that neither run Spark nor commit a versioned output
+    themselves (no ``--spark-profile``, no ``--run-id``) read and write local folders only."""
+    return not accepts(stype, "spark_profile") and not accepts(stype, "run_id")
 
 
 _S3_IN_PATH = re.compile(r"^s3:/(?!/)")  # a type=Path option turns s3://b/k into s3:/b/k
