@@ -387,7 +387,8 @@ def test_steps_are_spark_submit_of_the_release_placed_by_type(
     boot = run_job_flow_request(spec, release, profile, transient=True)["BootstrapActions"][0]["ScriptBootstrapAction"]
     assert boot == {
         "Path": f"{release.uri}emr/bootstrap/install_softlines_attr.sh",
-        "Args": [release.uri, "--mount-s3", "change-me-softlines-attr"],  # train-base reads /mnt/s3/<bucket>/...
+        # train-base reads /mnt/s3/<bucket>/<prefix>/: that prefix alone is mounted on every node
+        "Args": [release.uri, "--mount-s3", "change-me-softlines-attr/shards/base-top2000/"],
     }
 
 

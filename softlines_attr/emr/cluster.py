@@ -19,7 +19,7 @@ from typing import Any
 
 from softlines_attr.emr.release import Release
 from softlines_attr.emr.spec import EmrSpec, NodeSpec
-from softlines_attr.emr.steptypes import MOUNT_ROOT
+from softlines_attr.emr.steptypes import MOUNT_ROOT, RUN_ID_PLACEHOLDER
 from softlines_attr.errors import ConfigError
 
 BOOTSTRAP_SCRIPT = "emr/bootstrap/install_softlines_attr.sh"
@@ -128,12 +128,17 @@ def configurations(spec: EmrSpec, profile_conf: Mapping[str, str], *, gpu: bool 
     ]
 
 
-def mounted_buckets(spec: EmrSpec) -> list[str]:
-    """The buckets the steps read through Mountpoint (``/mnt/s3/<bucket>/...`` values in their arguments)."""
-    found = {
-        a[len(MOUNT_ROOT) + 1 :].split("/")[0] for s in spec.steps for a in s.args if a.startswith(MOUNT_ROOT + "/")
-    }
-    return sorted(b for b in found if b)
+def mounted_prefixes(spec: EmrSpec) -> list[str]:
+    """The ``bucket/prefix/`` folders the steps read through Mountpoint (their ``/mnt/s3/<bucket>/<prefix>/``
+    arguments); each is mounted alone (``mount-s3 --prefix``), so the nodes list and read nothing else."""
+    found = set()
+    for step in spec.steps:
+        for arg in step.args:
+            if arg.startswith(MOUNT_ROOT + "/"):
+                path = arg[len(MOUNT_ROOT) + 1 :].split(RUN_ID_PLACEHOLDER)[0].rstrip("/")
+                if "/" in path:
+                    found.add(path + "/")
+    return sorted(found)
 
 
 def bootstrap_actions(spec: EmrSpec, release: Release) -> list[dict[str, Any]]:
@@ -142,8 +147,8 @@ def bootstrap_actions(spec: EmrSpec, release: Release) -> list[dict[str, Any]]:
     args = [release.uri]
     if spec.pip_index_url:
         args += ["--index-url", spec.pip_index_url]
-    for bucket in mounted_buckets(spec):
-        args += ["--mount-s3", bucket]
+    for folder in mounted_prefixes(spec):
+        args += ["--mount-s3", folder]
     return [
         {
             "Name": "install-softlines-attr",
