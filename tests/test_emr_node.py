@@ -105,3 +105,25 @@ def test_a_failed_step_commits_nothing_and_wrong_args_are_refused(committed: str
     assert _get(bucket, "models/candidate/_current.json") == before
     with pytest.raises(EmrSpecError, match=r"--split: invalid choice"):
         run_staged(step_type("evaluate"), ["--model", "m", "--shards", "s", "--split", "test"], tmp_path)
+
+
+def test_the_entry_point_runs_a_staged_step_and_exits_2_on_a_wrong_argument(
+    hemline_model: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """``jobs/evaluate.py`` as spark-submit would run it (here without Spark: local paths, nothing to commit)."""
+    import shutil
+    import subprocess
+    import sys
+
+    shards, bundle = hemline_model
+    model = tmp_path / "model" / "bundle"
+    shutil.copytree(bundle, model)
+    script = Path(__file__).resolve().parent.parent / "jobs" / "evaluate.py"
+    out = tmp_path / "report"
+    argv = [sys.executable, str(script), "--model", str(model), "--shards", str(shards), "--out", str(out)]
+    done = subprocess.run([*argv, "--batch-size", "5", "--threads", "1"], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    last = json.loads(done.stdout.strip().splitlines()[-1])
+    assert last["step"] == "evaluate" and last["committed"] == {} and (out / "evaluation.json").is_file()
+    bad = subprocess.run([*argv, "--split", "test"], capture_output=True, text=True, check=False)
+    assert bad.returncode == 2 and "--split: invalid choice: 'test'" in bad.stderr
