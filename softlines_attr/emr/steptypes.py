@@ -22,6 +22,7 @@ Placement (docs/EMR.md, "Where each step runs"):
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import logging
 import re
@@ -159,11 +160,12 @@ class _StepArgumentParser(argparse.ArgumentParser):
         raise _ArgsRefused(message or "--help / --version is not a step argument")
 
 
+@functools.cache
 def command_parser(command: str) -> argparse.ArgumentParser:
     """The parser of ``softlines-attr <command>``, built from the command module's own definitions.
 
     The same ``parents()`` and ``add_arguments()`` :func:`softlines_attr.cli.build_parser` uses, plus its
-    ``--log-level``; its errors raise instead of exiting.
+    ``--log-level``; its errors raise instead of exiting. Built once per command (parsing does not change it).
     """
     from softlines_attr.cli import COMMANDS
 
