@@ -84,16 +84,9 @@ class StepType:
 
 
 def _check_shard(ns: argparse.Namespace) -> None:
-    from softlines_attr.shard.request import ShardJob
+    from softlines_attr.commands.shard import shard_job
 
-    ShardJob(
-        labels_dir=ns.labels,
-        out_dir=ns.out,
-        vocab_size=ns.vocab_size,
-        tags_path=ns.tags,
-        attribute=ns.attribute,
-        catalog_path=ns.catalog,
-    ).validate()
+    shard_job(ns)  # the command's own check: base (--vocab-size) or refine (--tags with --attribute)
 
 
 STEP_TYPES: dict[str, StepType] = {
