@@ -14,8 +14,8 @@ import boto3
 import pytest
 
 from softlines_attr.emr.errors import EmrError, EmrSpecError
-from softlines_attr.emr.node import commit_folder, resolve_committed, run_staged
-from softlines_attr.emr.steptypes import step_type
+from softlines_attr.emr.node import commit_folder, give_gpu, resolve_committed, run_staged
+from softlines_attr.emr.steptypes import step_type, validate_step_args
 from softlines_attr.model.bundle import load_bundle
 
 
@@ -127,3 +127,18 @@ def test_the_entry_point_runs_a_staged_step_and_exits_2_on_a_wrong_argument(
     assert last["step"] == "evaluate" and last["committed"] == {} and (out / "evaluation.json").is_file()
     bad = subprocess.run([*argv, "--split", "test"], capture_output=True, text=True, check=False)
     assert bad.returncode == 2 and "--split: invalid choice: 'test'" in bad.stderr
+
+
+def test_the_drivers_gpu_goes_to_the_commands_own_gpu_option() -> None:
+    refine, evaluate = step_type("refine"), step_type("evaluate")
+    base = ["--base", "s3://b/base/bundle", "--shards", "s3://b/m/", "--attribute", "all", "--out", "s3://b/c/"]
+    ns = validate_step_args(refine, base, step="r")
+    assert not hasattr(ns, "gpus")  # a training flag not given is absent: the conf's [refine].gpus applies
+    give_gpu(refine, ns, "1")
+    assert ns.gpus == (1,)
+    named = validate_step_args(refine, [*base, "--gpus", "0"], step="r")
+    give_gpu(refine, named, "1")
+    assert named.gpus == (0,)  # the step's own choice stands
+    ns = validate_step_args(evaluate, ["--model", "m", "--shards", "s"], step="e")
+    give_gpu(evaluate, ns, "0")
+    assert ns.gpu == 0

@@ -159,11 +159,13 @@ def _stop_session() -> None:
             active.stop()
 
 
-def _give_gpu(ns: argparse.Namespace, gpu: str) -> None:
-    """Hand the GPU to the command: training's ``--gpus`` or evaluate's ``--gpu`` (unless the step named one)."""
-    if hasattr(ns, "gpus") and not getattr(ns, "gpus", None):
-        ns.gpus = (int(gpu),)
-    elif hasattr(ns, "gpu") and ns.gpu is None:
+def give_gpu(stype: StepType, ns: argparse.Namespace, gpu: str) -> None:
+    """Hand the driver's GPU to the command: training's ``--gpus`` or evaluate's ``--gpu``, unless the step named
+    one (training flags are absent from the namespace until given: they only override the conf)."""
+    if accepts(stype, "gpus"):
+        if not getattr(ns, "gpus", None):
+            ns.gpus = (int(gpu),)
+    elif accepts(stype, "gpu") and getattr(ns, "gpu", None) is None:
         ns.gpu = int(gpu)
 
 
@@ -224,7 +226,7 @@ def run_staged(stype: StepType, argv: Sequence[str], scratch: Path, *, gpu: str 
                 outputs[dest] = uri
                 setattr(ns, dest, _typed(ns, dest, str(scratch / "out" / dest)))
     if gpu is not None:
-        _give_gpu(ns, gpu)
+        give_gpu(stype, ns, gpu)
     module = importlib.import_module(f"softlines_attr.commands.{COMMANDS[stype.command]}")
     captured = _Tee(sys.stdout)
     with contextlib.redirect_stdout(captured):
