@@ -29,7 +29,10 @@ COMMANDS: dict[str, str] = {
     "refine": "refine",
     "evaluate": "evaluate",
     "quantize": "quantize",
+    "promote": "promote",
     "score": "score",
+    "audit": "audit",
+    "pipeline": "pipeline",
     "emr": "emr",
     "demo": "demo",
 }

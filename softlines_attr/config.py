@@ -145,6 +145,32 @@ class OutputConfig:
 
 
 @dataclass(frozen=True)
+class PromoteConfig:
+    """The promotion gate (``softlines-attr promote``): when a candidate may replace the registry's current model.
+
+    Attributes:
+        max_accuracy_drop: Percentage points a head's val accuracy may fall below the current model's on the same
+            shards (0 = never lower).
+        min_coverage: The lowest coverage at the head's target precision (``evaluate.target_precision``) a
+            candidate head may have, 0..1 (0 = no floor).
+    """
+
+    max_accuracy_drop: float = 1.0
+    min_coverage: float = 0.0
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    """The production audit (``softlines-attr audit``).
+
+    Attributes:
+        tagged_at_column: The tags' date (or timestamp) column that ``--since`` filters on.
+    """
+
+    tagged_at_column: str = "tagged_at"
+
+
+@dataclass(frozen=True)
 class DemoConfig:
     """The demo's own settings (``softlines-attr demo``; its models' settings are ``conf/demo.toml``'s [train] /
     [refine])."""
@@ -218,6 +244,8 @@ class PipelineConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     refine: TrainConfig = field(default_factory=TrainConfig)
     demo: DemoConfig = field(default_factory=DemoConfig)
+    promote: PromoteConfig = field(default_factory=PromoteConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
     taxonomy: Taxonomy = field(default_factory=lambda: Taxonomy(attributes=()))
     spark: SparkProfile = field(default_factory=lambda: SparkProfile("local", "local[*]", {}))
     sources: tuple[str, ...] = ()

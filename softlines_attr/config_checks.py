@@ -80,6 +80,7 @@ def validate_pipeline(conf: PipelineConfig, source: str) -> None:
             f"{source}: key 'output.keep_versions': expected >= 1 (the current version counts), found "
             f"{conf.output.keep_versions}"
         )
+    _validate_promote_audit(conf, source)
     ev = conf.evaluate
     for key, value in (
         ("target_precision", ev.target_precision),
@@ -91,4 +92,21 @@ def validate_pipeline(conf: PipelineConfig, source: str) -> None:
         raise ConfigError(
             f"{source}: keys 'evaluate.threshold_step' / 'evaluate.batch_size': expected 0 < step <= 0.5 and "
             f"batch_size >= 1, found {ev.threshold_step} / {ev.batch_size}"
+        )
+
+
+def _validate_promote_audit(conf: PipelineConfig, source: str) -> None:
+    """The [promote] gate's bounds and the [audit] date column's name."""
+    pr = conf.promote
+    if not 0.0 <= pr.max_accuracy_drop <= 100.0:
+        raise ConfigError(
+            f"{source}: key 'promote.max_accuracy_drop': expected 0..100 (percentage points), found "
+            f"{pr.max_accuracy_drop}"
+        )
+    if not 0.0 <= pr.min_coverage <= 1.0:
+        raise ConfigError(f"{source}: key 'promote.min_coverage': expected 0 <= value <= 1, found {pr.min_coverage}")
+    column = conf.audit.tagged_at_column
+    if not column or not column.replace("_", "a").isalnum() or not column[0].isalpha():
+        raise ConfigError(
+            f"{source}: key 'audit.tagged_at_column': expected a column name (letters, digits, '_'), found {column!r}"
         )

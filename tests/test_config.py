@@ -63,7 +63,9 @@ def test_missing_files_are_errors(tmp_path):
         load_config(tmp_path / "nope.toml")
     with pytest.raises(ConfigError, match=r"tax\.toml does not exist"):
         load_config(taxonomy_path=tmp_path / "tax.toml")
-    with pytest.raises(ConfigError, match=r"spark profile 'galaxy' not found; expected one of \['emr_gpu', 'local'\]"):
+    with pytest.raises(
+        ConfigError, match=r"spark profile 'galaxy' not found; expected one of \['emr_cpu', 'emr_gpu', 'local'\]"
+    ):
         load_spark_profile("galaxy")
 
 
@@ -105,6 +107,8 @@ def test_spark_profiles_parse():
     emr = load_spark_profile("emr_gpu")
     assert emr.conf["spark.task.resource.gpu.amount"] == "1"
     assert emr.conf["spark.python.worker.reuse"] == "true"
+    cpu = load_spark_profile("emr_cpu")  # the EMR steps on the master: no GPU request, one core per task
+    assert not any(".resource.gpu." in key for key in cpu.conf) and cpu.conf["spark.task.cpus"] == "1"
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,6 @@ import json
 import shutil
 import threading
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +51,7 @@ def source_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
         target = root / f.rel
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(f.path, target)
-    for job in ("build_labels", "shard_images", "score"):
+    for job in ("build_labels", "shard_images", "score", "train_dist", "refine", "evaluate", "promote", "audit"):
         path = root / "jobs" / f"{job}.py"
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -235,11 +234,10 @@ def test_launch_creates_the_transient_gpu_cluster(world: World) -> None:
         "capacity-scheduler",
     }
     steps = list(reversed(emr.list_steps(ClusterId=cluster_id)["Steps"]))
-    assert [s["Name"] for s in steps] == ["build-labels", "shard-images", "score"]
+    assert [s["Name"] for s in steps] == [s.name for s in world.spec.steps]
     assert all(s["ActionOnFailure"] == "TERMINATE_CLUSTER" for s in steps)
-    assert (
-        steps[2]["Config"]["Args"][0] == "spark-submit" and f"{release.uri}jobs/score.py" in steps[2]["Config"]["Args"]
-    )
+    score = next(s for s in steps if s["Name"] == "score")["Config"]["Args"]
+    assert score[0] == "spark-submit" and f"{release.uri}jobs/score.py" in score
     groups = {g["InstanceGroupType"]: g for g in emr.list_instance_groups(ClusterId=cluster_id)["InstanceGroups"]}
     assert groups["CORE"]["InstanceType"] == "g4dn.2xlarge" and groups["CORE"]["RequestedInstanceCount"] == 2
     boot = emr.list_bootstrap_actions(ClusterId=cluster_id)["BootstrapActions"][0]
@@ -296,11 +294,11 @@ def test_add_steps_uses_the_clusters_own_release(world: World) -> None:
     assert cluster_id
     printed: list[str] = []
     step_ids = add_steps(
-        world.spec, cluster_id, session=world.session, step_names=["shard-images", "score"], out=printed.append
+        world.spec, cluster_id, session=world.session, step_names=["shard-base", "score"], out=printed.append
     )
     assert len(step_ids) == 2 and json.loads(printed[0])["release"] == release.uri
     steps = list(reversed(world.session.client("emr").list_steps(ClusterId=cluster_id)["Steps"]))
-    assert [s["Name"] for s in steps] == ["build-labels", "shard-images", "score"]
+    assert [s["Name"] for s in steps] == ["build-labels", "shard-base", "score"]
     assert [s["ActionOnFailure"] for s in steps] == ["CANCEL_AND_WAIT"] * 3
     world.session.client("emr").terminate_job_flows(JobFlowIds=[cluster_id])
     with pytest.raises(EmrError, match=r"is TERMINATED; expected one of"):
@@ -312,8 +310,11 @@ def test_add_steps_uses_the_clusters_own_release(world: World) -> None:
 # --------------------------------------------------------------------------------------------
 
 
+THREE = ["build-labels", "shard-base", "score"]
+
+
 def test_wait_follows_steps_until_they_complete(world: World) -> None:
-    cluster_id = launch(world.spec, world.stage(), session=world.session, out=lambda _: None)
+    cluster_id = launch(world.spec, world.stage(), session=world.session, step_names=THREE, out=lambda _: None)
     assert cluster_id
     set_step_states(cluster_id, "COMPLETED", "COMPLETED", "RUNNING")
     timer = threading.Timer(1.5, set_step_states, args=(cluster_id, "COMPLETED", "COMPLETED", "COMPLETED"))
@@ -329,7 +330,7 @@ def test_wait_follows_steps_until_they_complete(world: World) -> None:
 
 
 def test_failed_step_terminates_the_transient_cluster_and_shows_stderr(world: World) -> None:
-    cluster_id = launch(world.spec, world.stage(), session=world.session, out=lambda _: None)
+    cluster_id = launch(world.spec, world.stage(), session=world.session, step_names=THREE, out=lambda _: None)
     assert cluster_id
     ids = set_step_states(cluster_id, "COMPLETED", "FAILED", "CANCELLED", reason="Step failed with exitCode 1")
     stderr = "\n".join(f"line {i}" for i in range(200)) + "\nmxnet.base.MXNetError: out of memory\n"
@@ -339,7 +340,7 @@ def test_failed_step_terminates_the_transient_cluster_and_shows_stderr(world: Wo
     with pytest.raises(EmrStepFailedError) as info:
         wait(world.spec, cluster_id, session=world.session)
     message = str(info.value)
-    assert "'shard-images'" in message and "ended FAILED: Step failed with exitCode 1" in message
+    assert "'shard-base'" in message and "ended FAILED: Step failed with exitCode 1" in message
     assert "the transient cluster was terminated" in message
     assert f"last 60 lines of s3://{world.bucket}/emr/logs/{cluster_id}/steps/{ids[1]}/stderr.gz" in message
     assert message.rstrip().endswith("mxnet.base.MXNetError: out of memory") and "line 139" not in message
@@ -415,15 +416,8 @@ def test_schedule_with_a_missing_scheduler_role_is_refused(world: World) -> None
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.fixture()
-def emr_cli(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Only this command registered (the other stages' modules are written by others)."""
-    monkeypatch.setattr(cli, "COMMANDS", {"emr": "emr"})
-    yield
-
-
 def test_dry_run_prints_the_requests_and_calls_nothing(
-    world: World, emr_cli: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     def refuse(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("--dry-run created an AWS client")
@@ -446,7 +440,11 @@ def test_dry_run_prints_the_requests_and_calls_nothing(
     assert plans["stage"][-1]["params"]["Key"].endswith(f"{rid}/{MANIFEST}")
     assert all(c["operation"] != "PutObject" or c["params"]["Body"].startswith("<") for c in plans["stage"])
     run_job_flow = next(c for c in plans["launch"] if c["operation"] == "RunJobFlow")["params"]
-    expected = run_job_flow_request(world.spec, release_for(world.spec, rid), profile_conf(world.spec), transient=True)
+    first = run_job_flow["Steps"][0]["HadoopJarStep"]["Args"]
+    run_id = first[first.index("--run-id") + 1]  # one per launch
+    expected = run_job_flow_request(
+        world.spec, release_for(world.spec, rid), profile_conf(world.spec), transient=True, run_id=run_id
+    )
     assert run_job_flow == json.loads(json.dumps(expected))
     assert [c["operation"] for c in plans["add-steps"]] == ["DescribeCluster", "AddJobFlowSteps"]
     assert {c["operation"] for c in plans["schedule"]} >= {"CreateStateMachine", "CreateSchedule", "UpdateSchedule"}
@@ -454,14 +452,15 @@ def test_dry_run_prints_the_requests_and_calls_nothing(
 
 
 def test_cli_runs_and_maps_errors_to_exit_2(
-    world: World, emr_cli: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setattr("softlines_attr.emr.stage.build_wheel", lambda root, out: world.wheel)  # built once per module
     conf = str(world.spec_path)
     assert cli.main(["emr", "stage", "--conf", conf, "--source", str(world.root)]) == 0
     out = capsys.readouterr().out
     assert json.loads(out.strip().splitlines()[-1])["release_id"] == local_release_id(world.root)
-    assert cli.main(["emr", "launch", "--conf", conf, "--source", str(world.root)]) == 0
+    three = [a for name in THREE for a in ("--step", name)]
+    assert cli.main(["emr", "launch", "--conf", conf, "--source", str(world.root), *three]) == 0
     cluster_id = json.loads(capsys.readouterr().out)["ClusterId"]
     set_step_states(cluster_id, "COMPLETED", "COMPLETED", "COMPLETED")
     assert cli.main(["emr", "wait", "--conf", conf, "--cluster-id", cluster_id]) == 0

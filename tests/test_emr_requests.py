@@ -27,7 +27,8 @@ from softlines_attr.emr.run import launch_plan, profile_conf, wait_plan
 from softlines_attr.emr.schedule import schedule_plan
 from softlines_attr.emr.spec import EmrSpec, NodeSpec, load_emr_spec
 from softlines_attr.emr.stage import release_for
-from softlines_attr.emr.steps import COMMAND_RUNNER
+from softlines_attr.emr.steps import COMMAND_RUNNER, spark_submit_args
+from softlines_attr.emr.steptypes import step_type
 from softlines_attr.emr.upload import ReleaseFile, stage_plan
 from softlines_attr.emr.workflow import (
     create_state_machine_request,
@@ -121,9 +122,7 @@ def test_add_steps_and_schedule_and_stage_requests_validate(spec: EmrSpec, relea
             "DescribeStateMachine",
             "CreateStateMachine",
             "UpdateStateMachine",
-            "GetSchedule",
-            "CreateSchedule",
-            "UpdateSchedule",
+            *(["GetSchedule", "CreateSchedule", "UpdateSchedule"] * 2),  # the pipeline's and the audit's
         ]
         for call in plan:
             validate_request(call.service, call.operation, call.params)
@@ -143,11 +142,64 @@ def test_add_steps_and_schedule_and_stage_requests_validate(spec: EmrSpec, relea
         validate_request(call.service, call.operation, call.params)
 
 
-def test_state_machine_task_parameters_validate_as_their_emr_apis(
+def _intrinsic_args(text: str, run_id: str) -> list[str]:
+    """Evaluate the ``States.Array(...)`` the state machine builds (literals, ``$.run_id``, ``States.Format``)."""
+    pos = 0
+
+    def expect(token: str) -> None:
+        nonlocal pos
+        assert text.startswith(token, pos), (token, text[pos : pos + 40])
+        pos += len(token)
+
+    def literal() -> str:
+        nonlocal pos
+        expect("'")
+        out = []
+        while text[pos] != "'":
+            if text[pos] == "\\":
+                pos += 1
+            out.append(text[pos])
+            pos += 1
+        pos += 1
+        return "".join(out)
+
+    def item() -> str:
+        nonlocal pos
+        if text.startswith("'", pos):
+            return literal()
+        if text.startswith("$.run_id", pos):
+            pos += len("$.run_id")
+            return run_id
+        expect("States.Format(")
+        template = literal()
+        values = []
+        while text.startswith(", ", pos):
+            pos += 2
+            values.append(item())
+        expect(")")
+        assert template.count("{}") == len(values)
+        return template.replace("{}", "%s") % tuple(values)
+
+    expect("States.Array(")
+    args = [item()]
+    while text.startswith(", ", pos):
+        pos += 2
+        args.append(item())
+    expect(")")
+    assert pos == len(text)
+    return args
+
+
+def test_state_machine_task_parameters_validate_as_their_apis(
     spec: EmrSpec, release: Release, profile: dict[str, str]
 ) -> None:
-    """createCluster takes RunJobFlow's parameters, addStep AddJobFlowSteps', terminateCluster TerminateJobFlows'."""
-    for variant in variants(spec):
+    """createCluster takes RunJobFlow's parameters, addStep AddJobFlowSteps' (its intrinsic Args evaluated to the
+    step's arguments with the execution's run id), terminateCluster TerminateJobFlows', getObject GetObject's."""
+    awkward = dataclasses.replace(
+        spec.steps[0], spark_submit_args=("--conf", "spark.app.name=it's {x} \\ {}"), args=(*spec.steps[0].args,)
+    )
+    for variant in [*variants(spec), dataclasses.replace(spec, steps=(awkward, *spec.steps[1:]))]:
+        by_name = {s.name: s for s in variant.steps}
         states = state_machine_definition(variant, release, profile)["States"]
         for name, state in states.items():
             resource = state.get("Resource", "")
@@ -156,12 +208,84 @@ def test_state_machine_task_parameters_validate_as_their_emr_apis(
                 validate_request("emr", "RunJobFlow", params)
             elif resource.endswith("addStep.sync"):
                 assert params["ClusterId.$"] == "$.cluster.ClusterId"
-                validate_request("emr", "AddJobFlowSteps", {"JobFlowId": "j-X", "Steps": [params["Step"]]})
+                step = dict(params["Step"])
+                jar = dict(step["HadoopJarStep"])
+                if "Args.$" in jar:
+                    jar["Args"] = _intrinsic_args(jar.pop("Args.$"), "exec-42")
+                expected = spark_submit_args(variant, by_name[step["Name"]], release, run_id="exec-42")
+                assert jar["Args"] == expected
+                validate_request(
+                    "emr", "AddJobFlowSteps", {"JobFlowId": "j-X", "Steps": [{**step, "HadoopJarStep": jar}]}
+                )
             elif resource.endswith("terminateCluster.sync"):
                 assert params == {"ClusterId.$": "$.cluster.ClusterId"}
                 validate_request("emr", "TerminateJobFlows", {"JobFlowIds": ["j-X"]})
+            elif resource.endswith("s3:getObject"):
+                key = _intrinsic_args(f"States.Array({params['Key.$']})", "exec-42")[0]
+                validate_request("s3", "GetObject", {"Bucket": params["Bucket"], "Key": key})
+                assert "exec-42" in key
             else:
-                assert state["Type"] in ("Succeed", "Fail"), name
+                assert state["Type"] in ("Succeed", "Fail", "Pass", "Choice"), name
+
+
+def test_step_summaries_are_read_from_each_steps_committed_run(
+    spec: EmrSpec, release: Release, profile: dict[str, str]
+) -> None:
+    states = state_machine_definition(spec, release, profile)["States"]
+    keys = {
+        n: _intrinsic_args(f"States.Array({s['Parameters']['Key.$']})", "R")[0]
+        for n, s in states.items()
+        if s.get("Resource", "").endswith("s3:getObject")
+    }
+    assert keys == {
+        "Summary1-build-labels": "labels/runs/R/_summary.json",
+        "Summary2-shard-base": "shards/base-top2000/runs/R/_summary.json",
+        "Summary3-shard-multi": "shards/multi/runs/R/_summary.json",
+        "Summary5-refine": "models/candidate/runs/R/_summary.json",
+        "Summary6-evaluate": "models/evaluated/runs/R/_summary.json",
+        "Summary7-promote": "models/registry/decisions/R/decision.json",
+        "Summary8-score": "attributes/runs/R/_summary.json",
+        "Summary9-audit": "audit/runs/R/_summary.json",
+    }
+    assert states["Summary7-promote"]["ResultPath"] == "$.summaries.promote"
+    assert states["Report"]["Parameters"]["summaries.$"] == "$.summaries"
+    assert states["Start"]["Parameters"]["run_id.$"] == "$$.Execution.Name"
+    # every step but distributed training (no versioned output) gets the run id
+    steps = {n: s for n, s in states.items() if s.get("Resource", "").endswith("addStep.sync")}
+    for name, state in steps.items():
+        jar = state["Parameters"]["Step"]["HadoopJarStep"]
+        args = _intrinsic_args(jar["Args.$"], "R")
+        if name == "Step4-train-base":
+            assert "--run-id" not in args and "s3://change-me-softlines-attr/models/base/R/" in args
+        else:
+            assert args[args.index("--run-id") + 1] == "R"
+
+
+def test_retries_only_failed_steps_never_timeouts(spec: EmrSpec, release: Release, profile: dict[str, str]) -> None:
+    states = state_machine_definition(spec, release, profile)["States"]
+    steps = [s for s in states.values() if s.get("Resource", "").endswith("addStep.sync")]
+    assert len(steps) == len(spec.steps)
+    for state in steps:
+        assert state["Retry"] == [
+            {"ErrorEquals": ["States.TaskFailed"], "IntervalSeconds": 60, "BackoffRate": 2.0, "MaxAttempts": 1}
+        ]
+
+
+def test_audit_branch_runs_on_a_master_only_cpu_cluster(
+    spec: EmrSpec, release: Release, profile: dict[str, str]
+) -> None:
+    states = state_machine_definition(spec, release, profile)["States"]
+    which = states["WhichSchedule"]
+    assert which["Choices"][0]["Next"] == "CreateAuditCluster" and which["Default"] == "CreateCluster"
+    audit = states["CreateAuditCluster"]["Parameters"]
+    assert [g["InstanceRole"] for g in audit["Instances"]["InstanceGroups"]] == ["MASTER"]
+    assert "yarn-site" not in {c["Classification"] for c in audit["Configurations"]}
+    pipeline = states["CreateCluster"]["Parameters"]
+    assert [g["InstanceRole"] for g in pipeline["Instances"]["InstanceGroups"]] == ["MASTER", "CORE"]
+    assert states["CreateAuditCluster"]["Next"] == "Step9-audit"
+    audit_input = json.loads(schedule_request(spec, audit=True)["Target"]["Input"])
+    assert audit_input["run"] == "audit" and json.loads(schedule_request(spec)["Target"]["Input"])["run"] == "pipeline"
+    assert schedule_request(spec, audit=True)["ScheduleExpression"] == spec.schedule.audit_expression
 
 
 # --------------------------------------------------------------------------------------------
@@ -213,24 +337,72 @@ def test_missing_gpu_setting_is_a_config_error(spec: EmrSpec, release: Release, 
         run_job_flow_request(spec, release, stripped, transient=True)
 
 
-def test_steps_are_spark_submit_of_the_release(spec: EmrSpec, release: Release, profile: dict[str, str]) -> None:
-    steps = run_job_flow_request(spec, release, profile, transient=True)["Steps"]
-    assert [s["Name"] for s in steps] == ["build-labels", "shard-images", "score"]
+def test_steps_are_spark_submit_of_the_release_placed_by_type(
+    spec: EmrSpec, release: Release, profile: dict[str, str]
+) -> None:
+    steps = run_job_flow_request(spec, release, profile, transient=True, run_id="R1")["Steps"]
+    assert [s["Name"] for s in steps] == [s.name for s in spec.steps]
+    placed: dict[str, str] = {}
     for step, spec_step in zip(steps, spec.steps):
         jar = step["HadoopJarStep"]
         assert jar["Jar"] == COMMAND_RUNNER
         args = jar["Args"]
-        assert args[:3] == ["spark-submit", "--deploy-mode", "cluster"]
-        script = f"{release.uri}jobs/{spec_step.job}.py"
+        stype = step_type(spec_step.type)
+        client = args[:3] == ["spark-submit", "--deploy-mode", "client"]
+        script = f"/opt/softlines-attr/release/{stype.script}" if client else f"{release.uri}{stype.script}"
         assert script in args
-        job_args = args[args.index(script) + 1 :]
-        assert job_args[: len(spec_step.args)] == list(spec_step.args)
-        assert job_args[-2:] == ["--spark-profile", "emr_gpu"]
+        submit, job_args = args[: args.index(script)], args[args.index(script) + 1 :]
+        assert job_args[: len(spec_step.args)] == [a.replace("{run_id}", "R1") for a in spec_step.args]
+        placed[spec_step.name] = "cpu" if client else "gpu"
+        if client:  # the master: local[*], no GPU asked for
+            assert submit[submit.index("--master") + 1] == "local[*]"
+            assert "spark.task.resource.gpu.amount=0" in submit
+        if "spark.driver.resource.gpu.amount=1" in submit:
+            placed[spec_step.name] = "gpu_driver"
+            assert args[:3] == ["spark-submit", "--deploy-mode", "cluster"]
+        if "--num-executors" in submit:
+            placed[spec_step.name] = "gpu_barrier"
+            assert submit[submit.index("--num-executors") + 1] == "2"  # = --num-workers
+            assert "spark.dynamicAllocation.enabled=false" in submit
+        if "--spark-profile" in job_args:
+            assert job_args[job_args.index("--spark-profile") + 1] == ("emr_cpu" if client else "emr_gpu")
         if spec_step.taxonomy:
-            assert job_args[job_args.index("--taxonomy") + 1] == "taxonomy.toml"
-            assert args[args.index("--files") + 1] == f"{release.uri}conf/taxonomy.toml"
+            told = job_args[job_args.index("--taxonomy") + 1]
+            if client:
+                assert told == "/opt/softlines-attr/release/conf/taxonomy.toml"
+            else:
+                assert told == "taxonomy.toml"
+                assert submit[submit.index("--files") + 1] == f"{release.uri}conf/taxonomy.toml"
+    assert placed == {
+        "build-labels": "cpu",
+        "shard-base": "gpu",
+        "shard-multi": "gpu",
+        "train-base": "gpu_barrier",
+        "refine": "gpu_driver",
+        "evaluate": "gpu_driver",
+        "promote": "cpu",
+        "score": "gpu",
+        "audit": "cpu",
+    }
     boot = run_job_flow_request(spec, release, profile, transient=True)["BootstrapActions"][0]["ScriptBootstrapAction"]
-    assert boot == {"Path": f"{release.uri}emr/bootstrap/install_softlines_attr.sh", "Args": [release.uri]}
+    assert boot == {
+        "Path": f"{release.uri}emr/bootstrap/install_softlines_attr.sh",
+        # train-base reads /mnt/s3/<bucket>/<prefix>/: that prefix alone is mounted on every node
+        "Args": [release.uri, "--mount-s3", "change-me-softlines-attr/shards/base-top2000/"],
+    }
+
+
+def test_launch_gives_every_step_one_run_id(spec: EmrSpec, release: Release, profile: dict[str, str]) -> None:
+    steps = run_job_flow_request(spec, release, profile, transient=True)["Steps"]
+    ids = {
+        a["HadoopJarStep"]["Args"][a["HadoopJarStep"]["Args"].index("--run-id") + 1]
+        for a in steps
+        if "--run-id" in a["HadoopJarStep"]["Args"]
+    }
+    assert len(ids) == 1
+    (run_id,) = ids
+    train = next(s for s in steps if s["Name"] == "train-base")["HadoopJarStep"]["Args"]
+    assert f"s3://change-me-softlines-attr/models/base/{run_id}/" in train
 
 
 def test_fleets_request_spot_task_with_fallback(spec: EmrSpec, release: Release, profile: dict[str, str]) -> None:
@@ -267,7 +439,9 @@ def _paths(states: dict[str, Any], start: str) -> list[list[str]]:
         if state["Type"] in ("Succeed", "Fail") or state.get("End"):
             out.append(path)
             return
-        edges = [state["Next"]] + [c["Next"] for c in state.get("Catch", [])]
+        edges = [state["Next"]] if "Next" in state else []
+        edges += [c["Next"] for c in state.get("Catch", []) + state.get("Choices", [])]
+        edges += [state["Default"]] if "Default" in state else []
         for nxt in dict.fromkeys(edges):
             assert nxt in states, f"{name} -> missing state {nxt}"
             walk(nxt, path)
@@ -285,28 +459,31 @@ def test_every_way_out_after_cluster_creation_terminates_it(
     assert terminators == {"TerminateCluster", "TerminateClusterAfterFailure"}
     paths = _paths(states, definition["StartAt"])
     assert len(paths) > len(spec.steps)
+    creates = {"CreateCluster", "CreateAuditCluster"}
     for path in paths:
-        created = len(path) > 1 and path[1] != "CreateClusterFailed"
+        made = [i for i, n in enumerate(path) if n in creates]
+        created = bool(made) and path[made[0] + 1] != "CreateClusterFailed"
         if created:
-            assert terminators & set(path), f"path leaves the cluster running: {path}"
+            assert terminators & set(path[made[0] :]), f"path leaves the cluster running: {path}"
         end = states[path[-1]]["Type"]
         if end == "Succeed":
-            assert "TerminateCluster" in path and all(
-                n.startswith(("Create", "Step", "Terminate", "Succeeded")) for n in path
-            )
+            assert path[-3:] == ["TerminateCluster", "Report", "Succeeded"], path
     step_states = [s for s in states.values() if s.get("Resource", "").endswith("addStep.sync")]
     assert len(step_states) == len(spec.steps)
     for state in step_states:
-        assert state["TimeoutSeconds"] == spec.schedule.step_timeout_minutes * 60
+        assert state["TimeoutSeconds"] in (spec.schedule.step_timeout_minutes * 60, 2880 * 60)
         assert (
             state["Catch"][0]["ErrorEquals"] == ["States.ALL"]
             and state["Catch"][0]["Next"] == "TerminateClusterAfterFailure"
         )
         assert state["Parameters"]["Step"]["ActionOnFailure"] == "CONTINUE"
-    create = states["CreateCluster"]["Parameters"]
-    assert create["Instances"]["KeepJobFlowAliveWhenNoSteps"] is True and "Steps" not in create
-    assert create["AutoTerminationPolicy"]["IdleTimeout"] > 0  # the backstop if the execution is stopped
+    for name in creates:
+        create = states[name]["Parameters"]
+        assert create["Instances"]["KeepJobFlowAliveWhenNoSteps"] is True and "Steps" not in create
+        assert create["AutoTerminationPolicy"]["IdleTimeout"] > 0  # the backstop if the execution is stopped
     assert states["PipelineFailed"]["Type"] == "Fail"
+    succeeded = [p for p in paths if states[p[-1]]["Type"] == "Succeed"]
+    assert {p[2] for p in succeeded} == creates  # Start -> WhichSchedule -> one of the two clusters
 
 
 def test_state_machine_requests(spec: EmrSpec, release: Release, profile: dict[str, str]) -> None:
@@ -356,9 +533,21 @@ def test_iam_documents_are_least_privilege(spec: EmrSpec) -> None:
     instance = docs["emr-instance-role.json"]
     assert instance["ManagedPolicyArns"] == []
     writes = next(s for s in _statements(instance) if s["Sid"] == "WriteOutputs")["Resource"]
-    assert writes == sorted(
-        {f"arn:aws:s3:::change-me-softlines-attr/{p}*" for p in ("labels", "shards/top2000", "attributes")}
+    written = (
+        "labels",
+        "shards/base-top2000",
+        "shards/multi",
+        "models/base",  # train-base's --out .../models/base/{run_id}/: every run's folder under it
+        "models/candidate",
+        "models/evaluated",
+        "models/registry",  # promote writes its registry (the step type's written option, --models)
+        "attributes",
+        "audit",
     )
+    assert writes == sorted(f"arn:aws:s3:::change-me-softlines-attr/{p}*" for p in written)
+    reads = next(s for s in _statements(instance) if s["Sid"] == "ReadInputs")["Resource"]
+    assert "arn:aws:s3:::change-me-softlines-attr/shards/base-top2000*" in reads  # the Mountpoint path of train-base
+    assert "arn:aws:s3:::change-me-softlines-attr/tags/latest*" in reads
     sched = docs["scheduler-role.json"]
     assert _statements(sched) == [
         {

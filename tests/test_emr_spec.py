@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import re
+import argparse
 from pathlib import Path
 
 import pytest
 
-from softlines_attr.emr.jobs import JOBS, parse_job_args
+from softlines_attr import cli
+from softlines_attr.emr.errors import EmrSpecError
 from softlines_attr.emr.placeholders import placeholders, require_no_placeholders
 from softlines_attr.emr.spec import load_emr_spec, parse_s3_uri
+from softlines_attr.emr.steptypes import STEP_TYPES, command_parser, step_reads_writes, validate_step_args
 from softlines_attr.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -22,10 +24,21 @@ def _write(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def test_shipped_spec_loads_with_every_job_and_gpu_nodes() -> None:
+def test_shipped_spec_loads_with_the_whole_method_and_gpu_nodes() -> None:
     spec = load_emr_spec()
     assert spec.source.endswith("conf/emr.toml")
-    assert [s.job for s in spec.steps] == ["build_labels", "shard_images", "score"]
+    assert [s.type for s in spec.steps_of("pipeline")] == [
+        "labels",
+        "shard",
+        "shard",
+        "train_dist",
+        "refine",
+        "evaluate",
+        "promote",
+        "score",
+    ]
+    assert [s.type for s in spec.steps_of("audit")] == ["audit"]
+    assert spec.schedule.audit_name and spec.schedule.audit_expression.startswith("cron(")
     assert spec.instances.core.instance_types[0].startswith(("g4dn", "g5"))
     assert spec.transient and spec.idle_timeout_minutes > 0
     assert spec.instances.task is not None and spec.instances.task.market == "SPOT"
@@ -75,30 +88,20 @@ def test_spec_without_placeholders_passes(tmp_path: Path) -> None:
         ),
         ('release_label = "emr-7.11.0"', 'release_label = "emr-5.36.0"', r"emr-6.x or later"),
         ('expression = "cron(0 3 ? * SUN *)"', 'expression = "0 3 * * 0"', r"schedule.expression.*cron"),
-        ('"--vocab-size", "2000"]', '"--vocab-size", "lots"]', r"--vocab-size N"),
         (
-            '"--vocab-size", "2000"]',
-            '"--vocab-size", "2000", "--tags", "s3://b/t/"]',
-            r"--tags and --attribute together",
+            'name = "shard-base"',
+            'name = "build-labels"',
+            r"steps\[1\].name.*unique",
         ),
+        ('schedule = "audit"\n', "", r"audit_name, audit_expression and steps with schedule = 'audit'"),
         (
-            '"--out", "s3://change-me-softlines-attr/attributes/"]',
-            '"--outt", "s3://x/"]',
-            r"flags of jobs/score.py.*--outt",
+            'name = "score"\ntype = "score"',
+            'name = "score"\nschedule = "audit"\ntype = "score"',
+            r"steps\[7\].schedule.*'pipeline' for a GPU step",
         ),
-        (
-            '"--out", "s3://change-me-softlines-attr/labels/"]',
-            '"--out", "s3://b/l/", "--conf", "x.toml"]',
-            r"no --conf",
-        ),
-        ('"--out", "s3://change-me-softlines-attr/labels/"]', '"--spark-profile", "local"]', r"no --spark-profile"),
-        (
-            '"--catalog", "s3://change-me-softlines-attr/catalog/latest/",\n        "--out", '
-            '"s3://change-me-softlines-attr/labels/"]',
-            '"--catalog", "s3://b/c/"]',
-            r"missing --out",
-        ),
-        ('name = "shard-images"', 'name = "build-labels"', r"steps\[1\].name.*unique"),
+        ('"--num-workers", "2"', '"--num-workers", "5"', r"--num-workers at most the GPU nodes \(2\)"),
+        ('type = "labels"', 'type = "tokenize"', r"no step type 'tokenize'"),
+        ('cpu_driver_memory = "20g"', 'cpu_driver_memory = "lots"', r"key 'cpu_driver_memory': expected a JVM memory"),
         ('kind = "groups"', 'kind = "pools"', r"key 'instances.kind': expected one of 'groups', 'fleets'"),
     ],
 )
@@ -126,14 +129,58 @@ def test_fleets_allow_several_types_and_subnets(tmp_path: Path) -> None:
     assert spec.network.subnet_ids == ("subnet-a", "subnet-b")
 
 
-def test_job_arg_parsing() -> None:
-    assert parse_job_args(["--models", "a", "b", "--out=x"]) == {"--models": ["a", "b"], "--out": ["x"]}
-    with pytest.raises(ValueError, match="twice"):
-        parse_job_args(["--out", "a", "--out", "b"])
-    with pytest.raises(ValueError, match="before any flag"):
-        parse_job_args(["a"])
-    assert set(JOBS) == {"build_labels", "shard_images", "score"}
-    assert all(re.fullmatch(r"jobs/\w+\.py", j.script) for j in JOBS.values())
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ('"--vocab-size", "2000",', '"--vocab-size", "lots",', r"'shard-base'.*--vocab-size: invalid int value"),
+        (
+            '"--vocab-size", "2000",',
+            '"--vocab-size", "2000", "--tags", "s3://b/t/",',
+            r"'shard-base'.*expected either --vocab-size N .* or --tags PATH with --attribute NAME",
+        ),
+        (
+            '"--out", "s3://change-me-softlines-attr/attributes/"]',
+            '"--outt", "s3://x/"]',
+            r"'score'.*softlines-attr score.*required: --out",
+        ),
+        (
+            '"--out", "s3://change-me-softlines-attr/labels/"]',
+            '"--out", "s3://b/l/", "--conf", "x.toml"]',
+            r"'build-labels'.*expected no --conf in args",
+        ),
+        (
+            '"--out", "s3://change-me-softlines-attr/labels/"]',
+            '"--out", "s3://b/l/", "--spark-profile", "local"]',
+            r"expected no --spark-profile",
+        ),
+        ('"--out", "s3://change-me-softlines-attr/labels/"]', '"--out", "s3://b/l/", "--run-id", "x"]', r"no --run-id"),
+        ('"--out", "s3://change-me-softlines-attr/labels/"]', '"--out", "s3://b/l/", "--con", "x"]', r"no --conf"),
+        (
+            '"--out", "s3://change-me-softlines-attr/attributes/"]',
+            '"--out", "s3://x/", "--dry"]',
+            r"'score'.*unrecognized arguments: --dry",
+        ),
+        (
+            '"--catalog", "s3://change-me-softlines-attr/catalog/latest/",\n        "--out", '
+            '"s3://change-me-softlines-attr/labels/"]',
+            '"--catalog", "s3://b/c/"]',
+            r"'build-labels'.*the following arguments are required: --out",
+        ),
+        ('"--resume", "--launch-timeout"', '"--launch", "local", "--launch-timeout"', r"'train-base'.*--launch"),
+        ('"--write-thresholds"]', '"--split", "test"]', r"'evaluate'.*--split: invalid choice: 'test'"),
+        (
+            '"--models", "s3://change-me-softlines-attr/models/registry/"]',
+            '"--registry", "s3://x/"]',
+            r"'promote'.*required: --models",
+        ),
+    ],
+)
+def test_step_args_are_parsed_by_the_commands_own_parsers(tmp_path: Path, old: str, new: str, message: str) -> None:
+    assert old in SHIPPED, old
+    path = _write(tmp_path, SHIPPED.replace(old, new, 1))
+    with pytest.raises(EmrSpecError, match=message) as info:
+        load_emr_spec(path)
+    assert str(path) in str(info.value)
 
 
 def test_parse_s3_uri() -> None:
@@ -141,3 +188,88 @@ def test_parse_s3_uri() -> None:
     assert parse_s3_uri("s3n://b/logs/") == ("b", "logs/")
     with pytest.raises(ConfigError):
         parse_s3_uri("/local/path")
+
+
+#: A valid command line of every step type (refine and multi shards too), as a spec's ``args``.
+VALID_ARGS: dict[str, list[list[str]]] = {
+    "labels": [["--catalog", "s3://b/catalog/", "--out", "s3://b/labels/"]],
+    "shard": [
+        ["--labels", "s3://b/labels/", "--vocab-size", "500", "--out", "s3://b/shards/base/"],
+        ["--labels", "s3://b/labels/", "--tags", "s3://b/tags/", "--attribute", "neck_style", "--out", "s3://b/n/"],
+        [
+            "--labels",
+            "s3://b/l/",
+            "--tags",
+            "s3://b/t/",
+            "--attribute",
+            "all",
+            "--catalog",
+            "s3://b/c/",
+            "--out",
+            "s3://b/m/",
+        ],
+    ],
+    "train_dist": [
+        ["--num-workers", "2", "--shards", "/mnt/s3/b/shards/base/", "--out", "s3://b/base/", "--epochs", "2"]
+    ],
+    "refine": [
+        ["--base", "s3://b/base/bundle", "--shards", "s3://b/m/", "--attribute", "all", "--out", "s3://b/cand/"]
+    ],
+    "evaluate": [
+        ["--model", "s3://b/cand/bundle", "--shards", "s3://b/m/", "--out", "s3://b/ev/", "--write-thresholds"]
+    ],
+    "quantize": [
+        ["--model", "s3://b/ev/bundle", "--shards", "s3://b/m/", "--out", "s3://b/int8/", "--num-calib", "64"]
+    ],
+    "promote": [["--candidate", "s3://b/ev/", "--shards", "s3://b/m/", "--models", "s3://b/registry/"]],
+    "score": [
+        ["--catalog", "s3://b/catalog/", "--models", "s3://b/registry/", "s3://b/int8/", "--out", "s3://b/attr/"]
+    ],
+    "audit": [
+        ["--scores", "s3://b/attr/", "--tags", "s3://b/audit-tags/", "--since", "2026-11-01", "--out", "s3://b/au/"]
+    ],
+}
+#: One wrong argument per step type, and what argparse (or the command's own check) says.
+WRONG_ARGS: dict[str, tuple[list[str], str]] = {
+    "labels": (["--catalog", "s3://b/c/", "--out", "s3://b/l/", "--input-format", "xml"], r"invalid choice: 'xml'"),
+    "shard": (["--labels", "s3://b/l/", "--out", "s3://b/s/"], r"expected either --vocab-size N"),
+    "train_dist": (["--shards", "/mnt/s3/b/s/", "--out", "s3://b/o/", "--epochs", "two"], r"--epochs: invalid int"),
+    "refine": (["--shards", "s3://b/m/", "--attribute", "all", "--out", "s3://b/c/"], r"required: --base"),
+    "evaluate": (["--model", "m", "--shards", "s", "--gpu", "first"], r"--gpu: invalid int value"),
+    "quantize": (["--model", "m", "--shards", "s", "--out", "o", "--calib-mode", "kl"], r"invalid choice: 'kl'"),
+    "promote": (["--candidate", "c", "--shards", "s", "--models", "r", "--gate", "off"], r"unrecognized arguments"),
+    "score": (["--catalog", "c", "--models", "--out", "o"], r"--models: expected at least one argument"),
+    "audit": (["--scores", "s", "--out", "o"], r"required: --tags"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(STEP_TYPES))
+def test_every_step_type_builds_its_args_through_its_commands_parser(name: str) -> None:
+    stype = STEP_TYPES[name]
+    assert (REPO / stype.script).is_file()
+    cli_parser = cli.build_parser()
+    sub = next(a for a in cli_parser._actions if isinstance(a, argparse._SubParsersAction)).choices[stype.command]
+    ours = command_parser(stype.command)
+    # the same option definitions as the CLI's own subcommand (one definition, two users)
+    assert {o for a in ours._actions for o in a.option_strings} == {
+        o for a in sub._actions for o in a.option_strings if o not in ("-h", "--help")
+    }
+    for argv in VALID_ARGS[name]:
+        ns = validate_step_args(stype, argv, step=f"a-{name}")
+        by_cli = vars(sub.parse_args([*stype.fixed_args, *argv]))
+        assert vars(ns) == {k: v for k, v in by_cli.items() if k != "_run"}
+        reads, writes = step_reads_writes(stype, ns)
+        assert writes and all(w.startswith("s3://") for w in writes)
+        assert not set(reads) & set(writes) or name == "promote"
+    wrong, message = WRONG_ARGS[name]
+    with pytest.raises(EmrSpecError, match=rf"step 'a-{name}' \(type {name}\).*{message}"):
+        validate_step_args(stype, wrong, step=f"a-{name}")
+
+
+def test_reads_and_writes_come_from_the_parse() -> None:
+    stype = STEP_TYPES["promote"]
+    ns = validate_step_args(stype, VALID_ARGS["promote"][0], step="p")
+    assert step_reads_writes(stype, ns) == (["s3://b/ev/", "s3://b/m/"], ["s3://b/registry/"])
+    train = STEP_TYPES["train_dist"]
+    ns = validate_step_args(train, ["--shards", "/mnt/s3/b/shards/", "--out", "s3://b/base/{run_id}/"], step="t")
+    assert step_reads_writes(train, ns) == (["s3://b/shards/"], ["s3://b/base/"])

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # EMR bootstrap action (runs on every node, as the hadoop user, before Hadoop and Spark are installed).
 #
-#   install_softlines_attr.sh RELEASE_URI [--index-url URL]
+#   install_softlines_attr.sh RELEASE_URI [--index-url URL] [--mount-s3 BUCKET/PREFIX/ ...]
 #
 # RELEASE_URI is a release staged by `softlines-attr emr stage` (s3://bucket/prefix/releases/<id>/).
 # It:
@@ -11,18 +11,25 @@
 #   3. downloads the release, checks SHA256SUMS, installs requirements-emr.txt -- with mxnet-cu112
 #      in place of mxnet on nodes with an NVIDIA GPU -- and then the wheel without its dependencies;
 #   4. installs the Spark GPU discovery script at /opt/softlines-attr/bin/getGpusResources.sh;
-#   5. checks the result: the package imports, and MXNet sees the GPUs on GPU nodes.
+#   5. checks the result: the package imports, and MXNet sees the GPUs on GPU nodes;
+#   6. with --mount-s3 BUCKET/PREFIX/: mounts that prefix read-only at /mnt/s3/BUCKET/PREFIX/ with Mountpoint
+#      for Amazon S3 (distributed training reads its shards there: MXNet's record reader reads local files only).
 # Any failure exits non-zero: EMR then fails the cluster with "bootstrap action 1 returned a non-zero
 # return code" and keeps this script's stdout/stderr under LogUri/<cluster>/node/<instance>/bootstrap-actions/.
 set -euo pipefail
 
-RELEASE_URI="${1:?usage: install_softlines_attr.sh s3://BUCKET/PREFIX/releases/ID/ [--index-url URL]}"
+RELEASE_URI="${1:?usage: install_softlines_attr.sh s3://BUCKET/PREFIX/releases/ID/ [--index-url URL] [--mount-s3 BUCKET/PREFIX/ ...]}"
 RELEASE_URI="${RELEASE_URI%/}"
 shift
 PIP_INDEX_ARGS=()
-if [[ "${1:-}" == "--index-url" ]]; then
-  PIP_INDEX_ARGS=(--index-url "${2:?--index-url needs a URL}")
-fi
+MOUNTS=()
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --index-url) PIP_INDEX_ARGS=(--index-url "${2:?--index-url needs a URL}"); shift 2 ;;
+    --mount-s3) MOUNTS+=("${2:?--mount-s3 needs BUCKET/PREFIX/}"); shift 2 ;;
+    *) echo "unknown argument: $1" >&2; exit 2 ;;
+  esac
+done
 
 PREFIX=/opt/softlines-attr
 VENV="$PREFIX/venv"
@@ -90,4 +97,22 @@ print(f"softlines_attr {softlines_attr.__version__}, mxnet {mxnet.__version__}, 
 if gpu_node and gpus < 1:
     sys.exit("expected MXNet (mxnet-cu112) to see the node's GPUs, found none: check the NVIDIA driver")
 PY
+# --- 6. S3 prefixes mounted read-only (Mountpoint for Amazon S3) -----------------------------------
+if [[ ${#MOUNTS[@]} -gt 0 ]]; then
+  if ! command -v mount-s3 >/dev/null 2>&1; then
+    log "installing Mountpoint for Amazon S3"
+    curl -fsSL -o /tmp/mount-s3.rpm "https://s3.amazonaws.com/mountpoint-s3-release/latest/$(uname -m)/mount-s3.rpm"
+    sudo yum install -y -q /tmp/mount-s3.rpm
+  fi
+  grep -q '^user_allow_other' /etc/fuse.conf 2>/dev/null || echo user_allow_other | sudo tee -a /etc/fuse.conf >/dev/null
+  for folder in "${MOUNTS[@]}"; do
+    bucket="${folder%%/*}"
+    prefix="${folder#*/}"
+    sudo mkdir -p "/mnt/s3/$folder"
+    sudo chown "$(id -un)" "/mnt/s3/$folder"
+    mountpoint -q "/mnt/s3/$folder" || mount-s3 --read-only --allow-other --prefix "$prefix" "$bucket" "/mnt/s3/$folder"
+    log "mounted s3://$folder at /mnt/s3/$folder (read-only)"
+  done
+fi
+
 log "done: $VENV ($("$VENV/bin/python" --version)), release $(basename "$RELEASE_URI")"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from typing import TYPE_CHECKING
 
 from softlines_attr.commands.common import (
     add_config_arguments,
@@ -13,6 +14,9 @@ from softlines_attr.commands.common import (
     check_run_id,
     config_from_args,
 )
+
+if TYPE_CHECKING:  # pragma: no cover
+    from softlines_attr.shard import ShardJob
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +52,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_spark_arguments(parser)
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run the shard job; exit 0 unless the job as a whole failed (bad images are rejects, not failures)."""
-    from softlines_attr.shard import ShardJob, run_shard_job
-    from softlines_attr.spark import build_session
+def shard_job(args: argparse.Namespace) -> ShardJob:
+    """The run asked for by the parsed arguments, checked (also what the EMR spec checks a shard step with).
+
+    Raises:
+        ShardInputError: neither or both of base (``--vocab-size``) and refine (``--tags`` + ``--attribute``).
+    """
+    from softlines_attr.shard import ShardJob
 
     job = ShardJob(
         labels_dir=args.labels,
@@ -62,6 +69,15 @@ def run(args: argparse.Namespace) -> int:
         catalog_path=args.catalog,
     )
     job.validate()
+    return job
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the shard job; exit 0 unless the job as a whole failed (bad images are rejects, not failures)."""
+    from softlines_attr.shard import run_shard_job
+    from softlines_attr.spark import build_session
+
+    job = shard_job(args)
     check_run_id(args)
     conf = config_from_args(args)
     spark = build_session(conf.spark, app_name="softlines-attr-shard", master=args.master)

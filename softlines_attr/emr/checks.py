@@ -1,17 +1,19 @@
 """The checks of an EMR spec that a field type cannot express; each raises ``ConfigError`` naming the key.
 
 S3 URIs, names, the release label, GPU instance families for core and task nodes, one instance type
-per instance group, schedule expressions and time limits, and every step's arguments against its
-job's command line (:mod:`jobs`). :func:`spec.load_emr_spec` runs them on every spec it loads.
+per instance group, schedule expressions and time limits, and every step's arguments parsed by its
+command's own parser (:mod:`steptypes`). :func:`spec.load_emr_spec` runs them on every spec it loads.
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
 import re
 from typing import TYPE_CHECKING, Any
 
-from softlines_attr.emr.jobs import JOBS, MANAGED_FLAGS, parse_job_args
+from softlines_attr.emr.errors import EmrSpecError
+from softlines_attr.emr.steptypes import accepts, step_type, validate_step_args
 from softlines_attr.errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover - the spec's types only (spec.py imports this module)
@@ -69,46 +71,25 @@ def _validate_node(spec: EmrSpec, role: str, node: NodeSpec) -> None:
         log.warning("%s: instances.%s uses SPOT: a reclaimed %s node fails the running step", spec.source, role, role)
 
 
-def validate_step(spec: EmrSpec, index: int, step: StepSpec) -> dict[str, list[str]]:
-    """Check one step's arguments against its job's command line; return the parsed flags."""
+def validate_step(spec: EmrSpec, index: int, step: StepSpec) -> argparse.Namespace:
+    """Check one step: its type, its arguments by its command's own parser, its conf files and time limit.
+
+    Returns:
+        The parsed arguments.
+
+    Raises:
+        EmrSpecError: the step's type or arguments are wrong (naming the step).
+        ConfigError: another key of the step is wrong.
+    """
     key = f"steps[{index}]"
-    job = JOBS[step.job]
     try:
-        parsed = parse_job_args(step.args)
-    except ValueError as exc:
-        raise _fail(spec, f"{key}.args", "flags followed by their values", f"{list(step.args)} ({exc})") from None
-    known = set(job.required) | set(job.optional)
-    for flag, values in parsed.items():
-        if flag in MANAGED_FLAGS:
-            raise _fail(
-                spec,
-                f"{key}.args",
-                f"no {flag} (set the step's `conf`/`taxonomy` keys or the spec's `spark_profile`)",
-                flag,
-            )
-        if flag not in known:
-            raise _fail(spec, f"{key}.args", f"flags of jobs/{step.job}.py, one of {sorted(known)}", flag)
-        if flag in job.multi:
-            if not values:
-                raise _fail(spec, f"{key}.args", f"one or more values after {flag}", list(step.args))
-        elif len(values) != 1:
-            raise _fail(spec, f"{key}.args", f"exactly one value after {flag}", values)
-    missing = [f for f in job.required if f not in parsed]
-    if missing:
-        raise _fail(
-            spec,
-            f"{key}.args",
-            f"the required flags {list(job.required)} of jobs/{step.job}.py",
-            f"{list(step.args)} (missing {missing[0]})",
-        )
-    for group in job.together:
-        given = [f for f in group if f in parsed]
-        if given and len(given) != len(group):
-            raise _fail(spec, f"{key}.args", f"{' and '.join(group)} together", given)
-    if "--vocab-size" in parsed and not re.fullmatch(r"\d+", parsed["--vocab-size"][0]):
-        raise _fail(spec, f"{key}.args", "--vocab-size N with N an integer >= 0", parsed["--vocab-size"][0])
-    if step.taxonomy and not job.taxonomy:
-        raise _fail(spec, f"{key}.taxonomy", f"nothing: jobs/{step.job}.py takes no --taxonomy", step.taxonomy)
+        stype = step_type(step.type)
+        ns = validate_step_args(stype, step.args, step=step.name)
+    except EmrSpecError as exc:
+        raise EmrSpecError(f"{spec.source}: key '{key}': {exc}") from None
+    if step.taxonomy and not accepts(stype, "taxonomy"):
+        expected = f"nothing: `softlines-attr {stype.command}` takes no --taxonomy"
+        raise _fail(spec, f"{key}.taxonomy", expected, step.taxonomy)
     for sub in ("conf", "taxonomy"):
         value = getattr(step, sub)
         if value and not (value.startswith("s3://") or (not value.startswith("/") and value.endswith(".toml"))):
@@ -117,7 +98,18 @@ def validate_step(spec: EmrSpec, index: int, step: StepSpec) -> dict[str, list[s
             )
     if step.timeout_minutes < 0:
         raise _fail(spec, f"{key}.timeout_minutes", "an integer >= 0", step.timeout_minutes)
-    return parsed
+    if stype.placement == "gpu_barrier":
+        gpu_nodes = spec.instances.core.count + (spec.instances.task.count if spec.instances.task else 0)
+        if ns.num_workers > gpu_nodes:
+            raise _fail(
+                spec,
+                f"{key}.args",
+                f"--num-workers at most the GPU nodes ({gpu_nodes}): a barrier stage needs all its tasks at once",
+                ns.num_workers,
+            )
+    if stype.gpu and step.schedule == "audit":
+        raise _fail(spec, f"{key}.schedule", "'pipeline' for a GPU step (the audit cluster has no GPU)", step.schedule)
+    return ns
 
 
 def validate_spec(spec: EmrSpec) -> None:
@@ -134,6 +126,8 @@ def validate_spec(spec: EmrSpec) -> None:
         value = getattr(spec, key)
         if not _S3_URI_RE.match(value) or not value.endswith("/"):
             raise _fail(spec, key, "an s3://bucket/prefix/ URI ending in '/'", value)
+    if not re.fullmatch(r"[1-9]\d*[mg]", spec.cpu_driver_memory):
+        raise _fail(spec, "cpu_driver_memory", "a JVM memory size like '20g' or '16384m'", spec.cpu_driver_memory)
     if "Spark" not in spec.applications:
         raise _fail(spec, "applications", "a list holding 'Spark'", list(spec.applications))
     if spec.idle_timeout_minutes < 1 or spec.idle_timeout_minutes > 7 * 24 * 60:
@@ -157,8 +151,8 @@ def validate_spec(spec: EmrSpec) -> None:
         nodes.append(("task", spec.instances.task))
     for role, node in nodes:
         _validate_node(spec, role, node)
-    if not spec.steps:
-        raise _fail(spec, "steps", "at least one [[steps]] table", [])
+    if not spec.steps_of("pipeline"):
+        raise _fail(spec, "steps", "at least one [[steps]] table of the pipeline", [])
     names = [s.name for s in spec.steps]
     for index, step in enumerate(spec.steps):
         if not _NAME_RE.match(step.name) or step.name in names[:index]:
@@ -167,7 +161,18 @@ def validate_spec(spec: EmrSpec) -> None:
     sched = spec.schedule
     if not _SCHEDULE_RE.match(sched.expression):
         raise _fail(spec, "schedule.expression", "cron(...), rate(...) or at(...)", sched.expression)
-    for key in ("name", "state_machine_name", "state_machine_role", "scheduler_role", "group"):
+    if bool(sched.audit_name) != bool(sched.audit_expression) or bool(sched.audit_name) != bool(spec.steps_of("audit")):
+        raise _fail(
+            spec,
+            "schedule.audit_name",
+            "audit_name, audit_expression and steps with schedule = 'audit' all given or all absent",
+            (sched.audit_name, sched.audit_expression, [s.name for s in spec.steps_of("audit")]),
+        )
+    if sched.audit_expression and not _SCHEDULE_RE.match(sched.audit_expression):
+        raise _fail(spec, "schedule.audit_expression", "cron(...), rate(...) or at(...)", sched.audit_expression)
+    for key in ("name", "state_machine_name", "state_machine_role", "scheduler_role", "group", "audit_name"):
+        if key == "audit_name" and not sched.audit_name:
+            continue
         if not _NAME_RE.match(getattr(sched, key)):
             raise _fail(
                 spec, f"schedule.{key}", "a name of letters, digits, '-', '_', '.' (at most 64)", getattr(sched, key)

@@ -19,6 +19,7 @@ from typing import Any
 
 from softlines_attr.emr.release import Release
 from softlines_attr.emr.spec import EmrSpec, NodeSpec
+from softlines_attr.emr.steptypes import MOUNT_ROOT, RUN_ID_PLACEHOLDER
 from softlines_attr.errors import ConfigError
 
 BOOTSTRAP_SCRIPT = "emr/bootstrap/install_softlines_attr.sh"
@@ -26,6 +27,8 @@ BOOTSTRAP_SCRIPT = "emr/bootstrap/install_softlines_attr.sh"
 PREFIX = "/opt/softlines-attr"
 VENV_PYTHON = f"{PREFIX}/venv/bin/python"
 LOCAL_RELEASE = f"{PREFIX}/release"
+#: The GPU discovery script the bootstrap installs on every node (emr/gpu/getGpusResources.sh).
+GPU_DISCOVERY_SCRIPT = f"{PREFIX}/bin/getGpusResources.sh"
 DOMINANT_RESOURCE_CALCULATOR = "org.apache.hadoop.yarn.util.resource.DominantResourceCalculator"
 LINUX_CONTAINER_EXECUTOR = "org.apache.hadoop.yarn.server.nodemanager.LinuxContainerExecutor"
 #: Spark settings the GPU jobs cannot run without; the profile (or spark_defaults) must define them.
@@ -73,10 +76,14 @@ def cgroup_root(release_label: str) -> str:
     return "/spark-rapids-cgroup" if major >= 7 else "/sys/fs/cgroup"
 
 
-def configurations(spec: EmrSpec, profile_conf: Mapping[str, str]) -> list[dict[str, Any]]:
-    """EMR configurations: Spark defaults and env, YARN GPU scheduling and isolation, the capacity scheduler."""
+def configurations(spec: EmrSpec, profile_conf: Mapping[str, str], *, gpu: bool = True) -> list[dict[str, Any]]:
+    """EMR configurations: Spark defaults and env, YARN GPU scheduling and isolation, the capacity scheduler.
+
+    Without ``gpu`` (the audit's master-only cluster) the YARN GPU plugin and isolation are left out: a
+    NodeManager with the GPU plugin does not start on a node without ``nvidia-smi``.
+    """
     root = cgroup_root(spec.release_label)
-    return [
+    spark = [
         {"Classification": "spark-defaults", "Properties": spark_defaults(spec, profile_conf)},
         {
             "Classification": "spark-env",
@@ -88,6 +95,11 @@ def configurations(spec: EmrSpec, profile_conf: Mapping[str, str]) -> list[dict[
                 }
             ],
         },
+    ]
+    if not gpu:
+        return spark
+    return [
+        *spark,
         {
             "Classification": "yarn-site",
             "Properties": {
@@ -116,11 +128,27 @@ def configurations(spec: EmrSpec, profile_conf: Mapping[str, str]) -> list[dict[
     ]
 
 
+def mounted_prefixes(spec: EmrSpec) -> list[str]:
+    """The ``bucket/prefix/`` folders the steps read through Mountpoint (their ``/mnt/s3/<bucket>/<prefix>/``
+    arguments); each is mounted alone (``mount-s3 --prefix``), so the nodes list and read nothing else."""
+    found = set()
+    for step in spec.steps:
+        for arg in step.args:
+            if arg.startswith(MOUNT_ROOT + "/"):
+                path = arg[len(MOUNT_ROOT) + 1 :].split(RUN_ID_PLACEHOLDER)[0].rstrip("/")
+                if "/" in path:
+                    found.add(path + "/")
+    return sorted(found)
+
+
 def bootstrap_actions(spec: EmrSpec, release: Release) -> list[dict[str, Any]]:
-    """The one bootstrap action: install Python 3.11 and the release's wheel on every node."""
+    """The one bootstrap action: install Python 3.11 and the release's wheel on every node (and mount the buckets
+    the steps read through Mountpoint)."""
     args = [release.uri]
     if spec.pip_index_url:
         args += ["--index-url", spec.pip_index_url]
+    for folder in mounted_prefixes(spec):
+        args += ["--mount-s3", folder]
     return [
         {
             "Name": "install-softlines-attr",
@@ -144,17 +172,20 @@ def ebs_configuration(node: NodeSpec) -> dict[str, Any] | None:
     }
 
 
-def _nodes(spec: EmrSpec) -> list[tuple[str, NodeSpec]]:
-    nodes = [("MASTER", spec.instances.master), ("CORE", spec.instances.core)]
+def _nodes(spec: EmrSpec, *, cpu_only: bool = False) -> list[tuple[str, NodeSpec]]:
+    nodes = [("MASTER", spec.instances.master)]
+    if cpu_only:  # the audit's cluster: the master alone (a single-node cluster runs YARN there)
+        return nodes
+    nodes.append(("CORE", spec.instances.core))
     if spec.instances.task is not None and spec.instances.task.count > 0:
         nodes.append(("TASK", spec.instances.task))
     return nodes
 
 
-def instance_groups(spec: EmrSpec) -> list[dict[str, Any]]:
+def instance_groups(spec: EmrSpec, *, cpu_only: bool = False) -> list[dict[str, Any]]:
     """``Instances.InstanceGroups``: one type per node type; the task group only when its count > 0."""
     groups = []
-    for role, node in _nodes(spec):
+    for role, node in _nodes(spec, cpu_only=cpu_only):
         group: dict[str, Any] = {
             "Name": role.lower(),
             "InstanceRole": role,
@@ -171,10 +202,10 @@ def instance_groups(spec: EmrSpec) -> list[dict[str, Any]]:
     return groups
 
 
-def instance_fleets(spec: EmrSpec) -> list[dict[str, Any]]:
+def instance_fleets(spec: EmrSpec, *, cpu_only: bool = False) -> list[dict[str, Any]]:
     """``Instances.InstanceFleets``: several types per node type (weight 1 each), spot with a fallback."""
     fleets = []
-    for role, node in _nodes(spec):
+    for role, node in _nodes(spec, cpu_only=cpu_only):
         configs = []
         for itype in node.instance_types:
             cfg: dict[str, Any] = {"InstanceType": itype, "WeightedCapacity": 1}
@@ -201,15 +232,16 @@ def instance_fleets(spec: EmrSpec) -> list[dict[str, Any]]:
     return fleets
 
 
-def instances(spec: EmrSpec, *, keep_alive: bool) -> dict[str, Any]:
-    """``Instances``: groups or fleets, network, and whether the cluster outlives its steps."""
+def instances(spec: EmrSpec, *, keep_alive: bool, cpu_only: bool = False) -> dict[str, Any]:
+    """``Instances``: groups or fleets (only the master with ``cpu_only``), network, whether the cluster outlives
+    its steps."""
     net = spec.network
     out: dict[str, Any] = {"KeepJobFlowAliveWhenNoSteps": keep_alive, "TerminationProtected": False}
     if spec.instances.kind == "groups":
-        out["InstanceGroups"] = instance_groups(spec)
+        out["InstanceGroups"] = instance_groups(spec, cpu_only=cpu_only)
         out["Ec2SubnetId"] = net.subnet_ids[0]
     else:
-        out["InstanceFleets"] = instance_fleets(spec)
+        out["InstanceFleets"] = instance_fleets(spec, cpu_only=cpu_only)
         out["Ec2SubnetIds"] = list(net.subnet_ids)
     optional = {
         "Ec2KeyName": net.ec2_key_name,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from softlines_attr.errors import SoftlinesAttrError
+from softlines_attr.errors import ConfigError, SoftlinesAttrError
 
 
 class EmrError(SoftlinesAttrError):
@@ -27,3 +27,7 @@ class EmrStepFailedError(EmrError):
 
 class EmrWaitTimeoutError(EmrError):
     """A step or cluster did not reach the expected state within the configured time."""
+
+
+class EmrSpecError(EmrError, ConfigError):
+    """A step of the spec is wrong: an unknown type, or arguments its command's own parser refuses."""

@@ -14,8 +14,9 @@ Scope of each role:
 * **Instance role** (the nodes): read the release, read the steps' inputs, write the steps'
   ``--out`` prefixes, write the logs. No managed policy (``AmazonElasticMapReduceforEC2Role`` is
   deprecated and grants ``s3:*``).
-* **State machine role**: create, drive and terminate EMR clusters, pass the two cluster roles, and
-  manage the EventBridge rules Step Functions' ``.sync`` EMR integrations use.
+* **State machine role**: create, drive and terminate EMR clusters, pass the two cluster roles,
+  manage the EventBridge rules Step Functions' ``.sync`` EMR integrations use, and read the steps'
+  summaries (``s3:GetObject`` under the prefixes the steps write).
 * **Scheduler role**: ``states:StartExecution`` of the one state machine.
 * **Operator policy**: what the person or CI job running ``softlines-attr emr ...`` needs.
 """
@@ -26,9 +27,9 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from softlines_attr.emr.jobs import JOBS, parse_job_args
 from softlines_attr.emr.requests import role_arn, state_machine_arn
 from softlines_attr.emr.spec import EmrSpec, parse_s3_uri
+from softlines_attr.emr.steptypes import step_reads_writes, step_type, validate_step_args
 
 VERSION = "2012-10-17"
 EMR_SERVICE_POLICY_V2 = "arn:aws:iam::aws:policy/service-role/AmazonEMRServicePolicy_v2"
@@ -76,16 +77,18 @@ def _list_statement(sid: str, uris: Iterable[str]) -> list[dict[str, Any]]:
 
 
 def step_uris(spec: EmrSpec) -> tuple[list[str], list[str]]:
-    """(S3 URIs the steps read, S3 URIs they write), from the jobs' input/output flags."""
+    """(S3 URIs the steps read, S3 URIs they write), from each step's arguments parsed by its command's parser.
+
+    Every option holding an ``s3://`` URI (or a Mountpoint path) is read, except the options the step
+    type writes (:func:`softlines_attr.emr.steptypes.step_reads_writes`).
+    """
     reads: list[str] = []
     writes: list[str] = []
     for step in spec.steps:
-        job = JOBS[step.job]
-        parsed = parse_job_args(step.args)
-        for flag, values in parsed.items():
-            target = writes if flag in job.outputs else reads if flag in job.inputs else None
-            if target is not None:
-                target.extend(v for v in values if v.startswith("s3://"))
+        stype = step_type(step.type)
+        step_reads, step_writes = step_reads_writes(stype, validate_step_args(stype, step.args, step=step.name))
+        reads += step_reads
+        writes += step_writes
         for extra in (step.conf, step.taxonomy):
             if extra.startswith("s3://"):
                 reads.append(extra)
@@ -144,7 +147,7 @@ def instance_role(spec: EmrSpec) -> dict[str, Any]:
                 "Sid": "ReadInputs",
                 "Effect": "Allow",
                 "Action": "s3:GetObject",
-                "Resource": [_object_arn(u) for u in reads],
+                "Resource": sorted({_object_arn(u) for u in reads}),
             }
         )
     if writes:
@@ -159,7 +162,7 @@ def instance_role(spec: EmrSpec) -> dict[str, Any]:
                     "s3:AbortMultipartUpload",
                     "s3:ListMultipartUploadParts",
                 ],
-                "Resource": [_object_arn(u) for u in writes],
+                "Resource": sorted({_object_arn(u) for u in writes}),
             }
         )
     statements.append(
@@ -234,6 +237,12 @@ def state_machine_role(spec: EmrSpec) -> dict[str, Any]:
                     },
                     _pass_cluster_roles(spec),
                     {
+                        "Sid": "ReadStepSummaries",
+                        "Effect": "Allow",
+                        "Action": "s3:GetObject",
+                        "Resource": sorted({_object_arn(u) for u in step_uris(spec)[1]}),
+                    },
+                    {
                         "Sid": "SyncIntegrationRules",
                         "Effect": "Allow",
                         "Action": ["events:PutTargets", "events:PutRule", "events:DescribeRule"],
@@ -273,7 +282,11 @@ def scheduler_role(spec: EmrSpec) -> dict[str, Any]:
 def operator_policy(spec: EmrSpec) -> dict[str, Any]:
     """What the person or CI job running ``softlines-attr emr ...`` needs (attach to them)."""
     sched = spec.schedule
-    schedule_arn = f"arn:aws:scheduler:{spec.region}:{spec.account_id}:schedule/{sched.group}/{sched.name}"
+    schedule_arns = [
+        f"arn:aws:scheduler:{spec.region}:{spec.account_id}:schedule/{sched.group}/{name}"
+        for name in (sched.name, sched.audit_name)
+        if name
+    ]
     return {
         "PolicyName": f"{spec.name}-emr-operator",
         "PolicyDocument": _policy(
@@ -341,7 +354,7 @@ def operator_policy(spec: EmrSpec) -> dict[str, Any]:
                 "Sid": "ManageSchedule",
                 "Effect": "Allow",
                 "Action": ["scheduler:GetSchedule", "scheduler:CreateSchedule", "scheduler:UpdateSchedule"],
-                "Resource": schedule_arn,
+                "Resource": schedule_arns,
             },
         ),
     }

@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 from softlines_attr.emr.aws import ApiCall, api_error, client_for, error_code, is_not_found
 from softlines_attr.emr.cluster import BOOTSTRAP_SCRIPT
 from softlines_attr.emr.errors import EmrPreflightError
-from softlines_attr.emr.jobs import JOBS
 from softlines_attr.emr.release import MANIFEST, Release
 from softlines_attr.emr.spec import EmrSpec, StepSpec, parse_s3_uri
 from softlines_attr.emr.stage import check_bucket
+from softlines_attr.emr.steptypes import step_type
 
 if TYPE_CHECKING:  # pragma: no cover
     import boto3
@@ -53,7 +53,7 @@ def release_files_needed(steps: Sequence[StepSpec]) -> list[str]:
     """The release-relative files the bootstrap and the steps use (job files, conf/taxonomy TOMLs)."""
     needed = [BOOTSTRAP_SCRIPT]
     for step in steps:
-        needed.append(JOBS[step.job].script)
+        needed.append(step_type(step.type).script)
         needed += [v for v in (step.conf, step.taxonomy) if v and not v.startswith("s3://")]
     return sorted(set(needed))
 

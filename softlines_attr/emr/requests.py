@@ -16,6 +16,7 @@ from softlines_attr.emr.cluster import bootstrap_actions, cluster_tags, configur
 from softlines_attr.emr.release import Release
 from softlines_attr.emr.spec import EmrSpec, StepSpec
 from softlines_attr.emr.steps import step_config
+from softlines_attr.io.tables import new_run_id
 
 
 def role_arn(spec: EmrSpec, role_name: str) -> str:
@@ -35,6 +36,8 @@ def run_job_flow_request(
     *,
     transient: bool,
     steps: Sequence[StepSpec] | None = None,
+    cpu_only: bool = False,
+    run_id: str | None = None,
 ) -> dict[str, Any]:
     """The RunJobFlow request.
 
@@ -45,6 +48,8 @@ def run_job_flow_request(
         transient: Terminate when the steps end (and on a failed step: ActionOnFailure=TERMINATE_CLUSTER);
             otherwise keep the cluster and cancel the remaining steps on a failure (CANCEL_AND_WAIT).
         steps: The steps to run; ``None`` for every step of the spec, ``[]`` for none.
+        cpu_only: The master alone and no YARN GPU set-up (the audit schedule's cluster).
+        run_id: The steps' ``--run-id`` (every step commits ``runs/<run_id>/``); default a new one.
     """
     steps = list(spec.steps) if steps is None else list(steps)
     action = "TERMINATE_CLUSTER" if transient else "CANCEL_AND_WAIT"
@@ -53,9 +58,9 @@ def run_job_flow_request(
         "LogUri": spec.log_uri,
         "ReleaseLabel": spec.release_label,
         "Applications": [{"Name": a} for a in spec.applications],
-        "Instances": instances(spec, keep_alive=not transient),
+        "Instances": instances(spec, keep_alive=not transient, cpu_only=cpu_only),
         "BootstrapActions": bootstrap_actions(spec, release),
-        "Configurations": configurations(spec, profile_conf),
+        "Configurations": configurations(spec, profile_conf, gpu=not cpu_only),
         "VisibleToAllUsers": True,
         "JobFlowRole": spec.roles.instance_profile,
         "ServiceRole": spec.roles.service_role,
@@ -66,7 +71,8 @@ def run_job_flow_request(
         "AutoTerminationPolicy": {"IdleTimeout": spec.idle_timeout_minutes * 60},
     }
     if steps:
-        request["Steps"] = [step_config(spec, s, release, action) for s in steps]
+        run_id = run_id or new_run_id()
+        request["Steps"] = [step_config(spec, s, release, action, run_id) for s in steps]
     if spec.roles.autoscaling_role:
         request["AutoScalingRole"] = spec.roles.autoscaling_role
     if spec.security_configuration:
@@ -80,6 +86,14 @@ def add_job_flow_steps_request(
     cluster_id: str,
     steps: Sequence[StepSpec],
     action_on_failure: str = "CANCEL_AND_WAIT",
+    run_id: str | None = None,
 ) -> dict[str, Any]:
-    """The AddJobFlowSteps request: on a failure, the later steps are cancelled (they depend on it)."""
-    return {"JobFlowId": cluster_id, "Steps": [step_config(spec, s, release, action_on_failure) for s in steps]}
+    """The AddJobFlowSteps request: on a failure, the later steps are cancelled (they depend on it).
+
+    Every step gets ``--run-id`` ``run_id`` (default a new one), so the steps of one request commit one run.
+    """
+    run_id = run_id or new_run_id()
+    return {
+        "JobFlowId": cluster_id,
+        "Steps": [step_config(spec, s, release, action_on_failure, run_id) for s in steps],
+    }

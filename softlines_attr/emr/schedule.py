@@ -58,22 +58,26 @@ class ScheduleResult:
     schedule_name: str
     schedule: str
     release: str
+    audit_schedule_name: str = ""
+    audit_schedule: str = ""
 
     def to_json(self) -> dict[str, Any]:
         """The JSON summary printed on stdout."""
-        return {
+        out = {
             "StateMachineArn": self.state_machine_arn,
             "StateMachine": self.state_machine,
             "Schedule": self.schedule_name,
             "ScheduleAction": self.schedule,
             "release": self.release,
         }
+        if self.audit_schedule_name:
+            out.update({"AuditSchedule": self.audit_schedule_name, "AuditScheduleAction": self.audit_schedule})
+        return out
 
 
 def schedule_plan(spec: EmrSpec, release: Release) -> list[ApiCall]:
     """Every request ``emr schedule`` may make, with when each write happens."""
     definition = state_machine_definition(spec, release, profile_conf(spec))
-    sched = schedule_request(spec)
     calls = [
         *preflight_calls(spec, release, pipeline=True),
         ApiCall("stepfunctions", "DescribeStateMachine", {"stateMachineArn": state_machine_arn(spec)}),
@@ -97,12 +101,21 @@ def schedule_plan(spec: EmrSpec, release: Release) -> list[ApiCall]:
                 "scheduler", "CreateScheduleGroup", {"Name": spec.schedule.group}, "if GetScheduleGroup found none"
             ),
         ]
-    calls += [
-        ApiCall("scheduler", "GetSchedule", {"Name": spec.schedule.name, "GroupName": spec.schedule.group}),
-        ApiCall("scheduler", "CreateSchedule", sched, "if GetSchedule found none"),
-        ApiCall("scheduler", "UpdateSchedule", sched, "if it exists with other settings"),
-    ]
+    for sched in schedule_requests(spec):
+        calls += [
+            ApiCall("scheduler", "GetSchedule", {"Name": sched["Name"], "GroupName": sched["GroupName"]}),
+            ApiCall("scheduler", "CreateSchedule", sched, "if GetSchedule found none"),
+            ApiCall("scheduler", "UpdateSchedule", sched, "if it exists with other settings"),
+        ]
     return calls
+
+
+def schedule_requests(spec: EmrSpec) -> list[dict[str, Any]]:
+    """The pipeline's schedule request, and the audit's when the spec has one."""
+    requests = [schedule_request(spec)]
+    if spec.schedule.audit_name:
+        requests.append(schedule_request(spec, audit=True))
+    return requests
 
 
 def _by_operation(calls: list[ApiCall], operation: str) -> ApiCall:
@@ -156,24 +169,24 @@ def schedule_differs(current: dict[str, Any], desired: dict[str, Any]) -> list[s
     return differs
 
 
-def ensure_schedule(session: boto3.Session, spec: EmrSpec, calls: list[ApiCall]) -> str:
-    """Create the schedule, update it if it differs, or leave it; return the action taken."""
+def ensure_schedule(session: boto3.Session, desired: dict[str, Any]) -> str:
+    """Create the schedule ``desired`` names, update it if it differs, or leave it; return the action taken."""
     from botocore.exceptions import ClientError
 
     scheduler = client_for(session, "scheduler")
-    create = _by_operation(calls, "CreateSchedule")
+    name = desired["Name"]
     try:
-        current = scheduler.get_schedule(Name=spec.schedule.name, GroupName=spec.schedule.group)
+        current = scheduler.get_schedule(Name=name, GroupName=desired["GroupName"])
     except ClientError as exc:
         if not is_not_found(exc):
-            raise api_error(exc, "GetSchedule", "looking up the schedule") from exc
-        send(session, create, "creating the schedule")
+            raise api_error(exc, "GetSchedule", f"looking up the schedule {name}") from exc
+        send(session, ApiCall("scheduler", "CreateSchedule", desired), f"creating the schedule {name}")
         return "created"
-    differs = schedule_differs(current, create.params)
+    differs = schedule_differs(current, desired)
     if not differs:
         return "unchanged"
-    log.info("schedule %s differs in %s; updating it", spec.schedule.name, differs)
-    send(session, _by_operation(calls, "UpdateSchedule"), "updating the schedule")
+    log.info("schedule %s differs in %s; updating it", name, differs)
+    send(session, ApiCall("scheduler", "UpdateSchedule", desired), f"updating the schedule {name}")
     return "updated"
 
 
@@ -200,10 +213,16 @@ def schedule(
     run_preflight(session, spec, release, spec.steps, pipeline=True)
     sm_action = ensure_state_machine(session, spec, calls)
     ensure_schedule_group(session, spec)
-    sched_action = ensure_schedule(session, spec, calls)
-    result = ScheduleResult(state_machine_arn(spec), sm_action, spec.schedule.name, sched_action, release.uri)
-    log.info(
-        "state machine %s, schedule %s %s (release %s)", sm_action, spec.schedule.name, sched_action, release.release_id
+    actions = [ensure_schedule(session, desired) for desired in schedule_requests(spec)]
+    result = ScheduleResult(
+        state_machine_arn(spec),
+        sm_action,
+        spec.schedule.name,
+        actions[0],
+        release.uri,
+        spec.schedule.audit_name,
+        actions[1] if len(actions) > 1 else "",
     )
+    log.info("state machine %s, schedules %s (release %s)", sm_action, actions, release.release_id)
     out(json.dumps(result.to_json()))
     return result

@@ -98,31 +98,40 @@ class NetworkSpec:
 
 @dataclass(frozen=True)
 class StepSpec:
-    """One pipeline step: a spark-submit of ``jobs/<job>.py`` with its arguments.
+    """One pipeline step: a ``softlines-attr`` command run as an EMR step (:mod:`steptypes`).
 
     Attributes:
         name: The EMR step name (unique in the spec).
-        job: Which job (``build_labels``, ``shard_images``, ``score``).
-        args: The job's own arguments (``--catalog``, ``--out`` ...), checked against :data:`JOBS`.
+        type: The step type (``labels``, ``shard``, ``train_dist``, ``refine``, ``evaluate``, ``quantize``,
+            ``promote``, ``score``, ``audit``): which command, entry point and placement.
+        args: The command's own arguments (``--catalog``, ``--out`` ...), parsed by the command's parser.
         conf: A pipeline override TOML, relative to the release root (``conf/...``) or an ``s3://`` URI;
             shipped with ``--files`` and passed as ``--conf``. Empty: the wheel's bundled defaults.
-        taxonomy: A taxonomy TOML, same rules as ``conf`` (only jobs that take ``--taxonomy``).
+        taxonomy: A taxonomy TOML, same rules as ``conf`` (only commands that take ``--taxonomy``).
         spark_submit_args: Extra spark-submit options placed before the job file.
         timeout_minutes: The Step Functions time limit of this step; 0 = ``schedule.step_timeout_minutes``.
+        schedule: ``pipeline`` (the scheduled method, in spec order) or ``audit`` (the audit schedule's
+            CPU-only cluster).
     """
 
     name: str
-    job: Literal["build_labels", "shard_images", "score"]
+    type: str
     args: tuple[str, ...]
     conf: str = ""
     taxonomy: str = ""
     spark_submit_args: tuple[str, ...] = ()
     timeout_minutes: int = 0
+    schedule: Literal["pipeline", "audit"] = "pipeline"
 
 
 @dataclass(frozen=True)
 class ScheduleSpec:
-    """The EventBridge Scheduler schedule and the Step Functions state machine it starts."""
+    """The EventBridge Scheduler schedules and the Step Functions state machine they start.
+
+    ``name``/``expression`` schedule the pipeline's steps; ``audit_name``/``audit_expression`` (both or
+    neither, and only with steps of ``schedule = "audit"``) a second schedule of the same machine
+    whose executions run the audit steps on a CPU-only cluster.
+    """
 
     name: str
     expression: str
@@ -139,6 +148,8 @@ class ScheduleSpec:
     create_cluster_retries: int = 2
     max_retry_attempts: int = 3
     max_event_age_seconds: int = 3600
+    audit_name: str = ""
+    audit_expression: str = ""
 
 
 @dataclass(frozen=True)
@@ -161,7 +172,11 @@ class DataSpec:
 
 @dataclass(frozen=True)
 class EmrSpec:
-    """A whole EMR deployment of the pipeline: cluster, steps, schedule."""
+    """A whole EMR deployment of the pipeline: cluster, steps, schedule.
+
+    ``spark_profile`` is the GPU steps' Spark profile (and the cluster's spark-defaults);
+    ``cpu_spark_profile`` the CPU steps' (on the master, ``local[*]``, with ``cpu_driver_memory``).
+    """
 
     name: str
     account_id: str
@@ -179,6 +194,8 @@ class EmrSpec:
     idle_timeout_minutes: int = 60
     ebs_root_volume_gb: int = 64
     spark_profile: str = "emr_gpu"
+    cpu_spark_profile: str = "emr_cpu"
+    cpu_driver_memory: str = "16g"
     deploy_mode: Literal["cluster", "client"] = "cluster"
     pip_index_url: str = ""
     security_configuration: str = ""
@@ -194,6 +211,10 @@ class EmrSpec:
             if step.name == name:
                 return step
         raise ConfigError(f"{self.source}: no step {name!r}; expected one of {[s.name for s in self.steps]}")
+
+    def steps_of(self, schedule: str) -> tuple[StepSpec, ...]:
+        """The steps of the ``pipeline`` or the ``audit`` schedule, in spec order."""
+        return tuple(s for s in self.steps if s.schedule == schedule)
 
 
 # --------------------------------------------------------------------------------------------

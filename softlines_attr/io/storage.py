@@ -262,3 +262,21 @@ def storage_for(
     if parse_uri(uri).scheme == "s3":
         return S3Storage(make_s3_client(threads, retries, timeout_s), multipart_chunk_bytes, threads)
     return LocalStorage()
+
+
+def download_tree(uri: str, dest: Path) -> list[str]:
+    """Copy every object under ``uri`` (local or s3://) into the local folder ``dest``; returns the relative paths.
+
+    Folder markers (``<prefix>/`` objects, which pyarrow's ``create_dir`` writes on S3) are not files and are
+    skipped. For small trees (a bundle, refine shards): each object is read whole into memory.
+    """
+    storage = storage_for(uri)
+    copied = []
+    for rel in sorted(storage.list_files(uri)):
+        if not rel or rel.endswith("/"):
+            continue
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(storage.read_bytes(join_uri(uri, rel)))
+        copied.append(rel)
+    return copied

@@ -17,6 +17,8 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 from softlines_attr.model.evaluation import Evaluation, HeadEvaluation, write_text_atomic
 from softlines_attr.model.report_png import (
     confusion_png,
@@ -61,7 +63,8 @@ def report_points(curve: Sequence[CurvePoint], chosen: float | None, step: float
 # --------------------------------------------------------------------------------------------
 
 
-def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str = "l") -> list[str]:
+def md_table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str = "l") -> list[str]:
+    """A Markdown table's lines (first column left-aligned, the rest right-aligned; ``align="r"``: all right)."""
     sep = [":--" if i == 0 else "--:" for i in range(len(header))] if align == "l" else ["--:"] * len(header)
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(sep) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -102,9 +105,9 @@ def head_markdown(h: HeadEvaluation) -> list[str]:
     """The Markdown section of one head."""
     title = h.head if h.attribute in (None, h.head) else f"{h.head} ({h.attribute})"
     out = [f"## {title}", ""]
-    out += _md_table(["metric", "value"], headline_rows(h)) + [""]
+    out += md_table(["metric", "value"], headline_rows(h)) + [""]
     out += [abstain_sentence(h), "", "### Per-class accuracy", ""]
-    out += _md_table(
+    out += md_table(
         ["class", "support", "correct", "accuracy (recall)", "predicted", "precision"],
         [
             [r.name, str(r.support), str(r.correct), fmt(r.accuracy), str(r.predicted), fmt(r.precision)]
@@ -112,7 +115,7 @@ def head_markdown(h: HeadEvaluation) -> list[str]:
         ],
     ) + [""]
     out += ["### Confusion matrix", "", f"![confusion matrix of {h.head}]({confusion_png_name(h.head)})", ""]
-    out += _md_table(
+    out += md_table(
         ["true \\ predicted", *h.classes],
         [[name, *(str(int(v)) for v in h.confusion[i])] for i, name in enumerate(h.classes)],
     ) + [""]
@@ -123,7 +126,7 @@ def head_markdown(h: HeadEvaluation) -> list[str]:
         "",
     ]
     points = report_points(h.curve, h.abstain.threshold)
-    out += _md_table(
+    out += md_table(
         ["threshold", "kept", "coverage", "precision"],
         [
             [
@@ -150,7 +153,7 @@ def render_markdown(ev: Evaluation) -> str:
         "",
     ]
     if len(ev.heads) > 1:
-        out += _md_table(
+        out += md_table(
             ["head", "records", "accuracy", "avg per-class acc.", "top-2", "abstain threshold", "coverage"],
             [
                 [
@@ -175,7 +178,7 @@ def render_markdown(ev: Evaluation) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-_CSS = """
+REPORT_CSS = """
 body { font-family: sans-serif; margin: 2em; color: #222; }
 table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
 th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: right; }
@@ -186,7 +189,8 @@ tr.chosen td { background: #fff3c4; }
 """
 
 
-def _html_table(header: Sequence[str], rows: Sequence[Sequence[str]], row_class: Sequence[str] | None = None) -> str:
+def html_table(header: Sequence[str], rows: Sequence[Sequence[str]], row_class: Sequence[str] | None = None) -> str:
+    """An HTML table of escaped cells; ``row_class`` gives each row a CSS class (empty: none)."""
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = []
     for i, r in enumerate(rows):
@@ -196,23 +200,29 @@ def _html_table(header: Sequence[str], rows: Sequence[Sequence[str]], row_class:
 
 
 def confusion_html(h: HeadEvaluation) -> str:
-    """The confusion matrix as an HTML table whose cells are shaded by their row share."""
-    shares = row_shares(h.confusion)
-    head = "<th>true \\ predicted</th>" + "".join(f"<th>{html.escape(c)}</th>" for c in h.classes)
+    """The head's confusion matrix as an HTML table whose cells are shaded by their row share."""
+    return confusion_table_html(h.confusion, h.classes)
+
+
+def confusion_table_html(confusion: np.ndarray, classes: Sequence[str]) -> str:
+    """A confusion matrix (rows true, columns predicted) as an HTML table whose cells are shaded by their row share."""
+    shares = row_shares(confusion)
+    head = "<th>true \\ predicted</th>" + "".join(f"<th>{html.escape(c)}</th>" for c in classes)
     rows = []
-    for i, name in enumerate(h.classes):
+    for i, name in enumerate(classes):
         cells = []
-        for j in range(len(h.classes)):
+        for j in range(len(classes)):
             colour = "white" if shares[i, j] > 0.55 else "black"
             cells.append(
                 f'<td class="cm" '
-                f'style="background:{hex_colour(shade(shares[i, j]))};color:{colour}">{int(h.confusion[i, j])}</td>'
+                f'style="background:{hex_colour(shade(shares[i, j]))};color:{colour}">{int(confusion[i, j])}</td>'
             )
         rows.append(f"<tr><td>{html.escape(name)}</td>{''.join(cells)}</tr>")
     return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
 
 
-def _img(alt: str, png: bytes) -> str:
+def img_tag(alt: str, png: bytes) -> str:
+    """An ``<img>`` with the PNG embedded as base64 (empty for no PNG)."""
     return (
         f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">'
         if png
@@ -228,10 +238,10 @@ def head_html(h: HeadEvaluation, png: bytes, curve: bytes = b"") -> str:
     chosen = ["chosen" if a.reached and abs(p.threshold - (a.threshold or 0)) < 1e-9 else "" for p in points]
     parts = [
         f"<h2>{html.escape(h.head)}</h2>",
-        _html_table(["metric", "value"], headline_rows(h)),
+        html_table(["metric", "value"], headline_rows(h)),
         f'<p class="{"" if a.reached else "warn"}">{sentence}</p>',
         "<h3>Per-class accuracy</h3>",
-        _html_table(
+        html_table(
             ["class", "support", "correct", "accuracy (recall)", "predicted", "precision"],
             [
                 [r.name, str(r.support), str(r.correct), fmt(r.accuracy), str(r.predicted), fmt(r.precision)]
@@ -239,11 +249,11 @@ def head_html(h: HeadEvaluation, png: bytes, curve: bytes = b"") -> str:
             ],
         ),
         "<h3>Confusion matrix</h3>",
-        _img(f"confusion matrix of {h.head}", png),
+        img_tag(f"confusion matrix of {h.head}", png),
         confusion_html(h),
         "<h3>Precision and coverage by confidence threshold</h3>",
-        _img(f"precision and coverage of {h.head}", curve),
-        _html_table(
+        img_tag(f"precision and coverage of {h.head}", curve),
+        html_table(
             ["threshold", "kept", "coverage", "precision"],
             [[fmt(p.threshold, 2), str(p.kept), fmt(p.coverage), fmt(p.precision)] for p in points],
             chosen,
@@ -263,7 +273,7 @@ def render_html(ev: Evaluation, pngs: dict[str, bytes], curves: dict[str, bytes]
     body = "\n".join(head_html(h, pngs.get(h.head, b""), (curves or {}).get(h.head, b"")) for h in ev.heads)
     return (
         '<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>Model evaluation</title>'
-        f"<style>{_CSS}</style></head><body>\n<h1>Model evaluation</h1>\n{intro}\n{body}\n</body></html>\n"
+        f"<style>{REPORT_CSS}</style></head><body>\n<h1>Model evaluation</h1>\n{intro}\n{body}\n</body></html>\n"
     )
 
 

@@ -160,30 +160,30 @@ def _is_s3(path: str) -> bool:
 
 def _download_s3(uri: str, dest: Path) -> Path:
     """Copy every object under ``uri`` to ``dest`` (boto3; ``AWS_ENDPOINT_URL_S3`` honoured)."""
-    from softlines_attr.io.storage import join_uri, storage_for
+    from softlines_attr.io.storage import download_tree
 
-    storage = storage_for(uri)
-    files = storage.list_files(uri)
-    if not files:
+    if not download_tree(uri, dest):
         raise ScoreInputError(f"--models {uri}: expected a model bundle folder (or a folder of them), found no objects")
-    for rel in files:
-        target = dest / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(storage.read_bytes(join_uri(uri, rel)))
     return dest
 
 
 def resolve_model_dirs(paths: Sequence[str], download_dir: Path | None = None) -> list[Path]:
     """Local bundle folders for ``--models`` arguments.
 
-    A path is a bundle folder (it has ``manifest.json``) or a folder whose sub-folders are bundles
-    (e.g. ``models/current/``), local or on ``s3://`` (downloaded under ``download_dir``).
+    A path is a bundle folder (it has ``manifest.json``), a folder whose sub-folders are bundles
+    (e.g. ``models/current/``), or a model registry (``softlines-attr promote``'s ``--models``: its
+    ``_current.json`` is followed to the current version's bundle), local or on ``s3://`` (downloaded
+    under ``download_dir``).
 
     Raises:
         ScoreInputError: for a path that does not exist or holds no bundle.
     """
+    from softlines_attr.io.commit import resolve_current
+
     found: list[Path] = []
-    for i, path in enumerate(paths):
+    for i, given in enumerate(paths):
+        _is_s3(given)  # an unsupported scheme is a ScoreInputError naming --models
+        path = resolve_current(given)  # a model registry (promote's output): its current version
         if _is_s3(path):
             base = Path(download_dir or tempfile.mkdtemp(prefix="score-models-")) / f"models{i}"
             local = _download_s3(path, base)
