@@ -10,7 +10,8 @@ The same steps as the EMR schedule (docs/EMR.md), each reading the committed out
     OUT/models/<run_id>/base/     the base model; OUT/models/<run_id>/<multi|ATTRIBUTE>/ the candidate refined from it
     OUT/models/<run_id>/evaluation/   the candidate on the val split (its abstain thresholds go into its bundle)
     OUT/registry/                 the model registry (promote): the current model behind one pointer
-    OUT/scores/                   the scoring job's tables, with the registry's current model
+    OUT/scores/                   the scoring job's tables, with the registry's current model (incremental over the
+                                  previous run's: only rows whose image or model changed are scored again)
     OUT/audits/                   the production audit (with --audit-tags, or the generated sample)
     OUT/pipeline_summary.json     every step's rows in / out / rejected / skipped, seconds, and the gate's decision
 
@@ -212,6 +213,7 @@ def _run_steps(
 ) -> None:
     """labels -> base shards -> refine shards -> base -> refine -> evaluate -> promote -> score -> audit."""
     from softlines_attr.audit.job import AuditJob, run_audit_job
+    from softlines_attr.io.commit import read_current
     from softlines_attr.labels.job import run_label_job
     from softlines_attr.model.bundle import BUNDLE_DIR
     from softlines_attr.model.evaluate import evaluate_model
@@ -310,9 +312,10 @@ def _run_steps(
 
         def score() -> dict[str, Any]:
             payloads, _ = load_models((registry,), conf)
-            job = ScoreJob(catalog_path=catalog, model_dirs=(registry,), out_dir=scores)
+            previous = scores if read_current(scores).pointer else None  # incremental over the last run's scores
+            job = ScoreJob(catalog_path=catalog, model_dirs=(registry,), out_dir=scores, previous_dir=previous)
             summary = run_score_job(spark, conf, job, run_id=run_id, payloads=payloads)
-            return _record("score", summary, "run_id", "errors_by_reason", "attribute_rows")
+            return _record("score", summary, "run_id", "previous_run_id", "errors_by_reason", "attribute_rows")
 
         step("score", score)
         if audit_tags is not None:

@@ -128,7 +128,7 @@ def test_pipeline_runs_every_step_in_order_each_reading_the_step_before(tmp_path
     from softlines_attr.io.commit import read_current
 
     scores = read_current(str(out / "scores"))
-    assert scores.run_id == "r1"
+    assert scores.run_id == "r1" and steps["score"]["details"]["previous_run_id"] is None  # a first run: no carry
     assert [m["source"] for m in scores.summary["models"]] == [str(out / "registry" / "runs" / "r1" / "multi")]
     decision = json.loads(Path(steps["promote"]["details"]["decision_file"]).read_text())
     assert decision["candidate"]["attributes"] == ["hemline", "neck_style", "pattern", "silhouette", "sleeve_type"]

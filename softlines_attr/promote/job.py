@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from softlines_attr.config import PipelineConfig
 from softlines_attr.io.commit import StagedOutput
@@ -28,12 +28,17 @@ from softlines_attr.promote.registry import (
     write_decision,
 )
 
+if TYPE_CHECKING:  # pragma: no cover
+    from softlines_attr.model.bundle import Bundle
+    from softlines_attr.model.evaluation import Evaluation
+    from softlines_attr.shard.contract import ShardSet
+
 log = logging.getLogger(__name__)
 
 SPLIT = "val"
 
 
-def head_scores(evaluation: Any) -> dict[str, HeadScore]:
+def head_scores(evaluation: Evaluation) -> dict[str, HeadScore]:
     """The gate's view of an :class:`~softlines_attr.model.evaluation.Evaluation`: per attribute, accuracy and
     coverage at the target precision."""
     return {
@@ -87,7 +92,7 @@ def _local_shards(shards: str, download_dir: Path) -> str:
     return str(download_dir)
 
 
-def _model_facts(bundle: Any, source: str, scores: dict[str, HeadScore] | None) -> dict[str, Any]:
+def _model_facts(bundle: Bundle, source: str, scores: dict[str, HeadScore] | None) -> dict[str, Any]:
     m = bundle.manifest
     return {
         "source": source,
@@ -156,7 +161,13 @@ class Judgement:
 
 
 def _judge(
-    cand: Any, cur: Any | None, shard_set: Any, conf: PipelineConfig, *, threads: int, current_run_id: str | None
+    cand: Bundle,
+    cur: Bundle | None,
+    shard_set: ShardSet,
+    conf: PipelineConfig,
+    *,
+    threads: int,
+    current_run_id: str | None,
 ) -> Judgement:
     """Evaluate the candidate (and the current model) on the val split and apply the gate.
 
