@@ -217,6 +217,16 @@ def test_a_registry_on_s3_promotes_and_score_downloads_only_the_current_model(
         "model.params",
         "symbol.json",
     ]
+    # a candidate on S3 is named by its URI in the registry (and so in the score tables), not by the download folder
+    for path in Path(models["worse"]).iterdir():
+        s3.upload_file(str(path), "registry-test", f"candidates/hemline-again/bundle/{path.name}")
+    fresh = "s3://registry-test/models/fresh"  # no current model: the candidate is promoted
+    again = run_promote("s3://registry-test/candidates/hemline-again/bundle", shards, fresh, conf, run_id="a1")
+    assert again["decision"] == "promoted" and again["bundle"] == f"{fresh}/runs/a1/hemline-again", again
+    from softlines_attr.promote.registry import version_name
+
+    assert version_name("s3://registry-test/candidates/hemline-again/bundle") == "hemline-again"
+    assert version_name("s3://registry-test/evaluations/") == "evaluations"
 
 
 def test_promote_and_audit_conf_keys_are_parsed_strictly_and_range_checked(tmp_path: Path) -> None:

@@ -273,7 +273,7 @@ def run_promote(
             **common,
         )
         if judged.status == "promoted":
-            doc["bundle"] = publish_bundle(staged, cand_dir, version_name(cand_dir))
+            doc["bundle"] = publish_bundle(staged, cand_dir, version_name(candidate))
             staged.commit(doc)  # the commit point: one pointer write
             log.info("promoted %s: %s is the current model of %s", candidate, doc["bundle"], staged.out_dir)
         else:

@@ -56,12 +56,16 @@ def current_bundle_dir(current: CurrentVersion, download_dir: Path | None = None
     return found[0]
 
 
-def version_name(bundle_dir: Path) -> str:
-    """The bundle's folder name inside a registry version: the scoring tables' model name (``<out>/bundle`` ->
-    ``<out>``'s name), ``model`` when that is not a plain name."""
-    from softlines_attr.score.models import bundle_name
+def version_name(candidate: str | Path) -> str:
+    """The bundle's folder name inside a registry version, from the candidate as the user named it (a local path
+    or an ``s3://`` URI, never the folder an S3 bundle was downloaded to): the scoring tables' model name
+    (``<out>/bundle`` -> ``<out>``'s name), ``model`` when that is not a plain name."""
+    from softlines_attr.model.bundle import BUNDLE_DIR
 
-    name = bundle_name(bundle_dir)
+    parts = [p for p in str(candidate).split("://", 1)[-1].rstrip("/").split("/") if p]
+    if len(parts) > 1 and parts[-1] == BUNDLE_DIR:
+        parts = parts[:-1]
+    name = parts[-1] if parts else ""
     return name if RUN_ID_PATTERN.fullmatch(name) and name != "runs" else "model"
 
 
