@@ -37,7 +37,6 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
-from conftest import TEST_JVM_OPTIONS
 
 REPO = Path(__file__).resolve().parent.parent
 HERE = Path(__file__).resolve()
@@ -264,6 +263,8 @@ def _main(argv: list[str]) -> int:
 def run_hooked(args: list[str], timeout: int = 300) -> subprocess.CompletedProcess:
     """Run this file as a child process with ``args`` (the repo's venv interpreter, Spark workers on it too; a
     Spark child's JVM with the tests' JIT options)."""
+    from conftest import TEST_JVM_OPTIONS  # here: a child that runs this file does not import the fixtures
+
     env = dict(os.environ, PYSPARK_PYTHON=sys.executable, JAVA_TOOL_OPTIONS=TEST_JVM_OPTIONS)
     return subprocess.run(
         [sys.executable, str(HERE), *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
