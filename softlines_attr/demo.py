@@ -118,7 +118,7 @@ def run_demo(
     from softlines_attr.labels.job import run_label_job
     from softlines_attr.score.job import ScoreJob, run_score_job
     from softlines_attr.shard import ShardJob, run_shard_job
-    from softlines_attr.spark import build_session
+    from softlines_attr.spark import job_session
     from softlines_attr.synthetic import generate_catalog
 
     out_dir = Path(out_dir).resolve()
@@ -142,8 +142,7 @@ def run_demo(
             catalog_dir / "tags.parquet", out_dir / TAGS_FILE, n=n, seed=conf.seed if seed is None else seed
         ),
     )
-    spark = build_session(conf.spark, app_name="softlines-attr-demo", master=master)
-    try:
+    with job_session(conf.spark, app_name="softlines-attr-demo", master=master) as spark:
         labels_dir = str(out_dir / "labels")
         timed(
             "labels",
@@ -204,8 +203,6 @@ def run_demo(
                 ),
             ),
         )
-    finally:
-        spark.stop()
     result.table3 = table3(result.stages, {a.name: len(a.classes) for a in conf.taxonomy.attributes})
     timed("report", lambda: _write_report(result, conf))
     (out_dir / "demo_summary.json").write_text(

@@ -223,7 +223,7 @@ def _run_steps(
     from softlines_attr.score.resources import load_models
     from softlines_attr.shard import ShardJob, run_shard_job
     from softlines_attr.shard.contract import read_shard_set
-    from softlines_attr.spark import build_session
+    from softlines_attr.spark import job_session
 
     if request.catalog is None:
         inputs = step("inputs", lambda: _generated_inputs(out, conf, request))
@@ -236,8 +236,7 @@ def _run_steps(
     models = out / "models" / run_id
     candidate = models / name / BUNDLE_DIR
     sizes = [s for s in conf.labels.vocab_sizes if s > 0]
-    spark = build_session(conf.spark, app_name="softlines-attr-pipeline", master=master)
-    try:
+    with job_session(conf.spark, app_name="softlines-attr-pipeline", master=master) as spark:
         step(
             "labels",
             lambda: _record(
@@ -331,5 +330,3 @@ def _run_steps(
                     "attributes",
                 ),
             )  # fmt: skip
-    finally:
-        spark.stop()

@@ -6,7 +6,6 @@ injection stays out of the production modules)::
 
     python tests/test_commit_faults.py kill-at K cli <softlines-attr args...>    # die before the K-th filesystem change
     python tests/test_commit_faults.py kill-at K stage OUT RUN_ID ROWS KEEP     # a no-Spark writer of two tables
-    python tests/test_commit_faults.py snapshots OUT SNAPS cli <args...>        # copy OUT to SNAPS/kNN before change NN
     python tests/test_commit_faults.py task-dies shard <shard args...>          # partition 0's first attempt
     dies 2/3 in
     python tests/test_commit_faults.py task-dies score <jobs/score.py args...>  # partition 0's first attempt
@@ -16,13 +15,14 @@ injection stays out of the production modules)::
 ``kill-at`` wraps the :class:`pyarrow.fs.FileSystem` that :mod:`softlines_attr.io.commit` uses in a
 :class:`pyarrow.fs.PyFileSystem` that counts every change (create, write, move, delete) and calls
 ``os._exit`` before the K-th one: the process dies as under ``kill -9``, no ``finally`` runs.
-``snapshots`` counts the same changes but copies the local folder OUT to ``SNAPS/k<K>/out`` before
-the K-th one (and its operation to ``SNAPS/k<K>/change.txt``), then makes it: one run leaves the
-files a kill before each change would leave.
+In-process (no kill), :func:`snapshots` counts the same changes but copies the local folder OUT to
+``SNAPS/k<K>/out`` before the K-th one (and its operation to ``SNAPS/k<K>/change.txt``), then makes
+it: one run leaves the files a kill before each change would leave.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -30,6 +30,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -139,6 +140,24 @@ def install_kill(kill_at: int, snapshots: tuple[Path, Path] | None = None) -> No
     commit.filesystem_for = killing_filesystem_for
 
 
+@contextlib.contextmanager
+def snapshots(out: Path, snaps: Path) -> Iterator[None]:
+    """In this process, while the block runs: copy the local folder ``out`` to ``snaps/k<K>/out`` before every
+    change K that :mod:`softlines_attr.io.commit` makes (never killing); the commit's filesystem is restored
+    after."""
+    import softlines_attr.io.commit as commit
+
+    real, saved = commit.filesystem_for, dict(_steps)
+    install_kill(0, snapshots=(out.resolve(), snaps.resolve()))
+    _steps["n"] = 0
+    try:
+        yield
+    finally:
+        commit.filesystem_for = real
+        _steps.clear()
+        _steps.update(saved)
+
+
 def _dying_shard_partition(spec, partition, rows):
     """The shard task, except that partition 0's first attempt dies two thirds of the way (after a rolled-over
     shard)."""
@@ -207,13 +226,9 @@ def read_whole_version(out: str) -> str:
 def _main(argv: list[str]) -> int:
     sys.path.insert(0, str(HERE.parent))
     mode, rest = argv[0], argv[1:]
-    if mode in ("kill-at", "snapshots"):
-        if mode == "kill-at":
-            install_kill(int(rest[0]))
-            kind, rest = rest[1], rest[2:]
-        else:
-            install_kill(0, snapshots=(Path(rest[0]).resolve(), Path(rest[1]).resolve()))
-            kind, rest = rest[2], rest[3:]
+    if mode == "kill-at":
+        install_kill(int(rest[0]))
+        kind, rest = rest[1], rest[2:]
         if kind == "stage":
             write_version(rest[0], rest[1], int(rest[2]), int(rest[3]))
             return 0
@@ -246,8 +261,11 @@ def _main(argv: list[str]) -> int:
 
 
 def run_hooked(args: list[str], timeout: int = 300) -> subprocess.CompletedProcess:
-    """Run this file as a child process with ``args`` (the repo's venv interpreter, Spark workers on it too)."""
-    env = dict(os.environ, PYSPARK_PYTHON=sys.executable)
+    """Run this file as a child process with ``args`` (the repo's venv interpreter, Spark workers on it too; a
+    Spark child's JVM with the tests' JIT options)."""
+    from conftest import TEST_JVM_OPTIONS  # here: a child that runs this file does not import the fixtures
+
+    env = dict(os.environ, PYSPARK_PYTHON=sys.executable, JAVA_TOOL_OPTIONS=TEST_JVM_OPTIONS)
     return subprocess.run(
         [sys.executable, str(HERE), *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
     )

@@ -15,7 +15,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from test_commit_faults import KILLED, run_hooked
+from test_commit_faults import KILLED, run_hooked, snapshots
 from test_score_helpers import CATALOG_SCHEMA, HEMLINE, make_bundle, score_conf, write_catalog
 
 from softlines_attr.cli import build_parser, main
@@ -200,20 +200,23 @@ def test_score_with_no_row_reaching_attributes_commits_empty_tables(spark, tmp_p
 
 @pytest.mark.slow
 def test_label_job_killed_at_each_commit_step(spark, small_conf, labels_l1, tmp_path: Path) -> None:
-    """The label job (a child process, local Spark) killed before each filesystem change of its commit.
+    """The label job killed before each filesystem change of its commit (copies in-process, one real kill).
 
     Changes 1-3 are prepare's (run folder, write probe); 4-5 write runs/<id>/_summary.json (temp,
     rename), 6-7 the pointer (temp, rename: the commit point), 8 deletes the previous version
     (keep_versions = 1). After every kill, the current version is whole: L1 before the pointer's
     rename, L2 after it.
 
-    A Spark child costs a minute, so not one per step: one child runs the job to the end with a copy
-    of --out taken before every change (copy K holds the files a kill before change K leaves: after
-    Spark's tables, the commit's changes are the only writes), and a second child, at the same time,
-    is really killed before change 7 and leaves the same files as copy 7.
+    A Spark child costs a minute, so not one per step: the command runs to the end in this process
+    with a copy of --out taken before every change (copy K holds the files a kill before change K
+    leaves: after Spark's tables, the commit's changes are the only writes), and a child process, at
+    the same time, is really killed before change 7 and leaves the same files as copy 7 (a fixed
+    label-shuffle partition count: the same part files in both, whatever each one's Spark settings).
     """
     conf_file = tmp_path / "conf.toml"
-    conf_file.write_text("[labels]\nvocab_sizes = [3, 0]\nmin_doc_freq = 1\n\n[output]\nkeep_versions = 1\n")
+    conf_file.write_text(
+        "[labels]\nvocab_sizes = [3, 0]\nmin_doc_freq = 1\nshuffle_partitions = 2\n\n[output]\nkeep_versions = 1\n"
+    )
     catalog_1, committed = labels_l1  # run L1
     catalog_2 = _catalog(tmp_path / "c2.parquet", 7, prefix="B")
 
@@ -235,23 +238,12 @@ def test_label_job_killed_at_each_commit_step(spark, small_conf, labels_l1, tmp_
     out, killed, snaps = tmp_path / "out", tmp_path / "killed", tmp_path / "snapshots"
     shutil.copytree(committed, out)
     shutil.copytree(committed, killed)
-    args = [
-        "cli",
-        "labels",
-        "--catalog",
-        str(catalog_2),
-        "--conf",
-        str(conf_file),
-        "--master",
-        "local[1]",
-        "--run-id",
-        "L2",
-        "--out",
-    ]
-    children = [["snapshots", str(out), str(snaps), *args, str(out)], ["kill-at", "7", *args, str(killed)]]
-    with ThreadPoolExecutor(2) as pool:
-        copied, kill_7 = pool.map(lambda argv: run_hooked(argv, timeout=400), children)
-    assert copied.returncode == 0, copied.stderr[-3000:]
+    args = ["labels", "--catalog", str(catalog_2), "--conf", str(conf_file), "--master", "local[1]", "--run-id", "L2"]
+    with ThreadPoolExecutor(1) as pool:
+        child = pool.submit(run_hooked, ["kill-at", "7", "cli", *args, "--out", str(killed)], 400)
+        with snapshots(out, snaps):
+            assert main([*args, "--out", str(out)]) == 0
+        kill_7 = child.result()
     assert kill_7.returncode == KILLED, kill_7.stderr[-3000:]
 
     changes = {int(p.name[1:]): (p / "change.txt").read_text().split(" ")[0] for p in snaps.iterdir()}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from softlines_attr.cli import main
 from softlines_attr.errors import InputFormatError, InputSchemaError
 from softlines_attr.images import ImageError, decode_image
 from softlines_attr.labels.job import clean_catalog, run_label_job
@@ -19,7 +19,6 @@ from softlines_attr.score.errors import ScoreInputError
 from softlines_attr.score.incremental import read_previous
 from softlines_attr.score.inputs import read_catalog, tag_catalog
 
-REPO = Path(__file__).resolve().parent.parent
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
 
@@ -37,23 +36,21 @@ def test_corrupt_parquet_catalog_is_one_clear_error(spark, conf, tmp_path: Path)
         run_label_job(spark, conf, catalog_path=str(bad), out_dir=str(tmp_path / "out"))
 
 
-def test_corrupt_parquet_catalog_exits_2_with_one_line(tmp_path: Path) -> None:
+def test_corrupt_parquet_catalog_exits_2_with_one_line(
+    spark, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The command in-process, on the session's Spark (a command leaves a session it did not start running)."""
     bad = _corrupt_parquet(tmp_path / "catalog.parquet")
-    done = subprocess.run(
-        [sys.executable, "-m", "softlines_attr.cli", "labels", "--catalog", str(bad), "--out", str(tmp_path / "out")],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 2, done.stderr[-2000:]
-    errors = [line for line in done.stderr.splitlines() if line.startswith("softlines-attr labels: error:")]
+    code = main(["labels", "--catalog", str(bad), "--out", str(tmp_path / "out")])
+    stderr = capfd.readouterr().err
+    assert code == 2, stderr[-2000:]
+    errors = [line for line in stderr.splitlines() if line.startswith("softlines-attr labels: error:")]
     assert (
         len(errors) == 1
         and errors[0].startswith("softlines-attr labels: error: input ")
         and "expected a readable Parquet table" in errors[0]
     )
-    assert "Traceback" not in done.stderr
+    assert "Traceback" not in stderr
 
 
 def test_wrong_typed_text_columns_are_refused_not_cast(spark, conf, tmp_path: Path) -> None:

@@ -1,25 +1,19 @@
-"""The README's `make demo` path through the code, on a smaller generated catalog, in its own process."""
+"""The README's `make demo` path through the code, on a smaller generated catalog."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
-REPO = Path(__file__).resolve().parent.parent
+from softlines_attr.cli import main
 
 
-def test_demo_runs_every_stage_end_to_end(tmp_path):
-    env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
-    done = subprocess.run(
+def test_demo_runs_every_stage_end_to_end(spark, tmp_path, capsys):
+    """The command in-process, on the session's Spark (a command leaves a session it did not start running)."""
+    code = main(
         [
-            sys.executable,
-            "-m",
-            "softlines_attr.cli",
             "demo",
             "--out",
             str(tmp_path / "demo"),
@@ -37,15 +31,12 @@ def test_demo_runs_every_stage_end_to_end(tmp_path):
             "0.125",
             "--input-size",
             "32",
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1800,  # minutes on an idle machine; a shared one can be several times slower
+        ]
     )
-    assert done.returncode == 0, done.stderr[-4000:]
-    assert f"demo outputs under {tmp_path / 'demo'}" in done.stdout
+    done = capsys.readouterr()
+    assert code == 0, done.err[-4000:]
+    assert spark.range(2).count() == 2  # the demo used the session and left it running
+    assert f"demo outputs under {tmp_path / 'demo'}" in done.out
     summary = json.loads((tmp_path / "demo" / "demo_summary.json").read_text())
     stages = summary["stages"]
     assert {"make-catalog", "select tags", "labels", "shard base"} <= set(stages)
@@ -77,7 +68,7 @@ def test_demo_runs_every_stage_end_to_end(tmp_path):
     assert stages["train multi-scratch"]["base_model"] is None
     base_metrics = stages["train base"]["metrics"]
     assert 0.0 < base_metrics["val_prior_map"] <= 1.0 and 0.0 < base_metrics["val_map"] <= 1.0
-    assert "priors alone" in done.stdout
+    assert "priors alone" in done.out
     history = json.loads((tmp_path / "demo" / "models" / "base" / "history.json").read_text())
     assert [r["epoch"] for r in history] == [1.0, 2.0]  # the recipe's per-epoch validation
     int8 = json.loads((tmp_path / "demo" / "models" / "multi-base-int8" / "bundle" / "manifest.json").read_text())
@@ -91,10 +82,10 @@ def test_demo_runs_every_stage_end_to_end(tmp_path):
         for key in ("base_acc", "base_class_acc", "scratch_acc", "scratch_class_acc", "int8_acc", "int8_class_acc"):
             assert 0.0 <= row[key] <= 1.0, (attr, key, row)
         assert row["val_records"] > 0
-    assert "Table 3" in done.stdout and "refined from base" in done.stdout
+    assert "Table 3" in done.out and "refined from base" in done.out
     base_mean = sum(r["base_acc"] for r in table3.values()) / 5
     scratch_mean = sum(r["scratch_acc"] for r in table3.values()) / 5
-    verdict = [line for line in done.stdout.splitlines() if "of mean accuracy over 5 attributes" in line]
+    verdict = [line for line in done.out.splitlines() if "of mean accuracy over 5 attributes" in line]
     assert len(verdict) == 1 and f"{100 * base_mean:.1f}% vs {100 * scratch_mean:.1f}%" in verdict[0]
     assert ("BEAT" in verdict[0]) == (base_mean > scratch_mean), verdict
 

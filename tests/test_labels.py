@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import subprocess
+import runpy
 import sys
 from collections import Counter
 from pathlib import Path
@@ -15,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 from pyspark.sql import functions as F
 
+from softlines_attr.cli import main
 from softlines_attr.errors import InputFormatError, InputSchemaError
 from softlines_attr.io.commit import POINTER_FILE, SUMMARY_FILE, resolve_current
 from softlines_attr.labels.job import REASONS, run_label_job
@@ -252,44 +252,45 @@ def test_count_by_parent_and_input_formats(spark, conf, tmp_path):
     assert freq == {"dress": (4, 1), "lace": (3, 2), "yak": (3, 3), "zebra": (1, 4)}
 
 
-def _run(args: list[str], **kw) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
-    return subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=600, **kw)
+def _run_script(script: Path, argv: list[str]) -> int | str | None:
+    """Run a spark-submit entry point in this process (``__main__``, ``sys.argv``), as spark-submit runs it;
+    its exit code."""
+    saved = sys.argv
+    sys.argv = [str(script), *argv]
+    try:
+        runpy.run_path(str(script), run_name="__main__")
+    except SystemExit as exit_:
+        return exit_.code
+    finally:
+        sys.argv = saved
+    return None
 
 
-def test_job_entry_point_and_cli_errors(generated_catalog, tmp_path):
-    done = _run(
+def test_job_entry_point_and_cli_errors(spark, generated_catalog, tmp_path, capsys):
+    """In-process, on the session's Spark: a command leaves a session it did not start running."""
+    code = _run_script(
+        REPO / "jobs" / "build_labels.py",
         [
-            "jobs/build_labels.py",
             "--catalog",
             str(generated_catalog / "catalog.parquet"),
             "--out",
             str(tmp_path / "out"),
             "--master",
             "local[2]",
-        ]
+        ],
     )
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "rows in 241 = labelled" in done.stdout
+    done = capsys.readouterr()
+    assert code == 0, done.err[-3000:]
+    assert "rows in 241 = labelled" in done.out
     summary = json.loads((_cur(tmp_path / "out") / SUMMARY_FILE).read_text())
     assert summary["rows_in"] == summary["rows_labelled"] + summary["rows_rejected"] == 241
+    assert spark.range(2).count() == 2  # still running
 
     bad_conf = tmp_path / "bad.toml"
     bad_conf.write_text("[labels]\nvocab_size = [10]\n")
-    failed = _run(
-        [
-            "-m",
-            "softlines_attr.cli",
-            "labels",
-            "--catalog",
-            "x.parquet",
-            "--out",
-            str(tmp_path / "o"),
-            "--conf",
-            str(bad_conf),
-        ]
-    )
-    assert failed.returncode == 2
-    assert "bad.toml: unknown key 'labels.vocab_size'" in failed.stderr
-    helped = _run(["-m", "softlines_attr.cli", "labels", "--help"])
-    assert helped.returncode == 0 and "--catalog" in helped.stdout and "--taxonomy" in helped.stdout
+    assert main(["labels", "--catalog", "x.parquet", "--out", str(tmp_path / "o"), "--conf", str(bad_conf)]) == 2
+    assert "bad.toml: unknown key 'labels.vocab_size'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as helped:
+        main(["labels", "--help"])
+    out = capsys.readouterr().out
+    assert helped.value.code == 0 and "--catalog" in out and "--taxonomy" in out

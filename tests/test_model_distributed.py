@@ -17,6 +17,7 @@ from pathlib import Path
 import mxnet as mx
 import numpy as np
 import pytest
+from conftest import TEST_JVM_OPTIONS
 from PIL import Image
 
 from softlines_attr.config import PipelineConfig
@@ -502,8 +503,10 @@ def test_spark_launch_resumes_from_and_writes_to_s3(
         "--launch-timeout",
         "200",
     ]
-    # the Spark JVM and its Python workers inherit this environment (moto's endpoint, one thread per role)
-    done = subprocess.run(cmd, env={**os.environ, **ROLE_ENV}, capture_output=True, text=True, timeout=400)
+    # the Spark JVM and its Python workers inherit this environment (moto's endpoint, one thread per role, the
+    # tests' JIT options)
+    env = {**os.environ, **ROLE_ENV, "JAVA_TOOL_OPTIONS": TEST_JVM_OPTIONS}
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, done.stderr[-3000:]
     printed = json.loads(done.stdout.strip().splitlines()[-1])
     assert printed["bundle"] == "s3://dist-models/run1/bundle" and printed["workers"] == 2

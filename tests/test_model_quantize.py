@@ -127,3 +127,42 @@ def test_bad_requests_are_refused(
     with pytest.raises(QuantizeError, match="expected an fp32 bundle to quantise, found precision 'int8'"):
         quantize_bundle(load_bundle(int8_dir), np.zeros((4, 3, 32, 32), np.float32), tmp_path / "z")
     assert not (tmp_path / "x").exists() and not (tmp_path / "z").exists()
+
+
+def _mxnet_records(paths: list[Path]) -> list[tuple[np.ndarray, bytes]]:
+    """(labels, image bytes) of every record, read by MXNet's own reader: the reference for ours."""
+    import mxnet as mx
+
+    out = []
+    for path in paths:
+        reader = mx.recordio.MXRecordIO(str(path), "r")
+        while (item := reader.read()) is not None:
+            header, image = mx.recordio.unpack(item)
+            out.append((np.atleast_1d(np.asarray(header.label, dtype=np.float32)), image))
+        reader.close()
+    return out
+
+
+def test_evaluation_and_calibration_read_records_as_mxnets_reader_does(
+    tmp_path: Path, conf: PipelineConfig, trained: tuple[Path, Bundle]
+) -> None:
+    """read_records and calibration_images go through shard/recordio's reader: MXRecordIO's records, in order."""
+    from softlines_attr.shard.errors import RecordIOError
+
+    shards, fp32 = trained
+    base = read_shard_set(write_base_shards(tmp_path / "base", {"train": 4, "val": 6}))  # label arrays (flag 4)
+    for paths in (list(read_shard_set(shards).val), [*base.train, *base.val]):
+        ours, theirs = list(read_records(paths)), _mxnet_records(paths)
+        assert len(ours) == len(theirs) > 0
+        for (labels, image), (want_labels, want_image) in zip(ours, theirs):
+            assert image == want_image and labels.dtype == np.float32
+            np.testing.assert_array_equal(labels, want_labels)
+    val = list(read_shard_set(shards).val)
+    prep = fp32.manifest.preprocessing
+    want = [prep.network_input(image, conf.images.max_pixels) for _, image in _mxnet_records(val)[:7]]
+    np.testing.assert_array_equal(calibration_images(val, fp32.manifest, conf.images, limit=7), np.stack(want))
+    # a shard cut short is refused with the reader's message, not read as fewer images
+    cut = tmp_path / "cut.rec"
+    cut.write_bytes(val[0].read_bytes()[:-5])
+    with pytest.raises(RecordIOError, match=r"cut\.rec: expected \d+ bytes of the part at byte \d+, found \d+"):
+        calibration_images([cut], fp32.manifest, conf.images, limit=10_000)

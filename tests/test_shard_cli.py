@@ -5,9 +5,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import boto3
@@ -20,16 +17,6 @@ from softlines_attr.cli import main
 from softlines_attr.io.commit import resolve_current
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def _shard_cli(
-    args: list[str], env_extra: dict[str, str] | None = None, timeout: int = 240
-) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYSPARK_PYTHON=sys.executable, **(env_extra or {}))
-    cmd = [sys.executable, "-m", "softlines_attr.cli", "shard", *args]
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return proc
 
 
 def test_cli_refuses_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -57,7 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the audit job; exit 0 unless the job as a whole failed (bad tag rows are counted by reason)."""
     from softlines_attr.audit.job import AuditJob, run_audit_job
-    from softlines_attr.spark import build_session
+    from softlines_attr.spark import job_session
 
     job = AuditJob(
         scores_dir=args.scores, tags_path=args.tags, out_dir=args.out, since=args.since, input_format=args.input_format
@@ -65,11 +65,8 @@ def run(args: argparse.Namespace) -> int:
     job.validate()
     check_run_id(args)
     conf = config_from_args(args)
-    spark = build_session(conf.spark, app_name="softlines-attr-audit", master=args.master)
-    try:
+    with job_session(conf.spark, app_name="softlines-attr-audit", master=args.master) as spark:
         summary = run_audit_job(spark, conf, job, run_id=args.run_id)
-    finally:
-        spark.stop()
     keys = ("run_id", "tag_rows_in", "tag_rows_matched", "tag_rows_rejected", "rejects_by_reason", "attributes", "out")
     print(json.dumps({k: summary[k] for k in keys}, sort_keys=True))
     return 0

@@ -44,14 +44,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Load conf, build the session, run the label job, stop."""
+    """Load conf, run the label job in the job's session (stopped at the end if this command started it)."""
     from softlines_attr.labels.job import run_label_job
-    from softlines_attr.spark import build_session
+    from softlines_attr.spark import job_session
 
     check_run_id(args)
     conf = config_from_args(args)
-    spark = build_session(conf.spark, app_name="softlines-attr-labels", master=args.master)
-    try:
+    with job_session(conf.spark, app_name="softlines-attr-labels", master=args.master) as spark:
         result = run_label_job(
             spark,
             conf,
@@ -61,8 +60,6 @@ def run(args: argparse.Namespace) -> int:
             run_id=args.run_id,
             allow_empty=args.allow_empty,
         )
-    finally:
-        spark.stop()
     s = result.summary
     print(
         f"run {s['run_id']} committed: {result.out_dir}/_current.json -> {result.version_dir} (labels/, "

@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the scoring job; exit 0 unless the job as a whole failed (bad images are error rows)."""
     from softlines_attr.score import ScoreJob, run_score_job
     from softlines_attr.score.resources import load_models
-    from softlines_attr.spark import build_session
+    from softlines_attr.spark import job_session
 
     job = ScoreJob(
         catalog_path=args.catalog,
@@ -71,11 +71,8 @@ def run(args: argparse.Namespace) -> int:
     check_run_id(args)
     conf = config_from_args(args)
     payloads, _ = load_models(job.model_dirs, conf)  # a missing or corrupted bundle fails before Spark starts
-    spark = build_session(conf.spark, app_name="softlines-attr-score", master=args.master)
-    try:
+    with job_session(conf.spark, app_name="softlines-attr-score", master=args.master) as spark:
         summary = run_score_job(spark, conf, job, run_id=args.run_id, payloads=payloads)
-    finally:
-        spark.stop()
     keys = (
         "run_id",
         "rows_in",

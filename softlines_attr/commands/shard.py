@@ -75,16 +75,13 @@ def shard_job(args: argparse.Namespace) -> ShardJob:
 def run(args: argparse.Namespace) -> int:
     """Run the shard job; exit 0 unless the job as a whole failed (bad images are rejects, not failures)."""
     from softlines_attr.shard import run_shard_job
-    from softlines_attr.spark import build_session
+    from softlines_attr.spark import job_session
 
     job = shard_job(args)
     check_run_id(args)
     conf = config_from_args(args)
-    spark = build_session(conf.spark, app_name="softlines-attr-shard", master=args.master)
-    try:
+    with job_session(conf.spark, app_name="softlines-attr-shard", master=args.master) as spark:
         summary = run_shard_job(spark, conf, job, run_id=args.run_id)
-    finally:
-        spark.stop()
     print(
         json.dumps(
             {

@@ -182,19 +182,16 @@ def _launch(args: argparse.Namespace) -> int:
         printed["workers"] = args.num_workers
         print(json.dumps(printed, sort_keys=True))
         return 0
-    from softlines_attr.spark import build_session
+    from softlines_attr.spark import job_session
 
     conf = config_from_args(args)
-    spark = build_session(conf.spark, app_name="softlines-attr-train", master=args.master)
-    try:
+    with job_session(conf.spark, app_name="softlines-attr-train", master=args.master) as spark:
         reports = launch_spark(
             spark,
             SparkLaunch(
                 args.num_workers, tuple(argv), servers_per_worker=args.num_servers, timeout_s=args.launch_timeout
             ),
         )
-    finally:
-        spark.stop()
     chief = [r for r in reports if json.loads(r["stdout"] or "{}").get("bundle")]
     print(
         json.dumps(

@@ -25,6 +25,7 @@ from softlines_attr.model.bundle import Bundle, inference_symbol
 from softlines_attr.model.errors import EvaluateInputError, PredictorError
 from softlines_attr.model.inception_bn import DATA_NAME
 from softlines_attr.model.manifest import Head
+from softlines_attr.shard.recordio import read_image_records
 
 log = logging.getLogger(__name__)
 
@@ -176,18 +177,15 @@ class Predictor:
 
 
 def read_records(paths: Sequence[Path]) -> Iterator[tuple[np.ndarray, bytes]]:
-    """Each record's labels (a 1-D float array: one value for refine shards) and image bytes, in file order."""
-    for path in paths:
-        reader = mx.recordio.MXRecordIO(str(path), "r")
-        try:
-            while True:
-                item = reader.read()
-                if item is None:
-                    break
-                header, image = mx.recordio.unpack(item)
-                yield np.atleast_1d(np.asarray(header.label, dtype=np.float32)), image
-        finally:
-            reader.close()
+    """Each record's labels (a 1-D float array: one value for refine shards) and image bytes, in file order.
+
+    Read by the project's one RecordIO reader (:mod:`softlines_attr.shard.recordio`).
+
+    Raises:
+        RecordIOError: a file that is not valid RecordIO.
+    """
+    for header, image in read_image_records(paths):
+        yield header.labels, image
 
 
 def network_input(image: bytes, bundle: Bundle) -> np.ndarray:

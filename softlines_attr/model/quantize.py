@@ -30,6 +30,7 @@ from softlines_attr.model.bundle import Bundle, save_bundle
 from softlines_attr.model.errors import ModelError
 from softlines_attr.model.inception_bn import DATA_NAME
 from softlines_attr.model.manifest import PARAMS_FILE, Manifest
+from softlines_attr.shard.recordio import read_image_records
 
 log = logging.getLogger(__name__)
 
@@ -63,28 +64,21 @@ def calibration_images(
 
     Raises:
         QuantizeError: if no record could be decoded.
+        RecordIOError: a shard file that is not valid RecordIO (read by :mod:`softlines_attr.shard.recordio`).
     """
     prep = manifest.preprocessing
     max_pixels = images.max_pixels if images is not None else 1 << 26
     out: list[np.ndarray] = []
     skipped = 0
-    for path in shard_paths:
-        reader = mx.recordio.MXRecordIO(str(path), "r")
-        try:
-            while len(out) < limit:
-                record = reader.read()
-                if record is None:
-                    break
-                _, payload = mx.recordio.unpack(record)
-                try:
-                    out.append(prep.network_input(payload, max_pixels))
-                except ImageError:
-                    skipped += 1
-                    continue
-        finally:
-            reader.close()
-        if len(out) >= limit:
+    records = read_image_records(shard_paths)  # lazily: no record is read past the limit
+    while len(out) < limit:
+        record = next(records, None)
+        if record is None:
             break
+        try:
+            out.append(prep.network_input(record[1], max_pixels))
+        except ImageError:
+            skipped += 1
     if skipped:
         log.warning("calibration: %d records could not be decoded and were skipped", skipped)
     if not out:
