@@ -205,8 +205,11 @@ def _run(
             model_cache_mb=conf.score.model_cache_mb,
         )
         to_score = planned.filter(F.exists("need", lambda x: x)).select("asin", "image_uri", "need")
+        # round robin, not by asin: every task gets the same number of rows (+-1), so no core idles at the end
+        # of the phase behind a larger hash partition; Spark sorts before a round-robin repartition, so a
+        # retried task gets the same rows
         results = (
-            to_score.repartition(n_parts, "asin")
+            to_score.repartition(n_parts)
             .mapInArrow(functools.partial(score_partition, spec), TASK_DDL)
             .persist(StorageLevel.MEMORY_AND_DISK)
         )

@@ -5,7 +5,8 @@ thread's own CPU clock tells them apart from waiting for a core) and reports it 
 the driver sums the tasks' profiles into the run summary's ``profile_seconds`` with
 :func:`sum_profiles`. The stages, in the order an image meets them:
 
-* ``model_load``: the task's models rebuilt or taken from the process's cache, bound, warm.
+* ``model_load``: the task's models rebuilt or taken from the process's cache and bound (in a new worker
+  this includes importing MXNet); ``model_load_cpu`` the process's CPU time for it.
 * ``fetch``, ``decode``, ``tensor``: per image on the fetch threads (bytes read; decoded and resized to
   the store size; cropped, normalised, CHW); ``*_cpu`` the same threads' CPU time for them.
 * ``wait``: the forward loop waiting for a batch of prepared images (the overlap's miss).
@@ -52,6 +53,7 @@ class TaskProfile:
     """A scoring task's seconds per stage (see the module docstring); summed over its images and batches."""
 
     model_load: float = 0.0
+    model_load_cpu: float = 0.0
     fetch: float = 0.0
     decode: float = 0.0
     tensor: float = 0.0

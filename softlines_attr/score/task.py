@@ -144,6 +144,7 @@ def score_partition(spec: ScoreTaskSpec, batches: Iterator[Any]) -> Iterator[Any
     cache = process_cache(spec.model_cache_models, spec.model_cache_mb)
     predictors = cache.predictors(payloads, spec.batch_size, ctx)
     profile.model_load = time.monotonic() - started
+    profile.model_load_cpu = process_cpu_seconds() - cpu_started
     keys = [p.preprocess_key for p in payloads]
     fetcher = Fetcher(spec.fetch, spec.endpoint_url)
     images = spec.images
