@@ -270,6 +270,9 @@ def main(argv: list[str] | None = None) -> int:
             runs.setdefault("job_multi_head_score_phase", []).append(score_phase_rate(summary))
             prof = summary["profile_seconds"]
             cpu.setdefault("job_task_cpu_ms_per_image", []).append(1000 * prof["task_cpu"] / summary["rows_scored"])
+            cpu.setdefault("job_steady_cpu_ms_per_image", []).append(
+                1000 * (prof["task_cpu"] - prof["model_load_cpu"]) / summary["rows_scored"]
+            )
             profiles[f"repeat {rep + 1}"] = {
                 "ms_per_image": _per_image_ms(prof, summary["rows_scored"]),
                 "score_phase_s": summary["phase_seconds"]["score"],
@@ -279,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
             }
             memory["job_multi_head"] = {"worker_peak_rss_mb": summary.get("peak_task_rss_mb")}
             if not args.skip_peer:
-                seconds, peer_out = peer_run(
+                seconds, peer_out, peer_cpu = peer_run(
                     spark,
                     bundles["multi"],
                     good_rows,
@@ -289,6 +292,8 @@ def main(argv: list[str] | None = None) -> int:
                     work / "peer",
                 )
                 runs.setdefault("peer_predict_batch_udf", []).append(len(good_rows) / seconds)
+                cpu.setdefault("peer_cpu_ms_per_image", []).append(peer_cpu["cpu_ms_per_image"])
+                cpu.setdefault("peer_steady_cpu_ms_per_image", []).append(peer_cpu["steady_cpu_ms_per_image"])
                 if not check:
                     from softlines_attr.io.commit import resolve_current
 
@@ -328,6 +333,10 @@ def main(argv: list[str] | None = None) -> int:
         "limit CPU per image / job CPU per image": min(cpu["decode_forward_cpu_ms_per_image"])
         / min(cpu["job_task_cpu_ms_per_image"]),
     }
+    if "peer_cpu_ms_per_image" in cpu:
+        ratios["peer CPU per image / job CPU per image (steady, > 1: the job does less work)"] = min(
+            cpu["peer_steady_cpu_ms_per_image"]
+        ) / min(cpu["job_steady_cpu_ms_per_image"])
     if "peer_predict_batch_udf" in best:
         ratios["job end to end / peer (target > 1)"] = best["job_multi_head"] / best["peer_predict_batch_udf"]
         ratios["job score phase / peer"] = best["job_multi_head_score_phase"] / best["peer_predict_batch_udf"]

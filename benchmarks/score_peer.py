@@ -17,10 +17,18 @@ from pathlib import Path
 import numpy as np
 
 
-def make_predict_fn_factory(bundle_dir: str, batch: int, threads: int, max_pixels: int):
-    """``make_predict_fn`` for ``predict_batch_udf``: binds the bundle's predictor once per Python worker."""
+def make_predict_fn_factory(bundle_dir: str, batch: int, threads: int, max_pixels: int, cpu_dir: str):
+    """``make_predict_fn`` for ``predict_batch_udf``: binds the bundle's predictor once per Python worker.
+
+    For the benchmark only, each worker also writes its CPU seconds to ``cpu_dir/<pid>.json`` after every
+    batch: in all since ``make_predict_fn`` started (model load included) and since its first batch began.
+    """
 
     def make_predict_fn():
+        import json
+        import os
+
+        started = time.process_time()
         from softlines_attr.model.bundle import load_bundle
         from softlines_attr.model.predictor import Predictor
         from softlines_attr.score.model_cache import set_threads
@@ -29,10 +37,18 @@ def make_predict_fn_factory(bundle_dir: str, batch: int, threads: int, max_pixel
         bundle = load_bundle(Path(bundle_dir))
         prep = bundle.manifest.preprocessing
         predictor = Predictor(bundle, batch)
+        seen = {"rows": 0, "first": None}
 
         def predict(uris: np.ndarray) -> dict[str, np.ndarray]:
+            if seen["first"] is None:
+                seen["first"] = time.process_time()
             x = np.stack([prep.network_input(Path(str(u)).read_bytes(), max_pixels) for u in uris])
-            return predictor.predict(x)
+            out = predictor.predict(x)
+            now = time.process_time()
+            seen["rows"] += len(uris)
+            record = {"rows": seen["rows"], "cpu_all": now - started, "cpu_steady": now - seen["first"]}
+            Path(cpu_dir, f"{os.getpid()}.json").write_text(json.dumps(record))
+            return out
 
         return predict
 
@@ -40,10 +56,13 @@ def make_predict_fn_factory(bundle_dir: str, batch: int, threads: int, max_pixel
 
 
 def peer_run(spark, bundle_dir: Path, rows: list[tuple[str, str]], batch: int, threads: int, cores: int, out: Path):
-    """Score ``rows`` ((asin, image_uri), every one decodable) with ``predict_batch_udf``; returns (seconds, output).
+    """Score ``rows`` ((asin, image_uri), every one decodable) with ``predict_batch_udf``.
 
-    The output maps asin -> head -> probabilities (float32 array), read back from the written Parquet.
+    Returns:
+        (seconds, output, cpu): the output maps asin -> head -> probabilities (float32 array), read back from the
+        written Parquet; cpu is the workers' CPU ms per image, in all and from their first batch on.
     """
+    import json
     import shutil
 
     from pyspark.ml.functions import predict_batch_udf
@@ -53,8 +72,11 @@ def peer_run(spark, bundle_dir: Path, rows: list[tuple[str, str]], batch: int, t
     from softlines_attr.model.bundle import load_bundle
 
     heads = [h.name for h in load_bundle(bundle_dir).manifest.heads]
+    cpu_dir = out.parent / f"{out.name}-cpu"
+    shutil.rmtree(cpu_dir, ignore_errors=True)
+    cpu_dir.mkdir(parents=True)
     udf = predict_batch_udf(
-        make_predict_fn_factory(str(bundle_dir), batch, threads, load_config().images.max_pixels),
+        make_predict_fn_factory(str(bundle_dir), batch, threads, load_config().images.max_pixels, str(cpu_dir)),
         return_type=StructType([StructField(h, ArrayType(FloatType())) for h in heads]),
         batch_size=batch,
     )
@@ -66,7 +88,13 @@ def peer_run(spark, bundle_dir: Path, rows: list[tuple[str, str]], batch: int, t
     seconds = time.perf_counter() - start
     df.unpersist()
     written = spark.read.parquet(str(out)).collect()
-    return seconds, {r["asin"]: {h: np.asarray(r["p"][h], dtype=np.float32) for h in heads} for r in written}
+    records = [json.loads(p.read_text()) for p in cpu_dir.glob("*.json")]
+    n = max(1, sum(r["rows"] for r in records))
+    cpu = {
+        "cpu_ms_per_image": 1000 * sum(r["cpu_all"] for r in records) / n,
+        "steady_cpu_ms_per_image": 1000 * sum(r["cpu_steady"] for r in records) / n,
+    }
+    return seconds, {r["asin"]: {h: np.asarray(r["p"][h], dtype=np.float32) for h in heads} for r in written}, cpu
 
 
 def compare_with_job(job_rows: list, peer: dict, heads: dict[str, tuple[str, ...]]) -> dict:
