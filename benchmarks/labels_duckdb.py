@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import struct
 import time
-from collections import Counter
 from pathlib import Path
 
 import pyarrow as pa  # at module level: DuckDB reads the split function's annotations
@@ -87,6 +86,7 @@ def duckdb_label_job(catalog: Path, out: Path, conf: PipelineConfig, threads: in
     lab = conf.labels
     out.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
     con.execute(f"SET threads TO {threads}")
     con.execute("SET preserve_insertion_order = false")
     con.create_function(
@@ -177,29 +177,28 @@ def duckdb_label_job(catalog: Path, out: Path, conf: PipelineConfig, threads: in
 
 
 def compare_outputs(spark_version_dir: str, duck_dir: Path, conf: PipelineConfig) -> dict:
-    """Both jobs' labels, rejects and vocabulary tables, row for row (order aside)."""
-    import pyarrow.parquet as pq
+    """Both jobs' labels, rejects and vocabulary tables, row for row (order aside; ``EXCEPT ALL`` both ways)."""
+    import duckdb
 
-    cols = ["asin", "parent_asin", "image_uri", "product_type", "split"] + [
-        labels_column(s) for s in conf.labels.vocab_sizes
-    ]
-
-    def rows(path, columns) -> Counter:
-        table = pq.read_table(path, columns=columns)
-        data = [table.column(c).to_pylist() for c in columns]
-        return Counter(tuple(tuple(v) if isinstance(v, list) else v for v in row) for row in zip(*data))
-
+    label_cols = ", ".join(labels_column(s) for s in conf.labels.vocab_sizes)
+    con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
     out = {}
     for name, columns, duck_file in (
-        ("labels", cols, "labels.parquet"),
-        ("rejects", ["asin", "reason"], "rejects.parquet"),
-        ("vocabulary", ["vocab_size", "word", "doc_freq", "rank", "label_index"], "vocabulary.parquet"),
+        ("labels", f"asin, parent_asin, image_uri, product_type, split, {label_cols}", "labels.parquet"),
+        ("rejects", "asin, reason", "rejects.parquet"),
+        ("vocabulary", "vocab_size, word, doc_freq, rank, label_index", "vocabulary.parquet"),
     ):
-        a, b = rows(f"{spark_version_dir}/{name}", columns), rows(str(duck_dir / duck_file), columns)
+        a = f"SELECT {columns} FROM read_parquet({_sql_str(f'{spark_version_dir}/{name}/*.parquet')})"
+        b = f"SELECT {columns} FROM read_parquet({_sql_str(str(duck_dir / duck_file))})"
+        only_spark = con.execute(f"SELECT count(*) FROM ({a} EXCEPT ALL {b})").fetchone()[0]
+        only_duck = con.execute(f"SELECT count(*) FROM ({b} EXCEPT ALL {a})").fetchone()[0]
+        rows = con.execute(f"SELECT count(*) FROM ({a})").fetchone()[0]
         out[name] = {
-            "rows": sum(a.values()),
-            "identical": a == b,
-            "only_spark": sum((a - b).values()),
-            "only_duckdb": sum((b - a).values()),
+            "rows": rows,
+            "identical": only_spark == 0 and only_duck == 0,
+            "only_spark": only_spark,
+            "only_duckdb": only_duck,
         }
+    con.close()
     return out
