@@ -55,31 +55,15 @@ def ensure_titles(path: Path, n: int, seed: int) -> Path:
     return path
 
 
-def _sql_str(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
 def duckdb_vocabulary(path: Path, conf: LabelsConfig, threads: int) -> tuple[list[tuple[str, int, int]], float]:
     """Tokenise and count with DuckDB using the library's rules; returns (ranked vocabulary, seconds)."""
     import duckdb
+    from labels_duckdb import sql_str, tokens_sql
 
-    src, dst = tk.translation_table()
-    text = f"translate(lower(coalesce(title, '')), {_sql_str(src)}, {_sql_str(dst)})"
-    for old, new in tk._MULTI_CHAR.items():
-        text = f"replace({text}, {_sql_str(old)}, {_sql_str(new)})"
-    text = f"regexp_replace({text}, {_sql_str(tk.APOSTROPHE_ENTITY_RE)}, '''', 'g')"
-    text = f"regexp_replace({text}, {_sql_str(tk.HTML_NOISE_RE)}, ' ', 'g')"
-    text = f"regexp_replace({text}, {_sql_str(tk.APOSTROPHE_RE)}, '', 'g')"
-    removed = "[" + ", ".join(_sql_str(w) for w in sorted(set(conf.stop_words) | set(conf.size_tokens))) + "]"
-    keep = (
-        f"lambda x: NOT list_contains({removed}, x) AND length(x) >= {conf.min_token_length} "
-        f"AND (NOT regexp_matches(x, {_sql_str(tk.DROP_TOKEN_RE)}) OR regexp_matches(x, "
-        f"{_sql_str(tk.KEEP_FRACTION_RE)}))"
-    )
     query = f"""
         WITH toks AS (
-            SELECT list_distinct(list_filter(regexp_extract_all({text}, {_sql_str(tk.TOKEN_RE)}), {keep})) AS tokens
-            FROM read_parquet({_sql_str(str(path))})
+            SELECT {tokens_sql(conf)} AS tokens
+            FROM read_parquet({sql_str(str(path))})
             WHERE title IS NOT NULL AND trim(title) <> ''
         ),
         df AS (SELECT word, count(*) AS doc_freq FROM (SELECT unnest(tokens) AS word FROM toks) GROUP BY word)

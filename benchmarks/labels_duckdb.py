@@ -26,14 +26,15 @@ from pathlib import Path
 
 import pyarrow as pa  # at module level: DuckDB reads the split function's annotations
 
-from softlines_attr.config import PipelineConfig
+from softlines_attr.config import LabelsConfig, PipelineConfig
 from softlines_attr.labels import tokenize as tk
 from softlines_attr.labels.vocabulary import labels_column
 
 _WS = r"^[ \t\n\x0B\f\r]+|[ \t\n\x0B\f\r]+$"  # Java's \s, what the job's trim_space strips
 
 
-def _sql_str(value: str) -> str:
+def sql_str(value: str) -> str:
+    """A SQL string literal."""
     return "'" + value.replace("'", "''") + "'"
 
 
@@ -61,22 +62,22 @@ def _split_function(seed: int, val_fraction: float):
     return split
 
 
-def _tokens_sql(conf: PipelineConfig) -> str:
-    lab = conf.labels
+def tokens_sql(lab: LabelsConfig) -> str:
+    """The tokeniser of ``softlines_attr.labels.tokenize`` as one DuckDB expression over ``title``."""
     src, dst = tk.translation_table()
-    text = f"translate(lower(coalesce(title, '')), {_sql_str(src)}, {_sql_str(dst)})"
+    text = f"translate(lower(coalesce(title, '')), {sql_str(src)}, {sql_str(dst)})"
     for old, new in tk._MULTI_CHAR.items():
-        text = f"replace({text}, {_sql_str(old)}, {_sql_str(new)})"
-    text = f"regexp_replace({text}, {_sql_str(tk.APOSTROPHE_ENTITY_RE)}, '''', 'g')"
-    text = f"regexp_replace({text}, {_sql_str(tk.HTML_NOISE_RE)}, ' ', 'g')"
-    text = f"regexp_replace({text}, {_sql_str(tk.APOSTROPHE_RE)}, '', 'g')"
-    removed = "[" + ", ".join(_sql_str(w) for w in sorted(set(lab.stop_words) | set(lab.size_tokens))) + "]"
+        text = f"replace({text}, {sql_str(old)}, {sql_str(new)})"
+    text = f"regexp_replace({text}, {sql_str(tk.APOSTROPHE_ENTITY_RE)}, '''', 'g')"
+    text = f"regexp_replace({text}, {sql_str(tk.HTML_NOISE_RE)}, ' ', 'g')"
+    text = f"regexp_replace({text}, {sql_str(tk.APOSTROPHE_RE)}, '', 'g')"
+    removed = "[" + ", ".join(sql_str(w) for w in sorted(set(lab.stop_words) | set(lab.size_tokens))) + "]"
     keep = (
         f"lambda x: NOT list_contains({removed}, x) AND length(x) >= {lab.min_token_length} "
-        f"AND (NOT regexp_matches(x, {_sql_str(tk.DROP_TOKEN_RE)}) OR regexp_matches(x, "
-        f"{_sql_str(tk.KEEP_FRACTION_RE)}))"
+        f"AND (NOT regexp_matches(x, {sql_str(tk.DROP_TOKEN_RE)}) OR regexp_matches(x, "
+        f"{sql_str(tk.KEEP_FRACTION_RE)}))"
     )
-    return f"list_distinct(list_filter(regexp_extract_all({text}, {_sql_str(tk.TOKEN_RE)}), {keep}))"
+    return f"list_distinct(list_filter(regexp_extract_all({text}, {sql_str(tk.TOKEN_RE)}), {keep}))"
 
 
 def duckdb_label_job(catalog: Path, out: Path, conf: PipelineConfig, threads: int) -> tuple[float, dict[str, int]]:
@@ -92,7 +93,7 @@ def duckdb_label_job(catalog: Path, out: Path, conf: PipelineConfig, threads: in
     con.create_function(
         "spark_split", _split_function(conf.seed, lab.val_fraction), ["VARCHAR"], "VARCHAR", type="arrow"
     )
-    asin = f"regexp_replace(asin, {_sql_str(_WS)}, '', 'g')"
+    asin = f"regexp_replace(asin, {sql_str(_WS)}, '', 'g')"
     widest = max(lab.vocab_sizes) if 0 not in lab.vocab_sizes else 0
     sizes_sql = ", ".join(
         f"list_filter(labels_all, lambda x: x < {s}) AS {labels_column(s)}" for s in lab.vocab_sizes if s != 0
@@ -102,11 +103,11 @@ def duckdb_label_job(catalog: Path, out: Path, conf: PipelineConfig, threads: in
         f"""CREATE TEMP TABLE clean AS SELECT
                 {asin} AS asin,
                 CASE WHEN {_blank("parent_asin")} THEN {asin}
-                     ELSE regexp_replace(parent_asin, {_sql_str(_WS)}, '', 'g') END AS parent_asin,
+                     ELSE regexp_replace(parent_asin, {sql_str(_WS)}, '', 'g') END AS parent_asin,
                 title,
-                regexp_replace(image_uri, {_sql_str(_WS)}, '', 'g') AS image_uri,
+                regexp_replace(image_uri, {sql_str(_WS)}, '', 'g') AS image_uri,
                 product_type
-            FROM read_parquet({_sql_str(str(catalog))})""",
+            FROM read_parquet({sql_str(str(catalog))})""",
         f"""CREATE TEMP TABLE rows AS SELECT *,
                 CASE WHEN {_blank("asin")} THEN 'missing_asin'
                      WHEN dup_rank > 1 THEN 'duplicate_asin'
@@ -117,7 +118,7 @@ def duckdb_label_job(catalog: Path, out: Path, conf: PipelineConfig, threads: in
                     row_number() OVER (PARTITION BY asin ORDER BY {_blank("title")}, {_blank("image_uri")},
                         image_uri ASC NULLS LAST, title ASC NULLS LAST, parent_asin ASC NULLS LAST) AS dup_rank,
                     count(*) OVER (PARTITION BY asin) AS dup_count,
-                    {_tokens_sql(conf)} AS tokens,
+                    {tokens_sql(lab)} AS tokens,
                     spark_split(parent_asin) AS split
                   FROM clean)""",
         f"""CREATE TEMP TABLE ranked AS SELECT word, doc_freq,
@@ -141,10 +142,10 @@ def duckdb_label_job(catalog: Path, out: Path, conf: PipelineConfig, threads: in
             + (f" WHERE rank <= {s}" if s else "")
             for s in lab.vocab_sizes
         )
-        + f") TO {_sql_str(str(out / 'vocabulary.parquet'))} (FORMAT parquet)",
+        + f") TO {sql_str(str(out / 'vocabulary.parquet'))} (FORMAT parquet)",
         f"""COPY (SELECT asin, parent_asin, image_uri, product_type, split, {label_cols}
                   FROM (SELECT *{", " + sizes_sql if sizes_sql else ""} FROM labelled) WHERE len(labels_all) > 0)
-            TO {_sql_str(str(out / "labels.parquet"))} (FORMAT parquet)""",
+            TO {sql_str(str(out / "labels.parquet"))} (FORMAT parquet)""",
         f"""COPY (SELECT asin, parent_asin, title, image_uri, product_type, 'labels' AS stage, reason,
                     CASE reason
                       WHEN 'missing_asin' THEN 'asin is null or blank; expected a product id'
@@ -161,7 +162,7 @@ def duckdb_label_job(catalog: Path, out: Path, conf: PipelineConfig, threads: in
                     format('no word of title {{}} is in the vocabulary (doc_freq >= {lab.min_doc_freq})',
                            to_json([title]))
                   FROM labelled WHERE len(labels_all) = 0)
-            TO {_sql_str(str(out / "rejects.parquet"))} (FORMAT parquet)""",
+            TO {sql_str(str(out / "rejects.parquet"))} (FORMAT parquet)""",
     ]
     start = time.perf_counter()
     for sql in statements:
@@ -189,8 +190,8 @@ def compare_outputs(spark_version_dir: str, duck_dir: Path, conf: PipelineConfig
         ("rejects", "asin, reason", "rejects.parquet"),
         ("vocabulary", "vocab_size, word, doc_freq, rank, label_index", "vocabulary.parquet"),
     ):
-        a = f"SELECT {columns} FROM read_parquet({_sql_str(f'{spark_version_dir}/{name}/*.parquet')})"
-        b = f"SELECT {columns} FROM read_parquet({_sql_str(str(duck_dir / duck_file))})"
+        a = f"SELECT {columns} FROM read_parquet({sql_str(f'{spark_version_dir}/{name}/*.parquet')})"
+        b = f"SELECT {columns} FROM read_parquet({sql_str(str(duck_dir / duck_file))})"
         only_spark = con.execute(f"SELECT count(*) FROM ({a} EXCEPT ALL {b})").fetchone()[0]
         only_duck = con.execute(f"SELECT count(*) FROM ({b} EXCEPT ALL {a})").fetchone()[0]
         rows = con.execute(f"SELECT count(*) FROM ({a})").fetchone()[0]

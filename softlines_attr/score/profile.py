@@ -49,17 +49,12 @@ class ImageTimes:
 
 
 @dataclass
-class TaskProfile:
-    """A scoring task's seconds per stage (see the module docstring); summed over its images and batches."""
+class TaskProfile(ImageTimes):
+    """A scoring task's seconds per stage (see the module docstring): its images' :class:`ImageTimes` summed, and
+    the task's own stages."""
 
     model_load: float = 0.0
     model_load_cpu: float = 0.0
-    fetch: float = 0.0
-    decode: float = 0.0
-    tensor: float = 0.0
-    fetch_cpu: float = 0.0
-    decode_cpu: float = 0.0
-    tensor_cpu: float = 0.0
     wait: float = 0.0
     stack: float = 0.0
     forward: float = 0.0
