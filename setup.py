@@ -52,7 +52,8 @@ setup(
         # 4.10 is the last line whose wheels accept numpy 1.23.
         # ruff: lint and format check of `make test`, pinned to a minor version so its formatting cannot drift.
         "test": ["pytest>=8", "moto[server]>=5.0", "opencv-python-headless>=4.8,<4.11", "ruff>=0.17,<0.18"],
-        "bench": ["duckdb>=1.0"],
+        # xxhash: the label benchmark's DuckDB reference splits by parent with Spark's xxhash64, bit for bit.
+        "bench": ["duckdb>=1.0", "xxhash>=3"],
     },
     entry_points={"console_scripts": ["softlines-attr=softlines_attr.cli:main"]},
 )

@@ -1,21 +1,23 @@
-"""Benchmark: the label job on generated titles, against a single-process engine (DuckDB).
+"""Benchmark: the label job on generated titles, against the same work done by a single-process engine (DuckDB).
 
     .venv/bin/python benchmarks/bench_labels.py              # 2 million titles
     .venv/bin/python benchmarks/bench_labels.py --n 18000000 # the paper's catalog size
+    .venv/bin/python benchmarks/bench_labels.py --counting   # also the counting phase alone, both engines
 
-Three timings, all in this one process, on the same Parquet input:
+In this one process, on the same Parquet input, alternated per ``--repeat``:
 
-* **DuckDB counting**: the same tokenisation rules (the regular expressions and translation table of
-  ``softlines_attr.labels.tokenize``, applied by DuckDB's RE2) and document-frequency counting, then
-  the vocabulary ranking. The single-process baseline.
-* **Spark counting**: the library's ``clean_catalog`` -> ``title_tokens`` -> ``document_frequency`` ->
-  ``rank_words`` on ``local[*]``.
-* **Spark whole job**: ``run_label_job`` (dedupe, tokens, vocabularies, label assignment, rejects,
-  Parquet writes and the commit).
+* **DuckDB whole job** (``labels_duckdb.py``): clean, dedupe, tokens (the regular expressions and
+  translation table of ``softlines_attr.labels.tokenize``, applied by DuckDB's RE2), split by parent
+  (Spark's xxhash64), reject reasons, document frequency, ranking, vocabularies, label indices per
+  product, and the three Parquet tables. The same-work baseline.
+* **Spark whole job**: ``run_label_job`` on ``local[*]`` (the same, plus the job's own checks of the
+  written tables and its versioned commit).
+* with ``--counting``: the counting phase alone in each engine (tokens, document frequency, ranking).
 
-It checks that DuckDB and Spark produce the same ranked vocabulary (word, doc_freq, rank for every
-word above ``min_doc_freq``), then prints titles/s for each and the ratios, and writes them as JSON.
-Spark's session start-up is excluded from its timings (it is paid once per job, not per title).
+It checks that both whole jobs write the same rows (labels: asin, parent, image_uri, product_type,
+split and every label column; rejects: asin and reason; vocabulary: every row), then prints titles/s
+for each and the ratios, and writes them as JSON. Spark's session start-up is excluded from its
+timings (it is paid once per job, not per title).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
 
 from softlines_attr.config import LabelsConfig, load_config  # noqa: E402 - after the sys.path set-up above
 from softlines_attr.labels import tokenize as tk  # noqa: E402 - after the sys.path set-up above
@@ -52,31 +55,15 @@ def ensure_titles(path: Path, n: int, seed: int) -> Path:
     return path
 
 
-def _sql_str(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
 def duckdb_vocabulary(path: Path, conf: LabelsConfig, threads: int) -> tuple[list[tuple[str, int, int]], float]:
     """Tokenise and count with DuckDB using the library's rules; returns (ranked vocabulary, seconds)."""
     import duckdb
+    from labels_duckdb import sql_str, tokens_sql
 
-    src, dst = tk.translation_table()
-    text = f"translate(lower(coalesce(title, '')), {_sql_str(src)}, {_sql_str(dst)})"
-    for old, new in tk._MULTI_CHAR.items():
-        text = f"replace({text}, {_sql_str(old)}, {_sql_str(new)})"
-    text = f"regexp_replace({text}, {_sql_str(tk.APOSTROPHE_ENTITY_RE)}, '''', 'g')"
-    text = f"regexp_replace({text}, {_sql_str(tk.HTML_NOISE_RE)}, ' ', 'g')"
-    text = f"regexp_replace({text}, {_sql_str(tk.APOSTROPHE_RE)}, '', 'g')"
-    removed = "[" + ", ".join(_sql_str(w) for w in sorted(set(conf.stop_words) | set(conf.size_tokens))) + "]"
-    keep = (
-        f"lambda x: NOT list_contains({removed}, x) AND length(x) >= {conf.min_token_length} "
-        f"AND (NOT regexp_matches(x, {_sql_str(tk.DROP_TOKEN_RE)}) OR regexp_matches(x, "
-        f"{_sql_str(tk.KEEP_FRACTION_RE)}))"
-    )
     query = f"""
         WITH toks AS (
-            SELECT list_distinct(list_filter(regexp_extract_all({text}, {_sql_str(tk.TOKEN_RE)}), {keep})) AS tokens
-            FROM read_parquet({_sql_str(str(path))})
+            SELECT {tokens_sql(conf)} AS tokens
+            FROM read_parquet({sql_str(str(path))})
             WHERE title IS NOT NULL AND trim(title) <> ''
         ),
         df AS (SELECT word, count(*) AS doc_freq FROM (SELECT unnest(tokens) AS word FROM toks) GROUP BY word)
@@ -121,67 +108,79 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, default=HERE / "out" / "labels", help="label job output folder")
     parser.add_argument("--master", default="local[*]")
+    parser.add_argument("--repeat", type=int, default=1, help="alternating repetitions (default 1)")
+    parser.add_argument("--counting", action="store_true", help="also time the counting phase alone")
     parser.add_argument("--json", type=Path, default=HERE / "out" / "bench_labels.json")
     args = parser.parse_args(argv)
+
+    from labels_duckdb import compare_outputs, duckdb_label_job
 
     conf = load_config()
     cores = os.cpu_count() or 1
     titles = ensure_titles(args.cache / f"titles_{args.n}_{args.seed}.parquet", args.n, args.seed)
 
-    duck_vocab, duck_s = duckdb_vocabulary(titles, conf.labels, threads=cores)
-    print(
-        f"duckdb counting:   {duck_s:7.2f}s  {args.n / duck_s:12,.0f} titles/s  ({len(duck_vocab)} words)", flush=True
-    )
-
     from softlines_attr.config import SparkProfile
     from softlines_attr.labels.job import run_label_job
     from softlines_attr.spark import build_session
 
+    load_start = open("/proc/loadavg").read().split()[:3]
     profile = conf.spark
     spark = build_session(
         SparkProfile(profile.name, args.master, {**profile.conf, "spark.driver.memory": "8g"}),
         "bench-labels",
         master=args.master,
     )
+    spark.range(4).count()  # the JVM up before any timing
+    times: dict[str, list[float]] = {}
+    same_vocab = None
     try:
-        spark_vocab, spark_s = spark_vocabulary(spark, titles, conf)
-        print(
-            f"spark counting:    {spark_s:7.2f}s  {args.n / spark_s:12,.0f} titles/s  ({len(spark_vocab)} words)",
-            flush=True,
-        )
-        same = spark_vocab == duck_vocab
-        if not same:
-            only_spark = sorted(set(spark_vocab) - set(duck_vocab))[:10]
-            only_duck = sorted(set(duck_vocab) - set(spark_vocab))[:10]
-            print(f"VOCABULARY MISMATCH: spark-only {only_spark} duckdb-only {only_duck}", flush=True)
-        t0 = time.perf_counter()
-        result = run_label_job(spark, conf, catalog_path=str(titles), out_dir=str(args.out))
-        job_s = time.perf_counter() - t0
+        for rep in range(args.repeat):
+            seconds, duck_counts = duckdb_label_job(titles, args.out / "duckdb", conf, threads=cores)
+            times.setdefault("duckdb_whole_job", []).append(seconds)
+            t0 = time.perf_counter()
+            result = run_label_job(spark, conf, catalog_path=str(titles), out_dir=str(args.out / "spark"))
+            times.setdefault("spark_whole_job", []).append(time.perf_counter() - t0)
+            if args.counting:
+                duck_vocab, duck_s = duckdb_vocabulary(titles, conf.labels, threads=cores)
+                spark_vocab, spark_s = spark_vocabulary(spark, titles, conf)
+                times.setdefault("duckdb_counting", []).append(duck_s)
+                times.setdefault("spark_counting", []).append(spark_s)
+                same_vocab = spark_vocab == duck_vocab
+            print(f"repeat {rep + 1}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items()), flush=True)
     finally:
         spark.stop()
+    check = compare_outputs(result.version_dir, args.out / "duckdb", conf)
+    same = all(v["identical"] for v in check.values()) and same_vocab is not False
+    best = {k: min(v) for k, v in times.items()}
+    rates = {k: args.n / v for k, v in best.items()}
+    ratios = {
+        "spark whole job / duckdb whole job (throughput; target >= 0.8)": rates["spark_whole_job"]
+        / rates["duckdb_whole_job"]
+    }
+    if args.counting:
+        ratios["spark counting / duckdb counting"] = rates["spark_counting"] / rates["duckdb_counting"]
     s = result.summary
-    print(
-        f"spark whole job:   {job_s:7.2f}s  {args.n / job_s:12,.0f} titles/s  (labelled {s['rows_labelled']:,}, "
-        f"rejected {s['rows_rejected']:,})"
-    )
-    ratio = duck_s / spark_s
-    print(f"counting ratio spark/duckdb (throughput): {ratio:.2f}x   (target >= 0.35x)")
-    print(f"whole job: {args.n / job_s:,.0f} titles/s   (target >= 150,000)")
-    print(f"vocabularies identical: {same}")
+    for k, v in best.items():
+        print(f"{k:<20} {v:8.2f}s  {rates[k]:12,.0f} titles/s")
+    for k, v in ratios.items():
+        print(f"{k}: {v:.2f}x")
+    print(f"spark: labelled {s['rows_labelled']:,}, rejected {s['rows_rejected']:,}; duckdb: {duck_counts}")
+    print(f"spark phases: {s['phase_seconds']}")
+    print(f"outputs identical: {same} {check}")
     report = {
-        "date": time.strftime("%Y-%m-%d"),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "n_titles": args.n,
         "cores": cores,
         "machine": platform.platform(),
-        "duckdb_count_s": round(duck_s, 3),
-        "spark_count_s": round(spark_s, 3),
-        "spark_job_s": round(job_s, 3),
-        "duckdb_titles_per_s": round(args.n / duck_s),
-        "spark_count_titles_per_s": round(args.n / spark_s),
-        "spark_job_titles_per_s": round(args.n / job_s),
-        "count_ratio_spark_vs_duckdb": round(ratio, 3),
-        "vocabularies_identical": same,
-        "vocabulary_words": len(spark_vocab),
+        "loadavg_start": load_start,
+        "loadavg_end": open("/proc/loadavg").read().split()[:3],
+        "seconds": times,
+        "best_seconds": best,
+        "titles_per_s": {k: round(v) for k, v in rates.items()},
+        "ratios": ratios,
+        "spark_phase_seconds": s["phase_seconds"],
+        "outputs": check,
+        "outputs_identical": same,
         "driver_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -42,6 +42,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(HERE))
 
 CATALOG_CONF = """[catalog]
 min_size = [1000, 1333]
@@ -132,41 +133,41 @@ def make_bundles(cache: Path, conf, width: float, input_size: int, catalog: Path
         from softlines_attr.model.quantize import quantize_bundle
 
         bundle = load_bundle(multi)
-        quantize_bundle(bundle, decode_all(catalog, bundle, conf, limit=32), int8, batch_size=16, source=str(catalog))
+        quantize_bundle(
+            bundle, decode_all(catalog, bundle, conf, limit=32)[0], int8, batch_size=16, source=str(catalog)
+        )
     return {"multi": multi, "singles": singles, "int8": int8}
 
 
 def decode_all(catalog: Path, bundle, conf, limit: int | None = None):
-    """Every catalog image through the scoring preprocessing (load_image + to_network_input)."""
+    """Every catalog image through the bundle's scoring preprocessing; returns (tensors, [(asin, uri)] decoded).
+
+    The generator's few bad rows on purpose (missing, corrupt) are left out, as the job errors them.
+    """
     import numpy as np
     import pyarrow.parquet as pq
 
-    from softlines_attr.images import ImageError, load_image, to_network_input
+    from softlines_attr.images import ImageError
 
-    m = bundle.manifest
-    uris = pq.read_table(catalog / "catalog.parquet", columns=["image_uri"]).column("image_uri").to_pylist()
-    out = []
-    for uri in uris:  # the generator's few bad rows on purpose (missing, corrupt) are left out, as the job errors them
+    prep = bundle.manifest.preprocessing
+    table = pq.read_table(catalog / "catalog.parquet", columns=["asin", "image_uri"])
+    out, rows = [], []
+    for asin, uri in zip(table.column("asin").to_pylist(), table.column("image_uri").to_pylist()):
         if limit is not None and len(out) >= limit:
             break
         try:
-            img = load_image(
-                Path(uri).read_bytes(),
-                size=conf.images.store_size,
-                mode=conf.images.resize_mode,
-                max_pixels=conf.images.max_pixels,
-            )
+            out.append(prep.network_input(Path(uri).read_bytes(), conf.images.max_pixels))
         except (TypeError, OSError, ImageError):
             continue
-        out.append(to_network_input(img, input_size=m.input_shape[1], mean=m.mean, std=m.std, region=m.region))
-    return np.stack(out)
+        rows.append((asin, uri))
+    return np.stack(out), rows
 
 
 def forward_rate(bundle, tensors, batch: int, threads: int) -> float:
     """Images/s of the bound predictor on preloaded tensors with ``threads`` OpenMP threads (one warm-up batch
     first)."""
     from softlines_attr.model.predictor import Predictor
-    from softlines_attr.score.models import set_threads
+    from softlines_attr.score.model_cache import set_threads
 
     set_threads(threads)
     pred = Predictor(bundle, batch)
@@ -204,9 +205,15 @@ def score_phase_rate(summary: dict) -> float:
     return summary["rows_scored"] / summary["phase_seconds"]["score"]
 
 
+def _per_image_ms(profile: dict, rows: int) -> dict[str, float]:
+    return {k: round(1000 * v / max(1, rows), 2) for k, v in profile.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--n", type=int, default=320, help="product photos (default 320)")
+    parser.add_argument(
+        "--n", type=int, default=320, help="product photos (default 320; the issue's whole-job size 2000)"
+    )
     parser.add_argument(
         "--width", type=float, default=1.0, help="Inception-BN width (default 1.0, the paper's network)"
     )
@@ -217,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--repeat", type=int, default=1, help="alternating repetitions (default 1)")
     parser.add_argument("--skip-naive", action="store_true", help="do not run the naive five-model job")
+    parser.add_argument("--skip-int8", action="store_true", help="do not run the INT8 forward and job")
+    parser.add_argument("--skip-peer", action="store_true", help="do not run the predict_batch_udf peer")
     parser.add_argument(
         "--json", type=Path, default=HERE / "out" / "bench_score.json", help="where to write the figures"
     )
@@ -228,33 +237,76 @@ def main(argv: list[str] | None = None) -> int:
     catalog = make_catalog(cache, conf, args.n)
     bundles = make_bundles(cache, conf, args.width, args.input_size, catalog)
 
+    from score_limit import process_limit, stage_costs
+    from score_peer import compare_with_job, peer_run
+
     from softlines_attr.model.bundle import load_bundle
     from softlines_attr.spark import build_session
 
-    multi, int8 = load_bundle(bundles["multi"]), load_bundle(bundles["int8"])
-    tensors = decode_all(catalog, multi, conf)
+    multi = load_bundle(bundles["multi"])
+    tensors, good_rows = decode_all(catalog, multi, conf)
+    prep = multi.manifest.preprocessing
+    stages = stage_costs([u for _, u in good_rows[:64]], prep, conf.images.max_pixels)
     load_start = open("/proc/loadavg").read().split()[:3]
     spark = build_session(conf.spark, app_name="bench-score", master=f"local[{args.cores}]")
     spark.range(4).count()  # JVM and Python workers up before any timing
     runs: dict[str, list[float]] = {}
     memory: dict[str, dict] = {}
+    profiles: dict[str, dict] = {}
+    cpu: dict[str, list[float]] = {}
     work = HERE / ".cache" / "score-out"
+    check: dict = {}
     try:
         for rep in range(args.repeat):
-            runs.setdefault("forward_fp32", []).append(forward_rate(multi, tensors, args.batch, args.cores))
-            runs.setdefault("forward_int8", []).append(forward_rate(int8, tensors, args.batch, args.cores))
-            # what the job's tasks run: one thread each, one task per core
-            runs.setdefault("forward_fp32_1thread_x_cores", []).append(
-                args.cores * forward_rate(multi, tensors[: 4 * args.batch], args.batch, 1)
+            limit = process_limit(
+                bundles["multi"], [u for _, u in good_rows], tensors[: 4 * args.batch], args.batch, args.cores, work
             )
+            for key in ("forward_1thread_x_cores", "decode_forward_1thread_x_cores"):
+                runs.setdefault(key, []).append(limit[key])
+            for key in ("forward_cpu_ms_per_image", "decode_forward_cpu_ms_per_image"):
+                cpu.setdefault(key, []).append(limit[key])
             rate, summary = job_rate(spark, conf, catalog, [bundles["multi"]], work / "multi")
             runs.setdefault("job_multi_head", []).append(rate)
             runs.setdefault("job_multi_head_score_phase", []).append(score_phase_rate(summary))
+            prof = summary["profile_seconds"]
+            cpu.setdefault("job_task_cpu_ms_per_image", []).append(1000 * prof["task_cpu"] / summary["rows_scored"])
+            cpu.setdefault("job_steady_cpu_ms_per_image", []).append(
+                1000 * (prof["task_cpu"] - prof["model_load_cpu"]) / summary["rows_scored"]
+            )
+            profiles[f"repeat {rep + 1}"] = {
+                "ms_per_image": _per_image_ms(prof, summary["rows_scored"]),
+                "score_phase_s": summary["phase_seconds"]["score"],
+                "phase_seconds": summary["phase_seconds"],
+                "tasks": summary["tasks"],
+                "cores_busy": round(prof["task_cpu"] / (summary["phase_seconds"]["score"] * args.cores), 3),
+            }
             memory["job_multi_head"] = {"worker_peak_rss_mb": summary.get("peak_task_rss_mb")}
-            rate, summary = job_rate(spark, conf, catalog, [bundles["int8"]], work / "int8")
-            runs.setdefault("job_int8", []).append(rate)
-            runs.setdefault("job_int8_score_phase", []).append(score_phase_rate(summary))
-            memory["job_int8"] = {"worker_peak_rss_mb": summary.get("peak_task_rss_mb")}
+            if not args.skip_peer:
+                seconds, peer_out, peer_cpu = peer_run(
+                    spark,
+                    bundles["multi"],
+                    good_rows,
+                    args.batch,
+                    summary["threads_per_task"],
+                    args.cores,
+                    work / "peer",
+                )
+                runs.setdefault("peer_predict_batch_udf", []).append(len(good_rows) / seconds)
+                cpu.setdefault("peer_cpu_ms_per_image", []).append(peer_cpu["cpu_ms_per_image"])
+                cpu.setdefault("peer_steady_cpu_ms_per_image", []).append(peer_cpu["steady_cpu_ms_per_image"])
+                if not check:
+                    from softlines_attr.io.commit import resolve_current
+
+                    job_rows = spark.read.parquet(f"{resolve_current(str(work / 'multi'))}/attributes").collect()
+                    heads = {h.name: tuple(h.classes) for h in multi.manifest.heads}
+                    check = compare_with_job(job_rows, peer_out, heads)
+            if not args.skip_int8:
+                int8 = load_bundle(bundles["int8"])
+                runs.setdefault("forward_int8_1process", []).append(forward_rate(int8, tensors, args.batch, args.cores))
+                rate, summary = job_rate(spark, conf, catalog, [bundles["int8"]], work / "int8")
+                runs.setdefault("job_int8", []).append(rate)
+                runs.setdefault("job_int8_score_phase", []).append(score_phase_rate(summary))
+                memory["job_int8"] = {"worker_peak_rss_mb": summary.get("peak_task_rss_mb")}
             if not args.skip_naive:
                 start = time.perf_counter()
                 score_seconds = 0.0
@@ -266,18 +318,30 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 runs.setdefault("job_naive_five_models_score_phase", []).append(single["rows_scored"] / score_seconds)
             print(f"repeat {rep + 1}: " + ", ".join(f"{k} {v[-1]:.1f}" for k, v in runs.items()), flush=True)
+            print(f"  profile {profiles[f'repeat {rep + 1}']}", flush=True)
         jvm_hwm = _jvm_hwm_mb(spark)
     finally:
         spark.stop()
     best = {k: max(v) for k, v in runs.items()}
+    fwd_ms = 1000 * args.cores / best["forward_1thread_x_cores"]  # one core's forward per image
+    formula_limit = args.cores / ((fwd_ms + stages["decode"] + stages["resize"] + stages["tensor"]) / 1000)
+    limit = best["decode_forward_1thread_x_cores"]
     ratios = {
-        "job_multi_head / forward_fp32": best["job_multi_head"] / best["forward_fp32"],
-        "job_multi_head_score_phase / forward_fp32": best["job_multi_head_score_phase"] / best["forward_fp32"],
-        "job_multi_head_score_phase / forward_fp32_1thread_x_cores": best["job_multi_head_score_phase"]
-        / best["forward_fp32_1thread_x_cores"],
-        "forward_int8 / forward_fp32": best["forward_int8"] / best["forward_fp32"],
-        "job_int8 / job_multi_head": best["job_int8"] / best["job_multi_head"],
+        "job score phase / limit (target >= 0.8)": best["job_multi_head_score_phase"] / limit,
+        "job end to end / limit (target >= 0.7 at 2000 photos)": best["job_multi_head"] / limit,
+        "job score phase / formula limit": best["job_multi_head_score_phase"] / formula_limit,
+        "limit CPU per image / job CPU per image": min(cpu["decode_forward_cpu_ms_per_image"])
+        / min(cpu["job_task_cpu_ms_per_image"]),
     }
+    if "peer_cpu_ms_per_image" in cpu:
+        ratios["peer CPU per image / job CPU per image (steady, > 1: the job does less work)"] = min(
+            cpu["peer_steady_cpu_ms_per_image"]
+        ) / min(cpu["job_steady_cpu_ms_per_image"])
+    if "peer_predict_batch_udf" in best:
+        ratios["job end to end / peer (target > 1)"] = best["job_multi_head"] / best["peer_predict_batch_udf"]
+        ratios["job score phase / peer"] = best["job_multi_head_score_phase"] / best["peer_predict_batch_udf"]
+    if "job_int8" in best:
+        ratios["job_int8 / job_multi_head"] = best["job_int8"] / best["job_multi_head"]
     if "job_naive_five_models" in best:
         ratios["job_multi_head / job_naive_five_models"] = best["job_multi_head"] / best["job_naive_five_models"]
         ratios["score phases: multi_head / naive_five_models"] = (
@@ -285,6 +349,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     result = {
         "n": args.n,
+        "rows_scored": len(good_rows),
         "width": args.width,
         "input_size": args.input_size,
         "batch": args.batch,
@@ -292,7 +357,12 @@ def main(argv: list[str] | None = None) -> int:
         "repeat": args.repeat,
         "images_per_s": runs,
         "best": best,
+        "formula_limit": formula_limit,
+        "stage_ms_per_image_one_thread": stages,
+        "cpu_ms_per_image": cpu,
+        "job_profiles": profiles,
         "ratios": ratios,
+        "output_check_job_vs_peer": check,
         "memory": memory,
         "jvm_peak_rss_mb": jvm_hwm,
         "loadavg_start": load_start,
@@ -301,11 +371,15 @@ def main(argv: list[str] | None = None) -> int:
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\n{'measurement':<28}{'images/s (best)':>16}")
+    print(f"\n{'measurement':<36}{'images/s (best)':>16}")
     for k, v in best.items():
-        print(f"{k:<28}{v:>16.2f}")
+        print(f"{k:<36}{v:>16.2f}")
+    print(f"{'formula limit':<36}{formula_limit:>16.2f}")
+    print(f"stage costs, ms per image on one thread: {stages}")
+    print(f"CPU ms per image: {cpu}")
     for k, v in ratios.items():
-        print(f"{k:<44}{v:>8.2f}x")
+        print(f"{k:<60}{v:>8.2f}x")
+    print(f"job output vs peer: {check}")
     print(
         f"memory: {memory}; JVM peak RSS {jvm_hwm} MB; load {result['loadavg_start']} -> {result['loadavg_end']}; "
         f"figures in {args.json}"

@@ -135,6 +135,8 @@ class ScoreConfig:
     fetch_timeout_s: float
     fetch_retries: int
     max_image_bytes: int
+    model_cache_models: int
+    model_cache_mb: int
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,8 @@ _SCORE_FETCH_RANGES: dict[str, tuple[float, str]] = {
     "fetch_timeout_s": (1e-9, "> 0 seconds"),
     "fetch_retries": (1, ">= 1 (attempts per image in all)"),
     "max_image_bytes": (1, ">= 1 (bytes)"),
+    "model_cache_models": (1, ">= 1 (models kept per Python worker)"),
+    "model_cache_mb": (1, ">= 1 (MB of models kept per Python worker)"),
 }
 
 

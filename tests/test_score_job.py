@@ -140,6 +140,10 @@ def test_accounting_and_every_error_reason(run1) -> None:
         p.name for p in (out / "runs").iterdir()
     ] == [s["run_id"]]
     assert s["model_loads_per_process_max"] == 1 and s["tasks"] >= 2
+    cache = s["model_cache"]  # the workers' bounded model cache, with its memory
+    assert cache["max_models"] == 6 and 1 <= cache["models_held_max"] <= 6 and cache["mb_held_max"] > 0
+    profile = s["profile_seconds"]  # where the tasks' time went, per stage
+    assert profile["forward"] > 0 and profile["decode"] > 0 and profile["task_cpu"] > 0
 
 
 def test_probabilities_equal_a_direct_forward(run1) -> None:

@@ -18,15 +18,15 @@ from softlines_attr.model.errors import BundleIntegrityError, PredictorError
 from softlines_attr.model.inception_bn import DATA_NAME
 from softlines_attr.model.predictor import Predictor
 from softlines_attr.score.errors import ScoreInputError, ScoreModelError
-from softlines_attr.score.models import (
+from softlines_attr.score.model_cache import (
+    ModelCache,
     bundle_from_payload,
     cached_bundle,
     cached_predictor,
-    check_payloads,
     process_load_counts,
-    read_payload,
-    resolve_model_dirs,
 )
+from softlines_attr.score.models import check_payloads, read_payload, resolve_model_dirs
+from softlines_attr.score.resources import load_models
 from softlines_attr.score.task import top_k_rows
 
 
@@ -38,7 +38,8 @@ def bundles(tmp_path_factory):
     multi = make_bundle(
         root / "models" / "multi", [("pattern", PATTERN), ("sleeve_type", SLEEVE)], conf, seed=2, region="upper"
     )
-    return {"root": root, "conf": conf, "hem": hem, "multi": multi}
+    sleeve = make_bundle(root / "more" / "sleeve", [("sleeve_type", SLEEVE)], conf, seed=3)
+    return {"root": root, "conf": conf, "hem": hem, "multi": multi, "sleeve": sleeve}
 
 
 def _bind_once(bundle: Bundle, batch: np.ndarray) -> dict[str, np.ndarray]:
@@ -92,6 +93,44 @@ def test_payload_round_trip_and_process_cache(bundles, tmp_path: Path) -> None:
     tampered = dataclasses.replace(payload, params=payload.params[:-8] + b"\x00" * 8, params_sha256="0" * 64)
     with pytest.raises(BundleIntegrityError, match="model.params does not match its checksum"):
         bundle_from_payload(tampered)
+
+
+def test_model_cache_is_bounded_and_drops_the_least_recently_used(bundles) -> None:
+    hem, multi, sleeve = (read_payload(bundles[k]) for k in ("hem", "multi", "sleeve"))
+    x = np.random.default_rng(0).normal(size=(3, 3, SIZE, SIZE)).astype(np.float32)
+    cache = ModelCache(max_models=2, max_bytes=1 << 40)
+    (p_hem,) = cache.predictors([hem], 4)
+    cache.predictors([multi], 4)
+    assert cache.predictors([hem], 4)[0] is p_hem  # a hit: hem is now the most recently used
+    cache.predictors([sleeve], 4)  # a third model: multi, the least recently used, goes
+    assert len(cache) == 2 and hem.params_sha256 in cache and sleeve.params_sha256 in cache
+    assert multi.params_sha256 not in cache and cache.evictions == 1
+    (p_multi,) = cache.predictors([multi], 4)  # back in: rebuilt, and now hem is the one dropped
+    assert cache.loads[multi.params_sha256] == 2 and hem.params_sha256 not in cache and len(cache) == 2
+    np.testing.assert_allclose(
+        p_multi.predict(x)["pattern"], Predictor(load_bundle(bundles["multi"]), 4).predict(x)["pattern"], rtol=1e-6
+    )
+    stats = cache.stats()
+    assert stats["peak_models"] == 2 and stats["evictions"] == 2 and stats["mb"] > 0
+    assert cache.nbytes >= len(multi.params) + len(sleeve.params)
+
+    one = ModelCache(max_models=1, max_bytes=1 << 40)
+    pair = one.predictors([hem, multi], 4)  # a task's own models are kept, even above the bound
+    assert len(pair) == 2 and len(one) == 2 and one.evictions == 0
+    one.predictors([sleeve], 4)
+    assert len(one) == 1 and sleeve.params_sha256 in one and one.evictions == 2
+
+    small = ModelCache(max_models=10, max_bytes=len(hem.params) + len(multi.params) // 2)  # one model fits in size
+    small.predictors([hem], 4)
+    small.predictors([multi], 4)
+    assert len(small) == 1 and multi.params_sha256 in small and small.evictions == 1
+
+
+def test_a_run_with_more_bundles_than_the_cache_keeps_is_refused(bundles, tmp_path: Path) -> None:
+    conf = score_conf(tmp_path, "model_cache_models = 1\n")
+    with pytest.raises(ScoreModelError, match=r"expected at most 1 model bundles per run \(score.model_cache_models"):
+        load_models((str(bundles["hem"]), str(bundles["multi"])), conf)
+    assert [p.name for p in load_models((str(bundles["hem"]),), conf)[0]] == ["hemline"]
 
 
 def test_check_payloads(bundles) -> None:

@@ -282,8 +282,10 @@ def run_label_job(
         phase(
             "vocabulary",
             lambda: (
-                vocab.orderBy("vocab_size", "rank")
-                .coalesce(1)
+                # one small file, sorted in its one partition: the same rows in the same order as a global
+                # orderBy, without the range partitioner's sampling job
+                vocab.coalesce(1)
+                .sortWithinPartitions("vocab_size", "rank")
                 .write.mode("overwrite")
                 .parquet(staged.table_path("vocabulary"))
             ),
@@ -314,7 +316,17 @@ def run_label_job(
                 written, table, source="label job output", label_columns=extra_cols
             )  # the contract the shard job reads
         rows_in = rows.count()
-        n_labelled = written_labels.count()
+        # the labels table's figures in one pass: rows, rows per split, rows without labels per vocabulary
+        label_facts = written_labels.agg(
+            F.count(F.lit(1)).alias("_rows"),
+            F.sum(F.when(F.col("split") == "train", 1).otherwise(0)).alias("_train"),
+            F.sum(F.when(F.col("split") == "val", 1).otherwise(0)).alias("_val"),
+            *[
+                F.sum(F.when(F.size(labels_column(s)) == 0, 1).otherwise(0)).alias(labels_column(s))
+                for s in lab.vocab_sizes
+            ],
+        ).first()
+        n_labelled = int(label_facts["_rows"])
         by_reason = {
             r["reason"]: r["n"] for r in written_rejects.groupBy("reason").agg(F.count(F.lit(1)).alias("n")).collect()
         }
@@ -331,19 +343,11 @@ def run_label_job(
                 f"({previous_labelled} labelled rows), found none ({rows_in} rows in, {n_rejected} rejected); "
                 f"pass --allow-empty to commit it"
             )
-        by_split = {
-            r["split"]: r["n"] for r in written_labels.groupBy("split").agg(F.count(F.lit(1)).alias("n")).collect()
-        }
+        by_split = {k: int(label_facts[f"_{k}"]) for k in ("train", "val") if label_facts[f"_{k}"]}
         vocab_words = {
             int(r["vocab_size"]): r["n"]
             for r in written_vocab.groupBy("vocab_size").agg(F.count(F.lit(1)).alias("n")).collect()
         }
-        empty_per_size = written_labels.agg(
-            *[
-                F.sum(F.when(F.size(labels_column(s)) == 0, 1).otherwise(0)).alias(labels_column(s))
-                for s in lab.vocab_sizes
-            ]
-        ).first()
         summary = {
             "job": STAGE,
             "stage": STAGE,
@@ -357,7 +361,9 @@ def run_label_job(
             "rejects_by_reason": {r: by_reason.get(r, 0) for r in REASONS},
             "labelled_by_split": by_split,
             "vocabulary_words": {str(k): v for k, v in sorted(vocab_words.items())},
-            "labelled_without_labels": {k: int(v or 0) for k, v in empty_per_size.asDict().items()},
+            "labelled_without_labels": {
+                labels_column(s): int(label_facts[labels_column(s)] or 0) for s in lab.vocab_sizes
+            },
             "label_columns": {str(s): labels_column(s) for s in lab.vocab_sizes},
             "parameters": {"seed": conf.seed, "labels": config_to_dict(lab), "partitions": partitions},
             "seconds": round(time.time() - started, 2),

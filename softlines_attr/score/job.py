@@ -39,7 +39,8 @@ from softlines_attr.score.incremental import plan_rows, read_previous
 from softlines_attr.score.inputs import read_catalog, tag_catalog
 from softlines_attr.score.models import BundlePayload, check_payloads, payload_summary
 from softlines_attr.score.outputs import input_facts, wide_view
-from softlines_attr.score.resources import load_models, partitions_for, task_slots, threads_per_task
+from softlines_attr.score.profile import cache_summary, sum_profiles
+from softlines_attr.score.resources import check_cache_bound, load_models, partitions_for, task_slots, threads_per_task
 from softlines_attr.score.schema import check_written, conform, fingerprint, partition_by, schema_version
 from softlines_attr.score.task import TASK_DDL, ScoreTaskSpec, score_partition
 
@@ -137,6 +138,7 @@ def _run(
         payloads, attributes = load_models(job.model_dirs, conf)
     else:
         attributes = check_payloads(payloads)
+        check_cache_bound(payloads, conf)
     timings["load_models"] = time.monotonic() - mark
     previous = previous_summary = None
     if job.previous_dir is not None:
@@ -199,10 +201,15 @@ def _run(
                 max_image_bytes=conf.score.max_image_bytes,
             ),
             endpoint_url=os.environ.get("AWS_ENDPOINT_URL_S3") or None,
+            model_cache_models=conf.score.model_cache_models,
+            model_cache_mb=conf.score.model_cache_mb,
         )
         to_score = planned.filter(F.exists("need", lambda x: x)).select("asin", "image_uri", "need")
+        # round robin, not by asin: every task gets the same number of rows (+-1), so no core idles at the end
+        # of the phase behind a larger hash partition; Spark sorts before a round-robin repartition, so a
+        # retried task gets the same rows
         results = (
-            to_score.repartition(n_parts, "asin")
+            to_score.repartition(n_parts)
             .mapInArrow(functools.partial(score_partition, spec), TASK_DDL)
             .persist(StorageLevel.MEMORY_AND_DISK)
         )
@@ -327,9 +334,11 @@ def _run(
                 (n for s in stats for n in s["model_loads_in_process"].values()), default=0
             ),
             "peak_task_rss_mb": max((s["peak_rss_mb"] for s in stats), default=0.0),
+            "model_cache": cache_summary(stats, conf.score),
             "task_seconds_max": max((s["seconds"] for s in stats), default=0.0),
             "forward_seconds": round(sum(s["forward_seconds"] for s in stats), 3),
             "fetch_wait_seconds": round(sum(s["fetch_wait_seconds"] for s in stats), 3),
+            "profile_seconds": sum_profiles(s.get("profile", {}) for s in stats),
             "images_per_second": round(rows_scored / timings["score"], 2)
             if timings.get("score") and rows_scored
             else 0.0,

@@ -3,25 +3,17 @@
 * :func:`resolve_model_dirs` turns ``--models`` arguments into local bundle folders (a bundle folder, a
   folder of bundle folders, or the same on ``s3://``, downloaded to a temporary folder).
 * :class:`BundlePayload` is a verified bundle's three files as bytes: what the driver broadcasts.
-* :func:`cached_bundle` / :func:`cached_predictor` rebuild a payload in an executor's Python worker
-  once (checksums verified again by :func:`softlines_attr.model.bundle.load_bundle`) and keep it in a
-  per-process cache keyed by the parameters' sha256, so a reused worker never reloads a model per
-  partition or row.
-* The bound forward pass itself is :class:`softlines_attr.model.predictor.Predictor` (a fixed batch
-  shape, the last short batch padded), the one every stage uses; this module caches one per model.
-
-MXNet is imported inside functions only, so the task code can set the thread counts first.
+* The executor side (a payload rebuilt once per Python worker, its bound
+  :class:`~softlines_attr.model.predictor.Predictor` kept in a bounded least-recently-used cache) is
+  :mod:`softlines_attr.score.model_cache`.
 """
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import hashlib
 import json
 import logging
-import os
-import shutil
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,11 +23,7 @@ from typing import TYPE_CHECKING, Any
 from softlines_attr.score.errors import ScoreInputError, ScoreModelError
 
 if TYPE_CHECKING:  # pragma: no cover
-    import mxnet as mx
-
-    from softlines_attr.model.bundle import Bundle
     from softlines_attr.model.manifest import Preprocessing
-    from softlines_attr.model.predictor import Predictor
 
 log = logging.getLogger(__name__)
 
@@ -282,74 +270,6 @@ def check_payloads(payloads: Sequence[BundlePayload], store_size: int | None = N
                 )
             seen[h.attribute] = f"{p.source} (head {h.name})"
     return list(seen)
-
-
-# --------------------------------------------------------------------------------------------
-# Executor side: rebuild once per process, bound predictor
-# --------------------------------------------------------------------------------------------
-
-_BUNDLES: dict[str, Bundle] = {}
-_PREDICTORS: dict[tuple[str, str, int], Predictor] = {}
-_LOADS: dict[str, int] = {}
-
-
-def set_threads(threads: int) -> None:
-    """Limit this process's OpenMP and MXNet engine threads to ``threads``.
-
-    The environment variables take effect when MXNet is first imported in the process; MXNet's
-    ``MXSetNumOMPThreads`` changes the OpenMP pool of an already-imported MXNet too.
-    """
-    threads = max(1, int(threads))
-    for key in ("OMP_NUM_THREADS", "MXNET_CPU_WORKER_NTHREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[key] = str(threads)
-    import mxnet as mx
-
-    mx.base._LIB.MXSetNumOMPThreads(ctypes.c_int(threads))
-
-
-def bundle_from_payload(payload: BundlePayload) -> Bundle:
-    """Rebuild a bundle from its bytes: written to a private temporary folder and loaded (checksums verified)."""
-    from softlines_attr.model.bundle import load_bundle
-
-    tmp = Path(tempfile.mkdtemp(prefix="score-bundle-"))
-    try:
-        (tmp / SYMBOL_FILE).write_text(payload.symbol_json, encoding="utf-8")
-        (tmp / PARAMS_FILE).write_bytes(payload.params)
-        (tmp / MANIFEST_FILE).write_text(payload.manifest_json, encoding="utf-8")
-        return load_bundle(tmp)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def cached_bundle(payload: BundlePayload) -> Bundle:
-    """The process's bundle for ``payload``, rebuilt on first use only (keyed by the params sha256)."""
-    bundle = _BUNDLES.get(payload.params_sha256)
-    if bundle is None:
-        bundle = bundle_from_payload(payload)
-        _BUNDLES[payload.params_sha256] = bundle
-        _LOADS[payload.params_sha256] = _LOADS.get(payload.params_sha256, 0) + 1
-        log.info("pid %d: loaded model %s", os.getpid(), payload.model_version)
-    return bundle
-
-
-def cached_predictor(payload: BundlePayload, batch_size: int, ctx: mx.Context | None = None) -> Predictor:
-    """The process's bound :class:`Predictor` for (model, context, batch size), built on first use."""
-    import mxnet as mx
-
-    from softlines_attr.model.predictor import Predictor
-
-    ctx = ctx or mx.cpu()
-    key = (payload.params_sha256, str(ctx), int(batch_size))
-    pred = _PREDICTORS.get(key)
-    if pred is None:
-        pred = Predictor(cached_bundle(payload), batch_size, ctx)
-        _PREDICTORS[key] = pred
-    return pred
-
-
-def process_load_counts() -> dict[str, int]:
-    """How many times this process rebuilt each model (params sha256 -> count; 1 with a working cache)."""
-    return dict(_LOADS)
 
 
 def payload_summary(payloads: Sequence[BundlePayload]) -> list[dict[str, Any]]:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Sequence
 
 from pyspark.sql import SparkSession
 
 from softlines_attr.config import PipelineConfig
+from softlines_attr.score.errors import ScoreModelError
 from softlines_attr.score.models import BundlePayload, check_payloads, read_payload, resolve_model_dirs
 
 log = logging.getLogger(__name__)
@@ -22,9 +24,24 @@ def load_models(model_dirs: tuple[str, ...], conf: PipelineConfig) -> tuple[list
     """
     payloads = [read_payload(path) for path in resolve_model_dirs(model_dirs)]
     attributes = check_payloads(payloads)
+    check_cache_bound(payloads, conf)
     for p in payloads:
         log.info("model %s: %s (%.1f MB)", p.model_version, [h.attribute for h in p.heads], len(p.params) / 1e6)
     return payloads, attributes
+
+
+def check_cache_bound(payloads: Sequence[BundlePayload], conf: PipelineConfig) -> None:
+    """A run scores every row with all of its bundles: they must fit the workers' model cache together.
+
+    Raises:
+        ScoreModelError: more bundles than ``score.model_cache_models``.
+    """
+    limit = conf.score.model_cache_models
+    if len(payloads) > limit:
+        raise ScoreModelError(
+            f"expected at most {limit} model bundles per run (score.model_cache_models, the models a Python worker "
+            f"keeps), found {len(payloads)}: {[p.source for p in payloads]}"
+        )
 
 
 def task_slots(spark: SparkSession) -> int:

@@ -5,7 +5,8 @@ Runs inside ``mapInArrow``. Per task:
 1. Threads: OpenMP / MXNet engine threads are set to ``threads`` (cores / concurrent tasks) before
    MXNet is used, so the task slots of an executor do not oversubscribe its cores.
 2. Models: each broadcast :class:`~softlines_attr.score.models.BundlePayload` is rebuilt once per
-   Python worker process and kept (``cached_predictor``; Spark's worker reuse keeps the process), on
+   Python worker process and kept in its bounded cache (:mod:`softlines_attr.score.model_cache`; Spark's
+   worker reuse keeps the process), on
    the CPU or on the GPU Spark assigned to the task (``TaskContext.resources()["gpu"]``).
 3. Images: :func:`softlines_attr.io.fetch.ordered_map` fetches and decodes rows on ``fetch_threads``
    threads with a window of two batches, so batch k+1 is fetched and decoded while batch k runs forward.
@@ -35,7 +36,9 @@ from softlines_attr.config import ImageConfig, ShardConfig
 from softlines_attr.images import ImageError
 from softlines_attr.io.fetch import Fetcher, FetchError, ordered_map
 from softlines_attr.score.errors import ScoreDeviceError
-from softlines_attr.score.models import BundlePayload, cached_predictor, process_load_counts, set_threads
+from softlines_attr.score.model_cache import process_cache, set_threads
+from softlines_attr.score.models import BundlePayload
+from softlines_attr.score.profile import ImageTimes, TaskProfile, process_cpu_seconds
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +65,8 @@ class ScoreTaskSpec:
             preprocessing.
         fetch: Fetch settings (a ``ShardConfig`` carrying the scoring job's fetch threads/limits).
         endpoint_url: S3 endpoint override seen on the driver.
+        model_cache_models: ``score.model_cache_models``: models the worker's cache keeps.
+        model_cache_mb: ``score.model_cache_mb``: MB of models the worker's cache keeps.
     """
 
     bundles: tuple[Any, ...]
@@ -73,14 +78,17 @@ class ScoreTaskSpec:
     images: ImageConfig
     fetch: ShardConfig
     endpoint_url: str | None = None
+    model_cache_models: int = 6
+    model_cache_mb: int = 3072
 
 
 @dataclass
 class _Prepared:
-    """One fetched, decoded row: its network inputs per preprocessing key, or the error."""
+    """One fetched, decoded row: its network inputs per preprocessing key, or the error; and its stage times."""
 
     tensors: dict[tuple, np.ndarray] | None = None
     error: tuple[str, str, str] | None = None  # stage, reason, message
+    times: ImageTimes | None = None
 
 
 def _task_context() -> tuple[int, int, Any]:
@@ -127,12 +135,16 @@ def score_partition(spec: ScoreTaskSpec, batches: Iterator[Any]) -> Iterator[Any
     import pyarrow as pa
 
     started = time.monotonic()
+    cpu_started = process_cpu_seconds()
+    profile = TaskProfile()
     partition, attempt, task_ctx = _task_context()
     set_threads(spec.threads)
     ctx = device_context(spec.device, task_ctx)
     payloads: list[BundlePayload] = [b.value for b in spec.bundles]
-    predictors = [cached_predictor(p, spec.batch_size, ctx) for p in payloads]
-    model_seconds = time.monotonic() - started
+    cache = process_cache(spec.model_cache_models, spec.model_cache_mb)
+    predictors = cache.predictors(payloads, spec.batch_size, ctx)
+    profile.model_load = time.monotonic() - started
+    profile.model_load_cpu = process_cpu_seconds() - cpu_started
     keys = [p.preprocess_key for p in payloads]
     fetcher = Fetcher(spec.fetch, spec.endpoint_url)
     images = spec.images
@@ -140,10 +152,14 @@ def score_partition(spec: ScoreTaskSpec, batches: Iterator[Any]) -> Iterator[Any
 
     def prepare(row: tuple[str, str, list[bool]]) -> _Prepared:
         _, uri, need = row
+        times = ImageTimes()
+        wall, cpu = time.perf_counter(), time.thread_time()
         try:
             data = fetcher.fetch(uri)
         except FetchError as exc:
-            return _Prepared(error=("fetch", exc.reason, str(exc)))
+            return _Prepared(error=("fetch", exc.reason, str(exc)), times=times)
+        finally:
+            wall, cpu = _lap(times, "fetch", wall, cpu)
         try:
             # each bundle's own preprocessing (store size, resize mode, crop, region, mean/std), never the
             # conf's [images]: one decode per (store size, resize mode), one tensor per preprocessing
@@ -154,12 +170,14 @@ def score_partition(spec: ScoreTaskSpec, batches: Iterator[Any]) -> Iterator[Any
                     prep = payloads[b].preprocessing
                     if prep.decode_key not in decoded:
                         decoded[prep.decode_key] = prep.load(data, images.max_pixels)
+                        wall, cpu = _lap(times, "decode", wall, cpu)
                     tensors[key] = prep.tensor(decoded[prep.decode_key])
-            return _Prepared(tensors=tensors)
+                    wall, cpu = _lap(times, "tensor", wall, cpu)
+            return _Prepared(tensors=tensors, times=times)
         except ImageError as exc:
-            return _Prepared(error=("decode", exc.reason, str(exc)))
+            return _Prepared(error=("decode", exc.reason, str(exc)), times=times)
         except Exception as exc:  # one image's surprise is an error row, never a failed task
-            return _Prepared(error=("decode", "decode_error", f"{type(exc).__name__}: {exc}"))
+            return _Prepared(error=("decode", "decode_error", f"{type(exc).__name__}: {exc}"), times=times)
 
     def rows() -> Iterator[tuple[str, str, list[bool]]]:
         for rb in batches:
@@ -167,55 +185,65 @@ def score_partition(spec: ScoreTaskSpec, batches: Iterator[Any]) -> Iterator[Any
             yield from zip(*cols)
 
     counts = {"rows": 0, "errors": 0, "attr_rows": 0, "batches": 0}
-    wait_s = forward_s = 0.0
-    batch: list[tuple[tuple, _Prepared]] = []
-    window = 2 * spec.batch_size
-    stream = ordered_map(prepare, rows(), threads=spec.fetch_threads, window=window)
-    done = False
-    while not done:
-        t0 = time.monotonic()
-        batch = []
-        for item, result in stream:
-            batch.append(
-                (
-                    item,
-                    result
-                    if isinstance(result, _Prepared)
-                    else _Prepared(error=("decode", "decode_error", f"{type(result).__name__}: {result}")),
-                )
-            )
-            if len(batch) == spec.batch_size:
-                break
-        else:
-            done = True
-        wait_s += time.monotonic() - t0
+    stream = ordered_map(prepare, rows(), threads=spec.fetch_threads, window=2 * spec.batch_size)
+    while True:
+        t0 = time.perf_counter()
+        batch = _next_batch(stream, spec.batch_size)
+        profile.wait += time.perf_counter() - t0
         if not batch:
             break
-        t1 = time.monotonic()
-        out = _score_batch(batch, payloads, predictors, keys, spec.top_k)
-        forward_s += time.monotonic() - t1
+        for _, prepared in batch:
+            if prepared.times is not None:
+                profile.add_image(prepared.times)
+        out = _score_batch(batch, payloads, predictors, keys, spec.top_k, profile)
         counts["rows"] += len(batch)
         counts["errors"] += sum(1 for r in out if r[0] == "error")
         counts["attr_rows"] += sum(1 for r in out if r[0] == "attr")
         counts["batches"] += 1
-        yield _to_batch(out, schema, pa)
+        t0 = time.perf_counter()
+        arrow = _to_batch(out, schema, pa)
+        profile.arrow_out += time.perf_counter() - t0
+        yield arrow
+    profile.task_cpu = process_cpu_seconds() - cpu_started
     stats = {
         "partition": partition,
         "attempt": attempt,
         "pid": os.getpid(),
         **counts,
         "seconds": round(time.monotonic() - started, 4),
-        "model_seconds": round(model_seconds, 4),
-        "fetch_wait_seconds": round(wait_s, 4),
-        "forward_seconds": round(forward_s, 4),
+        "model_seconds": round(profile.model_load, 4),
+        "fetch_wait_seconds": round(profile.wait, 4),
+        "forward_seconds": round(profile.forward, 4),
+        "profile": profile.as_dict(),
         "threads": spec.threads,
         "device": str(ctx),
-        "model_loads_in_process": process_load_counts(),
+        "model_loads_in_process": dict(cache.loads),
+        "model_cache": cache.stats(),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
     yield _to_batch(
         [("stats", None, None, None, None, None, None, None, None, None, json.dumps(stats, sort_keys=True))], schema, pa
     )
+
+
+def _lap(times: ImageTimes, stage: str, wall: float, cpu: float) -> tuple[float, float]:
+    """Add the wall and thread-CPU seconds since (``wall``, ``cpu``) to ``stage``; returns the new marks."""
+    now_wall, now_cpu = time.perf_counter(), time.thread_time()
+    setattr(times, stage, getattr(times, stage) + now_wall - wall)
+    setattr(times, f"{stage}_cpu", getattr(times, f"{stage}_cpu") + now_cpu - cpu)
+    return now_wall, now_cpu
+
+
+def _next_batch(stream: Iterator[tuple[tuple, Any]], size: int) -> list[tuple[tuple, _Prepared]]:
+    """Up to ``size`` prepared rows from the fetch stream (fewer at its end, none when it is done)."""
+    batch: list[tuple[tuple, _Prepared]] = []
+    for item, result in stream:
+        if not isinstance(result, _Prepared):  # the preparation itself raised: an error row, never a failed task
+            result = _Prepared(error=("decode", "decode_error", f"{type(result).__name__}: {result}"))
+        batch.append((item, result))
+        if len(batch) == size:
+            break
+    return batch
 
 
 def _score_batch(
@@ -224,8 +252,9 @@ def _score_batch(
     predictors: list[Any],
     keys: list[tuple],
     top_k: int,
+    profile: TaskProfile,
 ) -> list[tuple]:
-    """Forward one batch through every bundle that some row needs; rows of TASK_DDL."""
+    """Forward one batch through every bundle that some row needs; rows of TASK_DDL (stage times into ``profile``)."""
     out: list[tuple] = []
     for (asin, uri, _), prep in batch:
         if prep.error is not None:
@@ -235,9 +264,14 @@ def _score_batch(
         idx = [i for i, ((_, _, need), prep) in enumerate(batch) if prep.error is None and need[b]]
         if not idx:
             continue
+        t0 = time.perf_counter()
         # rows reaching the forward pass always decoded (errors left earlier)
         x = np.stack([batch[i][1].tensors[keys[b]] for i in idx])  # type: ignore[index]
+        t1 = time.perf_counter()
         probs = predictors[b].predict(x)
+        t2 = time.perf_counter()
+        profile.stack += t1 - t0
+        profile.forward += t2 - t1
         for head in payload.heads:
             best, conf, tops = top_k_rows(probs[head.name], head.classes, top_k)
             for j, i in enumerate(idx):
@@ -247,6 +281,7 @@ def _score_batch(
                 out.append(
                     ("attr", asin, uri, head.attribute, value, c, tops[j], payload.model_version, None, None, None)
                 )
+        profile.rows_out += time.perf_counter() - t2
     return out
 
 

@@ -1,0 +1,121 @@
+"""The scoring benchmark's peer: what a Spark user would write with ``pyspark.ml.functions.predict_batch_udf``.
+
+Used by ``bench_score.py``; holds no command of its own. Same rows, same partitions (``cores``), same
+bundle, same :class:`~softlines_attr.model.predictor.Predictor` (one per Python worker, bound at the
+job's batch size, one OpenMP thread per task as the job sets) and the same preprocessing
+(:meth:`~softlines_attr.model.manifest.Preprocessing.network_input`: the bundle's own decode, resize,
+crop and normalisation). The predict function reads each batch's files, decodes them and runs the
+forward pass, in turn; Spark's ``predict_batch_udf`` does the batching and caches the predict function
+per worker. The output (per asin, every head's probabilities) is written to Parquet, as a user would.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def make_predict_fn_factory(bundle_dir: str, batch: int, threads: int, max_pixels: int, cpu_dir: str):
+    """``make_predict_fn`` for ``predict_batch_udf``: binds the bundle's predictor once per Python worker.
+
+    For the benchmark only, each worker also writes its CPU seconds to ``cpu_dir/<pid>.json`` after every
+    batch: in all since ``make_predict_fn`` started (model load included) and since its first batch began.
+    """
+
+    def make_predict_fn():
+        import json
+        import os
+
+        started = time.process_time()
+        from softlines_attr.model.bundle import load_bundle
+        from softlines_attr.model.predictor import Predictor
+        from softlines_attr.score.model_cache import set_threads
+
+        set_threads(threads)
+        bundle = load_bundle(Path(bundle_dir))
+        prep = bundle.manifest.preprocessing
+        predictor = Predictor(bundle, batch)
+        seen = {"rows": 0, "first": None}
+
+        def predict(uris: np.ndarray) -> dict[str, np.ndarray]:
+            if seen["first"] is None:
+                seen["first"] = time.process_time()
+            x = np.stack([prep.network_input(Path(str(u)).read_bytes(), max_pixels) for u in uris])
+            out = predictor.predict(x)
+            now = time.process_time()
+            seen["rows"] += len(uris)
+            record = {"rows": seen["rows"], "cpu_all": now - started, "cpu_steady": now - seen["first"]}
+            Path(cpu_dir, f"{os.getpid()}.json").write_text(json.dumps(record))
+            return out
+
+        return predict
+
+    return make_predict_fn
+
+
+def peer_run(spark, bundle_dir: Path, rows: list[tuple[str, str]], batch: int, threads: int, cores: int, out: Path):
+    """Score ``rows`` ((asin, image_uri), every one decodable) with ``predict_batch_udf``.
+
+    Returns:
+        (seconds, output, cpu): the output maps asin -> head -> probabilities (float32 array), read back from the
+        written Parquet; cpu is the workers' CPU ms per image, in all and from their first batch on.
+    """
+    import json
+    import shutil
+
+    from pyspark.ml.functions import predict_batch_udf
+    from pyspark.sql.types import ArrayType, FloatType, StructField, StructType
+
+    from softlines_attr.config import load_config
+    from softlines_attr.model.bundle import load_bundle
+
+    heads = [h.name for h in load_bundle(bundle_dir).manifest.heads]
+    cpu_dir = out.parent / f"{out.name}-cpu"
+    shutil.rmtree(cpu_dir, ignore_errors=True)
+    cpu_dir.mkdir(parents=True)
+    udf = predict_batch_udf(
+        make_predict_fn_factory(str(bundle_dir), batch, threads, load_config().images.max_pixels, str(cpu_dir)),
+        return_type=StructType([StructField(h, ArrayType(FloatType())) for h in heads]),
+        batch_size=batch,
+    )
+    df = spark.createDataFrame(rows, "asin string, image_uri string").repartition(cores, "asin").cache()
+    df.count()  # the input in memory before the clock starts, as the job's catalog is read before its phase
+    shutil.rmtree(out, ignore_errors=True)
+    start = time.perf_counter()
+    df.select("asin", udf("image_uri").alias("p")).write.parquet(str(out))
+    seconds = time.perf_counter() - start
+    df.unpersist()
+    written = spark.read.parquet(str(out)).collect()
+    records = [json.loads(p.read_text()) for p in cpu_dir.glob("*.json")]
+    n = max(1, sum(r["rows"] for r in records))
+    cpu = {
+        "cpu_ms_per_image": 1000 * sum(r["cpu_all"] for r in records) / n,
+        "steady_cpu_ms_per_image": 1000 * sum(r["cpu_steady"] for r in records) / n,
+    }
+    return seconds, {r["asin"]: {h: np.asarray(r["p"][h], dtype=np.float32) for h in heads} for r in written}, cpu
+
+
+def compare_with_job(job_rows: list, peer: dict, heads: dict[str, tuple[str, ...]]) -> dict:
+    """The job's attribute rows against the peer's probabilities: same asins, same top class, same confidence.
+
+    Args:
+        job_rows: The job's ``attributes`` rows (asin, attribute, value, confidence, top_k).
+        peer: asin -> head -> probabilities.
+        heads: attribute -> class names (head names are the attributes in the benchmark's bundles).
+    """
+    asins = {r["asin"] for r in job_rows}
+    worst = 0.0
+    top_mismatch = 0
+    for r in job_rows:
+        probs = peer[r["asin"]][r["attribute"]]
+        worst = max(worst, abs(float(probs.max()) - float(r["confidence"])))
+        if heads[r["attribute"]][int(np.argmax(probs))] != r["top_k"][0]["value"]:
+            top_mismatch += 1
+    return {
+        "same_asins": asins == set(peer),
+        "rows_compared": len(job_rows),
+        "top_class_mismatches": top_mismatch,
+        "max_abs_confidence_diff": worst,
+    }
