@@ -169,13 +169,15 @@ def test_the_pointer_flips_in_one_step_a_reader_finds_one_whole_model_at_every_c
 ) -> None:
     """One promotion of the good model over the worse one, with a copy of the registry taken before each filesystem
     change (tests/test_commit_faults.py's ``snapshots``): each copy is what a kill at that step leaves."""
-    from test_commit_faults import run_hooked
+    from test_commit_faults import snapshots
+
+    from softlines_attr.cli import main
 
     registry, snaps = tmp_path / "registry", tmp_path / "snaps"
     assert run_promote(str(models["worse"]), str(models["shards"]), str(registry), conf, run_id="w1")["promoted"]
     args = ["promote", "--candidate", str(models["good"]), "--shards", str(models["shards"]), "--models"]
-    done = run_hooked(["snapshots", str(registry), str(snaps), "cli", *args, str(registry), "--run-id", "g1"])
-    assert done.returncode == 0, done.stderr[-3000:]
+    with snapshots(registry, snaps):
+        assert main([*args, str(registry), "--run-id", "g1"]) == 0
     seen = []
     for snap in sorted(snaps.iterdir()):
         change = (snap / "change.txt").read_text().strip()
