@@ -198,8 +198,11 @@ def average_aux(workers: Workers, mod: mx.mod.Module) -> None:
     if not names:
         return
     keys = ["aux:" + n for n in names]
-    # push copies and pull into fresh arrays: on CPU, KVStoreDist sends and receives through one buffer
-    workers.kv.push(keys, [aux[n].copy() for n in names])
+    # One pushpull, as Module sends gradients: the server answers it with the merged sum once every worker has
+    # pushed. A push followed by a separate pull raced: ps-lite's server may answer the pull from its stored
+    # value before its asynchronous copy of the new sum lands, so a worker sometimes got the previous epoch's sum
+    # (a resumed run's BN moving means then differed by a few per cent). Copies in, fresh arrays out: on CPU,
+    # KVStoreDist sends and receives through one buffer.
     outs = [mx.nd.zeros(aux[n].shape, dtype=aux[n].dtype) for n in names]
-    workers.kv.pull(keys, out=outs)
+    workers.kv.pushpull(keys, [aux[n].copy() for n in names], out=outs)
     mod.set_params(arg, {n: out / workers.num_workers for n, out in zip(names, outs)})
