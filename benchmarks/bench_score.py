@@ -205,6 +205,27 @@ def score_phase_rate(summary: dict) -> float:
     return summary["rows_scored"] / summary["phase_seconds"]["score"]
 
 
+def _job_arm(spark, conf, catalog, bundles, work, cores, rep, runs, cpu, profiles, memory) -> None:
+    """One run of the scoring job with the multi-head bundle: its rates, CPU per image, profile and memory."""
+    rate, summary = job_rate(spark, conf, catalog, [bundles["multi"]], work / "multi")
+    runs.setdefault("job_multi_head", []).append(rate)
+    runs.setdefault("job_multi_head_score_phase", []).append(score_phase_rate(summary))
+    prof = summary["profile_seconds"]
+    cpu.setdefault("job_task_cpu_ms_per_image", []).append(1000 * prof["task_cpu"] / summary["rows_scored"])
+    cpu.setdefault("job_steady_cpu_ms_per_image", []).append(
+        1000 * (prof["task_cpu"] - prof["model_load_cpu"]) / summary["rows_scored"]
+    )
+    profiles[f"repeat {rep + 1}"] = {
+        "ms_per_image": _per_image_ms(prof, summary["rows_scored"]),
+        "score_phase_s": summary["phase_seconds"]["score"],
+        "phase_seconds": summary["phase_seconds"],
+        "tasks": summary["tasks"],
+        "cores_busy": round(prof["task_cpu"] / (summary["phase_seconds"]["score"] * cores), 3),
+        "model_cache": summary["model_cache"],
+    }
+    memory["job_multi_head"] = {"worker_peak_rss_mb": summary.get("peak_task_rss_mb")}
+
+
 def _per_image_ms(profile: dict, rows: int) -> dict[str, float]:
     return {k: round(1000 * v / max(1, rows), 2) for k, v in profile.items()}
 
@@ -265,41 +286,25 @@ def main(argv: list[str] | None = None) -> int:
                 runs.setdefault(key, []).append(limit[key])
             for key in ("forward_cpu_ms_per_image", "decode_forward_cpu_ms_per_image"):
                 cpu.setdefault(key, []).append(limit[key])
-            rate, summary = job_rate(spark, conf, catalog, [bundles["multi"]], work / "multi")
-            runs.setdefault("job_multi_head", []).append(rate)
-            runs.setdefault("job_multi_head_score_phase", []).append(score_phase_rate(summary))
-            prof = summary["profile_seconds"]
-            cpu.setdefault("job_task_cpu_ms_per_image", []).append(1000 * prof["task_cpu"] / summary["rows_scored"])
-            cpu.setdefault("job_steady_cpu_ms_per_image", []).append(
-                1000 * (prof["task_cpu"] - prof["model_load_cpu"]) / summary["rows_scored"]
-            )
-            profiles[f"repeat {rep + 1}"] = {
-                "ms_per_image": _per_image_ms(prof, summary["rows_scored"]),
-                "score_phase_s": summary["phase_seconds"]["score"],
-                "phase_seconds": summary["phase_seconds"],
-                "tasks": summary["tasks"],
-                "cores_busy": round(prof["task_cpu"] / (summary["phase_seconds"]["score"] * args.cores), 3),
-            }
-            memory["job_multi_head"] = {"worker_peak_rss_mb": summary.get("peak_task_rss_mb")}
-            if not args.skip_peer:
-                seconds, peer_out, peer_cpu = peer_run(
-                    spark,
-                    bundles["multi"],
-                    good_rows,
-                    args.batch,
-                    summary["threads_per_task"],
-                    args.cores,
-                    work / "peer",
-                )
-                runs.setdefault("peer_predict_batch_udf", []).append(len(good_rows) / seconds)
-                cpu.setdefault("peer_cpu_ms_per_image", []).append(peer_cpu["cpu_ms_per_image"])
-                cpu.setdefault("peer_steady_cpu_ms_per_image", []).append(peer_cpu["steady_cpu_ms_per_image"])
-                if not check:
-                    from softlines_attr.io.commit import resolve_current
+            peer_out = None
+            # the job and the peer alternate their order per repeat, so a load that changes during the run
+            # does not always favour the same one
+            for arm in ("job", "peer") if rep % 2 == 0 else ("peer", "job"):
+                if arm == "job":
+                    _job_arm(spark, conf, catalog, bundles, work, args.cores, rep, runs, cpu, profiles, memory)
+                elif not args.skip_peer:
+                    threads = max(1, (os.cpu_count() or 1) // args.cores)  # the job's threads_per_task locally
+                    seconds, peer_out, peer_cpu = peer_run(
+                        spark, bundles["multi"], good_rows, args.batch, threads, args.cores, work / "peer"
+                    )
+                    runs.setdefault("peer_predict_batch_udf", []).append(len(good_rows) / seconds)
+                    cpu.setdefault("peer_cpu_ms_per_image", []).append(peer_cpu["cpu_ms_per_image"])
+                    cpu.setdefault("peer_steady_cpu_ms_per_image", []).append(peer_cpu["steady_cpu_ms_per_image"])
+            if peer_out is not None and not check:
+                from softlines_attr.io.commit import resolve_current
 
-                    job_rows = spark.read.parquet(f"{resolve_current(str(work / 'multi'))}/attributes").collect()
-                    heads = {h.name: tuple(h.classes) for h in multi.manifest.heads}
-                    check = compare_with_job(job_rows, peer_out, heads)
+                job_rows = spark.read.parquet(f"{resolve_current(str(work / 'multi'))}/attributes").collect()
+                check = compare_with_job(job_rows, peer_out, {h.name: tuple(h.classes) for h in multi.manifest.heads})
             if not args.skip_int8:
                 int8 = load_bundle(bundles["int8"])
                 runs.setdefault("forward_int8_1process", []).append(forward_rate(int8, tensors, args.batch, args.cores))
