@@ -128,7 +128,16 @@ def write_labels(work: Path, rows: list[dict], seed: int) -> Path:
         {"vocab_size": VOCAB, "word": f"w{i}", "doc_freq": 1000 - i, "rank": i + 1, "label_index": i}
         for i in range(VOCAB)
     ]
-    pq.write_table(pa.Table.from_pylist(vocab), out / "vocabulary" / "part-00000.parquet")
+    vocab_schema = pa.schema(  # the label job's vocabulary contract (softlines_attr.labels.contract)
+        [
+            ("vocab_size", pa.int32()),
+            ("word", pa.string()),
+            ("doc_freq", pa.int64()),
+            ("rank", pa.int32()),
+            ("label_index", pa.int32()),
+        ]
+    )
+    pq.write_table(pa.Table.from_pylist(vocab, schema=vocab_schema), out / "vocabulary" / "part-00000.parquet")
     (out / "_summary.json").write_text(json.dumps({"job": "labels", "generated_by": "bench_shard"}))
     return out
 
