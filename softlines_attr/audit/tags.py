@@ -19,6 +19,7 @@ from pyspark.sql import functions as F
 from softlines_attr.audit.errors import AuditInputError
 from softlines_attr.config import Taxonomy
 from softlines_attr.io.tables import require_columns
+from softlines_attr.row_checks import blank, first_failing
 
 log = logging.getLogger(__name__)
 
@@ -37,20 +38,6 @@ REASONS = (
     "unknown_asin",
     "attribute_not_scored",
 )
-
-
-def _blank(col: Column) -> Column:
-    return col.isNull() | (F.trim(col) == "")
-
-
-def _first_failing(checks: list[tuple[Column, str, Column]]) -> tuple[Column, Column]:
-    """The reason and message of the first failing check (null when every check passes)."""
-    reason: Column = F.lit(None).cast("string")
-    message: Column = F.lit(None).cast("string")
-    for cond, code, text in reversed(checks):
-        reason = F.when(cond, F.lit(code)).otherwise(reason)
-        message = F.when(cond, text).otherwise(message)
-    return reason, message
 
 
 def read_tags(raw: DataFrame, source: str, *, date_column: str, since: dt.date | None) -> DataFrame:
@@ -99,7 +86,7 @@ def match_tags(
     ).drop(classes["attribute"])
     early: list[tuple[Column, str, Column]] = [
         (
-            _blank(F.col("asin")) | _blank(F.col("attribute")) | _blank(F.col("label")),
+            blank(F.col("asin")) | blank(F.col("attribute")) | blank(F.col("label")),
             "missing_field",
             F.lit("expected an asin, an attribute and a label, found a null or blank one"),
         ),
@@ -123,7 +110,7 @@ def match_tags(
                 F.format_string(f"tagged on %s, before --since {since.isoformat()}", F.col("tag_date").cast("string")),
             ),
         ]
-    reason, message = _first_failing(early)
+    reason, message = first_failing(early)
     df = df.withColumn("_early", reason).withColumn("_early_message", message)
     ok = F.col("_early").isNull()
     w = Window.partitionBy("asin", "attribute")
@@ -155,6 +142,6 @@ def match_tags(
             F.format_string("expected a scored %s for the asin, found the asin scored without it", "attribute"),
         ),
     ]
-    reason, message = _first_failing(later)
+    reason, message = first_failing(later)
     reason = F.when(reason == "_early", F.col("_early")).otherwise(reason)
     return df.select(*MATCHED_COLUMNS, reason.alias("reason"), message.alias("message"))

@@ -39,6 +39,7 @@ from softlines_attr.labels.vocabulary import (
     vocabularies,
     vocabulary_words,
 )
+from softlines_attr.row_checks import blank
 
 log = logging.getLogger(__name__)
 
@@ -74,10 +75,6 @@ class LabelJobResult:
     version_dir: str = ""
 
 
-def _blank(col: Column) -> Column:
-    return col.isNull() | (F.trim(col) == "")
-
-
 def clean_catalog(catalog: DataFrame, *, source: str = "catalog") -> DataFrame:
     """Select and type the catalog columns; trim keys; a null/blank parent_asin becomes the asin.
 
@@ -89,7 +86,7 @@ def clean_catalog(catalog: DataFrame, *, source: str = "catalog") -> DataFrame:
     asin = trim_space(F.col("asin"))
     return df.select(
         asin.alias("asin"),
-        F.when(_blank(F.col("parent_asin")), asin).otherwise(trim_space(F.col("parent_asin"))).alias("parent_asin"),
+        F.when(blank(F.col("parent_asin")), asin).otherwise(trim_space(F.col("parent_asin"))).alias("parent_asin"),
         F.col("title"),
         trim_space(F.col("image_uri")).alias("image_uri"),
         F.col("product_type"),
@@ -114,8 +111,8 @@ def tokenize_catalog(catalog: DataFrame, conf: LabelsConfig, *, seed: int, parti
     by_asin = Window.partitionBy("asin")
     # the kept duplicate is the most usable row, then the first by image_uri/title/parent: deterministic
     order = Window.partitionBy("asin").orderBy(
-        _blank(F.col("title")).asc(),
-        _blank(F.col("image_uri")).asc(),
+        blank(F.col("title")).asc(),
+        blank(F.col("image_uri")).asc(),
         F.col("image_uri").asc_nulls_last(),
         F.col("title").asc_nulls_last(),
         F.col("parent_asin").asc_nulls_last(),
@@ -128,22 +125,22 @@ def tokenize_catalog(catalog: DataFrame, conf: LabelsConfig, *, seed: int, parti
         .withColumn("split", assign_split(F.col("parent_asin"), conf.val_fraction, seed))
     )
     reason = (
-        F.when(_blank(F.col("asin")), F.lit("missing_asin"))
+        F.when(blank(F.col("asin")), F.lit("missing_asin"))
         .when(F.col("_dup_rank") > 1, F.lit("duplicate_asin"))
-        .when(_blank(F.col("title")), F.lit("empty_title"))
-        .when(_blank(F.col("image_uri")), F.lit("missing_image_uri"))
+        .when(blank(F.col("title")), F.lit("empty_title"))
+        .when(blank(F.col("image_uri")), F.lit("missing_image_uri"))
         .when(F.size("tokens") == 0, F.lit("no_title_words"))
     )
     message = (
-        F.when(_blank(F.col("asin")), F.lit("asin is null or blank; expected a product id"))
+        F.when(blank(F.col("asin")), F.lit("asin is null or blank; expected a product id"))
         .when(
             F.col("_dup_rank") > 1,
             F.format_string(
                 "asin %s appears %d times in the catalog; one row is kept", F.col("asin"), F.col("_dup_count")
             ),
         )
-        .when(_blank(F.col("title")), F.lit("title is null or blank; expected the product title"))
-        .when(_blank(F.col("image_uri")), F.lit("image_uri is null or blank; expected s3://bucket/key or a file path"))
+        .when(blank(F.col("title")), F.lit("title is null or blank; expected the product title"))
+        .when(blank(F.col("image_uri")), F.lit("image_uri is null or blank; expected s3://bucket/key or a file path"))
         .when(
             F.size("tokens") == 0,
             F.format_string(

@@ -24,6 +24,7 @@ from pyspark.sql import functions as F
 
 from softlines_attr.io.tables import read_table, require_columns
 from softlines_attr.labels.contract import check_text_columns, trim_space
+from softlines_attr.row_checks import first_failing
 
 log = logging.getLogger(__name__)
 
@@ -87,11 +88,7 @@ def tag_catalog(catalog: DataFrame, product_types: Sequence[str]) -> DataFrame:
             F.lit("image_uri is null or blank; expected s3://bucket/key or a file path"),
         ),
     ]
-    reason: Column = F.lit(None).cast("string")
-    message: Column = F.lit(None).cast("string")
-    for cond, code, text in reversed(checks):
-        reason = F.when(cond, F.lit(code)).otherwise(reason)
-        message = F.when(cond, text).otherwise(message)
+    reason, message = first_failing(checks)
     reason = F.when(F.col("_keep"), reason)
     message = F.when(F.col("_keep"), message)
     status = (

@@ -16,6 +16,7 @@ from pyspark.sql.types import ArrayType, IntegralType
 
 from softlines_attr.io.tables import join_path, read_table, require_columns
 from softlines_attr.labels.contract import check_labels_table
+from softlines_attr.row_checks import blank, first_failing
 from softlines_attr.shard.errors import ShardInputError
 
 log = logging.getLogger(__name__)
@@ -58,17 +59,9 @@ def labels_column(vocab_size: int) -> str:
     return "labels_all" if vocab_size == 0 else f"labels_{vocab_size}"
 
 
-def blank(col: Column) -> Column:
-    return col.isNull() | (F.trim(col) == "")
-
-
 def triage(df: DataFrame, checks: list[tuple[Column, str, Column]], stage: str, split_source: Column) -> DataFrame:
     """Tag each row with the first failing check's reason and message (null when all pass)."""
-    reason: Column = F.lit(None).cast("string")
-    message: Column = F.lit(None).cast("string")
-    for cond, code, text in reversed(checks):
-        reason = F.when(cond, F.lit(code)).otherwise(reason)
-        message = F.when(cond, text).otherwise(message)
+    reason, message = first_failing(checks)
     return df.select(
         *CANDIDATE_COLUMNS,
         split_source.alias("split_source"),

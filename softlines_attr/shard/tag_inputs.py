@@ -16,8 +16,9 @@ from pyspark.sql import functions as F
 
 from softlines_attr.config import Attribute
 from softlines_attr.io.tables import read_table, require_columns
+from softlines_attr.row_checks import blank
 from softlines_attr.shard.errors import ShardInputError
-from softlines_attr.shard.inputs import SPLITS, Inputs, blank, read_labels, triage
+from softlines_attr.shard.inputs import SPLITS, Inputs, read_labels, triage
 
 log = logging.getLogger(__name__)
 
