@@ -191,6 +191,7 @@ def main() -> int:
     import numpy as np
     import pyarrow.parquet as pq
 
+    load_start = open("/proc/loadavg").read().split()[:3]
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
     rows = ensure_images(work, args.n, args.seed)
@@ -311,6 +312,11 @@ def main() -> int:
         "ours_output_mb": round(summary["bytes"] / 1e6, 1),
         "im2rec_output_mb": round((ref_dir / "all.rec").stat().st_size / 1e6, 1),
         "sampled_mean_abs_pixel_diff": round(float(np.mean(diffs)), 2),
+        # the shard tasks' per-stage profile (softlines_attr.shard.profile), summed over the tasks, ms per image
+        "ours_profile_ms_per_image": {k: round(1000 * v / n, 3) for k, v in summary["profile_seconds"].items()},
+        "ours_shard_sha256": sorted((m["shard"], m["sha256"]) for m in pq.read_table(current / "manifest").to_pylist()),
+        "loadavg_start": load_start,
+        "loadavg_end": open("/proc/loadavg").read().split()[:3],
     }
     print(f"| | shard job (Spark local[{args.cores}]) | im2rec (--num-thread {args.cores}) | ratio |")
     print("|---|---:|---:|---:|")
@@ -326,6 +332,10 @@ def main() -> int:
         f"| peak RSS per task / process | {figures['ours_peak_rss_mb_per_task']} MB | "
         f"{figures['im2rec_peak_rss_mb_per_process']} MB | |"
     )
+    print("| shard task stage (summed over tasks) | ms per image |")
+    print("|---|---:|")
+    for stage, ms in figures["ours_profile_ms_per_image"].items():
+        print(f"| {stage} | {ms} |")
     print(json.dumps(figures, indent=1))
     if args.json:
         args.json.write_text(json.dumps(figures, indent=1) + "\n")
