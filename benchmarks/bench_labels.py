@@ -15,7 +15,7 @@ In this one process, on the same Parquet input, alternated per ``--repeat``:
 * with ``--counting``: the counting phase alone in each engine (tokens, document frequency, ranking).
 
 It checks that both whole jobs write the same rows (labels: asin, parent, image_uri, product_type,
-split and every label column; rejects: asin and reason; vocabulary: every row), then prints titles/s
+split and every label column; rejects: every column, message included; vocabulary: every row), then prints titles/s
 for each and the ratios, and writes them as JSON. Spark's session start-up is excluded from its
 timings (it is paid once per job, not per title).
 """
@@ -97,6 +97,47 @@ def spark_vocabulary(spark, path: Path, conf) -> tuple[list[tuple[str, int, int]
     return out, time.perf_counter() - t0
 
 
+class StageClock:
+    """Spark stages' wall time seen by polling ``statusTracker`` (the UI is off): first to last sight of each stage.
+
+    Good to 0.1 s; stages shorter than a poll may be missed. Call :meth:`start` before the job and :meth:`stop` after.
+    """
+
+    def __init__(self, spark, poll_s: float = 0.1) -> None:
+        import threading
+
+        self.tracker = spark.sparkContext.statusTracker()
+        self.poll_s = poll_s
+        self.seen: dict[int, list] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            now = time.perf_counter()
+            for sid in self.tracker.getActiveStageIds():
+                info = self.tracker.getStageInfo(sid)
+                if info is not None:
+                    self.seen.setdefault(sid, [info.name, now, now, info.numTasks])[2] = now
+            time.sleep(self.poll_s)
+
+    def start(self) -> StageClock:
+        self.seen.clear()
+        self._stop.clear()
+        self._thread.start()
+        return self
+
+    def stop(self) -> list[dict]:
+        """The stages seen, longest first: id, seconds, tasks, call site."""
+        self._stop.set()
+        self._thread.join()
+        rows = [
+            {"stage": sid, "seconds": round(t1 - t0, 1), "tasks": n, "call_site": name.split(" at ", 1)[-1]}
+            for sid, (name, t0, t1, n) in self.seen.items()
+        ]
+        return sorted(rows, key=lambda r: -r["seconds"])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -132,14 +173,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     spark.range(4).count()  # the JVM up before any timing
     times: dict[str, list[float]] = {}
+    stages: list[list[dict]] = []  # per repeat, the Spark job's stages (StageClock)
     same_vocab = None
     try:
         for rep in range(args.repeat):
             seconds, duck_counts = duckdb_label_job(titles, args.out / "duckdb", conf, threads=cores)
             times.setdefault("duckdb_whole_job", []).append(seconds)
+            clock = StageClock(spark).start()
             t0 = time.perf_counter()
             result = run_label_job(spark, conf, catalog_path=str(titles), out_dir=str(args.out / "spark"))
             times.setdefault("spark_whole_job", []).append(time.perf_counter() - t0)
+            stages.append(clock.stop())
             if args.counting:
                 duck_vocab, duck_s = duckdb_vocabulary(titles, conf.labels, threads=cores)
                 spark_vocab, spark_s = spark_vocabulary(spark, titles, conf)
@@ -166,7 +210,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{k}: {v:.2f}x")
     print(f"spark: labelled {s['rows_labelled']:,}, rejected {s['rows_rejected']:,}; duckdb: {duck_counts}")
     print(f"spark phases: {s['phase_seconds']}")
+    best_rep = min(range(len(times["spark_whole_job"])), key=lambda i: times["spark_whole_job"][i])
+    print("spark stages of its best repeat, longest first (seconds, tasks, call site):")
+    for st in stages[best_rep][:8]:
+        print(f"  stage {st['stage']:4d} {st['seconds']:7.1f}s {st['tasks']:4d} tasks  {st['call_site']}")
     print(f"outputs identical: {same} {check}")
+    print(f"load average at the start {load_start}, at the end {open('/proc/loadavg').read().split()[:3]}")
     report = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "n_titles": args.n,
@@ -179,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         "titles_per_s": {k: round(v) for k, v in rates.items()},
         "ratios": ratios,
         "spark_phase_seconds": s["phase_seconds"],
+        "spark_stages_best_repeat": stages[best_rep],
         "outputs": check,
         "outputs_identical": same,
         "driver_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),

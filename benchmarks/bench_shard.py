@@ -57,7 +57,8 @@ bad_row_share = 0.0
 """
 _RUSAGE_WRAPPER = (
     "import resource, subprocess, sys; rc = subprocess.run(sys.argv[1:]).returncode; "
-    "print('MAXRSS_KB', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); sys.exit(rc)"
+    "u = resource.getrusage(resource.RUSAGE_CHILDREN); "
+    "print('MAXRSS_KB', u.ru_maxrss, 'CPU_S', u.ru_utime + u.ru_stime, file=sys.stderr); sys.exit(rc)"
 )
 
 
@@ -145,8 +146,8 @@ def write_labels(work: Path, rows: list[dict], seed: int) -> Path:
 
 
 def run_timed(cmd: list[str], **kwargs: object) -> tuple[float, int, str, str]:
-    """Run ``cmd`` under a wrapper that reports its descendants' peak RSS; returns (seconds, peak KB, stdout,
-    stderr)."""
+    """Run ``cmd`` under a wrapper that reports its descendants' peak RSS and CPU time; returns (seconds, peak KB,
+    stdout, stderr); the CPU seconds are in stderr's ``CPU_S`` (:func:`cpu_seconds`)."""
     t0 = time.perf_counter()
     # type:
     # ignore[call-overload]
@@ -157,6 +158,11 @@ def run_timed(cmd: list[str], **kwargs: object) -> tuple[float, int, str, str]:
     # the wrapper always prints the line; a missing one should fail loudly
     peak = int(re.search(r"MAXRSS_KB (\d+)", proc.stderr).group(1))  # type: ignore[union-attr]
     return seconds, peak, proc.stdout, proc.stderr
+
+
+def cpu_seconds(stderr: str) -> float:
+    """The CPU seconds (user + system, every process of the command) the wrapper of :func:`run_timed` reported."""
+    return float(re.search(r"CPU_S ([\d.]+)", stderr).group(1))  # type: ignore[union-attr]
 
 
 def read_all(rec: Path) -> dict[int, bytes]:
@@ -191,6 +197,7 @@ def main() -> int:
     import numpy as np
     import pyarrow.parquet as pq
 
+    load_start = open("/proc/loadavg").read().split()[:3]
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
     rows = ensure_images(work, args.n, args.seed)
@@ -261,16 +268,19 @@ def main() -> int:
             str(args.cores),
             "--pack-label",
         ]
-        ref_s, ref_peak_kb, ref_stdout, _ = run_timed(cmd, cwd=REPO, env=env)
+        ref_s, ref_peak_kb, ref_stdout, ref_stderr = run_timed(cmd, cwd=REPO, env=env)
         steps = [float(x) for x, c in re.findall(r"time:\s*([\d.]+)\s+count:\s*(\d+)", ref_stdout) if int(c) > 0]
         # first record to last full thousand, like ours' stage span (count 0's line is its start-up)
-        runs_ref.append((ref_s, ref_peak_kb, 1000 * len(steps) / sum(steps) if steps else float("nan")))
+        runs_ref.append(
+            (ref_s, ref_peak_kb, 1000 * len(steps) / sum(steps) if steps else float("nan"), cpu_seconds(ref_stderr))
+        )
         print(f"run: ours {seconds:.1f}s (stage {summary['stage_seconds']}s), im2rec {ref_s:.1f}s", file=sys.stderr)
     ours_s = min(r[0] for r in runs_ours)
     summary = max((r[1] for r in runs_ours), key=lambda x: -x["stage_seconds"])  # the least disturbed stage
     ref_s = min(r[0] for r in runs_ref)
     ref_peak_kb = max(r[1] for r in runs_ref)
     ref_steady = max(r[2] for r in runs_ref)
+    ref_cpu_s = min(r[3] for r in runs_ref)
 
     # --- both readable, same records -----------------------------------------------------------
     ref = read_all(ref_dir / "all.rec")
@@ -311,6 +321,15 @@ def main() -> int:
         "ours_output_mb": round(summary["bytes"] / 1e6, 1),
         "im2rec_output_mb": round((ref_dir / "all.rec").stat().st_size / 1e6, 1),
         "sampled_mean_abs_pixel_diff": round(float(np.mean(diffs)), 2),
+        # the shard tasks' per-stage profile (softlines_attr.shard.profile), summed over the tasks, ms per image
+        # CPU per image, steadier than wall time on a shared machine: im2rec's every process over its whole run
+        # (start-up included), against our shard tasks' Python workers (task_cpu: every thread, tasks only)
+        "im2rec_cpu_ms_per_image_whole_run": round(1000 * ref_cpu_s / n, 3),
+        "ours_task_cpu_ms_per_image": round(1000 * summary["profile_seconds"]["task_cpu"] / n, 3),
+        "ours_profile_ms_per_image": {k: round(1000 * v / n, 3) for k, v in summary["profile_seconds"].items()},
+        "ours_shard_sha256": sorted((m["shard"], m["sha256"]) for m in pq.read_table(current / "manifest").to_pylist()),
+        "loadavg_start": load_start,
+        "loadavg_end": open("/proc/loadavg").read().split()[:3],
     }
     print(f"| | shard job (Spark local[{args.cores}]) | im2rec (--num-thread {args.cores}) | ratio |")
     print("|---|---:|---:|---:|")
@@ -326,6 +345,16 @@ def main() -> int:
         f"| peak RSS per task / process | {figures['ours_peak_rss_mb_per_task']} MB | "
         f"{figures['im2rec_peak_rss_mb_per_process']} MB | |"
     )
+    print(
+        f"| CPU ms per image (ours: shard tasks; im2rec: whole run) | {figures['ours_task_cpu_ms_per_image']} | "
+        f"{figures['im2rec_cpu_ms_per_image_whole_run']} | "
+        f"{figures['im2rec_cpu_ms_per_image_whole_run'] / figures['ours_task_cpu_ms_per_image']:.2f}x |"
+    )
+    print(f"load average at the start {figures['loadavg_start']}, at the end {figures['loadavg_end']}")
+    print("| shard task stage (summed over tasks) | ms per image |")
+    print("|---|---:|")
+    for stage, ms in figures["ours_profile_ms_per_image"].items():
+        print(f"| {stage} | {ms} |")
     print(json.dumps(figures, indent=1))
     if args.json:
         args.json.write_text(json.dumps(figures, indent=1) + "\n")

@@ -187,7 +187,7 @@ def compare_outputs(spark_version_dir: str, duck_dir: Path, conf: PipelineConfig
     out = {}
     for name, columns, duck_file in (
         ("labels", f"asin, parent_asin, image_uri, product_type, split, {label_cols}", "labels.parquet"),
-        ("rejects", "asin, reason", "rejects.parquet"),
+        ("rejects", "asin, parent_asin, title, image_uri, product_type, stage, reason, message", "rejects.parquet"),
         ("vocabulary", "vocab_size, word, doc_freq, rank, label_index", "vocabulary.parquet"),
     ):
         a = f"SELECT {columns} FROM read_parquet({sql_str(f'{spark_version_dir}/{name}/*.parquet')})"

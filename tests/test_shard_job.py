@@ -189,6 +189,23 @@ def test_balanced_equal_count_shards(clean_run) -> None:
         assert info["records_per_part_max"] <= 6  # records_per_shard in the test conf
 
 
+def test_summary_profiles_the_shard_tasks(clean_run) -> None:
+    """The run summary's per-stage profile: every stage present, none negative, and the task thread's stages
+    within the tasks' time (the fetch-thread stages run beside them, per image)."""
+    from softlines_attr.shard.profile import IMAGE_STAGES, ShardProfile
+
+    prof = clean_run["s1"]["profile_seconds"]
+    assert set(prof) == set(ShardProfile.__dataclass_fields__)
+    assert all(v >= 0 for v in prof.values()), prof
+    assert prof["task"] > 0 and prof["task_cpu"] > 0
+    assert prof["decode"] > 0 and prof["encode"] > 0 and prof["record"] > 0  # every clean image went through them
+    tolerance = 0.05 + 0.01 * clean_run["s1"]["tasks"]  # rounding, and the clock reads between the stages
+    task_thread = prof["input"] + prof["wait"] + prof["record"] + prof["rows_out"] + prof["commit"]
+    assert 0.5 * prof["task"] <= task_thread <= prof["task"] + tolerance, prof
+    for stage in IMAGE_STAGES:  # a thread's CPU time never exceeds its wall time
+        assert prof[f"{stage}_cpu"] <= prof[stage] + tolerance, stage
+
+
 def test_rerun_is_byte_identical(clean_run) -> None:
     root = clean_run["root"]
     out1, out2 = _cur(root / "out1"), _cur(root / "out2")

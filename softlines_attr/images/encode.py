@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from PIL import Image
@@ -66,12 +67,14 @@ def _fits_as_is(img: Image.Image, data: bytes, conf: ImageConfig) -> PreparedIma
     return PreparedImage(data=data, width=width, height=height, passed_through=True)
 
 
-def prepare_for_shard(data: bytes, conf: ImageConfig) -> PreparedImage:
+def prepare_for_shard(data: bytes, conf: ImageConfig, lap: Callable[[str], None] | None = None) -> PreparedImage:
     """Turn one fetched file into the JPEG a shard stores.
 
     Args:
         data: The image file's bytes.
         conf: The ``[images]`` config (store size, resize mode, quality, pixel limit).
+        lap: Called with ``decode``, ``resize`` and ``encode`` as each step ends (a profile's stopwatch,
+            :class:`softlines_attr.shard.profile.Laps`); a passed-through original ends with ``decode`` only.
 
     Returns:
         The stored image.
@@ -79,13 +82,21 @@ def prepare_for_shard(data: bytes, conf: ImageConfig) -> PreparedImage:
     Raises:
         ImageError: with the reject reason code.
     """
+    lap = lap or _no_lap
     opened = _open(data, conf.max_pixels)
     same = _fits_as_is(opened, data, conf)
     if same is not None:
+        lap("decode")
         return same
     source = upright_size(opened)
     img = decode_opened(opened, target=conf.store_size, mode=conf.resize_mode)
+    lap("decode")
     img = resize_to_store(img, conf.store_size, conf.resize_mode, source)
-    return PreparedImage(
-        data=encode_jpeg(img, conf.jpeg_quality), width=img.width, height=img.height, passed_through=False
-    )
+    lap("resize")
+    encoded = encode_jpeg(img, conf.jpeg_quality)
+    lap("encode")
+    return PreparedImage(data=encoded, width=img.width, height=img.height, passed_through=False)
+
+
+def _no_lap(stage: str) -> None:
+    """The default ``lap`` of :func:`prepare_for_shard`: no profile."""

@@ -11,6 +11,7 @@ from pyspark.sql import functions as F
 from softlines_attr.config import PipelineConfig, config_to_dict
 from softlines_attr.shard.inputs import Inputs
 from softlines_attr.shard.manifest import SHARD_CONTRACT_VERSION, ShardEntry, ShardManifest, manifest_json
+from softlines_attr.shard.profile import sum_shard_profiles
 from softlines_attr.shard.recordio import LABEL_PAD
 from softlines_attr.shard.request import ShardJob
 from softlines_attr.shard.tables import MANIFEST_DDL, schema_names
@@ -176,6 +177,7 @@ def run_summary(
         "peak_task_rss_mb": round(max((s[3] for s in stats), default=0) / 1024, 1),
         "task_seconds_max": max((s[2] for s in stats), default=0.0),
         "stage_seconds": round(max((s[6] for s in stats), default=0.0) - min((s[5] for s in stats), default=0.0), 3),
+        "profile_seconds": sum_shard_profiles(s[7] for s in stats),  # softlines_attr.shard.profile's stages
         "tables": {"manifest": "manifest", "record_index": "record_index", "rejects": "rejects", "shards": "shards"},
         "config": {"images": config_to_dict(conf.images), "shard": config_to_dict(conf.shard), "seed": conf.seed},
         "started_at": started_at,

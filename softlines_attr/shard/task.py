@@ -24,10 +24,11 @@ from dataclasses import dataclass
 
 from softlines_attr.config import ImageConfig, ShardConfig
 from softlines_attr.images.decode import ImageError
-from softlines_attr.images.encode import prepare_for_shard
+from softlines_attr.images.encode import PreparedImage, prepare_for_shard
 from softlines_attr.io.fetch import Fetcher, FetchError, ordered_map
 from softlines_attr.io.storage import S3Storage, join_uri, parse_uri
 from softlines_attr.shard.plan import PartSpec
+from softlines_attr.shard.profile import Laps, ShardProfile
 from softlines_attr.shard.recordio import MAX_RECORD_BYTES, IndexedRecordWriter, pack_image_record, pad_labels
 
 log = logging.getLogger(__name__)
@@ -200,6 +201,8 @@ def _attempt() -> int:
 def shard_partition(spec: TaskSpec, partition: int, rows: Iterable[tuple[int, tuple]]) -> Iterator[tuple[str, tuple]]:
     """Write the shard(s) of one partition; yield index, reject, shard and stats tuples.
 
+    The stats tuple ends with the task's :class:`~softlines_attr.shard.profile.ShardProfile` as a dict.
+
     Args:
         spec: The task spec.
         partition: The Spark partition index (= the part's index in ``spec.parts``).
@@ -207,7 +210,11 @@ def shard_partition(spec: TaskSpec, partition: int, rows: Iterable[tuple[int, tu
     """
     started = time.monotonic()
     started_wall = time.time()
+    started_cpu = time.process_time()
+    profile = ShardProfile()
+    clock = time.perf_counter()
     items = sorted((value for _, value in rows), key=lambda v: v[0])
+    profile.input = time.perf_counter() - clock
     part = spec.parts[partition]
     fetcher = Fetcher(spec.shard, spec.endpoint_url)
     s3 = fetcher.s3 if parse_uri(spec.shards_uri).scheme == "s3" else None
@@ -215,60 +222,101 @@ def shard_partition(spec: TaskSpec, partition: int, rows: Iterable[tuple[int, tu
     sink = _ShardSink(spec, part, attempt, s3)
     cpu_slots = threading.Semaphore(_task_cpus())
     images = spec.images
+    image_times: list[dict[str, float]] = []  # one per image, filled on the fetch threads
 
     def work(item: tuple) -> object:
-        data = fetcher.fetch(item[2])
+        times: dict[str, float] = {}
+        image_times.append(times)
+        laps = Laps(times)
+        try:
+            data = fetcher.fetch(item[2])
+        finally:
+            laps.lap("fetch")
         with cpu_slots:
-            return prepare_for_shard(data, images)
+            laps.lap("cpu_wait")
+            return prepare_for_shard(data, images, laps.lap)
 
     threads = spec.shard.fetch_threads
     try:
-        for item, result in ordered_map(work, items, threads=threads, window=2 * threads):
-            record_id, asin, uri, labels = item
-            if isinstance(result, BaseException):
-                if isinstance(result, FetchError):
-                    yield "reject", (asin, uri, part.split, "fetch", result.reason, str(result))
-                elif isinstance(result, ImageError):
-                    yield "reject", (asin, uri, part.split, "decode", result.reason, str(result))
-                elif isinstance(result, Exception):
-                    yield (
-                        "reject",
-                        (asin, uri, part.split, "decode", "decode_error", f"{type(result).__name__}: {result}"),
-                    )
-                else:
-                    raise result
-                continue
-            label = float(labels[0]) if spec.mode == "refine" else pad_labels(labels, spec.label_width)
-            payload = pack_image_record(label, record_id, result.data)
-            if len(payload) > MAX_RECORD_BYTES:
-                yield (
-                    "reject",
-                    (
-                        asin,
-                        uri,
-                        part.split,
-                        "encode",
-                        "too_large",
-                        f"expected a record under {MAX_RECORD_BYTES} bytes, found {len(payload)}",
-                    ),
-                )
-                continue
-            shard, offset = sink.write(record_id, payload)
-            while sink.pending:
-                yield sink.pending.pop(0)
-            yield (
-                "index",
-                (asin, part.split, shard, record_id, offset, result.width, result.height, result.passed_through),
-            )
+        results = ordered_map(work, items, threads=threads, window=2 * threads)
+        while True:
+            clock = time.perf_counter()
+            pair = next(results, None)
+            profile.wait += time.perf_counter() - clock
+            if pair is None:
+                break
+            out = _record_rows(spec, part, sink, *pair, profile)
+            for row in out:
+                clock = time.perf_counter()
+                yield row
+                profile.rows_out += time.perf_counter() - clock
         if sink.writer is not None:
-            yield sink.close_current()
+            clock = time.perf_counter()
+            last = sink.close_current()
+            profile.commit += time.perf_counter() - clock
+            yield last
     except BaseException:
         sink.discard()
         raise
     if sink.tmp_dir:
         shutil.rmtree(sink.tmp_dir, ignore_errors=True)
+    for times in image_times:
+        profile.add_image(times)
+    profile.task = time.monotonic() - started
+    profile.task_cpu = time.process_time() - started_cpu
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     yield (
         "stats",
-        (partition, len(items), round(time.monotonic() - started, 3), peak_kb, attempt, started_wall, time.time()),
+        (
+            partition,
+            len(items),
+            round(profile.task, 3),
+            peak_kb,
+            attempt,
+            started_wall,
+            time.time(),
+            profile.as_dict(),
+        ),
     )
+
+
+def _record_rows(
+    spec: TaskSpec, part: PartSpec, sink: _ShardSink, item: tuple, result: object, profile: ShardProfile
+) -> list[tuple[str, tuple]]:
+    """One image's rows: a reject, or the record written to the shard and its index row (after any shard row of
+    a file closed by a rollover)."""
+    record_id, asin, uri, labels = item
+    if isinstance(result, BaseException):
+        if isinstance(result, FetchError):
+            return [("reject", (asin, uri, part.split, "fetch", result.reason, str(result)))]
+        if isinstance(result, ImageError):
+            return [("reject", (asin, uri, part.split, "decode", result.reason, str(result)))]
+        if isinstance(result, Exception):
+            return [("reject", (asin, uri, part.split, "decode", "decode_error", f"{type(result).__name__}: {result}"))]
+        raise result
+    assert isinstance(result, PreparedImage)
+    clock = time.perf_counter()
+    label = float(labels[0]) if spec.mode == "refine" else pad_labels(labels, spec.label_width)
+    payload = pack_image_record(label, record_id, result.data)
+    if len(payload) > MAX_RECORD_BYTES:
+        return [
+            (
+                "reject",
+                (
+                    asin,
+                    uri,
+                    part.split,
+                    "encode",
+                    "too_large",
+                    f"expected a record under {MAX_RECORD_BYTES} bytes, found {len(payload)}",
+                ),
+            )
+        ]
+    shard, offset = sink.write(record_id, payload)
+    out: list[tuple[str, tuple]] = list(sink.pending)
+    sink.pending.clear()
+    out.append(
+        ("index", (asin, part.split, shard, record_id, offset, result.width, result.height, result.passed_through))
+    )
+    profile.record += time.perf_counter() - clock
+    return out
