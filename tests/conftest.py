@@ -31,7 +31,12 @@ def conf() -> PipelineConfig:
 
 @pytest.fixture(scope="session")
 def spark():
-    """One real local SparkSession (2 cores) for the whole test session."""
+    """One real local SparkSession (2 cores) for the whole test session.
+
+    Its master is ``local[2,2]``: a failed task is tried once more (plain ``local[2]`` fails the job on the
+    first failure), so the tests of task retries (test_shard_cli, test_score_cli) run on this session too,
+    as a cluster's retries would. A job whose every attempt fails still fails, after one retry per task.
+    """
     from softlines_attr.config import SparkProfile
     from softlines_attr.spark import build_session
 
@@ -45,7 +50,7 @@ def spark():
             "spark.driver.extraJavaOptions": TEST_JVM_OPTIONS,
         }
     )
-    session = build_session(SparkProfile("test", "local[2]", test_conf), app_name="softlines-attr-tests")
+    session = build_session(SparkProfile("test", "local[2,2]", test_conf), app_name="softlines-attr-tests")
     yield session
     session.stop()
 
@@ -84,6 +89,20 @@ def s3_endpoint() -> Iterator[str]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+@pytest.fixture
+def s3_spark_workers(spark, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The S3 server's endpoint and test credentials in the environment of the Python workers of the jobs this test
+    starts on the shared session; yields the endpoint.
+
+    The session's JVM (and so its Python workers' environment) may predate :func:`s3_endpoint`; Spark gives
+    every function's workers the context's ``environment`` (what ``spark.executorEnv.*`` sets on a cluster,
+    where the nodes' instance role gives the credentials).
+    """
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.setitem(spark.sparkContext.environment, key, os.environ[key])
+    return s3_endpoint
 
 
 @pytest.fixture(scope="session")
