@@ -7,6 +7,7 @@ Stage-specific fixtures live in the stage's own test files.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +22,23 @@ REPO = Path(__file__).resolve().parent.parent
 # alone warms up faster (measured: session start and the first label job about 1.5-2x faster on 2 cores).
 # It changes how fast the JVM runs Spark's code, never what that code does.
 TEST_JVM_OPTIONS = "-XX:TieredStopAtLevel=1"
+# ... and evaluate SQL plans and expressions without generating Java code: on rows counted in tens, compiling
+# each new query's generated code (Janino, in a cold JVM) costs more than running it interpreted (measured:
+# test_labels.py 77 s -> 63 s, load about 4). Spark computes the same results either way; it runs its own
+# tests in both modes.
+TEST_SQL_CONF = {"spark.sql.codegen.wholeStage": "false", "spark.sql.codegen.factoryMode": "NO_CODEGEN"}
+
+
+def child_spark_env() -> dict[str, str]:
+    """The environment of a test's child process that starts its own Spark: this interpreter for the Python
+    workers, and the shared session's JIT options and SQL settings for its JVM."""
+    submit_args = " ".join(f"--conf {key}={value}" for key, value in TEST_SQL_CONF.items())
+    return {
+        **os.environ,
+        "PYSPARK_PYTHON": sys.executable,
+        "JAVA_TOOL_OPTIONS": TEST_JVM_OPTIONS,
+        "PYSPARK_SUBMIT_ARGS": f"{submit_args} pyspark-shell",
+    }
 
 
 @pytest.fixture(scope="session")
@@ -48,6 +66,7 @@ def spark():
             "spark.default.parallelism": "4",
             "spark.driver.memory": "2g",
             "spark.driver.extraJavaOptions": TEST_JVM_OPTIONS,
+            **TEST_SQL_CONF,
         }
     )
     session = build_session(SparkProfile("test", "local[2,2]", test_conf), app_name="softlines-attr-tests")

@@ -271,12 +271,16 @@ def _main(argv: list[str]) -> int:
 
 def run_hooked(args: list[str], timeout: int = 300) -> subprocess.CompletedProcess:
     """Run this file as a child process with ``args`` (the repo's venv interpreter, Spark workers on it too; a
-    Spark child's JVM with the tests' JIT options)."""
-    from conftest import TEST_JVM_OPTIONS  # here: a child that runs this file does not import the fixtures
+    Spark child with the tests' JIT options and SQL settings)."""
+    from conftest import child_spark_env  # here: a child that runs this file does not import the fixtures
 
-    env = dict(os.environ, PYSPARK_PYTHON=sys.executable, JAVA_TOOL_OPTIONS=TEST_JVM_OPTIONS)
     return subprocess.run(
-        [sys.executable, str(HERE), *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
+        [sys.executable, str(HERE), *args],
+        cwd=REPO,
+        env=child_spark_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
