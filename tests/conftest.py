@@ -23,9 +23,9 @@ REPO = Path(__file__).resolve().parent.parent
 # It changes how fast the JVM runs Spark's code, never what that code does.
 TEST_JVM_OPTIONS = "-XX:TieredStopAtLevel=1"
 # ... and evaluate SQL plans and expressions without generating Java code: on rows counted in tens, compiling
-# each new query's generated code (Janino, in a cold JVM) costs more than running it interpreted (measured:
-# test_labels.py 77 s -> 63 s, load about 4). Spark computes the same results either way; it runs its own
-# tests in both modes.
+# each new query's generated code (Janino) costs more than running it interpreted (measured, A/B twice at load
+# 4-6: test_labels + test_shard_job + test_score_job 156 s -> 149 s on average). Spark computes the same results
+# either way; it runs its own tests in both modes.
 TEST_SQL_CONF = {"spark.sql.codegen.wholeStage": "false", "spark.sql.codegen.factoryMode": "NO_CODEGEN"}
 
 
