@@ -7,6 +7,7 @@ Stage-specific fixtures live in the stage's own test files.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +22,23 @@ REPO = Path(__file__).resolve().parent.parent
 # alone warms up faster (measured: session start and the first label job about 1.5-2x faster on 2 cores).
 # It changes how fast the JVM runs Spark's code, never what that code does.
 TEST_JVM_OPTIONS = "-XX:TieredStopAtLevel=1"
+# ... and evaluate SQL plans and expressions without generating Java code: on rows counted in tens, compiling
+# each new query's generated code (Janino) costs more than running it interpreted (measured, A/B twice at load
+# 4-6: test_labels + test_shard_job + test_score_job 156 s -> 149 s on average). Spark computes the same results
+# either way; it runs its own tests in both modes.
+TEST_SQL_CONF = {"spark.sql.codegen.wholeStage": "false", "spark.sql.codegen.factoryMode": "NO_CODEGEN"}
+
+
+def child_spark_env() -> dict[str, str]:
+    """The environment of a test's child process that starts its own Spark: this interpreter for the Python
+    workers, and the shared session's JIT options and SQL settings for its JVM."""
+    submit_args = " ".join(f"--conf {key}={value}" for key, value in TEST_SQL_CONF.items())
+    return {
+        **os.environ,
+        "PYSPARK_PYTHON": sys.executable,
+        "JAVA_TOOL_OPTIONS": TEST_JVM_OPTIONS,
+        "PYSPARK_SUBMIT_ARGS": f"{submit_args} pyspark-shell",
+    }
 
 
 @pytest.fixture(scope="session")
@@ -31,7 +49,12 @@ def conf() -> PipelineConfig:
 
 @pytest.fixture(scope="session")
 def spark():
-    """One real local SparkSession (2 cores) for the whole test session."""
+    """One real local SparkSession (2 cores) for the whole test session.
+
+    Its master is ``local[2,2]``: a failed task is tried once more (plain ``local[2]`` fails the job on the
+    first failure), so the tests of task retries (test_shard_cli, test_score_cli) run on this session too,
+    as a cluster's retries would. A job whose every attempt fails still fails, after one retry per task.
+    """
     from softlines_attr.config import SparkProfile
     from softlines_attr.spark import build_session
 
@@ -43,9 +66,10 @@ def spark():
             "spark.default.parallelism": "4",
             "spark.driver.memory": "2g",
             "spark.driver.extraJavaOptions": TEST_JVM_OPTIONS,
+            **TEST_SQL_CONF,
         }
     )
-    session = build_session(SparkProfile("test", "local[2]", test_conf), app_name="softlines-attr-tests")
+    session = build_session(SparkProfile("test", "local[2,2]", test_conf), app_name="softlines-attr-tests")
     yield session
     session.stop()
 
@@ -84,6 +108,20 @@ def s3_endpoint() -> Iterator[str]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+@pytest.fixture
+def s3_spark_workers(spark, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The S3 server's endpoint and test credentials in the environment of the Python workers of the jobs this test
+    starts on the shared session; yields the endpoint.
+
+    The session's JVM (and so its Python workers' environment) may predate :func:`s3_endpoint`; Spark gives
+    every function's workers the context's ``environment`` (what ``spark.executorEnv.*`` sets on a cluster,
+    where the nodes' instance role gives the credentials).
+    """
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.setitem(spark.sparkContext.environment, key, os.environ[key])
+    return s3_endpoint
 
 
 @pytest.fixture(scope="session")

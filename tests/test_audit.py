@@ -174,23 +174,20 @@ def test_bad_arguments_are_refused_before_any_work(spark, conf: PipelineConfig, 
 
 
 def test_the_audit_command_prints_its_summary_and_refuses_a_bad_date_with_exit_2(
-    spark, scores: str, tmp_path: Path
+    spark, scores: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import os
-    import subprocess
-    import sys
+    """The command in-process, on the session's Spark (a command leaves a session it did not start running)."""
+    from softlines_attr.cli import main
 
-    repo = Path(__file__).resolve().parent.parent
-    env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
-    base = [sys.executable, "-m", "softlines_attr.cli", "audit", "--scores", scores, "--tags", _tags(tmp_path, spark)]
-    bad = subprocess.run([*base, "--out", str(tmp_path / "x"), "--since", "2026-13-01"], cwd=repo, env=env,
-                         capture_output=True, text=True, timeout=120)  # fmt: skip
-    assert bad.returncode == 2 and "audit: error: --since: expected a date YYYY-MM-DD, found '2026-13-01'" in bad.stderr
+    base = ["audit", "--scores", scores, "--tags", _tags(tmp_path, spark)]
+    assert main([*base, "--out", str(tmp_path / "x"), "--since", "2026-13-01"]) == 2
+    bad = capsys.readouterr().err
+    assert "audit: error: --since: expected a date YYYY-MM-DD, found '2026-13-01'" in bad
     out = tmp_path / "cli"
-    done = subprocess.run([*base, "--out", str(out), "--run-id", "c1", "--master", "local[1]"], cwd=repo, env=env,
-                          capture_output=True, text=True, timeout=600)  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    printed = json.loads(done.stdout)
+    code = main([*base, "--out", str(out), "--run-id", "c1", "--master", "local[1]"])
+    done = capsys.readouterr()
+    assert code == 0, done.err[-3000:]
+    printed = json.loads(done.out)
     assert (printed["run_id"], printed["tag_rows_in"], printed["tag_rows_matched"]) == ("c1", 16, 7)
     assert printed["attributes"]["hemline"]["accuracy_if_all"] == pytest.approx(0.6)
     assert resolve_current(str(out)) == str(out / "runs" / "c1")

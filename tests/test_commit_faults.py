@@ -6,10 +6,6 @@ injection stays out of the production modules)::
 
     python tests/test_commit_faults.py kill-at K cli <softlines-attr args...>    # die before the K-th filesystem change
     python tests/test_commit_faults.py kill-at K stage OUT RUN_ID ROWS KEEP     # a no-Spark writer of two tables
-    python tests/test_commit_faults.py task-dies shard <shard args...>          # partition 0's first attempt
-    dies 2/3 in
-    python tests/test_commit_faults.py task-dies score <jobs/score.py args...>  # partition 0's first attempt
-    dies after a batch
     python tests/test_commit_faults.py versions OUT N KEEP PAUSE_S              # commit N versions in a row
 
 ``kill-at`` wraps the :class:`pyarrow.fs.FileSystem` that :mod:`softlines_attr.io.commit` uses in a
@@ -18,6 +14,9 @@ injection stays out of the production modules)::
 In-process (no kill), :func:`snapshots` counts the same changes but copies the local folder OUT to
 ``SNAPS/k<K>/out`` before the K-th one (and its operation to ``SNAPS/k<K>/change.txt``), then makes
 it: one run leaves the files a kill before each change would leave.
+
+:func:`task_dies` (in-process, on the tests' shared ``local[2,2]`` session) swaps the shard or scoring
+job's partition function for one whose first attempt at partition 0 kills its Python worker.
 """
 
 from __future__ import annotations
@@ -192,6 +191,32 @@ def _dying_score_partition(spec, batches):
             os._exit(KILLED)
 
 
+@contextlib.contextmanager
+def task_dies(stage: str) -> Iterator[None]:
+    """While the block runs, the ``stage`` job's (``shard`` or ``score``) partition 0 dies on its first attempt.
+
+    The job module's partition function is swapped for the dying one (pickled by value: the Python
+    workers cannot import this file) and restored after; the session must allow a retry (``local[N,2]``).
+    """
+    from pyspark import cloudpickle
+
+    import softlines_attr.score.job as score_job
+    import softlines_attr.shard.job as shard_job
+
+    module, name, dying = {
+        "shard": (shard_job, "shard_partition", _dying_shard_partition),
+        "score": (score_job, "score_partition", _dying_score_partition),
+    }[stage]
+    real = getattr(module, name)
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    setattr(module, name, dying)
+    try:
+        yield
+    finally:
+        setattr(module, name, real)
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+
+
 def write_version(out: str, run_id: str, rows: int, keep: int) -> None:
     """Commit one version of two small Parquet tables through :class:`StagedOutput` (every write through the
     commit's filesystem)."""
@@ -235,22 +260,6 @@ def _main(argv: list[str]) -> int:
         from softlines_attr.cli import main
 
         return main(rest)
-    if mode == "task-dies":
-        stage, rest = rest[0], rest[1:]
-        if stage == "shard":
-            import softlines_attr.shard.job as shard_job
-            from softlines_attr.cli import main
-
-            shard_job.shard_partition = _dying_shard_partition
-            return main(["shard", *rest])
-        import runpy
-
-        import softlines_attr.score.job as score_job
-
-        score_job.score_partition = _dying_score_partition
-        sys.argv = [rest[0], *rest[1:]]
-        runpy.run_path(str(REPO / rest[0]), run_name="__main__")
-        return 0
     if mode == "versions":
         out, n, keep, pause = rest[0], int(rest[1]), int(rest[2]), float(rest[3])
         for i in range(n):
@@ -262,12 +271,16 @@ def _main(argv: list[str]) -> int:
 
 def run_hooked(args: list[str], timeout: int = 300) -> subprocess.CompletedProcess:
     """Run this file as a child process with ``args`` (the repo's venv interpreter, Spark workers on it too; a
-    Spark child's JVM with the tests' JIT options)."""
-    from conftest import TEST_JVM_OPTIONS  # here: a child that runs this file does not import the fixtures
+    Spark child with the tests' JIT options and SQL settings)."""
+    from conftest import child_spark_env  # here: a child that runs this file does not import the fixtures
 
-    env = dict(os.environ, PYSPARK_PYTHON=sys.executable, JAVA_TOOL_OPTIONS=TEST_JVM_OPTIONS)
     return subprocess.run(
-        [sys.executable, str(HERE), *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
+        [sys.executable, str(HERE), *args],
+        cwd=REPO,
+        env=child_spark_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 

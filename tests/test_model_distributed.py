@@ -17,7 +17,6 @@ from pathlib import Path
 import mxnet as mx
 import numpy as np
 import pytest
-from conftest import TEST_JVM_OPTIONS
 from PIL import Image
 
 from softlines_attr.config import PipelineConfig
@@ -451,21 +450,26 @@ def test_dist_resume_equals_the_uninterrupted_run(
         np.testing.assert_array_equal(resumed.aux_params[name].asnumpy(), value.asnumpy(), err_msg=name)
 
 
-@pytest.mark.slow  # about 50 s: a Spark application in a subprocess, two tasks each starting ps-lite roles
+@pytest.mark.slow  # about 20-40 s: a barrier stage of two tasks, each starting ps-lite roles
 def test_spark_launch_resumes_from_and_writes_to_s3(
-    tmp_path: Path, id_shards: Path, conf: PipelineConfig, s3_endpoint: str
+    spark,
+    tmp_path: Path,
+    id_shards: Path,
+    conf: PipelineConfig,
+    s3_spark_workers: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """The EMR path on local Spark, through the command (as jobs/train_dist.py runs it) with an s3:// --out on
-    moto's server.
+    moto's server; in-process, on the tests' shared session (2 task slots).
 
     One barrier stage of 2 tasks (a server beside each worker, task 0 the scheduler); --resume finds
     epoch 1's checkpoint on S3 (from a single-process run), every task downloads it, the workers
     train epoch 2 only, rank 0's task uploads checkpoint 2 and the bundle.
     """
-    import subprocess
-    import sys
-
     import boto3
+
+    from softlines_attr.cli import main
 
     s3 = boto3.client("s3")
     s3.create_bucket(Bucket="dist-models")  # its own bucket: the s3 server is shared by the session
@@ -480,9 +484,6 @@ def test_spark_launch_resumes_from_and_writes_to_s3(
         s3.upload_file(str(path), "dist-models", f"run1/checkpoints/{path.name}")
     dump = tmp_path / "dump"
     cmd = [
-        sys.executable,
-        "-m",
-        "softlines_attr.cli",
         "train",
         "--shards",
         str(id_shards),
@@ -503,12 +504,12 @@ def test_spark_launch_resumes_from_and_writes_to_s3(
         "--launch-timeout",
         "200",
     ]
-    # the Spark JVM and its Python workers inherit this environment (moto's endpoint, one thread per role, the
-    # tests' JIT options)
-    env = {**os.environ, **ROLE_ENV, "JAVA_TOOL_OPTIONS": TEST_JVM_OPTIONS}
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400)
-    assert done.returncode == 0, done.stderr[-3000:]
-    printed = json.loads(done.stdout.strip().splitlines()[-1])
+    for key, value in ROLE_ENV.items():  # the barrier tasks' roles inherit their Python worker's environment
+        monkeypatch.setitem(spark.sparkContext.environment, key, value)
+    code = main(cmd)
+    done = capsys.readouterr()
+    assert code == 0, done.err[-3000:]
+    printed = json.loads(done.out.strip().splitlines()[-1])
     assert printed["bundle"] == "s3://dist-models/run1/bundle" and printed["workers"] == 2
     tasks = sorted(printed["tasks"], key=lambda r: r["partition"])
     assert "scheduler" in tasks[0]["exit_codes"] and all(set(r["exit_codes"].values()) == {0} for r in tasks)

@@ -1,16 +1,15 @@
 """``softlines-attr pipeline``: the scheduled method's steps run locally, end to end, with tiny settings (the demo
-test's: a width 0.125 network at 32 px on a 400-product generated catalog), in its own process."""
+test's: a width 0.125 network at 32 px on a 400-product generated catalog), in-process on the tests' shared
+SparkSession (a command uses a running session as it is and leaves it running)."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from softlines_attr.cli import main
 from softlines_attr.errors import ConfigError, UnknownAttributeError
 from softlines_attr.pipeline_local import PipelineRequest, later_tags
 
@@ -90,22 +89,18 @@ def test_the_generated_audit_sample_is_untagged_products_checked_later(tmp_path:
     assert {r["attribute"] for r in pq.read_table(tmp_path / "later.parquet").to_pylist()} == {"pattern"}
 
 
-def test_pipeline_runs_every_step_in_order_each_reading_the_step_before(tmp_path: Path) -> None:
+def test_pipeline_runs_every_step_in_order_each_reading_the_step_before(
+    spark, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     conf_file = tmp_path / "tiny.toml"
     conf_file.write_text(TINY)
     out = tmp_path / "pipeline"
-    env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
     args = ["--conf", str(conf_file), "--out", str(out), "--n", "200", "--catalog-n", "400", "--master", "local[2]"]
-    done = subprocess.run(
-        [sys.executable, "-m", "softlines_attr.cli", "pipeline", *args, "--run-id", "r1"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1800,  # about 3 minutes on 2 cores at load 12
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
-    summary = json.loads(done.stdout)
+    code = main(["pipeline", *args, "--run-id", "r1"])
+    done = capsys.readouterr()
+    assert code == 0, done.err[-4000:]
+    assert spark.range(2).count() == 2  # the pipeline used the session and left it running
+    summary = json.loads(done.out)
     assert summary == json.loads((out / "pipeline_summary.json").read_text())
     assert summary["order"] == STEPS and "failed_step" not in summary
     steps = summary["steps"]

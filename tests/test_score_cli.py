@@ -1,14 +1,17 @@
-"""The score command: jobs/score.py in its own process with a task that dies on its first attempt; clear refusals."""
+"""The score command: jobs/score.py (in-process, on the tests' shared ``local[2,2]`` session) with a task that dies on
+its first attempt; clear refusals."""
 
 from __future__ import annotations
 
 import json
+import runpy
+import sys
 from collections import Counter
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from test_commit_faults import run_hooked
+from test_commit_faults import task_dies
 from test_score_helpers import HEMLINE, PATTERN, SCORE_CONF, SLEEVE, make_bundle, score_conf, write_catalog
 from test_shard_helpers import write_images
 
@@ -18,8 +21,11 @@ from softlines_attr.io.commit import resolve_current
 REPO = Path(__file__).resolve().parent.parent
 
 
-def test_spark_submit_entry_point_with_a_task_dying_on_its_first_attempt(tmp_path: Path) -> None:
-    """``python jobs/score.py`` (what spark-submit runs) under ``local[2,2]``: partition 0 dies after its first batch.
+def test_spark_submit_entry_point_with_a_task_dying_on_its_first_attempt(
+    spark, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``jobs/score.py`` (what spark-submit runs) under ``local[2,2]``: partition 0's Python worker dies after its first
+    batch.
 
     The retried task recomputes the partition; the committed tables hold each (asin, attribute) once.
     """
@@ -46,9 +52,13 @@ def test_spark_submit_entry_point_with_a_task_dying_on_its_first_attempt(tmp_pat
         "--run-id",
         "cli-run",
     ]
-    proc = run_hooked(["task-dies", "score", *cmd], timeout=400)  # jobs/score.py with partition 0's first attempt dying
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    printed = json.loads(proc.stdout.strip().splitlines()[-1])
+    monkeypatch.setattr(sys, "argv", cmd)
+    with task_dies("score"), pytest.raises(SystemExit) as exit_:  # partition 0's first attempt dies
+        runpy.run_path(str(REPO / cmd[0]), run_name="__main__")
+    proc = capsys.readouterr()
+    assert exit_.value.code == 0, proc.err[-4000:]
+    assert spark.sparkContext.master == "local[2,2]"  # the command ran on the shared session, which allows a retry
+    printed = json.loads(proc.out.strip().splitlines()[-1])
     current = Path(resolve_current(str(tmp_path / "out")))
     assert current == tmp_path / "out" / "runs" / "cli-run"
     summary = json.loads((current / "_summary.json").read_text())

@@ -1,4 +1,5 @@
-"""The shard command in its own process: S3 in and out (moto's server), and a task that dies on its first attempt."""
+"""The shard command (in-process, on the tests' shared ``local[2,2]`` session): S3 in and out (moto's server), and a
+task that dies on its first attempt."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 import boto3
 import pyarrow.parquet as pq
 import pytest
-from test_commit_faults import run_hooked
+from test_commit_faults import task_dies
 from test_shard_helpers import TEST_CONF, labels_rows, read_rec, write_images, write_labels_dir
 
 from softlines_attr.cli import main
@@ -26,13 +27,15 @@ def test_cli_refuses_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "found scheme 'gs'" in capsys.readouterr().err
 
 
-def test_s3_in_and_out_with_a_task_dying_on_its_first_attempt(s3_endpoint: str, tmp_path: Path) -> None:
+def test_s3_in_and_out_with_a_task_dying_on_its_first_attempt(
+    spark, s3_spark_workers: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Images on S3, shards to S3, and partition 0's first attempt dies two thirds of the way (``local[2,2]``).
 
     The dead attempt had already uploaded a rolled-over shard and left a torn one behind; the retry
     rewrites the same names, so the committed shards hold every record exactly once.
     """
-    client = boto3.client("s3", endpoint_url=s3_endpoint)
+    client = boto3.client("s3", endpoint_url=s3_spark_workers)
     client.create_bucket(Bucket="catalog")
     client.create_bucket(Bucket="shards")
     images = write_images(tmp_path / "img", n_good=14, seed=31, bad=False, exotic=False)
@@ -70,10 +73,10 @@ def test_s3_in_and_out_with_a_task_dying_on_its_first_attempt(s3_endpoint: str, 
         "--run-id",
         "r1",
     ]
-    proc = run_hooked(
-        ["task-dies", "shard", *args], timeout=300
-    )  # partition 0's first attempt dies two thirds of the way
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    with task_dies("shard"):  # partition 0's first attempt dies two thirds of the way
+        code = main(["shard", *args])
+    assert code == 0, capsys.readouterr().err[-4000:]
+    assert spark.sparkContext.master == "local[2,2]"  # the command ran on the shared session, which allows a retry
     assert resolve_current("s3://shards/run") == "s3://shards/run/runs/r1"
 
     def get(key: str) -> bytes:

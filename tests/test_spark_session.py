@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-from conftest import TEST_JVM_OPTIONS
+from conftest import child_spark_env
 
 from softlines_attr.config import SparkProfile
 from softlines_attr.spark import job_session, session_running
@@ -57,7 +56,7 @@ def test_a_session_the_command_started_is_stopped_also_after_an_error(tmp_path: 
     done = subprocess.run(
         [sys.executable, "-c", SCRIPT],
         cwd=tmp_path,
-        env={**os.environ, "PYSPARK_PYTHON": sys.executable, "JAVA_TOOL_OPTIONS": TEST_JVM_OPTIONS},
+        env=child_spark_env(),
         capture_output=True,
         text=True,
         timeout=300,
