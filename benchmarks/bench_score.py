@@ -69,10 +69,19 @@ def make_catalog(cache: Path, conf, n: int) -> Path:
     from softlines_attr.synthetic import generate_catalog
 
     out = cache / f"score-catalog-{n}"
-    if not (out / "catalog.parquet").exists():
+    if not (out / "catalog.parquet").exists() or not _images_in_place(out):
         print(f"generating {n} product photos under {out} ...", flush=True)
         generate_catalog(out, conf, n=n, seed=7)
     return out
+
+
+def _images_in_place(catalog: Path) -> bool:
+    """Whether the cached catalog's photos are where its rows say (a moved cache keeps the old paths)."""
+    import pyarrow.parquet as pq
+
+    uris = [u for u in pq.read_table(catalog / "catalog.parquet", columns=["image_uri"]).column(0).to_pylist() if u]
+    found = sum(Path(u).exists() for u in uris[:50])
+    return found >= len(uris[:50]) // 2
 
 
 def _random_params(sym, input_size: int, seed: int):
@@ -160,6 +169,8 @@ def decode_all(catalog: Path, bundle, conf, limit: int | None = None):
         except (TypeError, OSError, ImageError):
             continue
         rows.append((asin, uri))
+    if not out:
+        raise SystemExit(f"no photo of {catalog / 'catalog.parquet'} could be read; expected its image files in place")
     return np.stack(out), rows
 
 
