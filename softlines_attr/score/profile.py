@@ -24,10 +24,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-log = logging.getLogger(__name__)
+from softlines_attr.stage_profile import profile_dict, sum_stage_seconds
 
-#: Figures rounded to this many decimals in stats rows and summaries.
-DECIMALS = 4
+log = logging.getLogger(__name__)
 
 
 def process_cpu_seconds() -> float:
@@ -69,17 +68,12 @@ class TaskProfile(ImageTimes):
 
     def as_dict(self) -> dict[str, float]:
         """Stage -> seconds, rounded, for the task's stats row."""
-        return {k: round(v, DECIMALS) for k, v in dataclasses.asdict(self).items()}
+        return profile_dict(self)
 
 
 def sum_profiles(profiles: Iterable[Mapping[str, float]]) -> dict[str, float]:
     """The stages' seconds summed over tasks (a stage missing from a task counts 0), in :class:`TaskProfile`'s order."""
-    total = dict.fromkeys((f.name for f in dataclasses.fields(TaskProfile)), 0.0)
-    for profile in profiles:
-        for key, value in profile.items():
-            if key in total:
-                total[key] += float(value)
-    return {k: round(v, 3) for k, v in total.items()}
+    return sum_stage_seconds(TaskProfile, profiles)
 
 
 def cache_summary(stats: Iterable[Mapping], conf: Any) -> dict[str, Any]:

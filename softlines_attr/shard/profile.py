@@ -21,16 +21,15 @@ sums are per image, the task-thread ones add up to at most ``task``.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from softlines_attr.stage_profile import profile_dict, sum_stage_seconds
+
 log = logging.getLogger(__name__)
 
-#: Figures rounded to this many decimals in stats rows and summaries.
-DECIMALS = 4
 #: The fetch threads' stages (each with a ``*_cpu`` twin), in the order an image meets them.
 IMAGE_STAGES = ("fetch", "cpu_wait", "decode", "resize", "encode")
 
@@ -84,15 +83,10 @@ class ShardProfile:
 
     def as_dict(self) -> dict[str, float]:
         """Stage -> seconds, rounded, for the task's stats row."""
-        return {k: round(v, DECIMALS) for k, v in dataclasses.asdict(self).items()}
+        return profile_dict(self)
 
 
 def sum_shard_profiles(profiles: Iterable[Mapping[str, float]]) -> dict[str, float]:
     """The stages' seconds summed over tasks (a stage missing from a task counts 0), in :class:`ShardProfile`'s
     order."""
-    total = dict.fromkeys((f.name for f in dataclasses.fields(ShardProfile)), 0.0)
-    for profile in profiles:
-        for key, value in profile.items():
-            if key in total:
-                total[key] += float(value)
-    return {k: round(v, 3) for k, v in total.items()}
+    return sum_stage_seconds(ShardProfile, profiles)
