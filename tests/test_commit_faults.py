@@ -383,6 +383,47 @@ def test_a_reader_during_many_commits_always_reads_one_whole_version(out_uri: st
     assert len(set(reads)) >= 3 and reads == sorted(reads), reads  # several versions seen, in commit order
 
 
+class ReplacingHandler(KillingHandler):
+    """Replaces the object just after each of the first ``times`` opens for reading, as a commit racing a reader
+    would: the stream has its size from a HEAD, and its GET comes after the replacement."""
+
+    def __init__(self, inner: pafs.FileSystem, bodies: list[bytes]) -> None:
+        super().__init__(inner)
+        self.bodies = bodies
+
+    def open_input_stream(self, path: str):
+        stream = self.inner.open_input_stream(path)
+        if self.bodies:
+            with self.inner.open_output_stream(path) as fh:
+                fh.write(self.bodies.pop(0))
+        return stream
+
+
+def test_an_s3_object_replaced_during_its_read_is_read_again_whole(s3_endpoint: str, tmp_path: Path) -> None:
+    """On S3 a read is a HEAD and then a ranged GET: a pointer replaced in between must not read as a prefix of the
+    new one (the race behind a truncated ``_current.json`` seen by a reader during many commits)."""
+    import boto3
+
+    from softlines_attr.io.errors import OutputLocationError
+    from softlines_attr.io.filesystem import READ_ATTEMPTS, filesystem_for, read_bytes
+
+    bucket = f"race-{tmp_path.name.lower().replace('_', '-')[-40:]}"
+    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=bucket)
+    inner, root = filesystem_for(f"s3://{bucket}/out")
+    with inner.open_output_stream(f"{root}/_current.json") as fh:
+        fh.write(b'{"run_id": "v1"}')
+    longer = b'{"run_id": "v2", "job": "score"}'
+    racing = pafs.PyFileSystem(ReplacingHandler(inner, [longer, longer + b" "]))
+    assert read_bytes(racing, f"{root}/_current.json") == longer + b" "  # the first two reads raced; the third is whole
+    assert read_bytes(racing, f"{root}/none.json") is None
+
+    always = pafs.PyFileSystem(ReplacingHandler(inner, [b"{}" * (n + 1) for n in range(READ_ATTEMPTS)]))
+    with pytest.raises(
+        OutputLocationError, match=f"hold still for one read, found it replaced during each of {READ_ATTEMPTS}"
+    ):
+        read_bytes(always, f"{root}/_current.json")
+
+
 def test_pointer_checks_and_a_version_folder_is_never_an_out(tmp_path: Path) -> None:
     """A pointer whose run summary changed, or that names an unsafe path, is refused; a run folder cannot be an
     --out."""

@@ -71,15 +71,46 @@ def is_local_fs(fs: pafs.FileSystem) -> bool:
     return fs.type_name.endswith("local")
 
 
+READ_ATTEMPTS = 5
+
+
 def read_bytes(fs: pafs.FileSystem, path: str) -> bytes | None:
-    """A small file's bytes, or None when there is no file at ``path``."""
-    info = fs.get_file_info(path)
-    if info.type == pafs.FileType.NotFound:
-        return None
-    if info.type != pafs.FileType.File:
-        raise OutputLocationError(f"expected a file at {path}, found a {info.type.name.lower()}")
-    with fs.open_input_stream(path) as fh:
-        return fh.read()
+    """A small file's bytes, whole, or None when there is no file at ``path``.
+
+    On S3 a read is a HEAD (for the size) and then a ranged GET, so an object replaced between the two
+    reads as a prefix of the new object (or worse): a reader of ``_current.json`` during a commit would
+    see truncated JSON. The read is therefore checked against a HEAD after it (same size as the bytes
+    read, same modification time as before) and done again when the object changed under it.
+
+    Raises:
+        OutputLocationError: a folder at ``path``, or an object that changed under every one of
+            ``READ_ATTEMPTS`` reads.
+    """
+    for _ in range(READ_ATTEMPTS):
+        before = fs.get_file_info(path)
+        if before.type == pafs.FileType.NotFound:
+            return None
+        if before.type != pafs.FileType.File:
+            raise OutputLocationError(f"expected a file at {path}, found a {before.type.name.lower()}")
+        try:
+            with fs.open_input_stream(path) as fh:
+                data = fh.read()
+        except FileNotFoundError:
+            continue  # deleted between the HEAD and the GET: look again
+        except OSError as exc:
+            if is_local_fs(fs):
+                raise
+            log.info("reading %s failed (%s); the object may have changed under the read, reading again", path, exc)
+            continue
+        if is_local_fs(fs):
+            return data  # a local file is replaced by a rename: an open file keeps its whole content
+        after = fs.get_file_info(path)
+        if after.type == pafs.FileType.File and after.size == len(data) == before.size and after.mtime == before.mtime:
+            return data
+        log.info("%s changed while it was read (%d bytes read, %s now); reading again", path, len(data), after.size)
+    raise OutputLocationError(
+        f"expected {path} to hold still for one read, found it replaced during each of {READ_ATTEMPTS} reads"
+    )
 
 
 def write_atomic(fs: pafs.FileSystem, path: str, data: bytes) -> None:
