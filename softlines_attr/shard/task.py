@@ -281,7 +281,12 @@ def shard_partition(spec: TaskSpec, partition: int, rows: Iterable[tuple[int, tu
 
 
 def _record_rows(
-    spec: TaskSpec, part: PartSpec, sink: _ShardSink, item: tuple, result: object, profile: ShardProfile
+    spec: TaskSpec,
+    part: PartSpec,
+    sink: _ShardSink,
+    item: tuple,
+    result: PreparedImage | BaseException,
+    profile: ShardProfile,
 ) -> list[tuple[str, tuple]]:
     """One image's rows: a reject, or the record written to the shard and its index row (after any shard row of
     a file closed by a rollover)."""
@@ -294,7 +299,6 @@ def _record_rows(
         if isinstance(result, Exception):
             return [("reject", (asin, uri, part.split, "decode", "decode_error", f"{type(result).__name__}: {result}"))]
         raise result
-    assert isinstance(result, PreparedImage)
     clock = time.perf_counter()
     label = float(labels[0]) if spec.mode == "refine" else pad_labels(labels, spec.label_width)
     payload = pack_image_record(label, record_id, result.data)
