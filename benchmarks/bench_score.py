@@ -69,6 +69,8 @@ def make_catalog(cache: Path, conf, n: int) -> Path:
     from softlines_attr.synthetic import generate_catalog
 
     out = cache / f"score-catalog-{n}"
+    if (out / "catalog.parquet").exists() and not _images_in_place(out):
+        _relocate(out)
     if not (out / "catalog.parquet").exists() or not _images_in_place(out):
         print(f"generating {n} product photos under {out} ...", flush=True)
         generate_catalog(out, conf, n=n, seed=7)
@@ -82,6 +84,24 @@ def _images_in_place(catalog: Path) -> bool:
     uris = [u for u in pq.read_table(catalog / "catalog.parquet", columns=["image_uri"]).column(0).to_pylist() if u]
     found = sum(Path(u).exists() for u in uris[:50])
     return found >= len(uris[:50]) // 2
+
+
+def _relocate(catalog: Path) -> None:
+    """Point a moved cached catalog's rows at its photos' new place (the part of each path from
+    ``score-catalog-<n>/`` on is kept), when every photo that was there is found there."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(catalog / "catalog.parquet")
+    marker = f"/{catalog.name}/"
+    uris = table.column("image_uri").to_pylist()
+    moved = [str(catalog.resolve()) + "/" + u.split(marker, 1)[1] if u and marker in u else u for u in uris]
+    if not any(u and Path(u).exists() for u in moved):
+        return
+    print(f"the cached catalog {catalog} moved: its rows now name the photos under it", flush=True)
+    column = table.schema.get_field_index("image_uri")
+    table = table.set_column(column, "image_uri", pa.array(moved, pa.string()))
+    pq.write_table(table, catalog / "catalog.parquet")
 
 
 def _random_params(sym, input_size: int, seed: int):
@@ -306,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
                 elif not args.skip_peer:
                     threads = max(1, (os.cpu_count() or 1) // args.cores)  # the job's threads_per_task locally
                     seconds, peer_out, peer_cpu = peer_run(
-                        spark, bundles["multi"], good_rows, args.batch, threads, args.cores, work / "peer"
+                        spark, bundles["multi"], catalog, good_rows, args.batch, threads, args.cores, work / "peer"
                     )
                     runs.setdefault("peer_predict_batch_udf", []).append(len(good_rows) / seconds)
                     cpu.setdefault("peer_cpu_ms_per_image", []).append(peer_cpu["cpu_ms_per_image"])

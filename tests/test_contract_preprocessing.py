@@ -68,3 +68,36 @@ def test_scoring_uses_the_bundles_preprocessing_not_the_confs(spark, tmp_path: P
         )["hemline"][0]
         changed += int(not np.allclose(old, expected, atol=1e-4))
     assert changed == len(uris)  # the two preprocessings really differ on every image
+
+
+def test_a_batch_normalised_at_once_is_bit_for_bit_its_images_one_by_one(tmp_path: Path) -> None:
+    # the scoring job crops on its fetch threads and normalises a whole batch at once; training, evaluation and
+    # the predict_batch_udf peer call to_network_input per image: every bit must agree, or output rows would move
+    from PIL import Image
+
+    from softlines_attr.images import crop_pixels, normalise
+    from softlines_attr.model.manifest import Preprocessing
+
+    images = write_images(tmp_path / "img", n_good=6, seed=11, bad=False, exotic=False)
+    decoded = [
+        load_image(Path(u).read_bytes(), size=64, mode="shorter_side", max_pixels=400000) for u in images.paths.values()
+    ]
+    rng = np.random.default_rng(3)
+    odd = [
+        Image.fromarray(rng.integers(0, 256, (70, 90), dtype=np.uint8), "L"),
+        Image.fromarray(rng.integers(0, 256, (90, 70, 4), dtype=np.uint8), "RGBA"),
+        Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).convert("P"),
+    ]
+    for region in ("full", "upper"):
+        for mean, std in (((123.68, 116.779, 103.939), (58.393, 57.12, 57.375)), ((0.3, 0.1, 0.2), (0.7, 1.3, 3.0))):
+            prep = Preprocessing(64, "shorter_side", 56, mean, std, region=region)  # type: ignore[arg-type]
+            imgs = decoded + odd
+            one_by_one = np.stack([to_network_input(i, input_size=56, mean=mean, std=std, region=region) for i in imgs])
+            at_once = prep.normalise(np.stack([prep.pixels(i) for i in imgs]))
+            # written out: float32 pixels minus the mean, divided by the std, channels first
+            pixels = np.stack([crop_pixels(i, 56, region) for i in imgs]).astype(np.float32)
+            by_hand = ((pixels - np.float32(mean)) / np.float32(std)).transpose(0, 3, 1, 2)
+            assert at_once.dtype == np.float32 and at_once.shape == (len(imgs), 3, 56, 56)
+            assert at_once.flags.c_contiguous
+            assert at_once.tobytes() == one_by_one.tobytes() == np.ascontiguousarray(by_hand).tobytes()
+            assert normalise(crop_pixels(imgs[0], 56, region), mean, std).tobytes() == one_by_one[0].tobytes()

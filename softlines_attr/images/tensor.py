@@ -44,6 +44,29 @@ def center_crop(img: Image.Image, size: int, region: Literal["full", "upper"] = 
     return img.crop((left, top, left + size, top + size))
 
 
+def crop_pixels(img: Image.Image, input_size: int, region: Literal["full", "upper"] = "full") -> np.ndarray:
+    """The centre crop of the region's view (:func:`center_crop`) as RGB pixels: uint8, (input_size, input_size, 3).
+
+    :func:`normalise` turns one or a stack of these into network input; :func:`to_network_input` is both in one.
+    """
+    rgb = img if img.mode == "RGB" else img.convert("RGB")
+    return np.asarray(center_crop(rgb, input_size, region))
+
+
+def normalise(pixels: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """uint8 RGB pixels (..., H, W, 3) as float32 network input (..., 3, H, W): mean subtracted, divided by std.
+
+    Element by element the same float32 arithmetic whether one image or a stack of them is passed, so a batch
+    normalised at once equals its images normalised one by one and stacked, bit for bit.
+    """
+    channels_first = np.moveaxis(pixels, -1, -3)
+    shape = (3, 1, 1)
+    out = np.empty(channels_first.shape, dtype=np.float32)
+    np.subtract(channels_first, np.asarray(mean, dtype=np.float32).reshape(shape), out=out)
+    np.divide(out, np.asarray(std, dtype=np.float32).reshape(shape), out=out)
+    return out
+
+
 def to_network_input(
     img: Image.Image,
     *,
@@ -63,9 +86,6 @@ def to_network_input(
             (:func:`region_view`).
 
     Returns:
-        An array of shape (3, input_size, input_size).
+        An array of shape (3, input_size, input_size): :func:`normalise` of :func:`crop_pixels`.
     """
-    crop = center_crop(img.convert("RGB"), input_size, region)
-    arr = np.asarray(crop, dtype=np.float32)
-    arr = (arr - np.asarray(mean, dtype=np.float32)) / np.asarray(std, dtype=np.float32)
-    return np.ascontiguousarray(arr.transpose(2, 0, 1))
+    return normalise(crop_pixels(img, input_size, region), mean, std)

@@ -136,6 +136,20 @@ class Preprocessing:
 
         return to_network_input(img, input_size=self.input_size, mean=self.mean, std=self.std, region=self.region)
 
+    def pixels(self, img: Any) -> np.ndarray:
+        """A stored-size RGB image's crop as uint8 (input_size, input_size, 3): :meth:`tensor` before the
+        normalisation, which :meth:`normalise` does for a whole batch at once (the scoring job)."""
+        from softlines_attr.images.tensor import crop_pixels
+
+        return crop_pixels(img, self.input_size, self.region)
+
+    def normalise(self, pixels: np.ndarray) -> np.ndarray:
+        """:meth:`pixels` (one, or stacked) as float32 network input, channels first; the same bits as :meth:`tensor`
+        image by image."""
+        from softlines_attr.images.tensor import normalise
+
+        return normalise(pixels, self.mean, self.std)
+
     def network_input(self, data: bytes, max_pixels: int) -> np.ndarray:
         """Image file bytes (an original or a shard record's JPEG) as the network input."""
         return self.tensor(self.load(data, max_pixels))

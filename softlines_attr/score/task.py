@@ -8,11 +8,13 @@ Runs inside ``mapInArrow``. Per task:
    Python worker process and kept in its bounded cache (:mod:`softlines_attr.score.model_cache`; Spark's
    worker reuse keeps the process), on
    the CPU or on the GPU Spark assigned to the task (``TaskContext.resources()["gpu"]``).
-3. Images: :func:`softlines_attr.io.fetch.ordered_map` fetches and decodes rows on ``fetch_threads``
-   threads with a window of two batches, so batch k+1 is fetched and decoded while batch k runs forward.
+3. Images: :func:`softlines_attr.io.fetch.ordered_map` fetches rows on ``fetch_threads`` threads with a
+   window of two batches, so batch k+1 is fetched and decoded while batch k runs forward; at most ``threads``
+   of them decode at once (decoding is CPU work: more would fight the forward pass for the task's cores).
    Decoding is the shared :func:`~softlines_attr.images.load_image` (once per image) and
-   :func:`~softlines_attr.images.to_network_input` once per distinct preprocessing (input size, mean,
-   std, region) among the bundles that score the row.
+   :func:`~softlines_attr.images.crop_pixels` once per distinct preprocessing (input size, mean, std, region)
+   among the bundles that score the row; :func:`~softlines_attr.images.normalise` makes a whole batch network
+   input at once (bit for bit :func:`~softlines_attr.images.to_network_input` of each image).
 4. Forward: per bundle, the rows that need it, through its bound :class:`~softlines_attr.model.predictor.Predictor`.
 
 Output rows have :data:`TASK_DDL`: ``kind`` is ``attr`` (one per asin and attribute), ``error`` (one
@@ -25,6 +27,7 @@ import json
 import logging
 import os
 import resource
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -57,7 +60,7 @@ class ScoreTaskSpec:
     Attributes:
         bundles: Broadcast :class:`BundlePayload` per bundle, in the job's model order.
         batch_size: Images per forward pass (the predictors' bound batch size).
-        fetch_threads: Fetch + decode threads per task.
+        fetch_threads: Fetch threads per task (at most ``threads`` of them decode at once).
         threads: OpenMP / MXNet engine threads per task.
         top_k: Classes kept in ``top_k`` per row.
         device: ``cpu`` or ``gpu``.
@@ -84,7 +87,8 @@ class ScoreTaskSpec:
 
 @dataclass
 class _Prepared:
-    """One fetched, decoded row: its network inputs per preprocessing key, or the error; and its stage times."""
+    """One fetched, decoded row: its cropped pixels per preprocessing key (uint8, normalised per batch), or the
+    error; and its stage times."""
 
     tensors: dict[tuple, np.ndarray] | None = None
     error: tuple[str, str, str] | None = None  # stage, reason, message
@@ -150,6 +154,10 @@ def score_partition(spec: ScoreTaskSpec, batches: Iterator[Any]) -> Iterator[Any
     images = spec.images
     schema = _output_schema()
 
+    # fetches wait on I/O, so fetch_threads of them run at once; decoding is CPU work, so at most the task's cores
+    # (threads) decode at once: more would only fight the forward pass and each other for the same cores
+    decode_slots = threading.BoundedSemaphore(max(1, spec.threads))
+
     def prepare(row: tuple[str, str, list[bool]]) -> _Prepared:
         _, uri, need = row
         times = ImageTimes()
@@ -160,6 +168,8 @@ def score_partition(spec: ScoreTaskSpec, batches: Iterator[Any]) -> Iterator[Any
             return _Prepared(error=("fetch", exc.reason, str(exc)), times=times)
         finally:
             wall, cpu = _lap(times, "fetch", wall, cpu)
+        decode_slots.acquire()
+        wall, cpu = time.perf_counter(), time.thread_time()  # waiting for a slot is neither fetch nor decode
         try:
             # each bundle's own preprocessing (store size, resize mode, crop, region, mean/std), never the
             # conf's [images]: one decode per (store size, resize mode), one tensor per preprocessing
@@ -171,13 +181,15 @@ def score_partition(spec: ScoreTaskSpec, batches: Iterator[Any]) -> Iterator[Any
                     if prep.decode_key not in decoded:
                         decoded[prep.decode_key] = prep.load(data, images.max_pixels)
                         wall, cpu = _lap(times, "decode", wall, cpu)
-                    tensors[key] = prep.tensor(decoded[prep.decode_key])
+                    tensors[key] = prep.pixels(decoded[prep.decode_key])  # normalised per batch
                     wall, cpu = _lap(times, "tensor", wall, cpu)
             return _Prepared(tensors=tensors, times=times)
         except ImageError as exc:
             return _Prepared(error=("decode", exc.reason, str(exc)), times=times)
         except Exception as exc:  # one image's surprise is an error row, never a failed task
             return _Prepared(error=("decode", "decode_error", f"{type(exc).__name__}: {exc}"), times=times)
+        finally:
+            decode_slots.release()
 
     def rows() -> Iterator[tuple[str, str, list[bool]]]:
         for rb in batches:
@@ -265,8 +277,9 @@ def _score_batch(
         if not idx:
             continue
         t0 = time.perf_counter()
-        # rows reaching the forward pass always decoded (errors left earlier)
-        x = np.stack([batch[i][1].tensors[keys[b]] for i in idx])  # type: ignore[index]
+        # rows reaching the forward pass always decoded (errors left earlier); the batch is normalised at once,
+        # the same bits as image by image (Preprocessing.tensor) in fewer passes over memory
+        x = payload.preprocessing.normalise(np.stack([batch[i][1].tensors[keys[b]] for i in idx]))  # type: ignore[index]
         t1 = time.perf_counter()
         probs = predictors[b].predict(x)
         t2 = time.perf_counter()
