@@ -17,6 +17,7 @@ from pyspark.sql import functions as F
 from softlines_attr.cli import main
 from softlines_attr.errors import InputFormatError, InputSchemaError
 from softlines_attr.io.commit import POINTER_FILE, SUMMARY_FILE, resolve_current
+from softlines_attr.labels.contract import trim_space
 from softlines_attr.labels.job import REASONS, run_label_job
 from softlines_attr.labels.tokenize import title_tokens
 from softlines_attr.labels.vocabulary import (
@@ -335,3 +336,39 @@ def test_label_arrays_by_hash_and_by_scan(spark, hash_threshold):
 def test_label_lookup_refuses_a_word_with_a_space():
     with pytest.raises(VocabularyWordError, match="without spaces, found 1 like \\['maxi dress'\\]"):
         label_lookup(["dress", "maxi dress"])
+
+
+def test_trim_space_matches_the_regular_expression_at_every_edge(spark):
+    """The guarded trim gives what ``regexp_replace(^\\s+|\\s+$)`` gives, including before a final line terminator
+    (Java's ``$`` matches there too) and for whitespace that ``\\s`` does not cover (a no-break space stays)."""
+    values = [
+        " a",
+        "a ",
+        "\ta\n",
+        "a\r\n",
+        "a \u0085",
+        "a\u0085",
+        "a \u2028",
+        "  \u2029",
+        "",
+        " ",
+        None,
+        "\u00a0a\u00a0",
+    ]
+    df = spark.createDataFrame([(v,) for v in values], "s string")
+    got = df.select(trim_space(F.col("s")).alias("t"), F.regexp_replace("s", r"^\s+|\s+$", "").alias("r")).collect()
+    assert [r["t"] for r in got] == [r["r"] for r in got]
+    assert [r["t"] for r in got] == [
+        "a",
+        "a",
+        "a",
+        "a",
+        "a\u0085",
+        "a\u0085",
+        "a\u2028",
+        "\u2029",
+        "",
+        "",
+        None,
+        "\u00a0a\u00a0",
+    ]

@@ -109,7 +109,6 @@ def tokenize_catalog(catalog: DataFrame, conf: LabelsConfig, *, seed: int, parti
     The catalog is hash-partitioned by ASIN once here; the duplicate check and every later per-ASIN
     step reuse that partitioning without another shuffle.
     """
-    by_asin = Window.partitionBy("asin")
     # the kept duplicate is the most usable row, then the first by image_uri/title/parent: deterministic
     order = Window.partitionBy("asin").orderBy(
         blank(F.col("title")).asc(),
@@ -120,8 +119,14 @@ def tokenize_catalog(catalog: DataFrame, conf: LabelsConfig, *, seed: int, parti
     )
     df = (
         catalog.repartition(partitions, "asin")
-        .withColumn("_dup_rank", F.row_number().over(order))
-        .withColumn("_dup_count", F.count(F.lit(1)).over(by_asin))
+        # the rank and the group's size over the same ordered window: one Window operator, one pass over each group
+        .select(
+            "*",
+            F.row_number().over(order).alias("_dup_rank"),
+            F.count(F.lit(1))
+            .over(order.rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing))
+            .alias("_dup_count"),
+        )
         .withColumn("tokens", title_tokens(F.col("title"), conf))
         .withColumn("split", assign_split(F.col("parent_asin"), conf.val_fraction, seed))
     )
