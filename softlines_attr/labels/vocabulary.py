@@ -85,7 +85,8 @@ def label_lookup(words: Sequence[str]) -> Column:
     call from Python to the JVM. Tokens never hold whitespace (``TOKEN_RE`` of
     :mod:`softlines_attr.labels.tokenize`), so the split gives the words back exactly (checked). A map
     literal of at least ``spark.sql.optimizer.mapLookupHashThreshold`` entries (default 1,000) is looked
-    up through a hash index built once (SPARK-55959, Spark 4.2), a smaller one by a scan of its keys.
+    up through a hash index built once (SPARK-55959; in the Spark 4.3 installed here), a smaller one by
+    a scan of its keys.
 
     Raises:
         VocabularyWordError: when a word is empty or holds a space (it would not split back into itself).
