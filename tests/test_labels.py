@@ -17,9 +17,16 @@ from pyspark.sql import functions as F
 from softlines_attr.cli import main
 from softlines_attr.errors import InputFormatError, InputSchemaError
 from softlines_attr.io.commit import POINTER_FILE, SUMMARY_FILE, resolve_current
+from softlines_attr.labels.contract import trim_space
 from softlines_attr.labels.job import REASONS, run_label_job
 from softlines_attr.labels.tokenize import title_tokens
-from softlines_attr.labels.vocabulary import labels_column
+from softlines_attr.labels.vocabulary import (
+    VocabularyWordError,
+    has_label_word,
+    label_arrays,
+    label_lookup,
+    labels_column,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -294,3 +301,74 @@ def test_job_entry_point_and_cli_errors(spark, generated_catalog, tmp_path, caps
         main(["labels", "--help"])
     out = capsys.readouterr().out
     assert helped.value.code == 0 and "--catalog" in out and "--taxonomy" in out
+
+
+@pytest.mark.parametrize("hash_threshold", ["0", "1000000"])
+def test_label_arrays_by_hash_and_by_scan(spark, hash_threshold):
+    """The map-literal lookup gives each row its ascending label indices per size, through the hash index and
+    through the scan of the keys alike; an unknown word, an empty and a null token list give no labels."""
+    words = ["dress", "maxi", "floral", "v-neck", "3/4", "sleeve"]
+    rows = [(1, ["sleeve", "dress", "unknown", "3/4"]), (2, ["unknown"]), (3, []), (4, None), (5, ["v-neck", "maxi"])]
+    df = spark.createDataFrame(rows, "id int, tokens array<string>")
+    key = "spark.sql.optimizer.mapLookupHashThreshold"
+    before = spark.conf.get(key, None)
+    spark.conf.set(key, hash_threshold)
+    try:
+        arrays = label_arrays(F.col("tokens"), words, (2, 4, 0))
+        got = {
+            r["id"]: (r["a"], r["b"], r["c"], r["any"])
+            for r in df.select(
+                "id", *[a.alias(n) for a, n in zip(arrays, "abc")], has_label_word(F.col("tokens"), words).alias("any")
+            ).collect()
+        }
+    finally:
+        spark.conf.unset(key) if before is None else spark.conf.set(key, before)
+    assert got == {
+        1: ([0], [0], [0, 4, 5], True),
+        2: ([], [], [], False),
+        3: ([], [], [], False),
+        4: ([], [], [], False),
+        5: ([1], [1, 3], [1, 3], True),
+    }
+    assert df.select(*label_arrays(F.col("tokens"), [], (0,))).collect()[0][0] == []
+
+
+def test_label_lookup_refuses_a_word_with_a_space():
+    with pytest.raises(VocabularyWordError, match="without spaces, found 1 like \\['maxi dress'\\]"):
+        label_lookup(["dress", "maxi dress"])
+
+
+def test_trim_space_matches_the_regular_expression_at_every_edge(spark):
+    """The guarded trim gives what ``regexp_replace(^\\s+|\\s+$)`` gives, including before a final line terminator
+    (Java's ``$`` matches there too) and for whitespace that ``\\s`` does not cover (a no-break space stays)."""
+    values = [
+        " a",
+        "a ",
+        "\ta\n",
+        "a\r\n",
+        "a \u0085",
+        "a\u0085",
+        "a \u2028",
+        "  \u2029",
+        "",
+        " ",
+        None,
+        "\u00a0a\u00a0",
+    ]
+    df = spark.createDataFrame([(v,) for v in values], "s string")
+    got = df.select(trim_space(F.col("s")).alias("t"), F.regexp_replace("s", r"^\s+|\s+$", "").alias("r")).collect()
+    assert [r["t"] for r in got] == [r["r"] for r in got]
+    assert [r["t"] for r in got] == [
+        "a",
+        "a",
+        "a",
+        "a",
+        "a\u0085",
+        "a\u0085",
+        "a\u2028",
+        "\u2029",
+        "",
+        "",
+        None,
+        "\u00a0a\u00a0",
+    ]

@@ -4,7 +4,7 @@ Data flow (one shuffle of the catalog by ASIN; everything per ASIN after it is p
 
     catalog --clean--> repartition(asin) --dedupe, tokens, reject reasons--> rows (persisted)
     rows[ok] --explode distinct words--> doc_freq per word --rank--> vocabulary (every size)
-    rows[ok] --mapInArrow: Arrow hash lookup of the words--> labels_<size> arrays (same partitions)
+    rows[ok] --each word looked up in one map literal of the vocabulary--> labels_<size> arrays (same partitions)
     labels, vocabulary, rejects --StagedOutput--> <out>/runs/<run_id>/{labels,vocabulary,rejects}, _summary.json,
                                                   then <out>/_current.json names the run (the commit)
 
@@ -32,8 +32,9 @@ from softlines_attr.labels.contract import CATALOG_COLUMNS as CATALOG_CONTRACT
 from softlines_attr.labels.contract import cap_message, check_labels_table, check_text_columns, trim_space
 from softlines_attr.labels.tokenize import title_tokens
 from softlines_attr.labels.vocabulary import (
-    assign_labels,
     document_frequency,
+    has_label_word,
+    label_arrays,
     labels_column,
     rank_words,
     vocabularies,
@@ -108,7 +109,6 @@ def tokenize_catalog(catalog: DataFrame, conf: LabelsConfig, *, seed: int, parti
     The catalog is hash-partitioned by ASIN once here; the duplicate check and every later per-ASIN
     step reuse that partitioning without another shuffle.
     """
-    by_asin = Window.partitionBy("asin")
     # the kept duplicate is the most usable row, then the first by image_uri/title/parent: deterministic
     order = Window.partitionBy("asin").orderBy(
         blank(F.col("title")).asc(),
@@ -119,8 +119,14 @@ def tokenize_catalog(catalog: DataFrame, conf: LabelsConfig, *, seed: int, parti
     )
     df = (
         catalog.repartition(partitions, "asin")
-        .withColumn("_dup_rank", F.row_number().over(order))
-        .withColumn("_dup_count", F.count(F.lit(1)).over(by_asin))
+        # the rank and the group's size over the same ordered window: one Window operator, one pass over each group
+        .select(
+            "*",
+            F.row_number().over(order).alias("_dup_rank"),
+            F.count(F.lit(1))
+            .over(order.rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing))
+            .alias("_dup_count"),
+        )
         .withColumn("tokens", title_tokens(F.col("title"), conf))
         .withColumn("split", assign_split(F.col("parent_asin"), conf.val_fraction, seed))
     )
@@ -194,16 +200,25 @@ def build_labels(catalog: DataFrame, conf: PipelineConfig, *, partitions: int) -
     ranked = ranked.persist(StorageLevel.MEMORY_AND_DISK)
     vocab = vocabularies(ranked, lab.vocab_sizes)
 
-    keys = ["asin", "parent_asin", "title", "image_uri", "product_type", "split", "tokens"]
-    labelled = assign_labels(ok.select(*keys), vocabulary_words(ranked, lab.vocab_sizes), lab.vocab_sizes)
-    labelled = labelled.persist(StorageLevel.MEMORY_AND_DISK)
-    widest = labels_column(0 if 0 in lab.vocab_sizes else max(lab.vocab_sizes))
-    label_cols = [labels_column(s) for s in lab.vocab_sizes]
-    labels = labelled.filter(F.size(widest) > 0).select(
-        "asin", "parent_asin", "image_uri", "product_type", "split", *label_cols
+    # the labels: column expressions on the cached rows (one map literal of the words, no Python, no second cache);
+    # a row with no vocabulary word is found by a lookup that stops at its first hit, and becomes a reject
+    words = vocabulary_words(ranked, lab.vocab_sizes)
+    has_words = has_label_word(F.col("tokens"), words)
+    arrays = label_arrays(F.col("tokens"), words, lab.vocab_sizes)
+    labels = ok.filter(has_words).select(
+        "asin",
+        "parent_asin",
+        "image_uri",
+        "product_type",
+        "split",
+        *[a.alias(labels_column(s)) for a, s in zip(arrays, lab.vocab_sizes)],
     )
-    no_words = labelled.filter(F.size(widest) == 0).select(
-        *keys[:-1],
+    no_words = ok.filter(~has_words).select(
+        "asin",
+        "parent_asin",
+        "title",
+        "image_uri",
+        "product_type",
         F.lit("no_vocab_words").alias("reason"),
         F.format_string(
             "no word of title %s is in the vocabulary (doc_freq >= %d)",
@@ -213,9 +228,7 @@ def build_labels(catalog: DataFrame, conf: PipelineConfig, *, partitions: int) -
     )
     rejects = _rejects_frame(tokenized.filter(F.col("reason").isNotNull())).unionByName(_rejects_frame(no_words))
     rows = tokenized
-    return LabelFrames(
-        labels=labels, vocabulary=vocab, rejects=rejects, rows=rows, cached=(labelled, tokenized, ranked)
-    )
+    return LabelFrames(labels=labels, vocabulary=vocab, rejects=rejects, rows=rows, cached=(tokenized, ranked))
 
 
 def run_label_job(
