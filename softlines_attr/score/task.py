@@ -9,8 +9,10 @@ Runs inside ``mapInArrow``. Per task:
    worker reuse keeps the process), on
    the CPU or on the GPU Spark assigned to the task (``TaskContext.resources()["gpu"]``).
 3. Images: :func:`softlines_attr.io.fetch.ordered_map` fetches rows on ``fetch_threads`` threads with a
-   window of two batches, so batch k+1 is fetched and decoded while batch k runs forward; at most ``threads``
-   of them decode at once (decoding is CPU work: more would fight the forward pass for the task's cores).
+   window of two batches, so batch k+1 is fetched while batch k runs forward. On CPU (``score.decode_overlap``
+   ``auto``) the forward loop then decodes each batch itself, in turn with the forward pass: both are CPU work
+   on the same cores, so overlapping them buys nothing. On a GPU the fetch threads decode too, beside the
+   forward pass, at most ``threads`` of them at once (more would fight for the task's cores).
    Decoding is the shared :func:`~softlines_attr.images.load_image` (once per image) and
    :func:`~softlines_attr.images.crop_pixels` once per distinct preprocessing (input size, mean, std, region)
    among the bundles that score the row; :func:`~softlines_attr.images.normalise` makes a whole batch network
