@@ -2,6 +2,8 @@
 
     .venv/bin/python benchmarks/bench_score.py                  # 320 images, full width at 224, all cores
     .venv/bin/python benchmarks/bench_score.py --n 400 --repeat 2 --batch 16
+    .venv/bin/python benchmarks/bench_score.py --n 2000 --repeat 3 --skip-naive --skip-int8 --overlap-arm
+                                                # + the job with score.decode_overlap = "on", arms rotated
 
 What it does, in one command:
 
