@@ -2,6 +2,8 @@
 
     .venv/bin/python benchmarks/bench_score.py                  # 320 images, full width at 224, all cores
     .venv/bin/python benchmarks/bench_score.py --n 400 --repeat 2 --batch 16
+    .venv/bin/python benchmarks/bench_score.py --n 2000 --repeat 3 --skip-naive --skip-int8 --overlap-arm
+                                                # + the job with score.decode_overlap = "on", arms rotated
 
 What it does, in one command:
 
@@ -37,6 +39,7 @@ import os
 import shutil
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -236,17 +239,22 @@ def score_phase_rate(summary: dict) -> float:
     return summary["rows_scored"] / summary["phase_seconds"]["score"]
 
 
-def _job_arm(spark, conf, catalog, bundles, work, cores, rep, runs, cpu, profiles, memory) -> None:
-    """One run of the scoring job with the multi-head bundle: its rates, CPU per image, profile and memory."""
+def _job_arm(spark, conf, catalog, bundles, work, cores, rep, runs, cpu, profiles, memory, name="job") -> None:
+    """One run of the scoring job with the multi-head bundle: its rates, CPU per image, profile and memory.
+
+    ``name`` is ``job`` (the conf's ``score.decode_overlap``) or ``job_overlap_on`` (the arm with
+    ``--overlap-arm``: the fetch threads decode beside the forward pass)."""
+    key = "job_multi_head" if name == "job" else f"job_multi_head_{name.removeprefix('job_')}"
     rate, summary = job_rate(spark, conf, catalog, [bundles["multi"]], work / "multi")
-    runs.setdefault("job_multi_head", []).append(rate)
-    runs.setdefault("job_multi_head_score_phase", []).append(score_phase_rate(summary))
+    runs.setdefault(key, []).append(rate)
+    runs.setdefault(f"{key}_score_phase", []).append(score_phase_rate(summary))
     prof = summary["profile_seconds"]
-    cpu.setdefault("job_task_cpu_ms_per_image", []).append(1000 * prof["task_cpu"] / summary["rows_scored"])
-    cpu.setdefault("job_steady_cpu_ms_per_image", []).append(
+    prefix = name
+    cpu.setdefault(f"{prefix}_task_cpu_ms_per_image", []).append(1000 * prof["task_cpu"] / summary["rows_scored"])
+    cpu.setdefault(f"{prefix}_steady_cpu_ms_per_image", []).append(
         1000 * (prof["task_cpu"] - prof["model_load_cpu"]) / summary["rows_scored"]
     )
-    profiles[f"repeat {rep + 1}"] = {
+    profiles[f"repeat {rep + 1}" + ("" if name == "job" else f" {name}")] = {
         "ms_per_image": _per_image_ms(prof, summary["rows_scored"]),
         "score_phase_s": summary["phase_seconds"]["score"],
         "phase_seconds": summary["phase_seconds"],
@@ -278,6 +286,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-naive", action="store_true", help="do not run the naive five-model job")
     parser.add_argument("--skip-int8", action="store_true", help="do not run the INT8 forward and job")
     parser.add_argument("--skip-peer", action="store_true", help="do not run the predict_batch_udf peer")
+    parser.add_argument(
+        "--overlap-arm",
+        action="store_true",
+        help="also run the job with score.decode_overlap = 'on' (fetch threads decode beside the forward pass)",
+    )
     parser.add_argument(
         "--json", type=Path, default=HERE / "out" / "bench_score.json", help="where to write the figures"
     )
@@ -320,9 +333,13 @@ def main(argv: list[str] | None = None) -> int:
             peer_out = None
             # the job and the peer alternate their order per repeat, so a load that changes during the run
             # does not always favour the same one
-            for arm in ("job", "peer") if rep % 2 == 0 else ("peer", "job"):
-                if arm == "job":
-                    _job_arm(spark, conf, catalog, bundles, work, args.cores, rep, runs, cpu, profiles, memory)
+            arms = ["job", "peer"] + (["job_overlap_on"] if args.overlap_arm else [])
+            for arm in arms[rep % len(arms) :] + arms[: rep % len(arms)]:  # rotated per repeat
+                if arm.startswith("job"):
+                    arm_conf = conf
+                    if arm == "job_overlap_on":
+                        arm_conf = replace(conf, score=replace(conf.score, decode_overlap="on"))
+                    _job_arm(spark, arm_conf, catalog, bundles, work, args.cores, rep, runs, cpu, profiles, memory, arm)
                 elif not args.skip_peer:
                     threads = max(1, (os.cpu_count() or 1) // args.cores)  # the job's threads_per_task locally
                     seconds, peer_out, peer_cpu = peer_run(
@@ -376,6 +393,15 @@ def main(argv: list[str] | None = None) -> int:
     if "peer_predict_batch_udf" in best:
         ratios["job end to end / peer (target > 1)"] = best["job_multi_head"] / best["peer_predict_batch_udf"]
         ratios["job score phase / peer"] = best["job_multi_head_score_phase"] / best["peer_predict_batch_udf"]
+        per_repeat = [j / p for j, p in zip(runs["job_multi_head"], runs["peer_predict_batch_udf"])]
+        ratios["job end to end / peer, worst repeat"] = min(per_repeat)
+    if "job_multi_head_overlap_on" in best:
+        ratios["job (decode_overlap auto) / job (on), end to end"] = (
+            best["job_multi_head"] / best["job_multi_head_overlap_on"]
+        )
+        ratios["job (auto) / job (on), score phase"] = (
+            best["job_multi_head_score_phase"] / best["job_multi_head_overlap_on_score_phase"]
+        )
     if "job_int8" in best:
         ratios["job_int8 / job_multi_head"] = best["job_int8"] / best["job_multi_head"]
     if "job_naive_five_models" in best:

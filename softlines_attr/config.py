@@ -137,6 +137,7 @@ class ScoreConfig:
     max_image_bytes: int
     model_cache_models: int
     model_cache_mb: int
+    decode_overlap: Literal["auto", "on", "off"]
 
 
 @dataclass(frozen=True)

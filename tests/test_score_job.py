@@ -329,3 +329,80 @@ def test_bad_inputs_are_clear_job_errors(spark, run1, tmp_path) -> None:
             ScoreJob(str(tmp_path / "c.parquet"), (str(run1["hem"]), str(other)), str(tmp_path / "o")),
         )
     assert not (tmp_path / "o").exists()
+
+
+def test_decoding_beside_the_forward_pass_gives_the_same_rows(spark, run1, tmp_path) -> None:
+    """score.decode_overlap: on CPU (auto) the forward loop decodes each batch itself; 'on' the fetch threads decode
+    beside the forward pass (a GPU's layout). The tables are the same, row for row."""
+    from dataclasses import replace
+
+    from softlines_attr.score.resources import decode_in_fetch_threads
+
+    conf = run1["conf"]
+    assert conf.score.decode_overlap == "auto" and not decode_in_fetch_threads(conf)  # run1 decoded in turn
+    on = replace(conf, score=replace(conf.score, decode_overlap="on"))
+    assert decode_in_fetch_threads(on)
+    assert decode_in_fetch_threads(replace(conf, score=replace(conf.score, device="gpu")))
+    assert not decode_in_fetch_threads(replace(conf, score=replace(conf.score, device="gpu", decode_overlap="off")))
+    s = run_score_job(spark, on, replace(run1["job"], out_dir=str(tmp_path / "out")))
+
+    def table(out: Path, name: str, drop: tuple[str, ...]) -> list[tuple]:
+        rows = _rows(_cur(out) / name)
+        return sorted(repr({k: v for k, v in r.items() if k not in drop}) for r in rows)
+
+    for name, drop in (("attributes", ("run_id", "scored_at")), ("errors", ("run_id",)), ("wide", ("run_id",))):
+        assert table(tmp_path / "out", name, drop) == table(run1["out"], name, drop), name
+    assert s["rows_scored"] == run1["summary"]["rows_scored"] and s["profile_seconds"]["decode"] > 0
+
+
+def test_a_written_file_too_many_or_off_contract_fails_the_accounting(run1, tmp_path) -> None:
+    """The written tables are checked from their footers: a duplicate data file (e.g. a second task attempt's) is
+    rows the job did not count, and a file with another column type is off the contract."""
+    import shutil
+
+    import pyarrow as pa
+
+    from softlines_attr.io.commit import StagedOutput
+    from softlines_attr.score.accounting import check_accounting
+    from softlines_attr.score.errors import ScoreAccountingError, ScoreSchemaError
+    from softlines_attr.score.written import check_written_table
+
+    s = run1["summary"]
+    attributes = s["attributes"]
+    copy = tmp_path / "out"
+    shutil.copytree(_cur(run1["out"]), copy / "runs" / s["run_id"])
+    staged = StagedOutput(str(copy), s["run_id"], job="score")
+    facts = {
+        "rows_in": s["rows_in"],
+        "to_score": s["rows_scored"] + s["errors_by_stage"].get("fetch", 0) + s["errors_by_stage"].get("decode", 0),
+        "skipped": s["rows_skipped"],
+        "rows_scored": s["rows_scored"],
+        "rows_carried": s["rows_carried"],
+    }
+    counts = {"rows": s["attribute_rows"], "asins": s["rows_scored"], "pairs": s["attribute_rows"]}
+
+    def check() -> None:
+        written = {
+            t: check_written_table(staged, t, attributes if t == "wide" else ())
+            for t in ("attributes", "wide", "errors")
+        }
+        check_accounting(facts, facts["to_score"], counts, written, attributes, s["rows_errors"])
+
+    check()  # the committed run as written passes
+    hem = next((copy / "runs" / s["run_id"] / "attributes" / "attribute=hemline").glob("*.parquet"))
+    shutil.copy(hem, hem.with_name("part-99999-duplicate.parquet"))
+    with pytest.raises(
+        ScoreAccountingError, match=r"attribute rows in the written files \(\d+\) = attribute rows counted"
+    ):
+        check()
+    hem.with_name("part-99999-duplicate.parquet").unlink()
+    table = pq.read_table(hem)
+    table = table.set_column(
+        table.schema.get_field_index("confidence"), "confidence", table.column("confidence").cast(pa.float64())
+    )
+    pq.write_table(table, hem)
+    with pytest.raises(
+        ScoreSchemaError,
+        match=r"table attributes: expected columns .*'confidence', 'float'.* found .*'confidence', 'double'",
+    ):
+        check()

@@ -191,3 +191,38 @@ def test_top_k_rows() -> None:
         {"value": "c", "probability": pytest.approx(0.3)},
     ]
     assert len(top_k_rows(probs, ("a", "b", "c"), 10)[2][0]) == 3
+
+
+def test_a_cached_model_never_reads_its_broadcast_again(bundles) -> None:
+    """Tasks pass the bundles without their bytes and a loader (their broadcasts' ``.value``): the loader runs for a
+    model the cache lacks, never on a hit; a loaded payload that is not the model asked for is refused."""
+    hem, multi = read_payload(bundles["hem"]), read_payload(bundles["multi"])
+    light = [hem.light(), multi.light()]
+    assert light[0].params == b"" and light[0].symbol_json == "" and light[0].model_version == hem.model_version
+    loaded: list[int] = []
+
+    def load(i: int):
+        loaded.append(i)
+        return (hem, multi)[i]
+
+    cache = ModelCache(max_models=6, max_bytes=1 << 40)
+    first = cache.predictors(light, 4, load=load)
+    assert loaded == [0, 1]
+    assert cache.predictors(light, 4, load=load) == first and loaded == [0, 1]  # hits: no broadcast read
+    x = np.random.default_rng(1).normal(size=(2, 3, SIZE, SIZE)).astype(np.float32)
+    np.testing.assert_allclose(  # the model the loader gave, bound
+        first[0].predict(x)["hemline"], Predictor(load_bundle(bundles["hem"]), 4).predict(x)["hemline"], atol=1e-6
+    )
+    with pytest.raises(ScoreModelError, match=r"expected its payload to have params sha256"):
+        ModelCache(max_models=6, max_bytes=1 << 40).predictors([hem.light()], 4, load=lambda i: multi)
+
+
+def test_decode_overlap_is_a_strict_conf_key(tmp_path: Path) -> None:
+    from softlines_attr.errors import ConfigError
+
+    assert score_conf(tmp_path).score.decode_overlap == "auto"
+    assert score_conf(tmp_path, 'decode_overlap = "off"\n').score.decode_overlap == "off"
+    with pytest.raises(
+        ConfigError, match=r"key 'score.decode_overlap': expected one of 'auto', 'on', 'off', found 'yes'"
+    ):
+        score_conf(tmp_path, 'decode_overlap = "yes"\n')

@@ -311,6 +311,10 @@ class StagedOutput:
         rel = [i.path[len(base) + 1 :] for i in found if i.type == pafs.FileType.File]
         return sorted(r for r in rel if not any(part.startswith(("_", ".")) for part in r.split("/")))
 
+    def data_file_path(self, name: str, rel: str) -> str:
+        """Data file ``rel`` (as :meth:`data_files` names it) of staged table ``name``, as a path of :attr:`fs`."""
+        return f"{self._run_path}/{name}/{rel}"
+
     @property
     def tables(self) -> tuple[str, ...]:
         """The names registered so far."""

@@ -34,15 +34,24 @@ from softlines_attr.io.commit import StagedOutput
 from softlines_attr.io.storage import parse_uri
 from softlines_attr.io.tables import new_run_id
 from softlines_attr.labels.contract import cap_message
-from softlines_attr.score.errors import ScoreAccountingError, ScoreInputError
+from softlines_attr.score.accounting import attribute_counts, check_accounting
+from softlines_attr.score.errors import ScoreInputError
 from softlines_attr.score.incremental import plan_rows, read_previous
 from softlines_attr.score.inputs import read_catalog, tag_catalog
 from softlines_attr.score.models import BundlePayload, check_payloads, payload_summary
 from softlines_attr.score.outputs import input_facts, wide_view
 from softlines_attr.score.profile import cache_summary, sum_profiles
-from softlines_attr.score.resources import check_cache_bound, load_models, partitions_for, task_slots, threads_per_task
-from softlines_attr.score.schema import check_written, conform, fingerprint, partition_by, schema_version
+from softlines_attr.score.resources import (
+    check_cache_bound,
+    decode_in_fetch_threads,
+    load_models,
+    partitions_for,
+    task_slots,
+    threads_per_task,
+)
+from softlines_attr.score.schema import conform, fingerprint, partition_by, schema_version
 from softlines_attr.score.task import TASK_DDL, ScoreTaskSpec, score_partition
+from softlines_attr.score.written import check_written_table
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +172,7 @@ def _run(
     tagged = tag_catalog(read_catalog(spark, job.catalog_path, job.input_format), conf.score.product_types)
     planned = None
     results = None
+    persisted: list = []
     try:
         mark = time.monotonic()
         planned, carried = plan_rows(tagged, payloads, previous)
@@ -187,6 +197,7 @@ def _run(
         broadcasts = tuple(spark.sparkContext.broadcast(p) for p in payloads)
         spec = ScoreTaskSpec(
             bundles=broadcasts,
+            models=tuple(p.light() for p in payloads),
             batch_size=conf.score.batch_size,
             fetch_threads=conf.score.fetch_threads,
             threads=threads,
@@ -203,6 +214,7 @@ def _run(
             endpoint_url=os.environ.get("AWS_ENDPOINT_URL_S3") or None,
             model_cache_models=conf.score.model_cache_models,
             model_cache_mb=conf.score.model_cache_mb,
+            decode_in_fetch_threads=decode_in_fetch_threads(conf),
         )
         to_score = planned.filter(F.exists("need", lambda x: x)).select("asin", "image_uri", "need")
         # round robin, not by asin: every task gets the same number of rows (+-1), so no core idles at the end
@@ -214,14 +226,16 @@ def _run(
             .persist(StorageLevel.MEMORY_AND_DISK)
         )
         stats_json = F.when(F.col("kind") == "stats", F.col("message")).alias("stats")
-        tally = results.groupBy("kind", "stage", "reason", stats_json).count().collect()  # runs the scoring tasks
+        # one Spark job runs the scoring tasks, tallies their rows by kind and reason, and counts the attribute rows
+        # for the accounting (rows, distinct asins, distinct (asin, attribute) pairs, abstained)
+        tally = results.groupBy("kind", "stage", "reason", stats_json).agg(*attribute_counts()).collect()
         stats = [json.loads(r["stats"]) for r in tally if r["kind"] == "stats"]
         timings["score"] = time.monotonic() - mark
-        task_errors = Counter({r["reason"]: r["count"] for r in tally if r["kind"] == "error"})
+        task_errors = Counter({r["reason"]: r["rows"] for r in tally if r["kind"] == "error"})
         errors_by_stage: Counter = Counter()
         for r in tally:
             if r["kind"] == "error":
-                errors_by_stage[r["stage"]] += r["count"]
+                errors_by_stage[r["stage"]] += r["rows"]
 
         mark = time.monotonic()
         ts = F.lit(now.isoformat()).cast(
@@ -229,9 +243,15 @@ def _run(
         )  # with its +00:00 offset: the same instant whatever the session time zone
         scored = results.filter(F.col("kind") == "attr").withColumn("run_id", F.lit(run_id)).withColumn("scored_at", ts)
         attrs_df = conform(scored, "attributes")
-        if carried is not None:
+        if carried is None:
+            out_counts = next((r.asDict() for r in tally if r["kind"] == "attr"), {})
+            out_counts["scored_rows"] = out_counts.get("rows", 0)
+        else:
             failed = results.filter(F.col("kind") == "error").select("asin")
             attrs_df = attrs_df.unionByName(conform(carried.join(failed, "asin", "left_anti"), "attributes"))
+            attrs_df = attrs_df.persist(StorageLevel.MEMORY_AND_DISK)  # counted, written and made wide: read once
+            persisted.append(attrs_df)
+            out_counts = attrs_df.agg(*attribute_counts(run_id)).first().asDict()
         attrs_path = staged.table_path("attributes")
         attrs_df.sortWithinPartitions("attribute", "asin").write.mode("overwrite").partitionBy(
             *partition_by("attributes")
@@ -255,18 +275,11 @@ def _run(
         errors_df.coalesce(1).sortWithinPartitions("stage", "reason", "asin").write.mode("overwrite").parquet(
             staged.table_path("errors")
         )
-
-        written = spark.read.parquet(attrs_path)
-        check_written(written, "attributes")
-        out_counts = written.agg(
-            F.count(F.lit(1)).alias("rows"),
-            F.countDistinct("asin").alias("asins"),
-            F.countDistinct("asin", "attribute").alias("pairs"),
-            F.sum(F.when(F.col("run_id") == run_id, 1).otherwise(0)).alias("scored_rows"),
-            F.sum(F.when(F.col("value").isNull(), 1).otherwise(0)).alias("abstained"),
-        ).first()
-        wide_df = wide_view(written, attributes, run_id)
-        wide_df.write.mode("overwrite").parquet(staged.table_path("wide"))
+        # the wide view of the rows just written (the persisted rows: the two tables always agree)
+        wide_view(attrs_df, attributes, run_id).write.mode("overwrite").parquet(staged.table_path("wide"))
+        # what was written, checked from the files' footers (no read back): the contract's columns in every file of
+        # every table, and the attributes table's rows per attribute and in all (compared below with the counts)
+        written = {t: check_written_table(staged, t, attributes if t == "wide" else ()) for t in TABLES}
         timings["write"] = time.monotonic() - mark
 
         n_task_errors = sum(task_errors.values())
@@ -274,27 +287,15 @@ def _run(
         rows_scored = facts["to_score"] - n_task_errors
         rows_carried = facts["carried_rows"]
         rows_errors = n_input_errors + n_task_errors
-        out_rows = int(out_counts["rows"] or 0)
-        problems: list[str] = []
-        task_rows = sum(s["rows"] for s in stats)  # from the successful attempt of each task only
-        if task_rows != facts["to_score"]:
-            problems.append(f"rows handled by the scoring tasks ({task_rows}) = rows to score ({facts['to_score']})")
-        if facts["rows_in"] != rows_scored + rows_carried + rows_errors + facts["skipped"]:
-            problems.append(
-                f"rows in ({facts['rows_in']}) = scored ({rows_scored}) + carried ({rows_carried}) + errors "
-                f"({rows_errors}) + skipped ({facts['skipped']})"
-            )
-        if int(out_counts["asins"] or 0) != rows_scored + rows_carried:
-            problems.append(
-                f"asins in attributes ({out_counts['asins']}) = scored + carried ({rows_scored + rows_carried})"
-            )
-        if out_rows != int(out_counts["pairs"] or 0) or out_rows != (rows_scored + rows_carried) * len(attributes):
-            problems.append(
-                f"attribute rows ({out_rows}) = distinct (asin, attribute) ({out_counts['pairs']}) = asins x "
-                f"attributes ({(rows_scored + rows_carried) * len(attributes)})"
-            )
-        if problems:
-            raise ScoreAccountingError("expected " + "; ".join(problems) + "; nothing was committed")
+        out_rows = int(out_counts.get("rows") or 0)
+        check_accounting(
+            {**facts, "rows_scored": rows_scored, "rows_carried": rows_carried},
+            sum(s["rows"] for s in stats),  # from the successful attempt of each task only
+            out_counts,
+            written,
+            attributes,
+            rows_errors,
+        )
 
         summary = {
             "job": "score",
@@ -318,9 +319,9 @@ def _run(
             ),
             "skipped_by_product_type": facts["skipped_by_type"],
             "attribute_rows": out_rows,
-            "attribute_rows_scored": int(out_counts["scored_rows"] or 0),
-            "attribute_rows_carried": out_rows - int(out_counts["scored_rows"] or 0),
-            "attribute_rows_abstained": int(out_counts["abstained"] or 0),
+            "attribute_rows_scored": int(out_counts.get("scored_rows") or 0),
+            "attribute_rows_carried": out_rows - int(out_counts.get("scored_rows") or 0),
+            "attribute_rows_abstained": int(out_counts.get("abstained") or 0),
             "attributes": attributes,
             "models": payload_summary(payloads),
             "tables": {t: t for t in TABLES},
@@ -349,7 +350,7 @@ def _run(
         }
         staged.commit(summary)
     finally:
-        for df in (results, planned):
+        for df in (results, planned, *persisted):
             if df is not None:
                 df.unpersist()
         if saved_ts is None:

@@ -19,6 +19,7 @@ MXNet is imported inside functions only, so the task code can set the thread cou
 from __future__ import annotations
 
 import ctypes
+import functools
 import gc
 import logging
 import os
@@ -26,11 +27,12 @@ import resource
 import shutil
 import tempfile
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from softlines_attr.score.errors import ScoreModelError
 from softlines_attr.score.models import MANIFEST_FILE, PARAMS_FILE, SYMBOL_FILE, BundlePayload
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -117,13 +119,19 @@ class ModelCache:
         :meth:`predictors`)."""
         return self._entry(payload).bundle
 
-    def _entry(self, payload: BundlePayload) -> _Entry:
+    def _entry(self, payload: BundlePayload, load: Callable[[], BundlePayload] | None = None) -> _Entry:
         key = payload.params_sha256
         entry = self._entries.get(key)
         if entry is not None:
             self.hits += 1
             self._entries.move_to_end(key)
             return entry
+        if load is not None:  # the model's bytes, read only now that they are needed
+            payload = load()
+            if payload.params_sha256 != key:
+                raise ScoreModelError(
+                    f"model {key[:12]}: expected its payload to have params sha256 {key}, found {payload.params_sha256}"
+                )
         before = resident_bytes()
         bundle = bundle_from_payload(payload)
         entry = _Entry(bundle=bundle, nbytes=max(len(payload.params), resident_bytes() - before))
@@ -133,17 +141,29 @@ class ModelCache:
         return entry
 
     def predictors(
-        self, payloads: Sequence[BundlePayload], batch_size: int, ctx: mx.Context | None = None
+        self,
+        payloads: Sequence[BundlePayload],
+        batch_size: int,
+        ctx: mx.Context | None = None,
+        load: Callable[[int], BundlePayload] | None = None,
     ) -> list[Predictor]:
-        """One bound predictor per payload (built on first use), then the bounds applied to the other models."""
+        """One bound predictor per payload (built on first use), then the bounds applied to the other models.
+
+        Args:
+            payloads: The models (their ``params_sha256`` is the key; they may be :meth:`BundlePayload.light`).
+            batch_size: The predictors' bound batch size.
+            ctx: The MXNet context (CPU by default).
+            load: ``load(i)`` gives payload ``i`` whole (with its bytes), called only for a model not in the cache
+                (a task's broadcast, unpickled only then); None: the payloads are whole.
+        """
         import mxnet as mx
 
         from softlines_attr.model.predictor import Predictor
 
         ctx = ctx or mx.cpu()
         out = []
-        for payload in payloads:
-            entry = self._entry(payload)
+        for i, payload in enumerate(payloads):
+            entry = self._entry(payload, None if load is None else functools.partial(load, i))
             key = (str(ctx), int(batch_size))
             pred = entry.predictors.get(key)
             if pred is None:

@@ -114,6 +114,11 @@ class BundlePayload:
         p = self.preprocessing
         return (p.store_size, p.resize_mode, p.input_size, p.crop, p.region, p.mean, p.std)
 
+    def light(self) -> BundlePayload:
+        """This payload without its files' bytes (params, symbol): what a task needs besides the model itself,
+        small enough to ship in the task's closure (the bytes go by broadcast)."""
+        return dataclasses.replace(self, params=b"", symbol_json="")
+
     def describe(self) -> dict[str, Any]:
         """A JSON-ready description for the run summary."""
         return {

@@ -7,8 +7,9 @@ the driver sums the tasks' profiles into the run summary's ``profile_seconds`` w
 
 * ``model_load``: the task's models rebuilt or taken from the process's cache and bound (in a new worker
   this includes importing MXNet); ``model_load_cpu`` the process's CPU time for it.
-* ``fetch``, ``decode``, ``tensor``: per image on the fetch threads (bytes read; decoded and resized to
-  the store size; cropped to uint8 pixels); ``*_cpu`` the same threads' CPU time for them.
+* ``fetch``, ``decode``, ``tensor``: per image, on the fetch threads or, decoding in turn
+  (``score.decode_overlap``), the forward loop's (bytes read; decoded and resized to the store size;
+  cropped to uint8 pixels); ``*_cpu`` the same threads' CPU time for them.
 * ``wait``: the forward loop waiting for a batch of prepared images (the overlap's miss).
 * ``stack``: the batch's crops stacked and normalised at once (float32, CHW); ``forward``: the bound
   predictor's forward pass; ``rows_out``: top-k and the task's output rows; ``arrow_out``: the rows as an Arrow batch.

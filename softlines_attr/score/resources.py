@@ -63,6 +63,15 @@ def threads_per_task(spark: SparkSession, conf: PipelineConfig) -> int:
     return max(1, int(sc.getConf().get("spark.task.cpus", "1")))
 
 
+def decode_in_fetch_threads(conf: PipelineConfig) -> bool:
+    """Whether the tasks' fetch threads decode beside the forward pass (``score.decode_overlap``): ``on`` / ``off``,
+    or ``auto``: on a GPU (the overlap hides the decode behind the GPU's forward pass), not on CPU (decoding and the
+    forward pass share the same cores: the overlap buys no time and costs CPU, the threads fighting for the cores and
+    their caches)."""
+    mode = conf.score.decode_overlap
+    return mode == "on" or (mode == "auto" and conf.score.device == "gpu")
+
+
 def partitions_for(n_rows: int, slots: int, conf: PipelineConfig) -> int:
     if n_rows == 0:
         return 1  # everything carried over: one (empty) task

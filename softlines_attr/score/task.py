@@ -9,8 +9,10 @@ Runs inside ``mapInArrow``. Per task:
    worker reuse keeps the process), on
    the CPU or on the GPU Spark assigned to the task (``TaskContext.resources()["gpu"]``).
 3. Images: :func:`softlines_attr.io.fetch.ordered_map` fetches rows on ``fetch_threads`` threads with a
-   window of two batches, so batch k+1 is fetched and decoded while batch k runs forward; at most ``threads``
-   of them decode at once (decoding is CPU work: more would fight the forward pass for the task's cores).
+   window of two batches, so batch k+1 is fetched while batch k runs forward. On CPU (``score.decode_overlap``
+   ``auto``) the forward loop then decodes each batch itself, in turn with the forward pass: both are CPU work
+   on the same cores, so overlapping them buys nothing. On a GPU the fetch threads decode too, beside the
+   forward pass, at most ``threads`` of them at once (more would fight for the task's cores).
    Decoding is the shared :func:`~softlines_attr.images.load_image` (once per image) and
    :func:`~softlines_attr.images.crop_pixels` once per distinct preprocessing (input size, mean, std, region)
    among the bundles that score the row; :func:`~softlines_attr.images.normalise` makes a whole batch network
@@ -58,7 +60,10 @@ class ScoreTaskSpec:
     """Everything a scoring task needs (pickled into the closure; broadcasts by reference).
 
     Attributes:
-        bundles: Broadcast :class:`BundlePayload` per bundle, in the job's model order.
+        bundles: Broadcast :class:`BundlePayload` per bundle, in the job's model order (read only when the
+            worker's cache does not hold the model: a cached model never unpickles its broadcast again).
+        models: The same bundles without their files' bytes (:meth:`BundlePayload.light`): what a task needs to
+            know about them (cache key, heads, preprocessing, model version).
         batch_size: Images per forward pass (the predictors' bound batch size).
         fetch_threads: Fetch threads per task (at most ``threads`` of them decode at once).
         threads: OpenMP / MXNet engine threads per task.
@@ -70,9 +75,13 @@ class ScoreTaskSpec:
         endpoint_url: S3 endpoint override seen on the driver.
         model_cache_models: ``score.model_cache_models``: models the worker's cache keeps.
         model_cache_mb: ``score.model_cache_mb``: MB of models the worker's cache keeps.
+        decode_in_fetch_threads: True: the fetch threads decode too, beside the forward pass (a GPU's layout);
+            False: they only fetch and the forward loop decodes each batch before its forward pass (CPU cores,
+            which decoding and the forward pass share). ``score.decode_overlap``.
     """
 
     bundles: tuple[Any, ...]
+    models: tuple[BundlePayload, ...]
     batch_size: int
     fetch_threads: int
     threads: int
@@ -83,13 +92,15 @@ class ScoreTaskSpec:
     endpoint_url: str | None = None
     model_cache_models: int = 6
     model_cache_mb: int = 3072
+    decode_in_fetch_threads: bool = True
 
 
 @dataclass
 class _Prepared:
-    """One fetched, decoded row: its cropped pixels per preprocessing key (uint8, normalised per batch), or the
-    error; and its stage times."""
+    """One fetched row (its bytes), then decoded (its cropped pixels per preprocessing key, uint8, normalised per
+    batch), or its error; and its stage times."""
 
+    data: bytes | None = None
     tensors: dict[tuple, np.ndarray] | None = None
     error: tuple[str, str, str] | None = None  # stage, reason, message
     times: ImageTimes | None = None
@@ -144,9 +155,10 @@ def score_partition(spec: ScoreTaskSpec, batches: Iterator[Any]) -> Iterator[Any
     partition, attempt, task_ctx = _task_context()
     set_threads(spec.threads)
     ctx = device_context(spec.device, task_ctx)
-    payloads: list[BundlePayload] = [b.value for b in spec.bundles]
+    payloads: list[BundlePayload] = list(spec.models)
     cache = process_cache(spec.model_cache_models, spec.model_cache_mb)
-    predictors = cache.predictors(payloads, spec.batch_size, ctx)
+    # a broadcast's value (the model's bytes, unpickled) is read only for a model the cache does not hold
+    predictors = cache.predictors(payloads, spec.batch_size, ctx, load=lambda i: spec.bundles[i].value)
     profile.model_load = time.monotonic() - started
     profile.model_load_cpu = process_cpu_seconds() - cpu_started
     keys = [p.preprocess_key for p in payloads]
@@ -158,38 +170,25 @@ def score_partition(spec: ScoreTaskSpec, batches: Iterator[Any]) -> Iterator[Any
     # (threads) decode at once: more would only fight the forward pass and each other for the same cores
     decode_slots = threading.BoundedSemaphore(max(1, spec.threads))
 
-    def prepare(row: tuple[str, str, list[bool]]) -> _Prepared:
-        _, uri, need = row
+    def fetch(row: tuple[str, str, list[bool]]) -> _Prepared:
         times = ImageTimes()
         wall, cpu = time.perf_counter(), time.thread_time()
         try:
-            data = fetcher.fetch(uri)
+            return _Prepared(data=fetcher.fetch(row[1]), times=times)
         except FetchError as exc:
             return _Prepared(error=("fetch", exc.reason, str(exc)), times=times)
         finally:
-            wall, cpu = _lap(times, "fetch", wall, cpu)
-        decode_slots.acquire()
-        wall, cpu = time.perf_counter(), time.thread_time()  # waiting for a slot is neither fetch nor decode
-        try:
-            # each bundle's own preprocessing (store size, resize mode, crop, region, mean/std), never the
-            # conf's [images]: one decode per (store size, resize mode), one tensor per preprocessing
-            decoded: dict[tuple, Any] = {}
-            tensors: dict[tuple, np.ndarray] = {}
-            for b, key in enumerate(keys):
-                if need[b] and key not in tensors:
-                    prep = payloads[b].preprocessing
-                    if prep.decode_key not in decoded:
-                        decoded[prep.decode_key] = prep.load(data, images.max_pixels)
-                        wall, cpu = _lap(times, "decode", wall, cpu)
-                    tensors[key] = prep.pixels(decoded[prep.decode_key])  # normalised per batch
-                    wall, cpu = _lap(times, "tensor", wall, cpu)
-            return _Prepared(tensors=tensors, times=times)
-        except ImageError as exc:
-            return _Prepared(error=("decode", exc.reason, str(exc)), times=times)
-        except Exception as exc:  # one image's surprise is an error row, never a failed task
-            return _Prepared(error=("decode", "decode_error", f"{type(exc).__name__}: {exc}"), times=times)
-        finally:
-            decode_slots.release()
+            _lap(times, "fetch", wall, cpu)
+
+    def decode(prepared: _Prepared, need: list[bool]) -> _Prepared:
+        if prepared.data is None:  # a fetch error
+            return prepared
+        return _decode(prepared.data, need, payloads, keys, images.max_pixels, prepared.times or ImageTimes())
+
+    def fetch_and_decode(row: tuple[str, str, list[bool]]) -> _Prepared:
+        fetched = fetch(row)
+        with decode_slots:
+            return decode(fetched, row[2])
 
     def rows() -> Iterator[tuple[str, str, list[bool]]]:
         for rb in batches:
@@ -197,6 +196,9 @@ def score_partition(spec: ScoreTaskSpec, batches: Iterator[Any]) -> Iterator[Any
             yield from zip(*cols)
 
     counts = {"rows": 0, "errors": 0, "attr_rows": 0, "batches": 0}
+    # on a GPU the fetch threads decode while the forward pass runs; on CPU cores decoding and the forward pass
+    # share the same cores, so the forward loop decodes each batch itself, in turn (the fetch threads only fetch)
+    prepare = fetch_and_decode if spec.decode_in_fetch_threads else fetch
     stream = ordered_map(prepare, rows(), threads=spec.fetch_threads, window=2 * spec.batch_size)
     while True:
         t0 = time.perf_counter()
@@ -204,6 +206,8 @@ def score_partition(spec: ScoreTaskSpec, batches: Iterator[Any]) -> Iterator[Any
         profile.wait += time.perf_counter() - t0
         if not batch:
             break
+        if not spec.decode_in_fetch_threads:
+            batch = [(item, decode(prepared, item[2])) for item, prepared in batch]
         for _, prepared in batch:
             if prepared.times is not None:
                 profile.add_image(prepared.times)
@@ -236,6 +240,32 @@ def score_partition(spec: ScoreTaskSpec, batches: Iterator[Any]) -> Iterator[Any
     yield _to_batch(
         [("stats", None, None, None, None, None, None, None, None, None, json.dumps(stats, sort_keys=True))], schema, pa
     )
+
+
+def _decode(
+    data: bytes, need: list[bool], payloads: list[BundlePayload], keys: list[tuple], max_pixels: int, times: ImageTimes
+) -> _Prepared:
+    """Decode one image for the bundles that need it: once per (store size, resize mode), one crop per
+    preprocessing; an :class:`ImageError` (or any surprise) is the row's ``decode`` error, never a failed task."""
+    wall, cpu = time.perf_counter(), time.thread_time()
+    try:
+        # each bundle's own preprocessing (store size, resize mode, crop, region, mean/std), never the
+        # conf's [images]: one decode per (store size, resize mode), one tensor per preprocessing
+        decoded: dict[tuple, Any] = {}
+        tensors: dict[tuple, np.ndarray] = {}
+        for b, key in enumerate(keys):
+            if need[b] and key not in tensors:
+                prep = payloads[b].preprocessing
+                if prep.decode_key not in decoded:
+                    decoded[prep.decode_key] = prep.load(data, max_pixels)
+                    wall, cpu = _lap(times, "decode", wall, cpu)
+                tensors[key] = prep.pixels(decoded[prep.decode_key])  # normalised per batch
+                wall, cpu = _lap(times, "tensor", wall, cpu)
+        return _Prepared(tensors=tensors, times=times)
+    except ImageError as exc:
+        return _Prepared(error=("decode", exc.reason, str(exc)), times=times)
+    except Exception as exc:  # one image's surprise is an error row, never a failed task
+        return _Prepared(error=("decode", "decode_error", f"{type(exc).__name__}: {exc}"), times=times)
 
 
 def _lap(times: ImageTimes, stage: str, wall: float, cpu: float) -> tuple[float, float]:
