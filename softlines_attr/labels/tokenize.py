@@ -102,11 +102,16 @@ def translation_table() -> tuple[str, str]:
     return "".join(src), "".join(dst)
 
 
-def _when_contains(text: Column, needles: str, expr: Column) -> Column:
-    """``expr`` where ``text`` holds one of the characters in ``needles``, else ``text`` (skips a regex pass)."""
+def _when_contains(text: Column, needles: str | tuple[str, ...], expr: Column) -> Column:
+    """``expr`` where ``text`` holds one of ``needles`` (characters or strings), else ``text`` (skips a pass).
+
+    ``contains``, not ``instr``: ``instr`` walks the string character by character with a call per
+    position, ``contains`` compares bytes (measured on the 2M-title job: ``instr`` was 7 % of the
+    JVM's samples, in a Java Flight Recorder profile).
+    """
     cond = None
-    for ch in needles:
-        c = F.instr(text, ch) > 0
+    for needle in needles:
+        c = text.contains(needle)
         cond = c if cond is None else cond | c
     return F.when(cond, expr).otherwise(text)
 
@@ -121,8 +126,11 @@ def normalise_title(title: Column) -> Column:
     src, dst = translation_table()
     lowered = F.lower(title)
     folded = F.translate(lowered, src, dst)
+    expanded = folded
     for old, new in _MULTI_CHAR.items():
-        folded = F.replace(folded, F.lit(old), F.lit(new))
+        expanded = F.replace(expanded, F.lit(old), F.lit(new))
+    # each replace scans the title with a call per byte position: run them only on the few titles that need them
+    folded = _when_contains(folded, tuple(_MULTI_CHAR), expanded)
     text = F.when(F.length(lowered) == F.octet_length(lowered), lowered).otherwise(folded)
     text = _when_contains(text, "&", F.regexp_replace(text, APOSTROPHE_ENTITY_RE, "'"))
     text = _when_contains(text, "&<", F.regexp_replace(text, HTML_NOISE_RE, " "))
