@@ -50,6 +50,8 @@ TOKEN_CASES = [
     (None, []),
     # one-character tokens and a 2-piece set
     ("x y z 2-piece bodycon", ["bodycon"]),
+    # every two-letter expansion, upper case too (each replace runs only on a title holding its character)
+    ("Œuvre Æther BĲou ﬂare ŒUVRE bĳou", ["oeuvre", "aether", "bijou", "flare"]),
 ]
 
 
