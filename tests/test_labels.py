@@ -50,6 +50,8 @@ TOKEN_CASES = [
     (None, []),
     # one-character tokens and a 2-piece set
     ("x y z 2-piece bodycon", ["bodycon"]),
+    # every two-letter expansion, upper case too (each replace runs only on a title holding its character)
+    ("Œuvre Æther BĲou ﬂare ŒUVRE bĳou", ["oeuvre", "aether", "bijou", "flare"]),
 ]
 
 
@@ -354,6 +356,12 @@ def test_trim_space_matches_the_regular_expression_at_every_edge(spark):
         " ",
         None,
         "\u00a0a\u00a0",
+        "a b",
+        "a\u2028b",
+        "a\nb ",
+        "\U0001f600 ",
+        " \U0001f600",
+        "\U0001f600",
     ]
     df = spark.createDataFrame([(v,) for v in values], "s string")
     got = df.select(trim_space(F.col("s")).alias("t"), F.regexp_replace("s", r"^\s+|\s+$", "").alias("r")).collect()
@@ -371,4 +379,10 @@ def test_trim_space_matches_the_regular_expression_at_every_edge(spark):
         "",
         None,
         "\u00a0a\u00a0",
+        "a b",
+        "a\u2028b",
+        "a\nb",
+        "\U0001f600",
+        "\U0001f600",
+        "\U0001f600",
     ]

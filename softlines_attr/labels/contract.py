@@ -75,11 +75,14 @@ _TRIM_GUARD = " \t\n\x0b\f\r\u0085\u2028\u2029"
 def trim_space(col: Column) -> Column:
     """``col`` without leading or trailing whitespace of any kind (spaces, tabs, newlines, carriage returns).
 
-    The regular expression runs only on values that start or end with one of :data:`_TRIM_GUARD` (a
-    ``btrim`` compare first): the same result, at about half the CPU on clean keys (2M rows x 3 columns:
-    3.6 s instead of 6.9 s).
+    The regular expression runs only on values whose first or last character is one of
+    :data:`_TRIM_GUARD`: the same result, at a fraction of the CPU on clean keys. The guard looks at the
+    two end characters only; a ``btrim`` with these characters (the guard before) walks the whole value
+    and was 3 % of the 2M-title label job's JVM samples (a Java Flight Recorder profile).
     """
-    return F.when(F.btrim(col, F.lit(_TRIM_GUARD)) == col, col).otherwise(F.regexp_replace(col, r"^\s+|\s+$", ""))
+    guard = list(_TRIM_GUARD)
+    at_edge = F.substring(col, 1, 1).isin(guard) | F.substring(col, -1, 1).isin(guard)
+    return F.when(at_edge, F.regexp_replace(col, r"^\s+|\s+$", "")).otherwise(col)
 
 
 #: The longest reject / error message kept; longer ones (a 3 MB title quoted whole) are cut, marked.

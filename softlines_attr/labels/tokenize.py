@@ -103,10 +103,15 @@ def translation_table() -> tuple[str, str]:
 
 
 def _when_contains(text: Column, needles: str, expr: Column) -> Column:
-    """``expr`` where ``text`` holds one of the characters in ``needles``, else ``text`` (skips a regex pass)."""
+    """``expr`` where ``text`` holds one of the characters in ``needles``, else ``text`` (skips a regex pass).
+
+    ``contains``, not ``instr``: ``instr`` walks the string character by character with a call per
+    position, ``contains`` compares bytes (measured on the 2M-title job: ``instr`` was 7 % of the
+    JVM's samples, in a Java Flight Recorder profile).
+    """
     cond = None
     for ch in needles:
-        c = F.instr(text, ch) > 0
+        c = text.contains(ch)
         cond = c if cond is None else cond | c
     return F.when(cond, expr).otherwise(text)
 
@@ -121,9 +126,20 @@ def normalise_title(title: Column) -> Column:
     src, dst = translation_table()
     lowered = F.lower(title)
     folded = F.translate(lowered, src, dst)
+    expanded = folded
     for old, new in _MULTI_CHAR.items():
-        folded = F.replace(folded, F.lit(old), F.lit(new))
-    text = F.when(F.length(lowered) == F.octet_length(lowered), lowered).otherwise(folded)
+        expanded = F.replace(expanded, F.lit(old), F.lit(new))
+    # each replace scans the title with a call per byte position: run them only on the few titles that need them.
+    # The test is on `lowered` (evaluated once for the first condition): the translation neither makes nor removes
+    # these characters, and a test on `folded` would evaluate the translation again for each character tested
+    # (Spark shares a subexpression of a CASE only when it is in the first condition or in every branch)
+    needs_expanding = None
+    for ch in _MULTI_CHAR:
+        c = lowered.contains(ch)
+        needs_expanding = c if needs_expanding is None else needs_expanding | c
+    text = (
+        F.when(F.length(lowered) == F.octet_length(lowered), lowered).when(needs_expanding, expanded).otherwise(folded)
+    )
     text = _when_contains(text, "&", F.regexp_replace(text, APOSTROPHE_ENTITY_RE, "'"))
     text = _when_contains(text, "&<", F.regexp_replace(text, HTML_NOISE_RE, " "))
     return _when_contains(text, "'", F.regexp_replace(text, APOSTROPHE_RE, ""))
