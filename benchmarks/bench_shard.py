@@ -187,6 +187,12 @@ def main() -> int:
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the figures as JSON here")
     parser.add_argument(
+        "--decode-threads-extra",
+        type=int,
+        default=None,
+        help="shard.decode_threads_extra for our job (default: the conf's); for an A/B of that setting",
+    )
+    parser.add_argument(
         "--repeat",
         type=int,
         default=1,
@@ -210,7 +216,9 @@ def main() -> int:
     env = dict(os.environ, PYSPARK_PYTHON=sys.executable)
 
     # --- the shard job, then im2rec on the same files, ids and labels; alternating when repeated ---
-    (work / "shard.toml").write_text("[images]\nstore_size = 256\njpeg_quality = 90\n")
+    dte = args.decode_threads_extra
+    extra = "" if dte is None else f"[shard]\ndecode_threads_extra = {dte}\n"
+    (work / "shard.toml").write_text("[images]\nstore_size = 256\njpeg_quality = 90\n" + extra)
     ours_out = work / "ours"
     ref_dir = work / "im2rec"
     ref_dir.mkdir(exist_ok=True)

@@ -77,6 +77,7 @@ class ShardConfig:
     min_shards: int
     label_width: int
     fetch_threads: int
+    decode_threads_extra: int
     fetch_timeout_s: float
     fetch_retries: int
     max_image_bytes: int

@@ -25,6 +25,7 @@ _SHARD_RANGES: dict[str, tuple[float, str]] = {
     "min_shards": (0, ">= 0 (0 = 2 x task slots)"),
     "label_width": (0, ">= 0 (0 = the longest label list)"),
     "fetch_threads": (1, ">= 1"),
+    "decode_threads_extra": (0, ">= 0 (images decoded at once per task beyond its cores)"),
     "fetch_timeout_s": (1e-9, "> 0 seconds"),
     "fetch_retries": (1, ">= 1 (attempts per image in all)"),
     "max_image_bytes": (1, ">= 1 (bytes)"),

@@ -122,6 +122,7 @@ def test_spark_profiles_parse():
         ("[shard]\nmin_shards = -1\n", r"key 'shard\.min_shards': expected >= 0"),
         ("[shard]\nlabel_width = -2\n", r"key 'shard\.label_width': expected >= 0"),
         ("[shard]\nfetch_threads = 0\n", r"key 'shard\.fetch_threads': expected >= 1, found 0"),
+        ("[shard]\ndecode_threads_extra = -1\n", r"key 'shard\.decode_threads_extra': expected >= 0"),
         ("[shard]\nfetch_timeout_s = 0\n", r"key 'shard\.fetch_timeout_s': expected > 0 seconds, found 0"),
         ("[shard]\nfetch_retries = 0\n", r"key 'shard\.fetch_retries': expected >= 1"),
         ("[shard]\nmax_image_bytes = 0\n", r"key 'shard\.max_image_bytes': expected >= 1"),

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import mxnet as mx
@@ -176,8 +177,11 @@ def clean_run(spark, tmp_path_factory):
     rows = labels_rows(sorted(images.paths.values()), seed=5)
     write_labels_dir(root / "labels", rows)
     conf = _conf(root)
-    s1 = run_shard_job(spark, conf, ShardJob(str(root / "labels"), str(root / "out1"), vocab_size=2000))
-    s2 = run_shard_job(spark, conf, ShardJob(str(root / "labels"), str(root / "out2"), vocab_size=2000))
+    # the rerun decodes more images at once per task (shard.decode_threads_extra): the bytes must not change
+    one_at_a_time = replace(conf, shard=replace(conf.shard, decode_threads_extra=0))
+    many_at_once = replace(conf, shard=replace(conf.shard, decode_threads_extra=3))
+    s1 = run_shard_job(spark, one_at_a_time, ShardJob(str(root / "labels"), str(root / "out1"), vocab_size=2000))
+    s2 = run_shard_job(spark, many_at_once, ShardJob(str(root / "labels"), str(root / "out2"), vocab_size=2000))
     return {"root": root, "rows": rows, "s1": s1, "s2": s2, "conf": conf}
 
 
@@ -207,6 +211,7 @@ def test_summary_profiles_the_shard_tasks(clean_run) -> None:
 
 
 def test_rerun_is_byte_identical(clean_run) -> None:
+    """A rerun writes the same bytes, also when it decodes more images at once (decode_threads_extra 0 vs 3)."""
     root = clean_run["root"]
     out1, out2 = _cur(root / "out1"), _cur(root / "out2")
     files1 = {p.relative_to(out1): p for p in (out1 / "shards").rglob("*.*") if p.suffix in (".rec", ".idx")}
