@@ -290,7 +290,16 @@ def _s3_arms(spark, server, latency: float, rep: int, a: argparse.Namespace, ctx
     from score_s3 import driver_endpoint, error_rows, fetched_rows
 
     label = f"{latency:g}ms"
-    fig = s3.setdefault(label, {"latency_ms": latency, "images_per_s": {"job": [], "peer": []}, "requests": []})
+    fig = s3.setdefault(
+        label,
+        {
+            "latency_ms": latency,
+            "images_per_s": {"job": [], "peer": []},
+            "job_score_phase_images_per_s": [],
+            "steady_cpu_ms_per_image": {"job": [], "peer": []},
+            "requests": [],
+        },
+    )
     runs, work, rows = ctx["runs"], ctx["work"], ctx["s3_rows"]
     server.latency_ms = latency
     served: dict[str, int] = {}
@@ -315,6 +324,8 @@ def _s3_arms(spark, server, latency: float, rep: int, a: argparse.Namespace, ctx
                     f"job_s3_{label}",
                 )
             fig["images_per_s"]["job"].append(runs[f"job_multi_head_s3_{label}"][-1])
+            fig["job_score_phase_images_per_s"].append(runs[f"job_multi_head_s3_{label}_score_phase"][-1])
+            fig["steady_cpu_ms_per_image"]["job"].append(ctx["cpu"][f"job_s3_{label}_steady_cpu_ms_per_image"][-1])
             fetched["job"] = fetched_rows(summary)
         elif not a.skip_peer:
             threads = max(1, (os.cpu_count() or 1) // a.cores)
@@ -331,6 +342,7 @@ def _s3_arms(spark, server, latency: float, rep: int, a: argparse.Namespace, ctx
             )
             runs.setdefault(f"peer_predict_batch_udf_s3_{label}", []).append(len(rows) / seconds)
             fig["images_per_s"]["peer"].append(len(rows) / seconds)
+            fig["steady_cpu_ms_per_image"]["peer"].append(peer_cpu["steady_cpu_ms_per_image"])
             ctx["cpu"].setdefault(f"peer_s3_{label}_cpu_ms_per_image", []).append(peer_cpu["cpu_ms_per_image"])
             ctx["cpu"].setdefault(f"peer_s3_{label}_steady_cpu_ms_per_image", []).append(
                 peer_cpu["steady_cpu_ms_per_image"]
@@ -352,8 +364,8 @@ def _s3_arms(spark, server, latency: float, rep: int, a: argparse.Namespace, ctx
     if "errors_vs_local_job" not in fig:
         local, remote = error_rows(spark, work / "multi"), error_rows(spark, work / f"multi-s3-{label}")
         fig["errors_vs_local_job"] = {
-            "local": sorted(map(list, local)),
-            "s3": sorted(map(list, remote)),
+            "local": sorted(map(list, local), key=str),
+            "s3": sorted(map(list, remote), key=str),
             "same_asins_stages_reasons": local == remote,
         }
 
