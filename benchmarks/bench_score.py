@@ -4,6 +4,8 @@
     .venv/bin/python benchmarks/bench_score.py --n 400 --repeat 2 --batch 16
     .venv/bin/python benchmarks/bench_score.py --n 2000 --repeat 3 --skip-naive --skip-int8 --overlap-arm
                                                 # + the job with score.decode_overlap = "on", arms rotated
+    .venv/bin/python benchmarks/bench_score.py --n 2000 --repeat 2 --skip-naive --skip-int8 --s3-latency-ms 0 20
+                                                # + the job and the peer on the photos behind a loopback S3
 
 What it does, in one command:
 
@@ -28,12 +30,22 @@ What it does, in one command:
    INT8 / fp32), and each run's peak Python-worker memory (``peak_rss_mb`` from the run summary)
    and the JVM's peak resident memory (``VmHWM``).
 
+6. With ``--s3-latency-ms L [L ...]``, per repeat and per L, the **job and the peer once more on S3**
+   (``score_s3.py``): the same catalog with each ``image_uri`` rewritten to ``s3://bench-photos/<key>``
+   (``catalog-s3.parquet`` beside the cached one, bad rows included), the photos served by a loopback
+   S3 server (``s3_server.py``) that waits L ms before every response (first-byte latency, no CPU). The
+   job fetches on ``score.fetch_threads`` threads ahead of the forward pass; the peer GETs each row's
+   object in turn inside its predict function. Per L: images/s of both end to end and their ratio, the
+   GETs the server answered (checked against the rows each arm fetched), the output check job vs peer,
+   and the job's errors table against the local-file run's (same asins, stages and reasons).
+
 Repeats alternate the measurements (A B C A B C) so that machine noise hits all of them.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -219,8 +231,9 @@ def _jvm_hwm_mb(spark) -> float | None:
     return None
 
 
-def job_rate(spark, conf, catalog: Path, models: list[Path], out: Path) -> tuple[float, dict]:
-    """Rows scored per second of wall time for one run of the scoring job, and its summary."""
+def job_rate(spark, conf, catalog_file: Path, models: list[Path], out: Path) -> tuple[float, dict]:
+    """Rows scored per second of wall time for one run of the scoring job on the catalog Parquet ``catalog_file``,
+    and its summary."""
     from softlines_attr.score.job import ScoreJob, run_score_job
 
     shutil.rmtree(out, ignore_errors=True)
@@ -228,7 +241,7 @@ def job_rate(spark, conf, catalog: Path, models: list[Path], out: Path) -> tuple
     summary = run_score_job(
         spark,
         conf,
-        ScoreJob(catalog_path=str(catalog / "catalog.parquet"), model_dirs=tuple(map(str, models)), out_dir=str(out)),
+        ScoreJob(catalog_path=str(catalog_file), model_dirs=tuple(map(str, models)), out_dir=str(out)),
     )
     seconds = time.perf_counter() - start
     return summary["rows_scored"] / seconds, summary
@@ -239,13 +252,15 @@ def score_phase_rate(summary: dict) -> float:
     return summary["rows_scored"] / summary["phase_seconds"]["score"]
 
 
-def _job_arm(spark, conf, catalog, bundles, work, cores, rep, runs, cpu, profiles, memory, name="job") -> None:
-    """One run of the scoring job with the multi-head bundle: its rates, CPU per image, profile and memory.
+def _job_arm(spark, conf, catalog_file, bundles, out, cores, rep, runs, cpu, profiles, memory, name="job") -> dict:
+    """One run of the scoring job with the multi-head bundle into ``out``: its rates, CPU per image, profile and
+    memory; returns its summary.
 
-    ``name`` is ``job`` (the conf's ``score.decode_overlap``) or ``job_overlap_on`` (the arm with
-    ``--overlap-arm``: the fetch threads decode beside the forward pass)."""
+    ``name`` is ``job`` (the conf's ``score.decode_overlap``), ``job_overlap_on`` (the arm with
+    ``--overlap-arm``: the fetch threads decode beside the forward pass) or ``job_s3_<L>ms`` (the photos on
+    the loopback S3 with L ms of latency)."""
     key = "job_multi_head" if name == "job" else f"job_multi_head_{name.removeprefix('job_')}"
-    rate, summary = job_rate(spark, conf, catalog, [bundles["multi"]], work / "multi")
+    rate, summary = job_rate(spark, conf, catalog_file, [bundles["multi"]], out)
     runs.setdefault(key, []).append(rate)
     runs.setdefault(f"{key}_score_phase", []).append(score_phase_rate(summary))
     prof = summary["profile_seconds"]
@@ -262,7 +277,108 @@ def _job_arm(spark, conf, catalog, bundles, work, cores, rep, runs, cpu, profile
         "cores_busy": round(prof["task_cpu"] / (summary["phase_seconds"]["score"] * cores), 3),
         "model_cache": summary["model_cache"],
     }
-    memory["job_multi_head"] = {"worker_peak_rss_mb": summary.get("peak_task_rss_mb")}
+    memory[key] = {"worker_peak_rss_mb": summary.get("peak_task_rss_mb")}
+    return summary
+
+
+def _s3_arms(spark, server, latency: float, rep: int, a: argparse.Namespace, ctx: dict, s3: dict) -> None:
+    """The job and the peer once each (job first in even repeats, peer first in odd ones) on the photos behind
+    ``server`` with ``latency`` ms of first-byte latency; their rates, the GETs the server answered against the
+    rows each fetched, and (first repeat) the output check job vs peer and the job's errors against the local
+    run's, into ``s3[<L>ms]`` (and the rates into ``ctx["runs"]``)."""
+    from score_peer import compare_with_job, peer_run
+    from score_s3 import driver_endpoint, error_rows, fetched_rows
+
+    label = f"{latency:g}ms"
+    fig = s3.setdefault(
+        label,
+        {
+            "latency_ms": latency,
+            "images_per_s": {"job": [], "peer": []},
+            "job_score_phase_images_per_s": [],
+            "steady_cpu_ms_per_image": {"job": [], "peer": []},
+            "requests": [],
+        },
+    )
+    runs, work, rows = ctx["runs"], ctx["work"], ctx["s3_rows"]
+    server.latency_ms = latency
+    served: dict[str, int] = {}
+    fetched: dict[str, int] = {"peer": len(rows)}
+    peer_out = None
+    for arm in ("job", "peer") if rep % 2 == 0 else ("peer", "job"):
+        server.reset()
+        if arm == "job":
+            with driver_endpoint(server.endpoint):
+                summary = _job_arm(
+                    spark,
+                    ctx["conf"],
+                    ctx["s3_file"],
+                    ctx["bundles"],
+                    work / f"multi-s3-{label}",
+                    a.cores,
+                    rep,
+                    runs,
+                    ctx["cpu"],
+                    ctx["profiles"],
+                    ctx["memory"],
+                    f"job_s3_{label}",
+                )
+            fig["images_per_s"]["job"].append(runs[f"job_multi_head_s3_{label}"][-1])
+            fig["job_score_phase_images_per_s"].append(runs[f"job_multi_head_s3_{label}_score_phase"][-1])
+            fig["steady_cpu_ms_per_image"]["job"].append(ctx["cpu"][f"job_s3_{label}_steady_cpu_ms_per_image"][-1])
+            fetched["job"] = fetched_rows(summary)
+        elif not a.skip_peer:
+            threads = max(1, (os.cpu_count() or 1) // a.cores)
+            seconds, peer_out, peer_cpu = peer_run(
+                spark,
+                ctx["bundles"]["multi"],
+                ctx["s3_file"],
+                rows,
+                a.batch,
+                threads,
+                a.cores,
+                work / f"peer-s3-{label}",
+                from_s3=True,
+            )
+            runs.setdefault(f"peer_predict_batch_udf_s3_{label}", []).append(len(rows) / seconds)
+            fig["images_per_s"]["peer"].append(len(rows) / seconds)
+            fig["steady_cpu_ms_per_image"]["peer"].append(peer_cpu["steady_cpu_ms_per_image"])
+            ctx["cpu"].setdefault(f"peer_s3_{label}_cpu_ms_per_image", []).append(peer_cpu["cpu_ms_per_image"])
+            ctx["cpu"].setdefault(f"peer_s3_{label}_steady_cpu_ms_per_image", []).append(
+                peer_cpu["steady_cpu_ms_per_image"]
+            )
+        else:
+            continue
+        served[arm] = sum(server.requests().values())
+    requests = {
+        arm: {"served": served[arm], "rows_fetched": fetched[arm], "match": served[arm] == fetched[arm]}
+        for arm in served
+    }
+    fig["requests"].append(requests)
+    print(f"  S3 {label}, repeat {rep + 1}: GETs answered vs rows fetched: {requests}", flush=True)
+    if peer_out is not None and "output_check_job_vs_peer" not in fig:
+        from softlines_attr.io.commit import resolve_current
+
+        job_rows = spark.read.parquet(f"{resolve_current(str(work / f'multi-s3-{label}'))}/attributes").collect()
+        fig["output_check_job_vs_peer"] = compare_with_job(job_rows, peer_out, ctx["heads"])
+    if "errors_vs_local_job" not in fig:
+        local, remote = error_rows(spark, work / "multi"), error_rows(spark, work / f"multi-s3-{label}")
+        fig["errors_vs_local_job"] = {
+            "local": sorted(map(list, local), key=str),
+            "s3": sorted(map(list, remote), key=str),
+            "same_asins_stages_reasons": local == remote,
+        }
+
+
+def _s3_summary(s3: dict) -> None:
+    """Per latency: the best rates, best job / best peer and the ratio per repeat (in place)."""
+    for fig in s3.values():
+        job, peer = fig["images_per_s"]["job"], fig["images_per_s"]["peer"]
+        fig["best"] = {"job": max(job), "peer": max(peer) if peer else None}
+        if peer:
+            fig["job_end_to_end_over_peer"] = max(job) / max(peer)
+            fig["job_over_peer_per_repeat"] = [j / p for j, p in zip(job, peer)]
+        fig["requests_match_rows"] = all(r["match"] for rs in fig["requests"] for r in rs.values())
 
 
 def _per_image_ms(profile: dict, rows: int) -> dict[str, float]:
@@ -292,15 +408,26 @@ def main(argv: list[str] | None = None) -> int:
         help="also run the job with score.decode_overlap = 'on' (fetch threads decode beside the forward pass)",
     )
     parser.add_argument(
+        "--s3-latency-ms",
+        type=float,
+        nargs="+",
+        default=[],
+        metavar="L",
+        help="per L, also run the job and the peer on the photos behind a loopback S3 server that answers after L ms",
+    )
+    parser.add_argument(
         "--json", type=Path, default=HERE / "out" / "bench_score.json", help="where to write the figures"
     )
     args = parser.parse_args(argv)
+    if any(lat < 0 for lat in args.s3_latency_ms):
+        parser.error(f"--s3-latency-ms: expected latencies >= 0, found {args.s3_latency_ms}")
 
     cache = HERE / ".cache"
     cache.mkdir(parents=True, exist_ok=True)
     conf = _conf(cache, args.input_size, args.batch)
     catalog = make_catalog(cache, conf, args.n)
     bundles = make_bundles(cache, conf, args.width, args.input_size, catalog)
+    catalog_file = catalog / "catalog.parquet"
 
     from score_limit import process_limit, stage_costs
     from score_peer import compare_with_job, peer_run
@@ -321,6 +448,20 @@ def main(argv: list[str] | None = None) -> int:
     cpu: dict[str, list[float]] = {}
     work = HERE / ".cache" / "score-out"
     check: dict = {}
+    s3: dict[str, dict] = {}
+    server = None
+    stack = contextlib.ExitStack()
+    if args.s3_latency_ms:
+        from s3_server import S3Server
+        from score_s3 import BUCKET, s3_rows, worker_env, write_s3_catalog
+
+        server = stack.enter_context(S3Server(catalog, BUCKET))
+        worker_env(spark, server.endpoint)  # before the first Python worker: every arm shares the same workers
+        s3_ctx = {
+            "runs": runs, "cpu": cpu, "profiles": profiles, "memory": memory, "work": work, "conf": conf,
+            "bundles": bundles, "s3_file": write_s3_catalog(catalog), "s3_rows": s3_rows(good_rows, catalog),
+            "heads": {h.name: tuple(h.classes) for h in multi.manifest.heads},
+        }  # fmt: skip
     try:
         for rep in range(args.repeat):
             limit = process_limit(
@@ -339,11 +480,24 @@ def main(argv: list[str] | None = None) -> int:
                     arm_conf = conf
                     if arm == "job_overlap_on":
                         arm_conf = replace(conf, score=replace(conf.score, decode_overlap="on"))
-                    _job_arm(spark, arm_conf, catalog, bundles, work, args.cores, rep, runs, cpu, profiles, memory, arm)
+                    _job_arm(
+                        spark,
+                        arm_conf,
+                        catalog_file,
+                        bundles,
+                        work / "multi",
+                        args.cores,
+                        rep,
+                        runs,
+                        cpu,
+                        profiles,
+                        memory,
+                        arm,
+                    )
                 elif not args.skip_peer:
                     threads = max(1, (os.cpu_count() or 1) // args.cores)  # the job's threads_per_task locally
                     seconds, peer_out, peer_cpu = peer_run(
-                        spark, bundles["multi"], catalog, good_rows, args.batch, threads, args.cores, work / "peer"
+                        spark, bundles["multi"], catalog_file, good_rows, args.batch, threads, args.cores, work / "peer"
                     )
                     runs.setdefault("peer_predict_batch_udf", []).append(len(good_rows) / seconds)
                     cpu.setdefault("peer_cpu_ms_per_image", []).append(peer_cpu["cpu_ms_per_image"])
@@ -353,10 +507,12 @@ def main(argv: list[str] | None = None) -> int:
 
                 job_rows = spark.read.parquet(f"{resolve_current(str(work / 'multi'))}/attributes").collect()
                 check = compare_with_job(job_rows, peer_out, {h.name: tuple(h.classes) for h in multi.manifest.heads})
+            for latency in args.s3_latency_ms:
+                _s3_arms(spark, server, latency, rep, args, s3_ctx, s3)
             if not args.skip_int8:
                 int8 = load_bundle(bundles["int8"])
                 runs.setdefault("forward_int8_1process", []).append(forward_rate(int8, tensors, args.batch, args.cores))
-                rate, summary = job_rate(spark, conf, catalog, [bundles["int8"]], work / "int8")
+                rate, summary = job_rate(spark, conf, catalog_file, [bundles["int8"]], work / "int8")
                 runs.setdefault("job_int8", []).append(rate)
                 runs.setdefault("job_int8_score_phase", []).append(score_phase_rate(summary))
                 memory["job_int8"] = {"worker_peak_rss_mb": summary.get("peak_task_rss_mb")}
@@ -364,7 +520,7 @@ def main(argv: list[str] | None = None) -> int:
                 start = time.perf_counter()
                 score_seconds = 0.0
                 for name, path in bundles["singles"].items():
-                    _, single = job_rate(spark, conf, catalog, [path], work / f"naive-{name}")
+                    _, single = job_rate(spark, conf, catalog_file, [path], work / f"naive-{name}")
                     score_seconds += single["phase_seconds"]["score"]
                 runs.setdefault("job_naive_five_models", []).append(
                     single["rows_scored"] / (time.perf_counter() - start)
@@ -375,6 +531,8 @@ def main(argv: list[str] | None = None) -> int:
         jvm_hwm = _jvm_hwm_mb(spark)
     finally:
         spark.stop()
+        stack.close()
+    _s3_summary(s3)
     best = {k: max(v) for k, v in runs.items()}
     fwd_ms = 1000 * args.cores / best["forward_1thread_x_cores"]  # one core's forward per image
     formula_limit = args.cores / ((fwd_ms + stages["decode"] + stages["resize"] + stages["tensor"]) / 1000)
@@ -425,6 +583,7 @@ def main(argv: list[str] | None = None) -> int:
         "job_profiles": profiles,
         "ratios": ratios,
         "output_check_job_vs_peer": check,
+        "s3": s3,
         "memory": memory,
         "jvm_peak_rss_mb": jvm_hwm,
         "loadavg_start": load_start,
@@ -442,6 +601,15 @@ def main(argv: list[str] | None = None) -> int:
     for k, v in ratios.items():
         print(f"{k:<60}{v:>8.2f}x")
     print(f"job output vs peer: {check}")
+    for label, fig in s3.items():
+        ratio = fig.get("job_end_to_end_over_peer")
+        print(
+            f"S3 {label}: job {fig['best']['job']:.2f} images/s, peer {fig['best']['peer'] or float('nan'):.2f}, "
+            f"job / peer {ratio if ratio is not None else float('nan'):.2f}x (per repeat "
+            f"{[round(r, 2) for r in fig.get('job_over_peer_per_repeat', [])]}); GETs answered == rows fetched: "
+            f"{fig['requests_match_rows']} {fig['requests']}; job vs peer: {fig.get('output_check_job_vs_peer')}; "
+            f"errors as with local files: {fig['errors_vs_local_job']['same_asins_stages_reasons']}"
+        )
     print(
         f"memory: {memory}; JVM peak RSS {jvm_hwm} MB; load {result['loadavg_start']} -> {result['loadavg_end']}; "
         f"figures in {args.json}"

@@ -7,6 +7,12 @@ job's batch size, one OpenMP thread per task as the job sets) and the same prepr
 crop and normalisation). The predict function reads each batch's files, decodes them and runs the
 forward pass, in turn; Spark's ``predict_batch_udf`` does the batching and caches the predict function
 per worker. The output (per asin, every head's probabilities) is written to Parquet, as a user would.
+
+With ``from_s3`` (``bench_score.py --s3-latency-ms``) the rows' ``image_uri`` are ``s3://`` URIs: each
+worker makes one boto3 client in ``make_predict_fn`` (``boto3.client("s3")``: endpoint and credentials
+from the worker's environment) and the predict function GETs each row's object in turn
+(``get_object(...)["Body"].read()``), then decodes and runs the batch as with local files: what a Spark
+user would write. The local-file path is unchanged.
 """
 
 from __future__ import annotations
@@ -17,11 +23,15 @@ from pathlib import Path
 import numpy as np
 
 
-def make_predict_fn_factory(bundle_dir: str, batch: int, threads: int, max_pixels: int, cpu_dir: str):
+def make_predict_fn_factory(
+    bundle_dir: str, batch: int, threads: int, max_pixels: int, cpu_dir: str, from_s3: bool = False
+):
     """``make_predict_fn`` for ``predict_batch_udf``: binds the bundle's predictor once per Python worker.
 
     For the benchmark only, each worker also writes its CPU seconds to ``cpu_dir/<pid>.json`` after every
     batch: in all since ``make_predict_fn`` started (model load included) and since its first batch began.
+    With ``from_s3``, each worker makes one boto3 S3 client and reads each row's ``s3://bucket/key`` with one
+    ``get_object``, in turn; else each row's local file.
     """
 
     def make_predict_fn():
@@ -39,11 +49,24 @@ def make_predict_fn_factory(bundle_dir: str, batch: int, threads: int, max_pixel
         prep = bundle.manifest.preprocessing
         predictor = Predictor(bundle, batch)
         seen = {"rows": 0, "first": None}
+        if from_s3:  # nested, as everything here: the workers cannot import this module
+            import boto3
+
+            client = boto3.client("s3")  # one per worker; endpoint and credentials from its environment
+
+            def read(uri: str) -> bytes:
+                bucket, _, key = uri.removeprefix("s3://").partition("/")
+                return client.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+        else:
+
+            def read(uri: str) -> bytes:
+                return Path(uri).read_bytes()
 
         def predict(uris: np.ndarray) -> dict[str, np.ndarray]:
             if seen["first"] is None:
                 seen["first"] = time.process_time()
-            x = np.stack([prep.network_input(Path(str(u)).read_bytes(), max_pixels) for u in uris])
+            x = np.stack([prep.network_input(read(str(u)), max_pixels) for u in uris])
             out = predictor.predict(x)
             now = time.process_time()
             seen["rows"] += len(uris)
@@ -57,9 +80,18 @@ def make_predict_fn_factory(bundle_dir: str, batch: int, threads: int, max_pixel
 
 
 def peer_run(
-    spark, bundle_dir: Path, catalog: Path, rows: list[tuple[str, str]], batch: int, threads: int, cores: int, out: Path
+    spark,
+    bundle_dir: Path,
+    catalog_file: Path,
+    rows: list[tuple[str, str]],
+    batch: int,
+    threads: int,
+    cores: int,
+    out: Path,
+    from_s3: bool = False,
 ):
-    """Score ``rows`` ((asin, image_uri), every one decodable) of the ``catalog`` with ``predict_batch_udf``.
+    """Score ``rows`` ((asin, image_uri), every one decodable) of the catalog Parquet ``catalog_file`` with
+    ``predict_batch_udf``; ``from_s3``: the rows' URIs are ``s3://`` ones, read with boto3.
 
     Counted as the job is, end to end: the clock runs from the bundle's manifest read on the driver and the
     catalog read (the catalog's rows that are not in ``rows``, its few undecodable ones, filtered out: a
@@ -83,7 +115,7 @@ def peer_run(
     cpu_dir = out.parent / f"{out.name}-cpu"
     shutil.rmtree(cpu_dir, ignore_errors=True)
     cpu_dir.mkdir(parents=True)
-    table = pq.read_table(catalog / "catalog.parquet", columns=["asin", "image_uri"])
+    table = pq.read_table(catalog_file, columns=["asin", "image_uri"])
     keep = set(rows)
     left_out = sorted(
         {u or "" for a, u in zip(table.column("asin").to_pylist(), table.column("image_uri").to_pylist())}
@@ -93,12 +125,14 @@ def peer_run(
     start = time.perf_counter()
     heads = [h.name for h in load_bundle(bundle_dir).manifest.heads]
     udf = predict_batch_udf(
-        make_predict_fn_factory(str(bundle_dir), batch, threads, load_config().images.max_pixels, str(cpu_dir)),
+        make_predict_fn_factory(
+            str(bundle_dir), batch, threads, load_config().images.max_pixels, str(cpu_dir), from_s3
+        ),
         return_type=StructType([StructField(h, ArrayType(FloatType())) for h in heads]),
         batch_size=batch,
     )
     df = (
-        spark.read.parquet(str(catalog / "catalog.parquet"))
+        spark.read.parquet(str(catalog_file))
         .where(~F.coalesce(F.col("image_uri"), F.lit("")).isin(left_out))
         .select("asin", "image_uri")
         .repartition(cores, "asin")

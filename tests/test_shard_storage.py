@@ -100,6 +100,32 @@ def test_s3_fetch_upload_multipart_and_staged_commit(s3_endpoint: str, tmp_path:
     assert resolve_current("s3://imgs/out") == "s3://imgs/out/runs/r1"
 
 
+def test_concurrent_s3_fetches_share_one_client(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A task's fetch threads make one GET client between them, not one each (a client costs tens of ms of CPU)."""
+    import time
+
+    import softlines_attr.io.fetch as fetch_module
+
+    client = boto3.client("s3", endpoint_url=s3_endpoint)
+    client.create_bucket(Bucket="many")
+    for i in range(16):
+        client.put_object(Bucket="many", Key=f"i/{i}.jpg", Body=f"jpeg{i}".encode())
+    made: list[object] = []
+    real = fetch_module.make_get_client
+
+    def slow_to_make(*args: object, **kwargs: object) -> object:
+        time.sleep(0.05)  # every first fetch of the threads arrives while the first client is being made
+        made.append(real(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(fetch_module, "make_get_client", slow_to_make)
+    fetcher = Fetcher(_shard_conf(fetch_threads=8))
+    uris = [f"s3://many/i/{i}.jpg" for i in range(16)]
+    out = list(ordered_map(fetcher.fetch, uris, threads=8, window=16))
+    assert [data for _, data in out] == [f"jpeg{i}".encode() for i in range(16)]
+    assert len(made) == 1 and fetcher.get_client is made[0]
+
+
 def test_s3_read_timeout_is_a_timeout_reject(monkeypatch: pytest.MonkeyPatch) -> None:
     """An endpoint that accepts connections and never answers: the fetch ends as reason 'timeout'."""
     server = socket.socket()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import stat
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -164,6 +165,10 @@ class Fetcher:
     a fetch go through a client without botocore retries and are retried here only, with exponential
     backoff, so attempts never multiply. Local files get one attempt, bounded by ``fetch_timeout_s``.
 
+    The fetch threads of a task share it: its clients are made once, under a lock, by the first thread that
+    needs one (a boto3 client costs tens of milliseconds of CPU to make; unguarded, each of the task's first
+    concurrent fetches made its own).
+
     Args:
         conf: The ``[shard]`` config (threads, timeout, retries, size limit).
         endpoint_url: S3 endpoint override (default: ``AWS_ENDPOINT_URL_S3``).
@@ -174,25 +179,30 @@ class Fetcher:
         self.endpoint_url = endpoint_url
         self._s3: S3Storage | None = None
         self._get_client: Any = None
+        self._clients_lock = threading.Lock()
         self.s3_attempts = 0  # S3 GETs sent by this fetcher (tests and stats)
 
     @property
     def s3(self) -> S3Storage:
         """The task's S3 storage (uploads, with botocore's retries), created on first use."""
-        if self._s3 is None:
-            client = make_s3_client(
-                self.conf.fetch_threads, self.conf.fetch_retries, self.conf.fetch_timeout_s, self.endpoint_url
-            )
-            self._s3 = S3Storage(client, self.conf.multipart_chunk_bytes, self.conf.fetch_threads)
-        return self._s3
+        with self._clients_lock:
+            if self._s3 is None:
+                client = make_s3_client(
+                    self.conf.fetch_threads, self.conf.fetch_retries, self.conf.fetch_timeout_s, self.endpoint_url
+                )
+                self._s3 = S3Storage(client, self.conf.multipart_chunk_bytes, self.conf.fetch_threads)
+            return self._s3
 
     @property
     def get_client(self) -> Any:
         """The client of image GETs: one attempt per call (the retries are :meth:`_fetch_s3`'s), created on first
         use."""
-        if self._get_client is None:
-            self._get_client = make_get_client(self.conf.fetch_threads, self.conf.fetch_timeout_s, self.endpoint_url)
-        return self._get_client
+        with self._clients_lock:
+            if self._get_client is None:
+                self._get_client = make_get_client(
+                    self.conf.fetch_threads, self.conf.fetch_timeout_s, self.endpoint_url
+                )
+            return self._get_client
 
     def fetch(self, uri: str) -> bytes:
         """The bytes at ``uri``.
