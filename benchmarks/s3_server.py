@@ -153,10 +153,6 @@ class S3Server:
             raise ValueError(f"expected a latency >= 0 ms, found {value}")
         self._server.latency_s = value / 1000
 
-    def uri(self, key: str) -> str:
-        """``s3://<bucket>/<key>``."""
-        return f"s3://{self._server.bucket}/{key}"
-
     def requests(self) -> dict[int, int]:
         """Requests answered so far, by HTTP status."""
         with self._server._lock:
